@@ -1,0 +1,265 @@
+//! `Config`: how a journal is created and how a handle behaves.
+//!
+//! Owns: defaults and validation. Settings marked *persisted* are written to the
+//! journal's metadata when it is created (or when a handle sets them explicitly
+//! on open), so every handle and process agrees on them; a setting left unset
+//! keeps the journal's stored value. The rest belong to one handle.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Smallest accepted segment size (64 KiB).
+pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
+/// Largest accepted segment size (1 GiB).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+/// Default segment size (64 MiB).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// What happens when fill reaches the high watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Push back: `offer` fails with `BackPressured`, `append` waits.
+    #[default]
+    Block,
+    /// Ring mode: delete the oldest segments; lagging consumers get `Error::Lost`.
+    DropOldest,
+    /// Detach the durable cursor(s) pinning the oldest segment; they get `Error::Evicted`.
+    EvictSlowest,
+}
+
+/// When committed records are forced to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Flush {
+    /// Never msync; the kernel writes back in its own time (about 30 s on Linux).
+    /// Survives a process crash, not a power loss.
+    #[default]
+    Never,
+    /// A background thread msyncs what was committed, every interval.
+    /// A power loss loses at most about one interval.
+    Interval(Duration),
+    /// Every commit is msynced before `offer`/`append` returns. Slow.
+    Always,
+}
+
+/// The priority a record is offered with. Low-priority records are shed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Priority {
+    #[default]
+    Normal,
+    Low,
+}
+
+/// The three watermarks, as fractions of capacity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Watermarks {
+    pub shed: f64,
+    pub high: f64,
+    pub resume: f64,
+}
+
+impl Default for Watermarks {
+    fn default() -> Self {
+        Watermarks { shed: 0.80, high: 0.95, resume: 0.70 }
+    }
+}
+
+impl Watermarks {
+    /// Checks `resume < shed <= high <= 1`.
+    pub fn validate(&self) -> Result<()> {
+        let Watermarks { shed, high, resume } = *self;
+        let ordered = 0.0 < resume && resume < shed && shed <= high && high <= 1.0;
+        if ordered { Ok(()) } else {
+            Err(Error::InvalidConfig(format!(
+                "watermarks must satisfy 0 < resume < shed <= high <= 1 (got resume {resume}, shed {shed}, high {high})"
+            )))
+        }
+    }
+}
+
+/// The settings that live in the metadata file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// The journal's disk budget in bytes (every segment file counts).
+    pub max_disk_bytes: u64,
+    /// Free space the filesystem must keep.
+    pub min_free_disk: u64,
+    pub watermarks: Watermarks,
+    pub when_full: WhenFull,
+    pub flush: Flush,
+    /// Consumed bytes kept for replay.
+    pub retain_bytes: u64,
+    /// Consumed segments younger than this are kept for replay.
+    pub retain_for: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_disk_bytes: u64::MAX,
+            min_free_disk: 256 << 20,
+            watermarks: Watermarks::default(),
+            when_full: WhenFull::Block,
+            flush: Flush::Never,
+            retain_bytes: 0,
+            retain_for: Duration::ZERO,
+        }
+    }
+}
+
+/// How to open (or create) a journal. Every setter returns `self`.
+///
+/// ```
+/// use backwater::{Config, WhenFull};
+/// let config = Config::default()
+///     .segment_size(1 << 20)
+///     .max_disk_bytes(64 << 20)
+///     .when_full(WhenFull::DropOldest);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub(crate) segment_size: Option<u64>,
+    pub(crate) max_disk_bytes: Option<u64>,
+    pub(crate) min_free_disk: Option<u64>,
+    pub(crate) watermarks: Option<Watermarks>,
+    pub(crate) when_full: Option<WhenFull>,
+    pub(crate) flush: Option<Flush>,
+    pub(crate) retain_bytes: Option<u64>,
+    pub(crate) retain_for: Option<Duration>,
+    pub(crate) append_timeout: Option<Duration>,
+    pub(crate) unblock_timeout: Option<Duration>,
+    pub(crate) file_mode: Option<u32>,
+}
+
+impl Config {
+    /// Segment file size: a power of two from 64 KiB to 1 GiB (default 64 MiB).
+    /// Persisted at creation; reopening with another size is an error.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = Some(bytes);
+        self
+    }
+
+    /// The disk budget (persisted; default: unlimited).
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.max_disk_bytes = Some(bytes);
+        self
+    }
+
+    /// Free space the filesystem must keep (persisted; default 256 MiB).
+    pub fn min_free_disk(mut self, bytes: u64) -> Self {
+        self.min_free_disk = Some(bytes);
+        self
+    }
+
+    /// The shed, high and resume watermarks (persisted; default 0.80 / 0.95 / 0.70).
+    pub fn watermarks(mut self, shed: f64, high: f64, resume: f64) -> Self {
+        self.watermarks = Some(Watermarks { shed, high, resume });
+        self
+    }
+
+    /// The policy at the high watermark (persisted; default `Block`).
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = Some(policy);
+        self
+    }
+
+    /// The flush policy (persisted; default `Never`).
+    pub fn flush(mut self, policy: Flush) -> Self {
+        self.flush = Some(policy);
+        self
+    }
+
+    /// Consumed bytes kept for replay (persisted; default 0).
+    pub fn retain_bytes(mut self, bytes: u64) -> Self {
+        self.retain_bytes = Some(bytes);
+        self
+    }
+
+    /// How long consumed segments are kept for replay (persisted; default 0).
+    pub fn retain_for(mut self, age: Duration) -> Self {
+        self.retain_for = Some(age);
+        self
+    }
+
+    /// How long `append` waits under back-pressure (this handle; default: forever).
+    pub fn append_timeout(mut self, timeout: Duration) -> Self {
+        self.append_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a claim may stay uncommitted before a reader turns it into
+    /// padding (this handle; default 1 s).
+    pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
+        self.unblock_timeout = Some(timeout);
+        self
+    }
+
+    /// Permission bits of files this handle creates (default `0o640`; the
+    /// directory gets the same bits plus execute where read is granted).
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = Some(mode & 0o777);
+        self
+    }
+
+    pub(crate) fn segment_size_or_default(&self) -> u64 {
+        self.segment_size.unwrap_or(DEFAULT_SEGMENT_SIZE)
+    }
+
+    pub(crate) fn unblock_timeout_or_default(&self) -> Duration {
+        self.unblock_timeout.unwrap_or(Duration::from_secs(1))
+    }
+
+    pub(crate) fn file_mode_or_default(&self) -> u32 {
+        self.file_mode.unwrap_or(0o640)
+    }
+
+    /// The stored limits with every explicitly set value applied.
+    pub(crate) fn apply_to(&self, stored: Limits) -> Limits {
+        Limits {
+            max_disk_bytes: self.max_disk_bytes.unwrap_or(stored.max_disk_bytes),
+            min_free_disk: self.min_free_disk.unwrap_or(stored.min_free_disk),
+            watermarks: self.watermarks.unwrap_or(stored.watermarks),
+            when_full: self.when_full.unwrap_or(stored.when_full),
+            flush: self.flush.unwrap_or(stored.flush),
+            retain_bytes: self.retain_bytes.unwrap_or(stored.retain_bytes),
+            retain_for: self.retain_for.unwrap_or(stored.retain_for),
+        }
+    }
+
+    pub(crate) fn sets_limits(&self) -> bool {
+        self.max_disk_bytes.is_some()
+            || self.min_free_disk.is_some()
+            || self.watermarks.is_some()
+            || self.when_full.is_some()
+            || self.flush.is_some()
+            || self.retain_bytes.is_some()
+            || self.retain_for.is_some()
+    }
+
+    /// Checks every value that is set.
+    pub fn validate(&self) -> Result<()> {
+        let size = self.segment_size_or_default();
+        if !size.is_power_of_two() || !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) {
+            return Err(Error::InvalidConfig(format!(
+                "segment_size {size} must be a power of two from {MIN_SEGMENT_SIZE} (64 KiB) to {MAX_SEGMENT_SIZE} (1 GiB)"
+            )));
+        }
+        if let Some(watermarks) = self.watermarks {
+            watermarks.validate()?;
+        }
+        if let Some(budget) = self.max_disk_bytes
+            && budget < 2 * size
+        {
+            return Err(Error::InvalidConfig(format!(
+                "max_disk_bytes {budget} must hold at least two segments of {size} bytes"
+            )));
+        }
+        if let Some(Flush::Interval(every)) = self.flush
+            && every.is_zero()
+        {
+            return Err(Error::InvalidConfig("flush interval must be above zero".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,358 @@
+//! The reader: `Consumer` walks frames forward from its position, hands out
+//! zero-copy `Record`s, checks every CRC, and commits its position to its
+//! durable cursor.
+//!
+//! Owns: one consumer's position, its mapped segment, seeking, lag, and
+//! unblocking a hole left by a dead claimer (turning it into padding after
+//! `unblock_timeout`). Touches segments read-only except for that padding,
+//! and its own cursor file.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::cursor::CursorFile;
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoded, HEADER_LEN, Word0};
+use crate::idle::Idle;
+use crate::journal::Inner;
+use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::{Flush, Priority};
+
+/// One record, borrowed from the mapped segment (zero-copy).
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    position: u64,
+    timestamp: u64,
+    priority: Priority,
+    payload: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The record's position: unique, only growing.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// When it was appended, in nanoseconds since the Unix epoch (coarse
+    /// clock: a few milliseconds of resolution).
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The priority it was offered with.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The payload, CRC-checked.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
+/// Where `Consumer::seek` moves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seek {
+    /// The earliest retained record.
+    Start,
+    /// The current tail: only records appended from now on.
+    End,
+    /// A frame boundary (a record's position, or the tail).
+    Position(u64),
+    /// The first record stamped at or after this many ns since the epoch.
+    Time(u64),
+}
+
+/// Reads the journal forward from its own position.
+///
+/// A named consumer's position lives in a durable cursor: `commit` persists
+/// it, and a new `Journal::consumer` with the same name resumes there.
+pub struct Consumer {
+    inner: Arc<Inner>,
+    cursor: Option<CursorFile>,
+    position: u64,
+    segment: Option<Arc<Segment>>,
+    hole: Option<(u64, Instant)>,
+}
+
+impl Consumer {
+    pub(crate) fn named(inner: Arc<Inner>, name: &str) -> Result<Consumer> {
+        let cursor = inner.open_cursor(name)?;
+        let position = cursor.position();
+        Ok(Consumer { inner, cursor: Some(cursor), position, segment: None, hole: None })
+    }
+
+    pub(crate) fn anonymous(inner: Arc<Inner>) -> Consumer {
+        let position = inner.meta.first_position().load(Ordering::Acquire);
+        Consumer { inner, cursor: None, position, segment: None, hole: None }
+    }
+
+    /// The cursor's name (`None` for an anonymous consumer).
+    pub fn name(&self) -> Option<&str> {
+        self.cursor.as_ref().map(|c| c.name.as_str())
+    }
+
+    /// The position of the next record this consumer will read.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Bytes between this consumer and the tail.
+    pub fn lag(&self) -> u64 {
+        self.inner.meta.tail_position().saturating_sub(self.position)
+    }
+
+    /// Hands up to `limit` new records to `handler`, in order; returns how
+    /// many (0 when there is nothing new). Never blocks.
+    ///
+    /// Errors: `Corrupt` names the position of a frame that fails its checks;
+    /// `Lost` and `Evicted` report data deleted before it was read (the next
+    /// poll continues at the oldest retained record).
+    pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
+        self.check_attached()?;
+        let size = self.inner.segment_size();
+        let mut count = 0;
+        while count < limit {
+            let index = self.position / size;
+            if self.segment.as_ref().map(|s| s.index) != Some(index) {
+                match self.open_segment(index)? {
+                    Some(segment) => self.segment = Some(segment),
+                    None => break,
+                }
+            }
+            let Some(segment) = self.segment.as_ref() else { break };
+            let offset = (self.position % size) as usize;
+            let word = segment.word0(offset).load(Ordering::Acquire);
+            match frame::decode(word, &segment.bytes()[offset..], self.position, true) {
+                Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
+                    let start = offset + HEADER_LEN;
+                    handler(Record {
+                        position: self.position,
+                        timestamp,
+                        priority: frame::flags_priority(flags),
+                        payload: &segment.bytes()[start..start + payload_len],
+                    });
+                    count += 1;
+                    self.position = next_position(self.position, aligned_len, size);
+                    self.hole = None;
+                }
+                Ok(Decoded::Padding { aligned_len }) => {
+                    self.position = next_position(self.position, aligned_len, size);
+                    self.hole = None;
+                }
+                Ok(Decoded::Pending { claimed }) => {
+                    if !unblock(&self.inner, segment, self.position, claimed, &mut self.hole) {
+                        break;
+                    }
+                }
+                Err(fault) => return Err(Error::corrupt(segment.path(), self.position, fault.to_string())),
+            }
+        }
+        Ok(count)
+    }
+
+    /// `poll`, but waits (spin, yield, park) up to `timeout` for at least one
+    /// record. Returns 0 only when the timeout passed with nothing new.
+    pub fn poll_wait<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        let mut idle = Idle::default();
+        loop {
+            let count = self.poll(&mut handler, limit)?;
+            if count > 0 || Instant::now() >= deadline {
+                return Ok(count);
+            }
+            idle.idle(Some(deadline));
+        }
+    }
+
+    /// Persists the position in the durable cursor (a no-op for anonymous
+    /// consumers). Visible to other processes at once; survives a process
+    /// crash; flushed to disk under `Flush::Always`.
+    pub fn commit(&mut self) -> Result<()> {
+        let Some(cursor) = &self.cursor else { return Ok(()) };
+        self.inner.require_writable()?;
+        cursor.store(self.position);
+        if self.inner.meta.limits().flush == Flush::Always {
+            cursor.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the consumer (the cursor is persisted by the next `commit`).
+    pub fn seek(&mut self, to: Seek) -> Result<()> {
+        let first = self.inner.meta.first_position().load(Ordering::Acquire);
+        self.position = match to {
+            Seek::Start => first,
+            Seek::End => self.inner.meta.tail_position(),
+            Seek::Position(position) => self.check_boundary(position, first)?,
+            Seek::Time(ns) => self.find_time(ns, first)?,
+        };
+        self.hole = None;
+        Ok(())
+    }
+
+    /// Re-attaches a cursor evicted by `WhenFull::EvictSlowest` at the oldest
+    /// retained record.
+    pub fn reattach(&mut self) -> Result<()> {
+        self.inner.require_writable()?;
+        let first = self.inner.meta.first_position().load(Ordering::Acquire);
+        if let Some(cursor) = &self.cursor {
+            cursor.clear_eviction(first);
+        }
+        self.position = first;
+        Ok(())
+    }
+
+    /// Reports eviction or deleted data once, then moves to the oldest record.
+    fn check_attached(&mut self) -> Result<()> {
+        if let Some(cursor) = &self.cursor
+            && let Some((from, to)) = cursor.eviction()
+        {
+            return Err(Error::Evicted { cursor: cursor.name.clone(), from, to });
+        }
+        let first = self.inner.meta.first_position().load(Ordering::Acquire);
+        if self.position < first {
+            let from = self.position;
+            self.position = first;
+            self.segment = None;
+            return Err(Error::Lost { from, to: first });
+        }
+        Ok(())
+    }
+
+    /// Maps segment `index`, or `None` if it does not exist yet.
+    fn open_segment(&mut self, index: u64) -> Result<Option<Arc<Segment>>> {
+        match self.inner.read_segment(index) {
+            Ok(segment) => Ok(Some(segment)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // Deleted under us (a policy dropped it) or not created yet.
+                self.check_attached()?;
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn check_boundary(&mut self, position: u64, first: u64) -> Result<u64> {
+        let tail = self.inner.meta.tail_position();
+        let size = self.inner.segment_size();
+        let refuse = |reason: String| Err(Error::NotAFrameBoundary { position, reason });
+        if position == tail {
+            return Ok(position);
+        }
+        if position < first || position > tail {
+            return refuse(format!("outside the journal's range {first}..={tail}"));
+        }
+        if position % size < SEGMENT_HEADER_LEN || position % frame::FRAME_ALIGNMENT as u64 != 0 {
+            return refuse("not aligned to a frame".into());
+        }
+        let segment = self.inner.read_segment(position / size)?;
+        let offset = (position % size) as usize;
+        let word = segment.word0(offset).load(Ordering::Acquire);
+        match frame::decode(word, &segment.bytes()[offset..], position, true) {
+            Ok(Decoded::Data { .. }) | Ok(Decoded::Padding { .. }) => Ok(position),
+            Ok(Decoded::Pending { claimed: Some(_) })
+                if frame::read_u64(&segment.bytes()[offset..], frame::POSITION_OFFSET) == position =>
+            {
+                Ok(position)
+            }
+            Ok(Decoded::Pending { .. }) => refuse("no frame starts there".into()),
+            Err(fault) => refuse(fault.to_string()),
+        }
+    }
+
+    /// The position of the first record stamped at or after `ns`.
+    fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
+        let mut scout = Consumer {
+            inner: Arc::clone(&self.inner),
+            cursor: None,
+            position: first,
+            segment: None,
+            hole: None,
+        };
+        let mut found = None;
+        loop {
+            let before = scout.position;
+            let read = scout.poll(
+                |record| {
+                    if found.is_none() && record.timestamp() >= ns {
+                        found = Some(record.position());
+                    }
+                },
+                1024,
+            )?;
+            if found.is_some() || read == 0 && scout.position == before {
+                break;
+            }
+        }
+        Ok(found.unwrap_or(scout.position))
+    }
+}
+
+/// The position after a frame of `aligned_len` bytes, skipping the next
+/// segment's header when the frame ends its segment.
+#[inline]
+fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u64 {
+    let next = position + aligned_len as u64;
+    if next % segment_size == 0 { next + SEGMENT_HEADER_LEN } else { next }
+}
+
+/// At an uncommitted frame: `true` if it was turned into padding (read on),
+/// `false` to stop and wait (the end of the data, or a hole not yet old enough).
+fn unblock(inner: &Inner, segment: &Segment, position: u64, claimed: Option<usize>, hole: &mut Option<(u64, Instant)>) -> bool {
+    if position >= inner.meta.tail_position() {
+        *hole = None;
+        return false;
+    }
+    match *hole {
+        Some((at, since)) if at == position => {
+            if since.elapsed() < inner.unblock_timeout || !inner.writable {
+                return false;
+            }
+        }
+        _ => {
+            *hole = Some((position, Instant::now()));
+            return false;
+        }
+    }
+    let offset = (position % inner.segment_size()) as usize;
+    let padded = match claimed {
+        Some(len) => pad_claimed(segment, offset, len),
+        None => pad_empty(inner, segment, offset),
+    };
+    if padded {
+        inner.meta.unblocked().fetch_add(1, Ordering::Relaxed);
+    }
+    *hole = None;
+    true
+}
+
+/// A claim whose header was written: CAS its claimed word to padding, so a
+/// late commit and the unblocker cannot both win.
+fn pad_claimed(segment: &Segment, offset: usize, aligned_len: usize) -> bool {
+    let word0 = segment.word0(offset);
+    let current = word0.load(Ordering::Acquire);
+    let word = Word0::unpack(current);
+    if word.length >= 0 {
+        return false;
+    }
+    let padding = Word0 { length: aligned_len as i32, frame_type: frame::TYPE_PADDING, flags: 0, owner: word.owner };
+    word0.compare_exchange(current, padding.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
+/// A claimer died before writing anything: pad up to the next frame that has
+/// a header (or the end of the claimed space in this segment).
+fn pad_empty(inner: &Inner, segment: &Segment, offset: usize) -> bool {
+    let size = inner.segment_size() as usize;
+    let tail = inner.meta.tail_position();
+    let limit = if tail / inner.segment_size() == segment.index { (tail % inner.segment_size()) as usize } else { size };
+    let mut end = offset + frame::FRAME_ALIGNMENT;
+    while end < limit && segment.word0(end).load(Ordering::Acquire) == 0 {
+        end += frame::FRAME_ALIGNMENT;
+    }
+    let end = end.min(size);
+    segment.file().write(offset + frame::POSITION_OFFSET, &(segment.base + offset as u64).to_le_bytes());
+    let padding = Word0::padding(end - offset).pack();
+    segment.word0(offset).compare_exchange(0, padding, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}

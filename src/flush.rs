@@ -1,0 +1,59 @@
+//! Durability: forcing committed records, cursors and metadata to stable
+//! storage under the `Flush` policy.
+//!
+//! Owns: msync of what was committed since the last flush. `Flush::Always` is
+//! handled inline by the publisher (it msyncs each frame it commits);
+//! `Flush::Interval` by the housekeeper calling `tick`; `Journal::flush` and
+//! dropping the last handle call `flush_all`.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::config::Flush;
+use crate::cursor::{self, CursorFile};
+use crate::error::{Error, Result};
+use crate::journal::Inner;
+
+/// msyncs every segment byte from the last flushed position up to the tail,
+/// then the cursors and the metadata.
+pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
+    if !inner.writable {
+        return Ok(());
+    }
+    let size = inner.segment_size();
+    let first = inner.meta.first_position().load(Ordering::Acquire);
+    let from = inner.flushed_position.load(Ordering::Acquire).max(first);
+    let tail = inner.meta.tail_position();
+    let mut position = from;
+    while position < tail {
+        let index = position / size;
+        let end = tail.min((index + 1) * size);
+        match inner.read_segment(index) {
+            Ok(segment) => segment.file().flush_range((position % size) as usize, (end - position) as usize)?,
+            // Deleted by retention meanwhile: nothing left to flush.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(other) => return Err(other),
+        }
+        position = end;
+    }
+    inner.flushed_position.fetch_max(tail, Ordering::AcqRel);
+    for name in cursor::list(&inner.dir)? {
+        if let Ok(cursor) = CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) {
+            cursor.flush()?;
+        }
+    }
+    inner.meta.flush()
+}
+
+/// Called by the housekeeper every tick: flushes when the interval is due.
+pub(crate) fn tick(inner: &Inner, last: &mut Instant) -> Result<()> {
+    let policy = inner.meta.limits().flush;
+    inner.flush_always.store(policy == Flush::Always, Ordering::Relaxed);
+    if let Flush::Interval(every) = policy
+        && last.elapsed() >= every
+    {
+        *last = Instant::now();
+        flush_all(inner)?;
+    }
+    Ok(())
+}

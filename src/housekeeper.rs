@@ -1,0 +1,61 @@
+//! The housekeeper: one background thread per writable handle that keeps the
+//! slow work off the publishers' hot path.
+//!
+//! Owns nothing of its own; every tick it prepares the next segment ahead of
+//! need (created, fully allocated, mapped and faulted in), and at least every
+//! 100 ms re-reads the filesystem's free space, runs retention and recomputes
+//! the publication limits, and flushes under `Flush::Interval`. Publishers
+//! wake it at every rollover.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::journal::Inner;
+use crate::{flush, retention};
+
+/// The longest the housekeeper sleeps between ticks.
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    let weak = inner.weak();
+    let spawned = std::thread::Builder::new()
+        .name("backwater-housekeeper".into())
+        .spawn(move || run(weak));
+    // Without the thread publishers still work: they create segments themselves.
+    if let Ok(handle) = spawned {
+        inner.set_housekeeper(handle);
+    }
+}
+
+fn run(weak: Weak<Inner>) {
+    let mut last_refresh: Option<Instant> = None;
+    let mut last_flush = Instant::now();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stopping() {
+            return;
+        }
+        // Errors are retried next tick; publishers see their effect (e.g.
+        // back-pressure when no segment can be allocated) on their own path.
+        let _ = prepare_ahead(&inner);
+        if last_refresh.is_none_or(|at| at.elapsed() >= TICK) {
+            last_refresh = Some(Instant::now());
+            let _ = retention::refresh(&inner);
+            let _ = retention::run(&inner);
+        }
+        let _ = flush::tick(&inner, &mut last_flush);
+        drop(inner);
+        std::thread::park_timeout(TICK);
+    }
+}
+
+/// Makes sure the tail's segment and the next one are mapped and faulted in.
+fn prepare_ahead(inner: &Inner) -> Result<()> {
+    let raw = inner.meta.raw_tail().load(Ordering::Acquire);
+    let (tail_index, _) = inner.meta.tail.unpack(raw);
+    inner.write_segment(tail_index)?.populate();
+    inner.write_segment(tail_index + 1)?.populate();
+    Ok(())
+}

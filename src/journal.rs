@@ -1,0 +1,467 @@
+//! `Journal`: opening a journal directory and the state every handle shares.
+//!
+//! Owns: the directory, the metadata mapping, the journal lock (held only for
+//! rare steps: creating, recovering, creating or deleting segments, changing
+//! limits), the window of mapped segments, this process's slot in the process
+//! table, and the background housekeeper thread. Publishers and consumers hold
+//! an `Arc` of the shared state and never take the lock per record.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::{Config, Limits};
+use crate::consumer::Consumer;
+use crate::cursor::{self, CursorFile};
+use crate::error::{Error, Result};
+use crate::meta::{self, Level, META_FILE, Meta, NewJournal};
+use crate::publisher::Publisher;
+use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
+use crate::{housekeeper, process, recovery, retention};
+
+pub(crate) const LOCK_FILE: &str = "journal.lock";
+
+/// Distinguishes handles in the publishers' thread-local segment cache.
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An open journal. Cheap to share: publishers and consumers made from it keep
+/// the journal open for as long as they live.
+///
+/// ```
+/// use backwater::{Config, Journal};
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), Config::default().segment_size(1 << 20))?;
+/// let publisher = journal.publisher();
+/// let position = publisher.append(b"hello")?;
+/// let mut consumer = journal.consumer("reader")?;
+/// let mut seen = Vec::new();
+/// consumer.poll(|record| seen.push((record.position(), record.payload().to_vec())), 10)?;
+/// assert_eq!(seen, vec![(position, b"hello".to_vec())]);
+/// consumer.commit()?;
+/// # Ok::<(), backwater::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Journal {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// State shared by every handle made from one `Journal::open`.
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub meta: Meta,
+    pub identity: SegmentIdentity,
+    pub writable: bool,
+    pub handle_id: u64,
+    pub max_payload: usize,
+    pub file_mode: u32,
+    pub append_timeout: Option<Duration>,
+    pub unblock_timeout: Duration,
+    /// Segments mapped for writing: the tail's and the one prepared ahead.
+    pub window: Mutex<BTreeMap<u64, Arc<Segment>>>,
+    /// Set when the flush policy is `Always`, read on the hot path.
+    pub flush_always: AtomicBool,
+    /// Everything before this position has been msynced by this handle.
+    pub flushed_position: AtomicU64,
+    pub process_slot: Option<usize>,
+    pub level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
+    lock_file: Option<Mutex<File>>,
+    stopping: AtomicBool,
+    housekeeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Holds the journal lock (a mutex for this process plus `flock` for others).
+pub(crate) struct JournalLock<'a> {
+    file: MutexGuard<'a, File>,
+}
+
+impl Drop for JournalLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&*self.file, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating it (and the directory) if absent.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        create_dir(&dir, config.file_mode_or_default())?;
+        let lock_file = open_lock_file(&dir, config.file_mode_or_default())?;
+        let lock = Mutex::new(lock_file);
+        let meta = {
+            let _guard = lock_exclusive(&lock)?;
+            let meta = open_or_create_meta(&dir, &config)?;
+            if config.sets_limits() {
+                meta.set_limits(&config.apply_to(meta.limits()));
+                meta.flush()?;
+            }
+            meta
+        };
+        let inner = Inner::new(dir, meta, &config, true, Some(lock))?;
+        let inner = Arc::new(inner);
+        {
+            let _guard = inner.lock()?;
+            if !process::others_alive(&inner.meta, inner.process_slot) {
+                recovery::recover(&inner)?;
+            }
+            inner.ensure_first_segment()?;
+        }
+        retention::refresh(&inner)?;
+        housekeeper::start(&inner);
+        Ok(Journal { inner })
+    }
+
+    /// Opens an existing journal for reading only: no file is written, no
+    /// recovery runs, and consumers cannot commit durable cursors.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Journal> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta_path = dir.join(META_FILE);
+        if !meta_path.exists() {
+            return Err(Error::not_a_journal(&dir, format!("no {META_FILE} in the directory")));
+        }
+        segment::refuse_symlink(&meta_path)?;
+        let meta = Meta::open(&meta_path, false)?;
+        let inner = Inner::new(dir, meta, &Config::default(), false, None)?;
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// A new publisher handle (cheap; clone it freely).
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(Arc::clone(&self.inner))
+    }
+
+    /// The durable consumer `name`, resuming at its committed position; a new
+    /// name starts at the earliest retained record.
+    pub fn consumer(&self, name: &str) -> Result<Consumer> {
+        Consumer::named(Arc::clone(&self.inner), name)
+    }
+
+    /// A consumer without a durable cursor, starting at the earliest retained
+    /// record. It does not hold retention: if its data is deleted it gets
+    /// `Error::Lost`.
+    pub fn anonymous_consumer(&self) -> Consumer {
+        Consumer::anonymous(Arc::clone(&self.inner))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn segment_size(&self) -> u64 {
+        self.inner.identity.segment_size
+    }
+
+    /// The largest record this journal takes (`segment_size / 8`).
+    pub fn max_record_len(&self) -> usize {
+        self.inner.max_payload
+    }
+
+    /// The position the next record will get.
+    pub fn tail_position(&self) -> u64 {
+        self.inner.meta.tail_position()
+    }
+
+    /// The position of the oldest retained record slot.
+    pub fn first_position(&self) -> u64 {
+        self.inner.meta.first_position().load(Ordering::Acquire)
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        !self.inner.writable
+    }
+
+    /// The persisted limits in force.
+    pub fn limits(&self) -> Limits {
+        self.inner.meta.limits()
+    }
+
+    /// Changes the persisted limits of a running journal (every handle in
+    /// every process sees them within one housekeeping tick).
+    pub fn set_limits(&self, limits: Limits) -> Result<()> {
+        self.inner.require_writable()?;
+        limits.watermarks.validate()?;
+        {
+            let _guard = self.inner.lock()?;
+            self.inner.meta.set_limits(&limits);
+            self.inner.meta.flush()?;
+        }
+        retention::refresh(&self.inner)
+    }
+
+    /// Counters and levels for monitoring (shared by every process).
+    pub fn stats(&self) -> crate::Stats {
+        retention::stats(&self.inner)
+    }
+
+    /// A channel that receives the new level at every level transition.
+    pub fn watch_level(&self) -> std::sync::mpsc::Receiver<Level> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        if let Ok(mut watchers) = self.inner.level_watchers.lock() {
+            watchers.push(sender);
+        }
+        receiver
+    }
+
+    /// Forces everything committed so far (records, cursors, metadata) to
+    /// stable storage.
+    pub fn flush(&self) -> Result<()> {
+        crate::flush::flush_all(&self.inner)
+    }
+
+    /// Names of the durable cursors.
+    pub fn cursor_names(&self) -> Result<Vec<String>> {
+        cursor::list(&self.inner.dir)
+    }
+
+    /// Deletes a durable cursor: it no longer holds retention.
+    pub fn delete_cursor(&self, name: &str) -> Result<()> {
+        self.inner.require_writable()?;
+        let _guard = self.inner.lock()?;
+        cursor::delete(&self.inner.dir, name)
+    }
+
+    /// The processes that have this journal open for writing: `(pid, alive)`.
+    pub fn processes(&self) -> Vec<(u32, bool)> {
+        process::list(&self.inner.meta)
+    }
+
+    /// The segment indexes on disk, oldest first.
+    pub fn segment_indexes(&self) -> Result<Vec<u64>> {
+        segment::list(&self.inner.dir, self.inner.identity.segment_size)
+    }
+}
+
+impl Inner {
+    fn new(dir: PathBuf, meta: Meta, config: &Config, writable: bool, lock: Option<Mutex<File>>) -> Result<Inner> {
+        if let Some(requested) = config.segment_size
+            && requested != meta.segment_size
+        {
+            return Err(Error::SegmentSizeMismatch {
+                path: dir,
+                existing: meta.segment_size,
+                requested,
+            });
+        }
+        let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
+        let process_slot = if writable { process::register(&meta) } else { None };
+        Ok(Inner {
+            max_payload: (meta.segment_size / 8) as usize,
+            flush_always: AtomicBool::new(meta.limits().flush == crate::Flush::Always),
+            flushed_position: AtomicU64::new(0),
+            dir,
+            meta,
+            identity,
+            writable,
+            handle_id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
+            file_mode: config.file_mode_or_default(),
+            append_timeout: config.append_timeout,
+            unblock_timeout: config.unblock_timeout_or_default(),
+            window: Mutex::new(BTreeMap::new()),
+            process_slot,
+            level_watchers: Mutex::new(Vec::new()),
+            lock_file: lock,
+            stopping: AtomicBool::new(false),
+            housekeeper: Mutex::new(None),
+        })
+    }
+
+    pub fn require_writable(&self) -> Result<()> {
+        if self.writable { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
+    }
+
+    /// Takes the journal lock (this process's mutex, then `flock`).
+    pub fn lock(&self) -> Result<JournalLock<'_>> {
+        match &self.lock_file {
+            Some(lock) => lock_exclusive(lock),
+            None => Err(Error::ReadOnly { path: self.dir.clone() }),
+        }
+    }
+
+    pub fn segment_size(&self) -> u64 {
+        self.identity.segment_size
+    }
+
+    /// Maps segment `index` for reading (the window's mapping when it has one).
+    pub fn read_segment(&self, index: u64) -> Result<Arc<Segment>> {
+        if let Some(segment) = self.window_get(index) {
+            return Ok(segment);
+        }
+        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable)?))
+    }
+
+    fn window_get(&self, index: u64) -> Option<Arc<Segment>> {
+        self.window.lock().ok()?.get(&index).cloned()
+    }
+
+    /// The mapping of segment `index` for writing, creating the file if it does
+    /// not exist yet (the housekeeper normally has, ahead of need).
+    pub fn write_segment(&self, index: u64) -> Result<Arc<Segment>> {
+        if let Some(segment) = self.window_get(index) {
+            return Ok(segment);
+        }
+        let segment = match Segment::open(&self.dir, index, self.identity, true) {
+            Ok(segment) => segment,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let _guard = self.lock()?;
+                retention::check_room_for_segment(self, index)?;
+                Segment::create(&self.dir, index, self.identity, self.file_mode)?
+            }
+            Err(other) => return Err(other),
+        };
+        Ok(self.window_insert(index, Arc::new(segment)))
+    }
+
+    /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
+    pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
+        let Ok(mut window) = self.window.lock() else { return segment };
+        let tail_index = self.meta.tail.unpack(self.meta.raw_tail().load(Ordering::Acquire)).0;
+        window.retain(|&i, _| i + 1 >= tail_index.min(index));
+        Arc::clone(window.entry(index).or_insert(segment))
+    }
+
+    /// Creates segment 0 of a new journal, or the tail's segment if it is
+    /// missing (the caller holds the lock).
+    fn ensure_first_segment(&self) -> Result<()> {
+        let (tail_index, _) = self.meta.tail.unpack(self.meta.raw_tail().load(Ordering::Acquire));
+        if !segment::path_of(&self.dir, tail_index, self.segment_size()).exists() {
+            let created = Segment::create(&self.dir, tail_index, self.identity, self.file_mode)?;
+            self.window_insert(tail_index, Arc::new(created));
+        }
+        Ok(())
+    }
+
+    /// Opens the named cursor for this handle.
+    pub fn open_cursor(&self, name: &str) -> Result<CursorFile> {
+        if self.writable {
+            let first = self.meta.first_position().load(Ordering::Acquire);
+            CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
+        } else {
+            CursorFile::open(&self.dir, name, self.identity.journal_id, false)
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn set_housekeeper(&self, handle: JoinHandle<()>) {
+        if let Ok(mut slot) = self.housekeeper.lock() {
+            *slot = Some(handle);
+        }
+    }
+
+    /// Wakes the housekeeper (after a rollover) so it prepares the next segment.
+    pub fn wake_housekeeper(&self) {
+        if let Ok(slot) = self.housekeeper.lock()
+            && let Some(handle) = slot.as_ref()
+        {
+            handle.thread().unpark();
+        }
+    }
+
+    pub fn weak(self: &Arc<Self>) -> Weak<Inner> {
+        Arc::downgrade(self)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        let handle = self.housekeeper.get_mut().ok().and_then(Option::take);
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        if self.meta.limits().flush != crate::Flush::Never {
+            let _ = crate::flush::flush_all(self);
+        }
+        process::unregister(&self.meta, self.process_slot);
+    }
+}
+
+fn lock_exclusive(lock: &Mutex<File>) -> Result<JournalLock<'_>> {
+    let file = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    rustix::fs::flock(&*file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io(LOCK_FILE, "flock", e.into()))?;
+    Ok(JournalLock { file })
+}
+
+fn create_dir(dir: &Path, file_mode: u32) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    // Directories get execute wherever the files get read.
+    let dir_mode = file_mode | ((file_mode & 0o444) >> 2);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode)
+        .create(dir)
+        .map_err(|e| Error::io(dir, "create directory", e))
+}
+
+fn open_lock_file(dir: &Path, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_FILE);
+    segment::refuse_symlink(&path)?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open", e))
+}
+
+fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
+    let path = dir.join(META_FILE);
+    segment::refuse_symlink(&path)?;
+    if !path.exists() {
+        refuse_foreign_directory(dir)?;
+        let new = NewJournal {
+            segment_size: config.segment_size_or_default(),
+            journal_id: random_id(),
+            created_ns: crate::frame::now_ns(),
+            header_len: SEGMENT_HEADER_LEN,
+            limits: config.apply_to(Limits::default()),
+        };
+        let mode = config.file_mode_or_default();
+        crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, true, |file| {
+            Meta::initialize(file, &new)
+        })?;
+        std::fs::create_dir_all(cursor::cursor_dir(dir)).map_err(|e| Error::io(dir, "create cursors directory", e))?;
+    }
+    Meta::open(&path, true)
+}
+
+/// A directory without metadata but with other files is not ours to fill.
+fn refuse_foreign_directory(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name != LOCK_FILE && !name.starts_with(".tmp-") {
+            return Err(Error::not_a_journal(
+                dir,
+                format!("it holds '{name}' but no {META_FILE}; use an empty or new directory"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A journal id: unique enough to tell journals apart (time, pid, address entropy).
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(crate::frame::now_ns());
+    hasher.write_u32(std::process::id());
+    hasher.finish() | 1
+}

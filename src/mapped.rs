@@ -1,0 +1,193 @@
+//! A file mapped `MAP_SHARED`, with typed atomic accessors, and the one way
+//! backwater creates files: build under a temporary name, then link into place.
+//!
+//! Owns: the raw mapping and every `unsafe` pointer cast on it. Metadata,
+//! cursor and segment files are all `MappedFile`s; what their bytes mean lives
+//! in their own modules.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+
+/// A shared, writable (or read-only) mapping of a whole file.
+pub struct MappedFile {
+    map: MmapRaw,
+    path: PathBuf,
+    writable: bool,
+}
+
+impl MappedFile {
+    /// Maps the whole of `path`, which must be exactly `expected_len` bytes
+    /// (when given).
+    pub fn open(path: &Path, writable: bool, expected_len: Option<u64>) -> Result<MappedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| Error::io(path, "open", e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+        if let Some(expected) = expected_len
+            && len != expected
+        {
+            return Err(Error::not_a_journal(
+                path,
+                format!("file is {len} bytes, expected {expected} (truncated or foreign file)"),
+            ));
+        }
+        if len == 0 {
+            return Err(Error::not_a_journal(path, "file is empty"));
+        }
+        Self::map(file, path, writable, len)
+    }
+
+    fn map(file: File, path: &Path, writable: bool, len: u64) -> Result<MappedFile> {
+        let len = usize::try_from(len).map_err(|_| Error::not_a_journal(path, "file too large to map"))?;
+        let mut options = MmapOptions::new();
+        options.len(len);
+        let map = if writable { options.map_raw(&file) } else { options.map_raw_read_only(&file) };
+        let map = map.map_err(|e| Error::io(path, "mmap", e))?;
+        Ok(MappedFile { map, path: path.to_path_buf(), writable })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The whole mapping as bytes.
+    ///
+    /// Other threads and processes may be writing parts of it concurrently;
+    /// callers read only regions published through an acquire load (a committed
+    /// frame) or treat what they read as untrusted (recovery, verify).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is valid for `len` bytes for as long as `self`
+        // lives. Concurrent writers exist (it is a shared file), which is why
+        // every reader validates what it reads (length, position, CRC) and
+        // only trusts bytes after an acquire load of the frame's length word.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    /// An atomic `u64` at `offset` (a multiple of 8, inside the mapping).
+    #[inline]
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.map.len(), "atomic_u64 at {offset}");
+        // SAFETY: in bounds and 8-aligned (the map is page-aligned and offset is
+        // a multiple of 8); AtomicU64 has the layout of u64; the mapping outlives
+        // the returned reference, which borrows self.
+        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU64) }
+    }
+
+    /// An atomic `u32` at `offset` (a multiple of 4, inside the mapping).
+    #[inline]
+    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.map.len(), "atomic_u32 at {offset}");
+        // SAFETY: as for atomic_u64, with 4-byte alignment.
+        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) }
+    }
+
+    /// Copies `data` into the mapping at `offset`.
+    ///
+    /// The caller must own that byte range (a claimed frame, or a file not yet
+    /// visible to anyone else); the function checks bounds and writability.
+    #[inline]
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        assert!(self.writable, "write to a read-only mapping");
+        assert!(offset + data.len() <= self.map.len(), "write past the end of the mapping");
+        // SAFETY: bounds checked above; the mapping is writable; the range is
+        // owned by the caller (claimed via the tail counter), so no other
+        // writer touches it, and readers only read it after the release store
+        // of the frame's length word.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(offset), data.len()) }
+    }
+
+    /// A mutable view of `len` bytes at `offset` for a zero-copy claim.
+    ///
+    /// # Safety
+    /// The caller must own the range exclusively for the lifetime of the
+    /// returned slice (a claimed, uncommitted frame).
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(self.writable && offset + len <= self.map.len());
+        // SAFETY: bounds checked; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+    }
+
+    /// msync the byte range (rounded to pages by memmap2).
+    pub fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+        if len == 0 || !self.writable {
+            return Ok(());
+        }
+        self.map.flush_range(offset, len).map_err(|e| Error::io(&self.path, "msync", e))
+    }
+
+    /// Faults every page in writable (MADV_POPULATE_WRITE), so that the first
+    /// write to each page does not take a page fault on the hot path.
+    pub fn populate_for_write(&self) -> io::Result<()> {
+        self.map.advise(memmap2::Advice::PopulateWrite)
+    }
+}
+
+/// Creates `dir/name` holding `len` bytes prepared by `init`, atomically: the
+/// file is built under a temporary name, fully allocated when `allocate`
+/// (fallocate, so a full disk fails here and never later as SIGBUS), then
+/// linked into place without replacing anything.
+///
+/// Returns the new file's mapping, or `Ok(None)` when another handle created
+/// `name` first.
+pub fn create_file(
+    dir: &Path,
+    name: &str,
+    len: u64,
+    mode: u32,
+    allocate: bool,
+    init: impl FnOnce(&MappedFile) -> Result<()>,
+) -> Result<Option<MappedFile>> {
+    let final_path = dir.join(name);
+    let temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "create temporary file in", e))?;
+    let file = temp.as_file();
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(temp.path(), "chmod", e))?;
+    if allocate {
+        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len)
+            .map_err(|e| Error::io(temp.path(), "fallocate", e.into()))?;
+    } else {
+        file.set_len(len).map_err(|e| Error::io(temp.path(), "set_len", e))?;
+    }
+    let clone = file.try_clone().map_err(|e| Error::io(temp.path(), "dup", e))?;
+    let mut mapped = MappedFile::map(clone, temp.path(), true, len)?;
+    init(&mapped)?;
+    match temp.persist_noclobber(&final_path) {
+        Ok(_) => {
+            mapped.path = final_path;
+            Ok(Some(mapped))
+        }
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(Error::io(&final_path, "link", e.error)),
+    }
+}
+
+/// Writes a little-endian value into a byte buffer (header builders).
+pub fn put_u64(buf: &mut [u8], at: usize, value: u64) {
+    buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+pub fn put_u32(buf: &mut [u8], at: usize, value: u32) {
+    buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}

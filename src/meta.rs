@@ -1,0 +1,352 @@
+//! The metadata file (`journal.meta`): creation parameters, the shared tail
+//! counter, limits, counters and the table of processes that have the journal
+//! open. Every handle in every process maps the same 4 KiB, so they agree.
+//!
+//! Owns: the byte layout of `journal.meta` (documented in docs/FORMAT.md) and
+//! the encoding of the raw tail word. Touches nothing else.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::{Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
+use crate::error::{Error, Result};
+use crate::mapped::{MappedFile, put_u32, put_u64};
+
+pub const META_FILE: &str = "journal.meta";
+pub const META_LEN: usize = 4096;
+pub const MAGIC: &[u8; 8] = b"BACKWMTA";
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+// Static header, written once at creation and covered by a CRC.
+const VERSION_AT: usize = 8;
+const LEN_AT: usize = 12;
+const SEGMENT_SIZE_AT: usize = 16;
+const JOURNAL_ID_AT: usize = 24;
+const CREATED_AT: usize = 32;
+const HEADER_CRC_AT: usize = 60;
+
+// Limits (written under the journal lock, read with relaxed loads).
+const MAX_DISK_AT: usize = 64;
+const MIN_FREE_AT: usize = 72;
+const SHED_AT: usize = 80;
+const HIGH_AT: usize = 84;
+const RESUME_AT: usize = 88;
+const WHEN_FULL_AT: usize = 92;
+const FLUSH_KIND_AT: usize = 96;
+const FLUSH_INTERVAL_AT: usize = 104;
+const RETAIN_BYTES_AT: usize = 112;
+const RETAIN_FOR_AT: usize = 120;
+
+// The publishers' cache line: claim counter and record count.
+const RAW_TAIL_AT: usize = 128;
+const APPENDED_AT: usize = 136;
+
+// Read-mostly line: where the log starts and the precomputed publication limits.
+const FIRST_POSITION_AT: usize = 192;
+const NORMAL_LIMIT_AT: usize = 200;
+const LOW_LIMIT_AT: usize = 208;
+const CAPACITY_AT: usize = 216;
+const LEVEL_AT: usize = 224;
+
+// Counters.
+const DROPPED_LOW_AT: usize = 256;
+const BACK_PRESSURED_AT: usize = 264;
+const EVICTIONS_AT: usize = 272;
+const LOST_BYTES_AT: usize = 280;
+const UNBLOCKED_AT: usize = 288;
+
+// Process table: `PROCESS_SLOTS` entries of (pid u32, pad u32, start time u64).
+pub const PROCESS_TABLE_AT: usize = 512;
+pub const PROCESS_SLOTS: usize = 64;
+const PROCESS_SLOT_LEN: usize = 16;
+
+const PPM: f64 = 1_000_000.0;
+
+/// Bits of the raw tail word above the segment offset that absorb overshoot
+/// from claims racing past a segment's end (256 segments' worth).
+const OVERSHOOT_BITS: u32 = 8;
+
+/// The tail word: `segment index << shift | offset in segment`.
+///
+/// Claims fetch-add into the offset. A claim whose frame would pass the
+/// segment's end "trips" the segment; the claimer rotates the word to the
+/// next segment with a compare-and-swap, so positions are never burned in a
+/// segment that does not exist yet (Aeron's term rotation, in one word).
+#[derive(Clone, Copy, Debug)]
+pub struct TailCodec {
+    segment_shift: u32,
+    raw_shift: u32,
+    segment_size: u64,
+}
+
+impl TailCodec {
+    pub fn new(segment_size: u64) -> TailCodec {
+        let segment_shift = segment_size.trailing_zeros();
+        TailCodec { segment_shift, raw_shift: segment_shift + OVERSHOOT_BITS, segment_size }
+    }
+
+    #[inline]
+    pub fn pack(&self, index: u64, offset: u64) -> u64 {
+        (index << self.raw_shift) | offset
+    }
+
+    /// `(segment index, offset)`; the offset may exceed the segment size when tripped.
+    #[inline]
+    pub fn unpack(&self, raw: u64) -> (u64, u64) {
+        (raw >> self.raw_shift, raw & ((1u64 << self.raw_shift) - 1))
+    }
+
+    /// The stream position a raw tail stands for.
+    #[inline]
+    pub fn position(&self, raw: u64) -> u64 {
+        let (index, offset) = self.unpack(raw);
+        (index << self.segment_shift) + offset.min(self.segment_size)
+    }
+
+    #[inline]
+    pub fn segment_index(&self, position: u64) -> u64 {
+        position >> self.segment_shift
+    }
+}
+
+/// The level a journal is at, by its fill and the watermarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Normal = 0,
+    Shedding = 1,
+    BackPressured = 2,
+}
+
+impl Level {
+    pub fn from_u32(raw: u32) -> Level {
+        match raw {
+            1 => Level::Shedding,
+            2 => Level::BackPressured,
+            _ => Level::Normal,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Normal => "normal",
+            Level::Shedding => "shedding",
+            Level::BackPressured => "back-pressured",
+        }
+    }
+}
+
+/// The mapped `journal.meta`.
+pub struct Meta {
+    file: MappedFile,
+    pub segment_size: u64,
+    pub journal_id: u64,
+    pub created_ns: u64,
+    pub tail: TailCodec,
+}
+
+/// What a new journal starts with.
+pub struct NewJournal {
+    pub segment_size: u64,
+    pub journal_id: u64,
+    pub created_ns: u64,
+    pub header_len: u64,
+    pub limits: Limits,
+}
+
+impl Meta {
+    /// Fills a fresh metadata image (called on a file nobody else sees yet).
+    pub fn initialize(file: &MappedFile, new: &NewJournal) -> Result<()> {
+        let mut header = [0u8; 64];
+        header[..8].copy_from_slice(MAGIC);
+        put_u32(&mut header, VERSION_AT, FORMAT_VERSION);
+        put_u32(&mut header, LEN_AT, META_LEN as u32);
+        put_u64(&mut header, SEGMENT_SIZE_AT, new.segment_size);
+        put_u64(&mut header, JOURNAL_ID_AT, new.journal_id);
+        put_u64(&mut header, CREATED_AT, new.created_ns);
+        let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
+        put_u32(&mut header, HEADER_CRC_AT, crc);
+        file.write(0, &header);
+        let codec = TailCodec::new(new.segment_size);
+        file.atomic_u64(RAW_TAIL_AT).store(codec.pack(0, new.header_len), Ordering::Release);
+        file.atomic_u64(FIRST_POSITION_AT).store(new.header_len, Ordering::Release);
+        file.atomic_u64(NORMAL_LIMIT_AT).store(u64::MAX, Ordering::Release);
+        file.atomic_u64(LOW_LIMIT_AT).store(u64::MAX, Ordering::Release);
+        store_limits(file, &new.limits);
+        file.flush_range(0, META_LEN)
+    }
+
+    /// Maps and validates an existing metadata file.
+    pub fn open(path: &Path, writable: bool) -> Result<Meta> {
+        let file = MappedFile::open(path, writable, Some(META_LEN as u64))?;
+        let bytes = file.bytes();
+        if &bytes[..8] != MAGIC {
+            return Err(Error::not_a_journal(path, "bad magic in metadata file"));
+        }
+        let version = crate::frame::read_u32(bytes, VERSION_AT);
+        if version > FORMAT_VERSION {
+            return Err(Error::NewerFormat { path: path.into(), found: version, supported: FORMAT_VERSION });
+        }
+        let stored_crc = crate::frame::read_u32(bytes, HEADER_CRC_AT);
+        if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != stored_crc || version == 0 {
+            return Err(Error::not_a_journal(path, "metadata header fails its CRC"));
+        }
+        let segment_size = crate::frame::read_u64(bytes, SEGMENT_SIZE_AT);
+        if !segment_size.is_power_of_two() || !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size) {
+            return Err(Error::not_a_journal(path, format!("segment size {segment_size} out of range")));
+        }
+        let journal_id = crate::frame::read_u64(bytes, JOURNAL_ID_AT);
+        let created_ns = crate::frame::read_u64(bytes, CREATED_AT);
+        Ok(Meta { file, segment_size, journal_id, created_ns, tail: TailCodec::new(segment_size) })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    pub fn raw_tail(&self) -> &AtomicU64 {
+        self.file.atomic_u64(RAW_TAIL_AT)
+    }
+
+    /// The position the next claim would get (never inside a tripped gap).
+    pub fn tail_position(&self) -> u64 {
+        self.tail.position(self.raw_tail().load(Ordering::Acquire))
+    }
+
+    pub fn appended(&self) -> &AtomicU64 {
+        self.file.atomic_u64(APPENDED_AT)
+    }
+
+    /// The first position still on disk (the oldest segment's first frame).
+    pub fn first_position(&self) -> &AtomicU64 {
+        self.file.atomic_u64(FIRST_POSITION_AT)
+    }
+
+    /// Claims ending past this position take the slow path (normal priority).
+    pub fn normal_limit(&self) -> &AtomicU64 {
+        self.file.atomic_u64(NORMAL_LIMIT_AT)
+    }
+
+    /// Claims ending past this position take the slow path (low priority).
+    pub fn low_limit(&self) -> &AtomicU64 {
+        self.file.atomic_u64(LOW_LIMIT_AT)
+    }
+
+    pub fn capacity(&self) -> &AtomicU64 {
+        self.file.atomic_u64(CAPACITY_AT)
+    }
+
+    pub fn level(&self) -> &AtomicU32 {
+        self.file.atomic_u32(LEVEL_AT)
+    }
+
+    pub fn dropped_low(&self) -> &AtomicU64 {
+        self.file.atomic_u64(DROPPED_LOW_AT)
+    }
+
+    pub fn back_pressured(&self) -> &AtomicU64 {
+        self.file.atomic_u64(BACK_PRESSURED_AT)
+    }
+
+    pub fn evictions(&self) -> &AtomicU64 {
+        self.file.atomic_u64(EVICTIONS_AT)
+    }
+
+    pub fn lost_bytes(&self) -> &AtomicU64 {
+        self.file.atomic_u64(LOST_BYTES_AT)
+    }
+
+    pub fn unblocked(&self) -> &AtomicU64 {
+        self.file.atomic_u64(UNBLOCKED_AT)
+    }
+
+    /// The process-table slot `slot`: `(pid, start time)`.
+    pub fn process_slot(&self, slot: usize) -> (&AtomicU32, &AtomicU64) {
+        let at = PROCESS_TABLE_AT + slot * PROCESS_SLOT_LEN;
+        (self.file.atomic_u32(at), self.file.atomic_u64(at + 8))
+    }
+
+    pub fn limits(&self) -> Limits {
+        let load = |at| self.file.atomic_u64(at).load(Ordering::Relaxed);
+        let load32 = |at| self.file.atomic_u32(at).load(Ordering::Relaxed);
+        let flush = match load32(FLUSH_KIND_AT) {
+            1 => Flush::Interval(Duration::from_nanos(load(FLUSH_INTERVAL_AT).max(1))),
+            2 => Flush::Always,
+            _ => Flush::Never,
+        };
+        let when_full = match load32(WHEN_FULL_AT) {
+            1 => WhenFull::DropOldest,
+            2 => WhenFull::EvictSlowest,
+            _ => WhenFull::Block,
+        };
+        let stored = Watermarks {
+            shed: load32(SHED_AT) as f64 / PPM,
+            high: load32(HIGH_AT) as f64 / PPM,
+            resume: load32(RESUME_AT) as f64 / PPM,
+        };
+        Limits {
+            max_disk_bytes: load(MAX_DISK_AT),
+            min_free_disk: load(MIN_FREE_AT),
+            // A damaged limits block falls back to the defaults rather than
+            // producing nonsense limits.
+            watermarks: if stored.validate().is_ok() { stored } else { Watermarks::default() },
+            when_full,
+            flush,
+            retain_bytes: load(RETAIN_BYTES_AT),
+            retain_for: Duration::from_nanos(load(RETAIN_FOR_AT)),
+        }
+    }
+
+    /// Stores new limits (the caller holds the journal lock).
+    pub fn set_limits(&self, limits: &Limits) {
+        store_limits(&self.file, limits);
+    }
+
+    /// msync the whole metadata page.
+    pub fn flush(&self) -> Result<()> {
+        self.file.flush_range(0, META_LEN)
+    }
+}
+
+fn store_limits(file: &MappedFile, limits: &Limits) {
+    let store = |at, value| file.atomic_u64(at).store(value, Ordering::Relaxed);
+    let store32 = |at, value| file.atomic_u32(at).store(value, Ordering::Relaxed);
+    store(MAX_DISK_AT, limits.max_disk_bytes);
+    store(MIN_FREE_AT, limits.min_free_disk);
+    store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);
+    store32(HIGH_AT, (limits.watermarks.high * PPM).round() as u32);
+    store32(RESUME_AT, (limits.watermarks.resume * PPM).round() as u32);
+    store32(
+        WHEN_FULL_AT,
+        match limits.when_full {
+            WhenFull::Block => 0,
+            WhenFull::DropOldest => 1,
+            WhenFull::EvictSlowest => 2,
+        },
+    );
+    let (kind, interval) = match limits.flush {
+        Flush::Never => (0, 0),
+        Flush::Interval(every) => (1, every.as_nanos().min(u64::MAX as u128) as u64),
+        Flush::Always => (2, 0),
+    };
+    store32(FLUSH_KIND_AT, kind);
+    store(FLUSH_INTERVAL_AT, interval);
+    store(RETAIN_BYTES_AT, limits.retain_bytes);
+    store(RETAIN_FOR_AT, limits.retain_for.as_nanos().min(u64::MAX as u128) as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_codec_splits_and_clamps_tripped_offsets() {
+        let codec = TailCodec::new(1 << 20);
+        let raw = codec.pack(3, 4096);
+        assert_eq!(codec.unpack(raw), (3, 4096));
+        assert_eq!(codec.position(raw), 3 * (1 << 20) + 4096);
+        let tripped = codec.pack(3, (1 << 20) + 500);
+        assert_eq!(codec.position(tripped), 4 << 20);
+    }
+}

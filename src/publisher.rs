@@ -1,0 +1,436 @@
+//! The appender: `Publisher` claims space with one fetch-add on the shared
+//! tail word, copies the record into the mapped segment and commits it with
+//! one compare-and-swap on the frame's header word.
+//!
+//! Owns: the claim → write → commit protocol, segment rotation (padding the
+//! tripped segment's tail and moving the tail word to the next segment), the
+//! zero-copy `Claim`, batches and blocking appends. Touches the metadata's
+//! tail word, limits and counters, and the segments' bytes it has claimed.
+//! The slow paths (limits, creating segments) go to `retention` and `journal`.
+//!
+//! The hot path per record: one relaxed load of the limit and the tail, one
+//! fetch-add, one CRC, one copy, one CAS, one relaxed counter add. No lock, no
+//! syscall, no allocation.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, compiler_fence};
+use std::time::Instant;
+
+use crate::error::{Error, OfferError, Result};
+use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
+use crate::idle::Idle;
+use crate::journal::Inner;
+use crate::meta::TailCodec;
+use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::{Priority, retention};
+
+/// A handle for appending records. `Clone + Send + Sync`; cheap to clone.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// use backwater::{OfferError, Priority};
+/// let publisher = journal.publisher();
+/// let first = publisher.offer(b"never blocks")?;
+/// let second = publisher.append(b"waits under back-pressure")?;
+/// assert!(second > first);
+/// match publisher.offer_with(Priority::Low, b"debug noise") {
+///     Ok(_) | Err(OfferError::Dropped { .. }) => {}
+///     Err(other) => return Err(other.into()),
+/// }
+/// # Ok::<(), backwater::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+    codec: TailCodec,
+    segment_size: u64,
+}
+
+/// A claimed range, not yet written.
+#[derive(Clone, Copy)]
+struct Claimed {
+    index: u64,
+    offset: usize,
+    position: u64,
+}
+
+thread_local! {
+    /// Each thread keeps the segments it appends to mapped, keyed by handle,
+    /// so the hot path finds its segment without a lock or a refcount change.
+    static SEGMENTS: RefCell<Vec<(u64, u64, Arc<Segment>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Entries kept per thread, over all handles.
+const CACHE_ENTRIES: usize = 4;
+
+fn with_segment<R>(inner: &Inner, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
+    SEGMENTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, _, segment)) = cache.iter().find(|(id, i, _)| *id == inner.handle_id && *i == index) {
+            return Ok(f(segment));
+        }
+        let segment = inner.write_segment(index)?;
+        cache.retain(|(id, i, _)| *id != inner.handle_id || *i + 1 >= index);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((inner.handle_id, index, Arc::clone(&segment)));
+        Ok(f(&segment))
+    })
+}
+
+impl Publisher {
+    pub(crate) fn new(inner: Arc<Inner>) -> Publisher {
+        let codec = inner.meta.tail;
+        let segment_size = inner.segment_size();
+        Publisher { inner, codec, segment_size }
+    }
+
+    /// Appends `payload` with normal priority if the journal is below its high
+    /// watermark; never blocks. Returns the record's position.
+    #[inline]
+    pub fn offer(&self, payload: &[u8]) -> Result<u64, OfferError> {
+        self.offer_with(Priority::Normal, payload)
+    }
+
+    /// Appends with the given priority; `Priority::Low` records are dropped
+    /// (and counted) from the shed watermark on.
+    #[inline]
+    pub fn offer_with(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
+        self.try_offer(priority, payload).inspect_err(|e| self.count_refusal(e))
+    }
+
+    fn try_offer(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
+        self.check_len(payload.len())?;
+        let aligned = frame::aligned_frame_len(payload.len());
+        let claimed = self.claim_range(priority, aligned)?;
+        let word = claimed_word(priority, payload.len(), self.owner());
+        let flush = self.inner.flush_always.load(Ordering::Relaxed);
+        with_segment(&self.inner, claimed.index, |segment| {
+            write_frame(segment, claimed, word, payload)?;
+            if flush {
+                segment.file().flush_range(claimed.offset, aligned)?;
+            }
+            Ok::<_, Error>(())
+        })??;
+        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
+        Ok(claimed.position)
+    }
+
+    /// Appends with normal priority, waiting (spin, yield, park) while the
+    /// journal is back-pressured, up to `Config::append_timeout`.
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        self.append_with(Priority::Normal, payload)
+    }
+
+    /// `append` with a priority. A shed low-priority record returns
+    /// `Error::Dropped` at once rather than waiting.
+    pub fn append_with(&self, priority: Priority, payload: &[u8]) -> Result<u64> {
+        self.wait_for(|| self.try_offer(priority, payload))
+    }
+
+    /// Appends every record of `records` with as few claims as possible (one
+    /// per up to `segment_size / 8` bytes); never blocks. Returns the
+    /// position of the first record. All or nothing per claim: on
+    /// back-pressure the records of earlier claims stay appended.
+    pub fn offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
+        self.try_offer_batch(records).inspect_err(|e| self.count_refusal(e))
+    }
+
+    /// `offer_batch`, waiting under back-pressure like `append`.
+    pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64> {
+        let mut first = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let take = self.batch_prefix(rest)?;
+            let position = self.wait_for(|| self.try_offer_chunk(&rest[..take]))?;
+            first.get_or_insert(position);
+            rest = &rest[take..];
+        }
+        Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
+    }
+
+    fn try_offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
+        let mut first = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let take = self.batch_prefix(rest)?;
+            let position = self.try_offer_chunk(&rest[..take])?;
+            first.get_or_insert(position);
+            rest = &rest[take..];
+        }
+        Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
+    }
+
+    /// How many leading records fit in one claim.
+    fn batch_prefix<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<usize> {
+        let budget = self.inner.max_payload + HEADER_LEN;
+        let mut total = 0;
+        for (count, record) in records.iter().enumerate() {
+            let len = record.as_ref().len();
+            self.check_len(len)?;
+            total += frame::aligned_frame_len(len);
+            if total > budget {
+                return Ok(count.max(1));
+            }
+        }
+        Ok(records.len())
+    }
+
+    fn try_offer_chunk<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
+        let total: usize = records.iter().map(|r| frame::aligned_frame_len(r.as_ref().len())).sum();
+        let claimed = self.claim_range(Priority::Normal, total)?;
+        let owner = self.owner();
+        with_segment(&self.inner, claimed.index, |segment| {
+            let mut at = claimed;
+            for record in records {
+                let payload = record.as_ref();
+                write_frame(segment, at, claimed_word(Priority::Normal, payload.len(), owner), payload)?;
+                let aligned = frame::aligned_frame_len(payload.len());
+                at.offset += aligned;
+                at.position += aligned as u64;
+            }
+            if self.inner.flush_always.load(Ordering::Relaxed) {
+                segment.file().flush_range(claimed.offset, total)?;
+            }
+            Ok::<_, Error>(())
+        })??;
+        self.inner.meta.appended().fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(claimed.position)
+    }
+
+    /// Claims room for a `len`-byte record to be written in place; commit it
+    /// with `Claim::commit`. Dropping the claim uncommitted turns it into
+    /// padding. Never blocks.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// let mut claim = publisher.claim(5)?;
+    /// claim.payload_mut().copy_from_slice(b"hello");
+    /// let position = claim.commit()?;
+    /// # assert!(position > 0);
+    /// # Ok::<(), backwater::Error>(())
+    /// ```
+    pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
+        self.claim_with(Priority::Normal, len)
+    }
+
+    /// `claim` with a priority.
+    pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+        let result = self.try_claim(priority, len);
+        result.inspect_err(|e| self.count_refusal(e))
+    }
+
+    fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+        self.check_len(len)?;
+        let claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
+        let segment = with_segment(&self.inner, claimed.index, Arc::clone)?;
+        let word = claimed_word(priority, len, self.owner());
+        write_claim_header(&segment, claimed, word, 0);
+        Ok(Claim { inner: Arc::clone(&self.inner), segment, claimed, word, len, done: false })
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.inner.max_payload {
+            return Err(Error::RecordTooLarge { len, max: self.inner.max_payload });
+        }
+        self.inner.require_writable()
+    }
+
+    fn owner(&self) -> u16 {
+        self.inner.process_slot.map_or(0, |slot| slot as u16 + 1)
+    }
+
+    fn count_refusal(&self, error: &OfferError) {
+        let meta = &self.inner.meta;
+        match error {
+            OfferError::BackPressured { .. } => meta.back_pressured().fetch_add(1, Ordering::Relaxed),
+            OfferError::Dropped { .. } => meta.dropped_low().fetch_add(1, Ordering::Relaxed),
+            OfferError::Failed(_) => 0,
+        };
+    }
+
+    /// Retries `attempt` while it is back-pressured, up to the append timeout.
+    fn wait_for(&self, mut attempt: impl FnMut() -> Result<u64, OfferError>) -> Result<u64> {
+        let mut started = None;
+        let mut idle = Idle::default();
+        loop {
+            match attempt() {
+                Ok(position) => return Ok(position),
+                Err(OfferError::BackPressured { fill, .. }) => {
+                    let start = *started.get_or_insert_with(|| {
+                        self.inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
+                        Instant::now()
+                    });
+                    let deadline = self.inner.append_timeout.map(|timeout| start + timeout);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::StillBackPressured { waited: start.elapsed(), fill });
+                    }
+                    idle.idle(deadline);
+                }
+                Err(other) => {
+                    self.count_refusal(&other);
+                    return Err(other.into());
+                }
+            }
+        }
+    }
+
+    /// Claims `aligned` bytes: the hot path is the first three lines of the loop.
+    #[inline]
+    fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
+        let meta = &self.inner.meta;
+        let limit_word = match priority {
+            Priority::Normal => meta.normal_limit(),
+            Priority::Low => meta.low_limit(),
+        };
+        loop {
+            let limit = limit_word.load(Ordering::Relaxed);
+            if self.codec.position(meta.raw_tail().load(Ordering::Relaxed)) + aligned as u64 > limit {
+                retention::at_limit(&self.inner, priority, aligned as u64)?;
+                continue;
+            }
+            let raw = meta.raw_tail().fetch_add(aligned as u64, Ordering::AcqRel);
+            let (index, offset) = self.codec.unpack(raw);
+            if offset + aligned as u64 <= self.segment_size {
+                let position = index * self.segment_size + offset;
+                return Ok(Claimed { index, offset: offset as usize, position });
+            }
+            self.trip(index, offset)?;
+        }
+    }
+
+    /// This claim ran past the end of segment `index`: the one claim that
+    /// crossed the end pads the segment's tail; every tripped claimer helps
+    /// rotate the tail word to the next segment, then retries.
+    #[cold]
+    fn trip(&self, index: u64, offset: u64) -> Result<(), OfferError> {
+        if offset < self.segment_size {
+            let len = (self.segment_size - offset) as usize;
+            with_segment(&self.inner, index, |segment| segment.write_padding(offset as usize, len))?;
+        }
+        self.inner.write_segment(index + 1).map_err(|e| retention::no_room(&self.inner, e))?;
+        let tail = self.inner.meta.raw_tail();
+        let next = self.codec.pack(index + 1, SEGMENT_HEADER_LEN);
+        let mut current = tail.load(Ordering::Acquire);
+        while self.codec.unpack(current).0 == index {
+            match tail.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.inner.wake_housekeeper();
+                    break;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The header word of a claimed, uncommitted frame.
+fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+    Word0 {
+        length: -((HEADER_LEN + payload_len) as i32),
+        frame_type: TYPE_DATA,
+        flags: frame::priority_flags(priority),
+        owner,
+    }
+}
+
+/// Writes position, timestamp and CRC, then publishes the claimed word, so an
+/// unblocker that finds it knows the frame's length and position.
+#[inline]
+fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) {
+    let mut rest = [0u8; HEADER_LEN - 8];
+    rest[..8].copy_from_slice(&at.position.to_le_bytes());
+    rest[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
+    rest[16..20].copy_from_slice(&crc.to_le_bytes());
+    segment.file().write(at.offset + 8, &rest);
+    segment.word0(at.offset).store(word.pack(), Ordering::Release);
+    // Keep the payload stores after the claimed word in program order.
+    compiler_fence(Ordering::SeqCst);
+}
+
+#[inline]
+fn write_frame(segment: &Segment, at: Claimed, word: Word0, payload: &[u8]) -> Result<()> {
+    write_claim_header(segment, at, word, frame::crc(payload));
+    segment.file().write(at.offset + HEADER_LEN, payload);
+    commit_word(segment, at, word)
+}
+
+/// Flips the claimed word to committed; fails if an unblocker padded it first.
+#[inline]
+fn commit_word(segment: &Segment, at: Claimed, word: Word0) -> Result<()> {
+    let committed = Word0 { length: -word.length, ..word };
+    segment
+        .word0(at.offset)
+        .compare_exchange(word.pack(), committed.pack(), Ordering::Release, Ordering::Relaxed)
+        .map(drop)
+        .map_err(|_| Error::ClaimUnblocked { position: at.position })
+}
+
+/// Room claimed for one record, written in place (zero-copy).
+///
+/// Commit it with `commit`; if dropped uncommitted it becomes padding that
+/// readers skip.
+pub struct Claim {
+    inner: Arc<Inner>,
+    segment: Arc<Segment>,
+    claimed: Claimed,
+    word: Word0,
+    len: usize,
+    done: bool,
+}
+
+impl Claim {
+    /// The record's position.
+    pub fn position(&self) -> u64 {
+        self.claimed.position
+    }
+
+    /// The payload bytes to fill (exactly the claimed length).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        // SAFETY: this claim owns [offset, offset + aligned) of the segment
+        // exclusively (it came from the tail fetch-add) until it is committed
+        // or aborted, and the returned slice borrows `self` mutably.
+        unsafe { self.segment.file().slice_mut(self.claimed.offset + HEADER_LEN, self.len) }
+    }
+
+    /// Computes the CRC and commits the record; returns its position.
+    pub fn commit(mut self) -> Result<u64> {
+        self.done = true;
+        let start = self.claimed.offset + HEADER_LEN;
+        let crc = frame::crc(&self.segment.bytes()[start..start + self.len]);
+        self.segment.file().write(self.claimed.offset + frame::CRC_OFFSET, &crc.to_le_bytes());
+        commit_word(&self.segment, self.claimed, self.word)?;
+        if self.inner.flush_always.load(Ordering::Relaxed) {
+            let aligned = frame::aligned_frame_len(self.len);
+            self.segment.file().flush_range(self.claimed.offset, aligned)?;
+        }
+        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
+        Ok(self.claimed.position)
+    }
+
+    /// Gives the room up: it becomes padding.
+    pub fn abort(mut self) {
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        if !self.done {
+            self.done = true;
+            let padding = Word0::padding(frame::aligned_frame_len(self.len));
+            let word0 = self.segment.word0(self.claimed.offset);
+            let _ = word0.compare_exchange(self.word.pack(), padding.pack(), Ordering::Release, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.pad();
+    }
+}

@@ -1,0 +1,256 @@
+//! Recovery and verification: walking a segment's frames to find the true
+//! tail, holes left by dead claimers, and damaged frames.
+//!
+//! Owns: the segment scan (shared by recovery at open, `verify` and
+//! `segments`), cutting a torn tail and padding holes. Recovery runs under the
+//! journal lock and only when no other writer process is alive, so nothing
+//! it pads or cuts can belong to a live claim. It never pads over a frame
+//! that fails its checks in the middle of the data: that is corruption for
+//! `verify` to report, not a crash artifact to hide.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoded, FRAME_ALIGNMENT};
+use crate::journal::Inner;
+use crate::meta::{META_FILE, Meta};
+use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
+
+/// What one walk over a segment found.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentScan {
+    /// Data frames that passed every check.
+    pub records: u64,
+    /// Bytes from the segment start to the end of the last valid frame.
+    pub end: usize,
+    /// Offset after the last non-zero byte (past `end` if the tail is torn).
+    pub dirty_end: usize,
+    /// Uncommitted regions followed by committed frames: `(offset, len)`.
+    pub holes: Vec<(usize, usize)>,
+    /// Frames failing their checks with valid frames after them: `(offset, len, reason)`.
+    pub faults: Vec<(usize, usize, String)>,
+    /// What stopped the walk at `end`, if it was not the segment's end or clean zeros.
+    pub torn: Option<String>,
+    pub first_timestamp: Option<u64>,
+    pub last_timestamp: Option<u64>,
+}
+
+/// Walks every frame of `segment` from its first slot.
+pub fn scan(segment: &Segment) -> SegmentScan {
+    let bytes = segment.bytes();
+    let size = bytes.len();
+    let mut report = SegmentScan::default();
+    let mut offset = SEGMENT_HEADER_LEN as usize;
+    while offset < size {
+        let word = segment.word0(offset).load(Ordering::Acquire);
+        let position = segment.base + offset as u64;
+        match frame::decode(word, &bytes[offset..], position, true) {
+            Ok(Decoded::Data { aligned_len, timestamp, .. }) => {
+                report.records += 1;
+                report.first_timestamp.get_or_insert(timestamp);
+                report.last_timestamp = Some(timestamp);
+                offset += aligned_len;
+            }
+            Ok(Decoded::Padding { aligned_len }) => offset += aligned_len,
+            other => {
+                let Some(next) = next_valid_frame(segment, offset + FRAME_ALIGNMENT) else {
+                    if let Err(fault) = other {
+                        report.torn = Some(fault.to_string());
+                    } else if word != 0 {
+                        report.torn = Some("claimed but never committed".into());
+                    }
+                    break;
+                };
+                match other {
+                    Err(fault) => report.faults.push((offset, next - offset, fault.to_string())),
+                    _ => report.holes.push((offset, next - offset)),
+                }
+                offset = next;
+            }
+        }
+    }
+    report.end = offset.min(size);
+    report.dirty_end = last_non_zero(&bytes[report.end..]).map_or(report.end, |n| report.end + n + 1);
+    if report.dirty_end > report.end && report.torn.is_none() {
+        report.torn = Some("bytes after the last committed frame".into());
+    }
+    report
+}
+
+/// The first offset at or after `from` where a committed, valid frame starts.
+fn next_valid_frame(segment: &Segment, from: usize) -> Option<usize> {
+    let bytes = segment.bytes();
+    (from..bytes.len()).step_by(FRAME_ALIGNMENT).find(|&offset| {
+        let word = segment.word0(offset).load(Ordering::Acquire);
+        word != 0
+            && matches!(
+                frame::decode(word, &bytes[offset..], segment.base + offset as u64, true),
+                Ok(Decoded::Data { .. } | Decoded::Padding { .. })
+            )
+    })
+}
+
+fn last_non_zero(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b != 0)
+}
+
+/// Whether nothing was ever written after the segment header.
+fn is_empty(segment: &Segment) -> bool {
+    last_non_zero(&segment.bytes()[SEGMENT_HEADER_LEN as usize..]).is_none()
+}
+
+/// What recovery changed.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    /// Holes turned into padding: `(position, len)`.
+    pub padded: Vec<(u64, usize)>,
+    /// A torn tail zeroed: `(position, len)`.
+    pub cut: Option<(u64, usize)>,
+    pub tail_position: u64,
+}
+
+/// Finds the true tail after a crash, pads holes in the last two segments and
+/// zeroes a torn tail. The caller holds the lock and no other writer is alive.
+pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
+    let size = inner.segment_size();
+    let indexes = segment::list(&inner.dir, size)?;
+    let mut report = RecoveryReport::default();
+    let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else { return Ok(report) };
+    check_contiguous(&inner.dir, &indexes, size)?;
+    inner.meta.first_position().store(first * size + SEGMENT_HEADER_LEN, Ordering::Release);
+    let mut tail_index = last;
+    let mut tail_segment = Segment::open(&inner.dir, tail_index, inner.identity, true)?;
+    while tail_index > first && is_empty(&tail_segment) {
+        tail_index -= 1;
+        tail_segment = Segment::open(&inner.dir, tail_index, inner.identity, true)?;
+    }
+    if tail_index > first {
+        let previous = Segment::open(&inner.dir, tail_index - 1, inner.identity, true)?;
+        repair(&previous, false, &mut report);
+    }
+    let end = repair(&tail_segment, true, &mut report);
+    let raw = inner.meta.tail.pack(tail_index, end as u64);
+    inner.meta.raw_tail().store(raw, Ordering::Release);
+    report.tail_position = inner.meta.tail_position();
+    Ok(report)
+}
+
+/// Pads holes; in the tail segment also zeroes what follows the last valid
+/// frame; in a sealed segment pads from there to the end. Returns the end.
+fn repair(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usize {
+    let scan = scan(segment);
+    for &(offset, len) in &scan.holes {
+        segment.write_padding(offset, len);
+        report.padded.push((segment.base + offset as u64, len));
+    }
+    if scan.dirty_end > scan.end {
+        zero(segment, scan.end, scan.dirty_end);
+        report.cut = Some((segment.base + scan.end as u64, scan.dirty_end - scan.end));
+    }
+    let size = segment.bytes().len();
+    if !is_tail && scan.end < size {
+        segment.write_padding(scan.end, size - scan.end);
+        report.padded.push((segment.base + scan.end as u64, size - scan.end));
+    }
+    scan.end
+}
+
+fn zero(segment: &Segment, from: usize, to: usize) {
+    const CHUNK: [u8; 4096] = [0; 4096];
+    let mut at = from;
+    while at < to {
+        let len = (to - at).min(CHUNK.len());
+        segment.file().write(at, &CHUNK[..len]);
+        at += len;
+    }
+}
+
+fn check_contiguous(dir: &Path, indexes: &[u64], size: u64) -> Result<()> {
+    for pair in indexes.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let missing = pair[0] + 1;
+            return Err(Error::corrupt(
+                segment::path_of(dir, missing, size),
+                missing * size,
+                format!("segment missing between {} and {}", pair[0] * size, pair[1] * size),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub path: PathBuf,
+    pub position: u64,
+    pub reason: String,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub records: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// Checks the metadata, every segment header and every frame, read-only.
+/// `on_segment(done, total)` is called before each segment (for progress).
+///
+/// An uncommitted region after the last committed frame of the tail segment
+/// is reported only when no writer has the journal open (a live writer may
+/// be filling it); everywhere else a hole or a bad frame is a finding.
+pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+    let meta = Meta::open(&dir.join(META_FILE), false)?;
+    let size = meta.segment_size;
+    let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: size };
+    let indexes = segment::list(dir, size)?;
+    let writer_alive = crate::process::others_alive(&meta, None);
+    let tail_index = meta.tail.segment_index(meta.tail_position());
+    let mut report = VerifyReport::default();
+    if let Err(error) = check_contiguous(dir, &indexes, size) {
+        report.findings.push(Finding::from(error));
+    }
+    for (done, &index) in indexes.iter().enumerate() {
+        on_segment(done as u64, indexes.len() as u64);
+        let segment = match Segment::open(dir, index, identity, false) {
+            Ok(segment) => segment,
+            Err(error) => {
+                report.findings.push(Finding::from(error));
+                continue;
+            }
+        };
+        report.segments += 1;
+        let scan = scan(&segment);
+        report.records += scan.records;
+        let mut note = |offset: usize, reason: String| {
+            report.findings.push(Finding { path: segment.path().into(), position: segment.base + offset as u64, reason })
+        };
+        for (offset, _, reason) in &scan.faults {
+            note(*offset, reason.clone());
+        }
+        for &(offset, len) in &scan.holes {
+            note(offset, format!("{len} bytes claimed but never committed, before committed frames"));
+        }
+        let sealed = index < tail_index;
+        if sealed && scan.end < segment.bytes().len() {
+            let why = scan.torn.unwrap_or_else(|| "an uncommitted gap runs to the segment end".into());
+            note(scan.end, format!("sealed segment ends early: {why}"));
+        } else if let Some(why) = scan.torn.filter(|_| !sealed && !writer_alive) {
+            note(scan.end, format!("torn tail: {why}"));
+        }
+    }
+    Ok(report)
+}
+
+impl From<Error> for Finding {
+    fn from(error: Error) -> Finding {
+        match error {
+            Error::Corrupt { path, position, reason } => Finding { path, position, reason },
+            Error::NotAJournal { path, reason } => Finding { path, position: 0, reason },
+            other => Finding { path: PathBuf::new(), position: 0, reason: other.to_string() },
+        }
+    }
+}

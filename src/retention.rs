@@ -1,0 +1,357 @@
+//! Retention, capacity and watermarks: which segments may be deleted, how full
+//! the journal is, and the publication limits the hot path compares against.
+//!
+//! Owns: the level state machine (normal → shedding → back-pressured, with
+//! hysteresis down to `resume`), the per-priority limit positions in the
+//! metadata, segment deletion and the `WhenFull` policies. Touches the
+//! metadata, cursor files (to read positions and mark evictions) and segment
+//! files (to unlink them), always under the journal lock when it changes
+//! anything.
+//!
+//! Fill is `(tail_position - first segment's base) / capacity`; the files on
+//! disk are that rounded up to whole segments (plus at most one prepared
+//! ahead), and never more than the budget.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Limits, WhenFull};
+use crate::cursor::{self, CursorFile};
+use crate::error::{Error, OfferError, Result};
+use crate::journal::Inner;
+use crate::meta::{Level, Meta};
+use crate::segment::{self, SEGMENT_HEADER_LEN};
+use crate::{Priority, Stats};
+
+/// A snapshot of how full the journal is.
+#[derive(Clone, Copy, Debug)]
+struct Fill {
+    first_base: u64,
+    tail: u64,
+    capacity: u64,
+}
+
+impl Fill {
+    fn read(meta: &Meta) -> Fill {
+        let first = meta.first_position().load(Ordering::Acquire);
+        let first_base = first - first % meta.segment_size;
+        let tail = meta.tail_position();
+        Fill { first_base, tail, capacity: meta.capacity().load(Ordering::Acquire).max(1) }
+    }
+
+    fn used(&self) -> u64 {
+        self.tail.saturating_sub(self.first_base)
+    }
+
+    fn ratio(&self) -> f64 {
+        self.used() as f64 / self.capacity as f64
+    }
+
+    fn position_at(&self, fraction: f64) -> u64 {
+        self.first_base.saturating_add((self.capacity as f64 * fraction) as u64)
+    }
+
+    /// The end of the last whole segment that fits in the capacity.
+    fn hard_end(&self, segment_size: u64) -> u64 {
+        let segments = (self.capacity / segment_size).max(1);
+        self.first_base.saturating_add(segments * segment_size)
+    }
+}
+
+/// The level for `fill` given the previous level (hysteresis).
+fn next_level(previous: Level, fill: f64, limits: &Limits) -> Level {
+    let marks = limits.watermarks;
+    let holding = |level: Level| previous >= level && fill >= marks.resume;
+    if fill >= marks.high || holding(Level::BackPressured) {
+        Level::BackPressured
+    } else if fill >= marks.shed || holding(Level::Shedding) {
+        Level::Shedding
+    } else {
+        Level::Normal
+    }
+}
+
+/// Recomputes the level and the publication limits from the metadata (no
+/// syscalls), and tells level watchers about a transition.
+pub(crate) fn recompute_limits(inner: &Inner) -> Level {
+    let meta = &inner.meta;
+    let limits = meta.limits();
+    let fill = Fill::read(meta);
+    let previous = Level::from_u32(meta.level().load(Ordering::Acquire));
+    let level = next_level(previous, fill.ratio(), &limits);
+    let hard_end = fill.hard_end(inner.segment_size());
+    let normal = match level {
+        Level::BackPressured => fill.tail.min(fill.position_at(limits.watermarks.high)),
+        _ => fill.position_at(limits.watermarks.high).min(hard_end),
+    };
+    let low = match level {
+        Level::Normal => fill.position_at(limits.watermarks.shed).min(normal),
+        _ => fill.tail.min(fill.position_at(limits.watermarks.shed)),
+    };
+    meta.normal_limit().store(normal, Ordering::Release);
+    meta.low_limit().store(low, Ordering::Release);
+    if meta.level().swap(level as u32, Ordering::AcqRel) != level as u32 {
+        notify_level(inner, level);
+    }
+    level
+}
+
+fn notify_level(inner: &Inner, level: Level) {
+    if let Ok(mut watchers) = inner.level_watchers.lock() {
+        watchers.retain(|watcher| watcher.send(level).is_ok());
+    }
+}
+
+/// Re-reads the filesystem's free space into the capacity, then recomputes
+/// the limits. Called at open and by the housekeeper every tick.
+pub(crate) fn refresh(inner: &Inner) -> Result<()> {
+    if inner.writable {
+        let capacity = capacity(inner)?;
+        inner.meta.capacity().store(capacity, Ordering::Release);
+        recompute_limits(inner);
+    }
+    Ok(())
+}
+
+/// `min(budget, bytes held + what the filesystem can give above min_free)`.
+fn capacity(inner: &Inner) -> Result<u64> {
+    let limits = inner.meta.limits();
+    let stat = rustix::fs::statvfs(&inner.dir).map_err(|e| Error::io(&inner.dir, "statvfs", e.into()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let held = disk_bytes(inner)?;
+    let from_fs = held.saturating_add(free.saturating_sub(limits.min_free_disk));
+    Ok(limits.max_disk_bytes.min(from_fs))
+}
+
+/// Bytes held by segment files on disk.
+fn disk_bytes(inner: &Inner) -> Result<u64> {
+    Ok(segment::list(&inner.dir, inner.segment_size())?.len() as u64 * inner.segment_size())
+}
+
+/// The slow path of a claim that would pass its limit: recompute, apply the
+/// `WhenFull` policy, and either let the claim retry (`Ok`) or refuse it.
+#[cold]
+pub(crate) fn at_limit(inner: &Inner, priority: Priority, aligned: u64) -> Result<(), OfferError> {
+    inner.require_writable()?;
+    let fits = |inner: &Inner| {
+        let limit = match priority {
+            Priority::Normal => inner.meta.normal_limit(),
+            Priority::Low => inner.meta.low_limit(),
+        };
+        inner.meta.tail_position() + aligned <= limit.load(Ordering::Acquire)
+    };
+    recompute_limits(inner);
+    if fits(inner) {
+        return Ok(());
+    }
+    let fill = Fill::read(&inner.meta);
+    if priority == Priority::Low {
+        return Err(OfferError::Dropped { priority, fill: fill.ratio() });
+    }
+    if inner.meta.limits().when_full != WhenFull::Block {
+        make_room(inner)?;
+        if fits(inner) {
+            return Ok(());
+        }
+    }
+    Err(OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity })
+}
+
+/// Turns a failure to create a segment into back-pressure when it is a lack
+/// of room (budget or a full filesystem), leaving other errors as they are.
+pub(crate) fn no_room(inner: &Inner, error: Error) -> OfferError {
+    let full = match &error {
+        Error::BackPressured { .. } => true,
+        Error::Io { source, .. } => {
+            source.kind() == std::io::ErrorKind::StorageFull || source.raw_os_error() == Some(28)
+        }
+        _ => false,
+    };
+    if !full {
+        return OfferError::Failed(error);
+    }
+    inner.meta.normal_limit().store(inner.meta.tail_position(), Ordering::Release);
+    let fill = Fill::read(&inner.meta);
+    OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity }
+}
+
+/// Refuses to create segment `index` when it would take the files past the
+/// capacity (the caller holds the lock).
+pub(crate) fn check_room_for_segment(inner: &Inner, index: u64) -> Result<()> {
+    let fill = Fill::read(&inner.meta);
+    let first_index = fill.first_base / inner.segment_size();
+    let files = index.saturating_sub(first_index) + 1;
+    if files.saturating_mul(inner.segment_size()) > fill.capacity.max(2 * inner.segment_size()) {
+        return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
+    }
+    Ok(())
+}
+
+/// One retention pass: deletes every segment that all attached durable
+/// cursors have moved past (keeping the replay window), then recomputes the
+/// limits. Called by the housekeeper.
+pub(crate) fn run(inner: &Inner) -> Result<()> {
+    {
+        let _guard = inner.lock()?;
+        let cursors = open_cursors(inner)?;
+        let limits = inner.meta.limits();
+        let under_pressure = Fill::read(&inner.meta).ratio() >= limits.watermarks.shed;
+        delete_consumed(inner, &cursors, &limits, under_pressure)?;
+    }
+    recompute_limits(inner);
+    Ok(())
+}
+
+fn open_cursors(inner: &Inner) -> Result<Vec<CursorFile>> {
+    let mut cursors = Vec::new();
+    for name in cursor::list(&inner.dir)? {
+        match CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) {
+            Ok(cursor) => cursors.push(cursor),
+            // Deleted between listing and opening: it holds nothing.
+            Err(Error::NoSuchCursor(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(cursors)
+}
+
+/// The lowest position held by an attached (not evicted) cursor, if any.
+fn slowest(cursors: &[CursorFile]) -> Option<u64> {
+    cursors.iter().filter(|c| c.eviction().is_none()).map(CursorFile::position).min()
+}
+
+fn delete_consumed(inner: &Inner, cursors: &[CursorFile], limits: &Limits, under_pressure: bool) -> Result<()> {
+    let Some(slowest) = slowest(cursors) else { return Ok(()) };
+    let size = inner.segment_size();
+    let tail = inner.meta.tail_position();
+    let tail_index = tail / size;
+    for index in segment::list(&inner.dir, size)? {
+        let end = (index + 1) * size;
+        if index >= tail_index || slowest < end {
+            break;
+        }
+        if !under_pressure && in_replay_window(inner, index, tail, limits) {
+            break;
+        }
+        persist_cursors(inner, cursors)?;
+        delete_oldest(inner, index)?;
+    }
+    Ok(())
+}
+
+fn in_replay_window(inner: &Inner, index: u64, tail: u64, limits: &Limits) -> bool {
+    let end = (index + 1) * inner.segment_size();
+    if tail.saturating_sub(end) < limits.retain_bytes {
+        return true;
+    }
+    if limits.retain_for.is_zero() {
+        return false;
+    }
+    let path = segment::path_of(&inner.dir, index, inner.segment_size());
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .unwrap_or(Duration::ZERO);
+    age < limits.retain_for
+}
+
+/// Cursors that moved past a segment are made durable before it is unlinked,
+/// so a power loss cannot leave a cursor pointing into a deleted segment.
+fn persist_cursors(inner: &Inner, cursors: &[CursorFile]) -> Result<()> {
+    if inner.meta.limits().flush == crate::Flush::Never {
+        return Ok(());
+    }
+    cursors.iter().try_for_each(CursorFile::flush)
+}
+
+/// Moves the first position past segment `index`, then unlinks it (the
+/// caller holds the lock; `index` is the oldest segment).
+fn delete_oldest(inner: &Inner, index: u64) -> Result<()> {
+    let size = inner.segment_size();
+    let next_first = (index + 1) * size + SEGMENT_HEADER_LEN;
+    inner.meta.first_position().fetch_max(next_first, Ordering::AcqRel);
+    if let Ok(mut window) = inner.window.lock() {
+        window.remove(&index);
+    }
+    let path = segment::path_of(&inner.dir, index, size);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&path, "delete", e)),
+    }
+}
+
+/// Applies `DropOldest` or `EvictSlowest` until fill is below `resume`.
+fn make_room(inner: &Inner) -> Result<(), OfferError> {
+    let guard = inner.lock()?;
+    let limits = inner.meta.limits();
+    let size = inner.segment_size();
+    loop {
+        let fill = Fill::read(&inner.meta);
+        let oldest = fill.first_base / size;
+        if fill.ratio() < limits.watermarks.resume || oldest >= fill.tail / size {
+            break;
+        }
+        let cursors = open_cursors(inner)?;
+        let end = (oldest + 1) * size;
+        let slowest = slowest(&cursors);
+        if limits.when_full == WhenFull::EvictSlowest {
+            evict_holders(inner, &cursors, end)?;
+        }
+        let lost_from = slowest.unwrap_or(oldest * size).max(oldest * size);
+        inner.meta.lost_bytes().fetch_add(end.saturating_sub(lost_from), Ordering::Relaxed);
+        persist_cursors(inner, &cursors)?;
+        delete_oldest(inner, oldest)?;
+    }
+    drop(guard);
+    recompute_limits(inner);
+    Ok(())
+}
+
+/// Detaches every attached cursor positioned before `end` (it pins the
+/// oldest segment). The eviction is flushed before the segment goes.
+fn evict_holders(inner: &Inner, cursors: &[CursorFile], end: u64) -> Result<()> {
+    let first_after = end + SEGMENT_HEADER_LEN;
+    for cursor in cursors.iter().filter(|c| c.eviction().is_none() && c.position() < end) {
+        cursor.mark_evicted(cursor.position(), first_after)?;
+        inner.meta.evictions().fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Counters and levels.
+pub(crate) fn stats(inner: &Inner) -> Stats {
+    let meta = &inner.meta;
+    let fill = Fill::read(meta);
+    Stats {
+        appended: meta.appended().load(Ordering::Relaxed),
+        dropped_low: meta.dropped_low().load(Ordering::Relaxed),
+        back_pressured: meta.back_pressured().load(Ordering::Relaxed),
+        evictions: meta.evictions().load(Ordering::Relaxed),
+        lost_bytes: meta.lost_bytes().load(Ordering::Relaxed),
+        unblocked: meta.unblocked().load(Ordering::Relaxed),
+        fill: fill.ratio(),
+        capacity: fill.capacity,
+        level: Level::from_u32(meta.level().load(Ordering::Acquire)),
+        first_position: meta.first_position().load(Ordering::Acquire),
+        tail_position: fill.tail,
+        disk_bytes: disk_bytes(inner).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_rise_at_their_marks_and_fall_only_below_resume() {
+        let limits = Limits::default();
+        assert_eq!(next_level(Level::Normal, 0.79, &limits), Level::Normal);
+        assert_eq!(next_level(Level::Normal, 0.80, &limits), Level::Shedding);
+        assert_eq!(next_level(Level::Shedding, 0.95, &limits), Level::BackPressured);
+        assert_eq!(next_level(Level::BackPressured, 0.75, &limits), Level::BackPressured);
+        assert_eq!(next_level(Level::BackPressured, 0.69, &limits), Level::Normal);
+        assert_eq!(next_level(Level::Shedding, 0.71, &limits), Level::Shedding);
+    }
+}

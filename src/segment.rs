@@ -1,0 +1,221 @@
+//! Segment files: naming, the 64-byte segment header, creation (fully
+//! allocated, then linked into place) and validated opening.
+//!
+//! Owns: one segment's file and mapping, and the layout of its header.
+//! Frames inside it are laid out by `frame`; who writes where is decided by
+//! `publisher`, `consumer` and `recovery`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Word0};
+use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
+use crate::meta::FORMAT_VERSION;
+
+pub const MAGIC: &[u8; 8] = b"BACKWSEG";
+/// Bytes at the start of every segment before its first frame.
+pub const SEGMENT_HEADER_LEN: u64 = 64;
+pub const SUFFIX: &str = ".seg";
+
+const VERSION_AT: usize = 8;
+const HEADER_LEN_AT: usize = 12;
+const BASE_AT: usize = 16;
+const JOURNAL_ID_AT: usize = 24;
+const SEGMENT_SIZE_AT: usize = 32;
+const CREATED_AT: usize = 40;
+const HEADER_CRC_AT: usize = 60;
+
+/// The file name of the segment that starts at `base`: 20 decimal digits, so
+/// that `ls` sorts segments in log order (Kafka's convention).
+pub fn file_name(base: u64) -> String {
+    format!("{base:020}{SUFFIX}")
+}
+
+/// The base position encoded in a segment file name, if it is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The identity every segment of a journal shares.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentIdentity {
+    pub journal_id: u64,
+    pub segment_size: u64,
+}
+
+/// A mapped segment file.
+pub struct Segment {
+    pub index: u64,
+    pub base: u64,
+    file: MappedFile,
+    populated: AtomicBool,
+}
+
+impl Segment {
+    /// Creates segment `index` (fully allocated, header written), or opens it
+    /// if another handle created it first.
+    pub fn create(dir: &Path, index: u64, identity: SegmentIdentity, mode: u32) -> Result<Segment> {
+        let base = index * identity.segment_size;
+        let name = file_name(base);
+        let created = create_file(dir, &name, identity.segment_size, mode, true, |file| {
+            file.write(0, &header_bytes(base, identity));
+            Ok(())
+        })?;
+        match created {
+            Some(file) => Ok(Segment { index, base, file, populated: AtomicBool::new(false) }),
+            None => Segment::open(dir, index, identity, true),
+        }
+    }
+
+    /// Maps segment `index` and checks its size and header.
+    pub fn open(dir: &Path, index: u64, identity: SegmentIdentity, writable: bool) -> Result<Segment> {
+        let base = index * identity.segment_size;
+        let path = dir.join(file_name(base));
+        refuse_symlink(&path)?;
+        let file = MappedFile::open(&path, writable, None)?;
+        if file.len() as u64 != identity.segment_size {
+            return Err(Error::corrupt(
+                &path,
+                base,
+                format!("segment file is {} bytes, the journal's segment size is {}", file.len(), identity.segment_size),
+            ));
+        }
+        check_header(file.bytes(), &path, base, identity)?;
+        Ok(Segment { index, base, file, populated: AtomicBool::new(false) })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    pub fn file(&self) -> &MappedFile {
+        &self.file
+    }
+
+    /// Every byte of the segment (see `MappedFile::bytes` for the rules).
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.file.bytes()
+    }
+
+    /// The atomic header word of the frame at `offset`.
+    #[inline]
+    pub fn word0(&self, offset: usize) -> &AtomicU64 {
+        self.file.atomic_u64(offset)
+    }
+
+    /// Writes a committed padding frame over `[offset, offset + len)`.
+    ///
+    /// `len` is a multiple of the frame alignment; the caller owns the range.
+    pub fn write_padding(&self, offset: usize, len: usize) {
+        self.file.write(offset + frame::POSITION_OFFSET, &(self.base + offset as u64).to_le_bytes());
+        self.word0(offset).store(Word0::padding(len).pack(), Ordering::Release);
+    }
+
+    /// Faults the whole segment in, writable, so appends never page-fault.
+    pub fn populate(&self) {
+        if self.populated.swap(true, Ordering::AcqRel) || !self.file.writable() {
+            return;
+        }
+        // Best effort: on a kernel without MADV_POPULATE_WRITE the publisher
+        // simply takes the faults itself.
+        let _ = self.file.populate_for_write();
+    }
+}
+
+fn header_bytes(base: u64, identity: SegmentIdentity) -> [u8; SEGMENT_HEADER_LEN as usize] {
+    let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
+    header[..8].copy_from_slice(MAGIC);
+    put_u32(&mut header, VERSION_AT, FORMAT_VERSION);
+    put_u32(&mut header, HEADER_LEN_AT, SEGMENT_HEADER_LEN as u32);
+    put_u64(&mut header, BASE_AT, base);
+    put_u64(&mut header, JOURNAL_ID_AT, identity.journal_id);
+    put_u64(&mut header, SEGMENT_SIZE_AT, identity.segment_size);
+    put_u64(&mut header, CREATED_AT, frame::now_ns());
+    let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
+    put_u32(&mut header, HEADER_CRC_AT, crc);
+    header
+}
+
+/// Validates a segment header image against what the journal expects.
+pub fn check_header(bytes: &[u8], path: &Path, base: u64, identity: SegmentIdentity) -> Result<()> {
+    let corrupt = |reason: String| Error::corrupt(path, base, reason);
+    if bytes.len() < SEGMENT_HEADER_LEN as usize || &bytes[..8] != MAGIC {
+        return Err(corrupt("segment header has a bad magic (not a backwater segment)".into()));
+    }
+    let version = frame::read_u32(bytes, VERSION_AT);
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { path: path.into(), found: version, supported: FORMAT_VERSION });
+    }
+    if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != frame::read_u32(bytes, HEADER_CRC_AT) {
+        return Err(corrupt("segment header fails its CRC".into()));
+    }
+    let found_id = frame::read_u64(bytes, JOURNAL_ID_AT);
+    if found_id != identity.journal_id {
+        return Err(corrupt(format!(
+            "segment belongs to journal {found_id:#018x}, not {:#018x} (copied from another journal?)",
+            identity.journal_id
+        )));
+    }
+    let found_base = frame::read_u64(bytes, BASE_AT);
+    if found_base != base {
+        return Err(corrupt(format!("segment header says base {found_base}, its name says {base}")));
+    }
+    if frame::read_u64(bytes, SEGMENT_SIZE_AT) != identity.segment_size {
+        return Err(corrupt("segment header has another segment size".into()));
+    }
+    Ok(())
+}
+
+/// Refuses a symlink where a journal file should be, so that a journal
+/// directory cannot be used to read or write files outside it.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::not_a_journal(
+            path,
+            "is a symbolic link; backwater does not follow links inside a journal directory",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The segment indexes present in `dir`, sorted (non-segment files are ignored).
+pub fn list(dir: &Path, segment_size: u64) -> Result<Vec<u64>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, "read directory", e))?;
+        let Some(base) = entry.file_name().to_str().and_then(parse_file_name) else { continue };
+        if base % segment_size != 0 {
+            return Err(Error::not_a_journal(
+                entry.path(),
+                format!("segment name {base} is not a multiple of the segment size {segment_size}"),
+            ));
+        }
+        indexes.push(base / segment_size);
+    }
+    indexes.sort_unstable();
+    Ok(indexes)
+}
+
+pub fn path_of(dir: &Path, index: u64, segment_size: u64) -> PathBuf {
+    dir.join(file_name(index * segment_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_like_positions_and_parse_back() {
+        assert_eq!(file_name(1 << 20), "00000000000001048576.seg");
+        assert_eq!(parse_file_name(&file_name(123 << 16)), Some(123 << 16));
+        assert_eq!(parse_file_name("0001.seg"), None);
+        assert_eq!(parse_file_name("0000000000000000000x.seg"), None);
+    }
+}
