@@ -69,7 +69,9 @@ impl Watermarks {
     pub fn validate(&self) -> Result<()> {
         let Watermarks { shed, high, resume } = *self;
         let ordered = 0.0 < resume && resume < shed && shed <= high && high <= 1.0;
-        if ordered { Ok(()) } else {
+        if ordered {
+            Ok(())
+        } else {
             Err(Error::InvalidConfig(format!(
                 "watermarks must satisfy 0 < resume < shed <= high <= 1 (got resume {resume}, shed {shed}, high {high})"
             )))

@@ -154,7 +154,12 @@ impl Consumer {
 
     /// `poll`, but waits (spin, yield, park) up to `timeout` for at least one
     /// record. Returns 0 only when the timeout passed with nothing new.
-    pub fn poll_wait<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize, timeout: Duration) -> Result<usize> {
+    pub fn poll_wait<F: FnMut(Record<'_>)>(
+        &mut self,
+        mut handler: F,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         let mut idle = Idle::default();
         loop {
@@ -244,7 +249,7 @@ impl Consumer {
         if position < first || position > tail {
             return refuse(format!("outside the journal's range {first}..={tail}"));
         }
-        if position % size < SEGMENT_HEADER_LEN || position % frame::FRAME_ALIGNMENT as u64 != 0 {
+        if position % size < SEGMENT_HEADER_LEN || !position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) {
             return refuse("not aligned to a frame".into());
         }
         let segment = self.inner.read_segment(position / size)?;
@@ -264,13 +269,8 @@ impl Consumer {
 
     /// The position of the first record stamped at or after `ns`.
     fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
-        let mut scout = Consumer {
-            inner: Arc::clone(&self.inner),
-            cursor: None,
-            position: first,
-            segment: None,
-            hole: None,
-        };
+        let mut scout =
+            Consumer { inner: Arc::clone(&self.inner), cursor: None, position: first, segment: None, hole: None };
         let mut found = None;
         loop {
             let before = scout.position;
@@ -295,12 +295,18 @@ impl Consumer {
 #[inline]
 fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u64 {
     let next = position + aligned_len as u64;
-    if next % segment_size == 0 { next + SEGMENT_HEADER_LEN } else { next }
+    if next.is_multiple_of(segment_size) { next + SEGMENT_HEADER_LEN } else { next }
 }
 
 /// At an uncommitted frame: `true` if it was turned into padding (read on),
 /// `false` to stop and wait (the end of the data, or a hole not yet old enough).
-fn unblock(inner: &Inner, segment: &Segment, position: u64, claimed: Option<usize>, hole: &mut Option<(u64, Instant)>) -> bool {
+fn unblock(
+    inner: &Inner,
+    segment: &Segment,
+    position: u64,
+    claimed: Option<usize>,
+    hole: &mut Option<(u64, Instant)>,
+) -> bool {
     if position >= inner.meta.tail_position() {
         *hole = None;
         return false;
@@ -346,7 +352,8 @@ fn pad_claimed(segment: &Segment, offset: usize, aligned_len: usize) -> bool {
 fn pad_empty(inner: &Inner, segment: &Segment, offset: usize) -> bool {
     let size = inner.segment_size() as usize;
     let tail = inner.meta.tail_position();
-    let limit = if tail / inner.segment_size() == segment.index { (tail % inner.segment_size()) as usize } else { size };
+    let limit =
+        if tail / inner.segment_size() == segment.index { (tail % inner.segment_size()) as usize } else { size };
     let mut end = offset + frame::FRAME_ALIGNMENT;
     while end < limit && segment.word0(end).load(Ordering::Acquire) == 0 {
         end += frame::FRAME_ALIGNMENT;

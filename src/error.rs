@@ -110,10 +110,9 @@ impl std::fmt::Display for Error {
                 "still back-pressured after {waited:?} ({:.1}% full): consumers are not keeping up",
                 fill * 100.0
             ),
-            Error::ClaimUnblocked { position } => write!(
-                f,
-                "the claim at position {position} was held past unblock_timeout and turned into padding"
-            ),
+            Error::ClaimUnblocked { position } => {
+                write!(f, "the claim at position {position} was held past unblock_timeout and turned into padding")
+            }
             Error::ReadOnly { path } => write!(f, "{} was opened read-only", path.display()),
             Error::BadCursorName(name) => {
                 write!(f, "cursor name '{name}' must be 1-64 characters of [A-Za-z0-9._-]")

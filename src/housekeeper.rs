@@ -20,9 +20,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 pub(crate) fn start(inner: &Arc<Inner>) {
     let weak = inner.weak();
-    let spawned = std::thread::Builder::new()
-        .name("backwater-housekeeper".into())
-        .spawn(move || run(weak));
+    let spawned = std::thread::Builder::new().name("backwater-housekeeper".into()).spawn(move || run(weak));
     // Without the thread publishers still work: they create segments themselves.
     if let Ok(handle) = spawned {
         inner.set_housekeeper(handle);

@@ -8,8 +8,7 @@ use crossbeam_utils::Backoff;
 
 const MAX_PARK: Duration = Duration::from_millis(1);
 
-/// One waiter's state; call `idle` after each empty attempt and `reset` after
-/// a successful one.
+/// One waiter's state; call `idle` after each empty attempt.
 pub struct Idle {
     backoff: Backoff,
     park: Duration,
@@ -34,10 +33,5 @@ impl Idle {
         }
         std::thread::park_timeout(park);
         self.park = (self.park * 2).min(MAX_PARK);
-    }
-
-    pub fn reset(&mut self) {
-        self.backoff.reset();
-        self.park = Duration::from_micros(20);
     }
 }

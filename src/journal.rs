@@ -212,9 +212,45 @@ impl Journal {
         crate::flush::flush_all(&self.inner)
     }
 
+    /// Runs one retention pass now: deletes the segments every durable cursor
+    /// has moved past and recomputes the limits (the housekeeper does this
+    /// every 100 ms on its own).
+    pub fn apply_retention(&self) -> Result<()> {
+        self.inner.require_writable()?;
+        retention::refresh(&self.inner)?;
+        retention::run(&self.inner)
+    }
+
     /// Names of the durable cursors.
     pub fn cursor_names(&self) -> Result<Vec<String>> {
         cursor::list(&self.inner.dir)
+    }
+
+    /// Every durable cursor with its committed position and lag.
+    pub fn cursors(&self) -> Result<Vec<CursorInfo>> {
+        let tail = self.tail_position();
+        let mut infos = Vec::new();
+        for name in cursor::list(&self.inner.dir)? {
+            let cursor = match CursorFile::open(&self.inner.dir, &name, self.inner.identity.journal_id, false) {
+                Ok(cursor) => cursor,
+                Err(Error::NoSuchCursor(_)) => continue,
+                Err(other) => return Err(other),
+            };
+            let position = cursor.position();
+            infos.push(CursorInfo {
+                name,
+                position,
+                lag_bytes: tail.saturating_sub(position),
+                committed_ns: cursor.updated_ns(),
+                evicted: cursor.eviction(),
+            });
+        }
+        Ok(infos)
+    }
+
+    /// When the journal was created, in ns since the epoch.
+    pub fn created_ns(&self) -> u64 {
+        self.inner.meta.created_ns
     }
 
     /// Deletes a durable cursor: it no longer holds retention.
@@ -235,16 +271,25 @@ impl Journal {
     }
 }
 
+/// A durable cursor as `Journal::cursors` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorInfo {
+    pub name: String,
+    pub position: u64,
+    /// Bytes between the cursor and the tail.
+    pub lag_bytes: u64,
+    /// When it was last committed (ns since the epoch).
+    pub committed_ns: u64,
+    /// `Some((from, to))` if `EvictSlowest` detached it.
+    pub evicted: Option<(u64, u64)>,
+}
+
 impl Inner {
     fn new(dir: PathBuf, meta: Meta, config: &Config, writable: bool, lock: Option<Mutex<File>>) -> Result<Inner> {
         if let Some(requested) = config.segment_size
             && requested != meta.segment_size
         {
-            return Err(Error::SegmentSizeMismatch {
-                path: dir,
-                existing: meta.segment_size,
-                requested,
-            });
+            return Err(Error::SegmentSizeMismatch { path: dir, existing: meta.segment_size, requested });
         }
         let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
         let process_slot = if writable { process::register(&meta) } else { None };

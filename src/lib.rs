@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use consumer::{Consumer, Record, Seek};
 pub use error::{Error, OfferError, Result};
-pub use journal::Journal;
+pub use journal::{CursorInfo, Journal};
 pub use meta::{FORMAT_VERSION, Level};
 pub use publisher::{Claim, Publisher};
 

@@ -26,11 +26,7 @@ impl MappedFile {
     /// Maps the whole of `path`, which must be exactly `expected_len` bytes
     /// (when given).
     pub fn open(path: &Path, writable: bool, expected_len: Option<u64>) -> Result<MappedFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(path)
-            .map_err(|e| Error::io(path, "open", e))?;
+        let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| Error::io(path, "open", e))?;
         let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
         if let Some(expected) = expected_len
             && len != expected
@@ -83,7 +79,7 @@ impl MappedFile {
     /// An atomic `u64` at `offset` (a multiple of 8, inside the mapping).
     #[inline]
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.map.len(), "atomic_u64 at {offset}");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.map.len(), "atomic_u64 at {offset}");
         // SAFETY: in bounds and 8-aligned (the map is page-aligned and offset is
         // a multiple of 8); AtomicU64 has the layout of u64; the mapping outlives
         // the returned reference, which borrows self.
@@ -93,7 +89,7 @@ impl MappedFile {
     /// An atomic `u32` at `offset` (a multiple of 4, inside the mapping).
     #[inline]
     pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.map.len(), "atomic_u32 at {offset}");
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.map.len(), "atomic_u32 at {offset}");
         // SAFETY: as for atomic_u64, with 4-byte alignment.
         unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) }
     }
@@ -162,8 +158,7 @@ pub fn create_file(
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, "create temporary file in", e))?;
     let file = temp.as_file();
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(temp.path(), "chmod", e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(temp.path(), "chmod", e))?;
     if allocate {
         rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len)
             .map_err(|e| Error::io(temp.path(), "fallocate", e.into()))?;

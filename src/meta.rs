@@ -201,10 +201,6 @@ impl Meta {
         Ok(Meta { file, segment_size, journal_id, created_ns, tail: TailCodec::new(segment_size) })
     }
 
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
-
     pub fn raw_tail(&self) -> &AtomicU64 {
         self.file.atomic_u64(RAW_TAIL_AT)
     }

@@ -226,7 +226,11 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
         let scan = scan(&segment);
         report.records += scan.records;
         let mut note = |offset: usize, reason: String| {
-            report.findings.push(Finding { path: segment.path().into(), position: segment.base + offset as u64, reason })
+            report.findings.push(Finding {
+                path: segment.path().into(),
+                position: segment.base + offset as u64,
+                reason,
+            })
         };
         for (offset, _, reason) in &scan.faults {
             note(*offset, reason.clone());

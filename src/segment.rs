@@ -82,7 +82,11 @@ impl Segment {
             return Err(Error::corrupt(
                 &path,
                 base,
-                format!("segment file is {} bytes, the journal's segment size is {}", file.len(), identity.segment_size),
+                format!(
+                    "segment file is {} bytes, the journal's segment size is {}",
+                    file.len(),
+                    identity.segment_size
+                ),
             ));
         }
         check_header(file.bytes(), &path, base, identity)?;

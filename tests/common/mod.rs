@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use backwater::{Consumer, Record};
+
+/// Every record the consumer can read right now: `(position, payload)`.
+pub fn drain(consumer: &mut Consumer) -> backwater::Result<Vec<(u64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    loop {
+        let read = consumer.poll(|r: Record<'_>| out.push((r.position(), r.payload().to_vec())), 4096)?;
+        if read == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// The path of the segment file holding `position`.
+pub fn segment_path(dir: &Path, segment_size: u64, position: u64) -> PathBuf {
+    dir.join(backwater::segment::file_name(position - position % segment_size))
+}
+
+/// Overwrites bytes of a file in place.
+pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).expect("open for patching");
+    file.write_all_at(bytes, offset).expect("patch");
+}
+
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).expect("open for reading");
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, offset).expect("read");
+    buf
+}
+
+/// A deterministic pseudo-random generator (SplitMix64), so tests need no seed crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A payload of `len` bytes that encodes `seed`, checkable with `check_payload`.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
