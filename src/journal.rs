@@ -42,7 +42,7 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 /// consumer.poll(|record| seen.push((record.position(), record.payload().to_vec())), 10)?;
 /// assert_eq!(seen, vec![(position, b"hello".to_vec())]);
 /// consumer.commit()?;
-/// # Ok::<(), backwater::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Journal {

@@ -28,7 +28,7 @@
 //! assert_eq!(read, 3);
 //! assert_eq!(positions[0], first);
 //! consumer.commit()?;                                 // persists the cursor
-//! # Ok::<(), backwater::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The on-disk format is documented byte by byte in `docs/FORMAT.md`.
@@ -84,3 +84,8 @@ pub struct Stats {
     /// Bytes held by segment files.
     pub disk_bytes: u64,
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

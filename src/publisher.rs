@@ -39,7 +39,7 @@ use crate::{Priority, retention};
 ///     Ok(_) | Err(OfferError::Dropped { .. }) => {}
 ///     Err(other) => return Err(other.into()),
 /// }
-/// # Ok::<(), backwater::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
@@ -213,7 +213,7 @@ impl Publisher {
     /// claim.payload_mut().copy_from_slice(b"hello");
     /// let position = claim.commit()?;
     /// # assert!(position > 0);
-    /// # Ok::<(), backwater::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
         self.claim_with(Priority::Normal, len)

@@ -1,0 +1,59 @@
+//! Append throughput, one publisher: `offer` at 64 B / 1 KiB / 4 KiB, a batch
+//! of 16 × 64 B, and zero-copy claim/commit. Runs long enough to cross many
+//! segment rollovers: the journal keeps a 2 GiB ring (`DropOldest`), so
+//! preparing and deleting segments is part of what is measured.
+
+use std::time::{Duration, Instant};
+
+use backwater::{Config, Journal, WhenFull};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn journal(dir: &std::path::Path) -> Journal {
+    let config = Config::default()
+        .segment_size(64 << 20)
+        .max_disk_bytes(2 << 30)
+        .min_free_disk(0)
+        .when_full(WhenFull::DropOldest);
+    Journal::open(dir, config).expect("open journal")
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group.measurement_time(Duration::from_secs(4));
+    for size in [64usize, 1024, 4096] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = journal(dir.path());
+        let publisher = journal.publisher();
+        let payload = vec![0x42u8; size];
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("offer/{size}B"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    publisher.offer(&payload).expect("offer");
+                }
+                start.elapsed()
+            })
+        });
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = journal(dir.path());
+    let publisher = journal.publisher();
+    let batch = vec![[0x42u8; 64]; 16];
+    group.throughput(Throughput::Elements(16));
+    group.bench_function("offer_batch/16x64B", |b| {
+        b.iter(|| publisher.offer_batch(&batch).expect("batch"));
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("claim_commit/64B", |b| {
+        b.iter(|| {
+            let mut claim = publisher.claim(64).expect("claim");
+            claim.payload_mut().fill(0x42);
+            claim.commit().expect("commit")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);
