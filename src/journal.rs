@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub flushed_position: AtomicU64,
     pub process_slot: Option<usize>,
     pub level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
+    /// The level this handle's watchers were last told about.
+    pub last_level: AtomicU32,
     lock_file: Option<Mutex<File>>,
     stopping: AtomicBool,
     housekeeper: Mutex<Option<JoinHandle<()>>>,
@@ -293,6 +295,7 @@ impl Inner {
         }
         let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
         let process_slot = if writable { process::register(&meta) } else { None };
+        let level = meta.level().load(Ordering::Acquire);
         Ok(Inner {
             max_payload: (meta.segment_size / 8) as usize,
             flush_always: AtomicBool::new(meta.limits().flush == crate::Flush::Always),
@@ -308,6 +311,7 @@ impl Inner {
             window: Mutex::new(BTreeMap::new()),
             process_slot,
             level_watchers: Mutex::new(Vec::new()),
+            last_level: AtomicU32::new(level),
             lock_file: lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),

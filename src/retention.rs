@@ -90,14 +90,16 @@ pub(crate) fn recompute_limits(inner: &Inner) -> Level {
     };
     meta.normal_limit().store(normal, Ordering::Release);
     meta.low_limit().store(low, Ordering::Release);
-    if meta.level().swap(level as u32, Ordering::AcqRel) != level as u32 {
-        notify_level(inner, level);
-    }
+    meta.level().store(level as u32, Ordering::Release);
+    notify_level(inner, level);
     level
 }
 
+/// Tells this handle's watchers when the level differs from the last one they saw.
 fn notify_level(inner: &Inner, level: Level) {
-    if let Ok(mut watchers) = inner.level_watchers.lock() {
+    if let Ok(mut watchers) = inner.level_watchers.lock()
+        && inner.last_level.swap(level as u32, Ordering::AcqRel) != level as u32
+    {
         watchers.retain(|watcher| watcher.send(level).is_ok());
     }
 }
@@ -146,6 +148,7 @@ pub(crate) fn at_limit(inner: &Inner, priority: Priority, aligned: u64) -> Resul
     }
     let fill = Fill::read(&inner.meta);
     if priority == Priority::Low {
+        raise_level(inner, Level::Shedding);
         return Err(OfferError::Dropped { priority, fill: fill.ratio() });
     }
     if inner.meta.limits().when_full != WhenFull::Block {
@@ -154,7 +157,17 @@ pub(crate) fn at_limit(inner: &Inner, priority: Priority, aligned: u64) -> Resul
             return Ok(());
         }
     }
+    raise_level(inner, Level::BackPressured);
     Err(OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity })
+}
+
+/// A claim did not fit under a watermark: the journal is at that level now,
+/// even if the fill itself is a record short of the mark.
+fn raise_level(inner: &Inner, level: Level) {
+    let previous = inner.meta.level().fetch_max(level as u32, Ordering::AcqRel);
+    if previous < level as u32 {
+        recompute_limits(inner);
+    }
 }
 
 /// Turns a failure to create a segment into back-pressure when it is a lack
@@ -198,7 +211,10 @@ pub(crate) fn run(inner: &Inner) -> Result<()> {
         let under_pressure = Fill::read(&inner.meta).ratio() >= limits.watermarks.shed;
         delete_consumed(inner, &cursors, &limits, under_pressure)?;
     }
-    recompute_limits(inner);
+    let level = recompute_limits(inner);
+    if level == Level::BackPressured && inner.meta.limits().when_full != WhenFull::Block {
+        make_room(inner)?;
+    }
     Ok(())
 }
 

@@ -58,3 +58,44 @@ pub fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = Rng(seed);
     (0..len).map(|_| rng.next() as u8).collect()
 }
+
+/// A small tmpfs mounted on a temporary directory, unmounted on drop. Needs
+/// root; `mount` returns `None` (and says why) where it cannot be had.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_mib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("SKIPPED: mounting a {size_mib} MiB tmpfs needs root (CI runs as root)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into `path` until the filesystem is full.
+    pub fn fill(&self, path: &Path) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(path).expect("create filler");
+        let block = vec![0u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.flush();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}

@@ -1,0 +1,229 @@
+//! Disk budget, watermarks with hysteresis, priority shedding and the
+//! when-full policies, through the public API.
+
+mod common;
+
+use std::time::Duration;
+
+use backwater::{Config, Error, Journal, Level, OfferError, Priority, Seek, WhenFull};
+use common::drain;
+
+const MIB: u64 = 1 << 20;
+const BUDGET: u64 = 8 * MIB;
+
+fn budgeted(dir: &std::path::Path, policy: WhenFull) -> Journal {
+    let config = Config::default().segment_size(MIB).max_disk_bytes(BUDGET).min_free_disk(0).when_full(policy);
+    Journal::open(dir, config).expect("open")
+}
+
+/// Offers 1000-byte records until one is refused; returns how many were
+/// accepted and the refusal, checking the disk budget all along.
+fn offer_until_refused(journal: &Journal, priority: Priority) -> (u64, OfferError) {
+    let publisher = journal.publisher();
+    let mut accepted = 0;
+    loop {
+        match publisher.offer_with(priority, &[7u8; 1000]) {
+            Ok(_) => accepted += 1,
+            Err(refusal) => return (accepted, refusal),
+        }
+        if accepted % 256 == 0 {
+            assert!(journal.stats().disk_bytes <= BUDGET, "disk use exceeded the budget");
+        }
+    }
+}
+
+/// Moves the durable consumer `name` to the first frame of segment `index`
+/// and commits, then runs retention.
+fn commit_at_segment(journal: &Journal, name: &str, index: u64) {
+    let mut consumer = journal.consumer(name).unwrap();
+    consumer.seek(Seek::Position(index * MIB + 64)).unwrap();
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+}
+
+#[test]
+fn block_pushes_back_at_high_and_resumes_only_below_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::Block);
+    let levels = journal.watch_level();
+    journal.consumer("stalled").unwrap();
+
+    let (accepted, refusal) = offer_until_refused(&journal, Priority::Normal);
+    let OfferError::BackPressured { fill, capacity } = refusal else { panic!("expected back-pressure, got {refusal}") };
+    assert_eq!(capacity, BUDGET);
+    assert!((0.94..0.96).contains(&fill), "refused at fill {fill}");
+    assert!(accepted * 1056 >= (BUDGET as f64 * 0.94) as u64);
+    assert!(journal.stats().disk_bytes <= BUDGET);
+    assert_eq!(journal.stats().level, Level::BackPressured);
+    assert_eq!(journal.stats().back_pressured, 1);
+
+    // The consumer frees one segment: fill falls below high but not below
+    // resume, so the journal stays back-pressured (hysteresis).
+    commit_at_segment(&journal, "stalled", 1);
+    let stats = journal.stats();
+    assert!(stats.fill < 0.95 && stats.fill > 0.70, "fill {}", stats.fill);
+    assert!(matches!(journal.publisher().offer(b"x"), Err(OfferError::BackPressured { .. })));
+
+    // Below resume, offers are accepted again.
+    commit_at_segment(&journal, "stalled", 3);
+    assert!(journal.stats().fill < 0.70);
+    journal.publisher().offer(b"resumed").expect("offers resume below the resume watermark");
+    assert_eq!(journal.stats().level, Level::Normal);
+
+    let seen: Vec<Level> = levels.try_iter().collect();
+    assert_eq!(seen, vec![Level::Shedding, Level::BackPressured, Level::Normal]);
+}
+
+#[test]
+fn append_waits_then_times_out_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .segment_size(MIB)
+        .max_disk_bytes(BUDGET)
+        .min_free_disk(0)
+        .append_timeout(Duration::from_millis(200));
+    let journal = Journal::open(dir.path(), config).unwrap();
+    journal.consumer("stalled").unwrap();
+    offer_until_refused(&journal, Priority::Normal);
+    let error = journal.publisher().append(&[1; 1000]).unwrap_err();
+    assert!(matches!(error, Error::StillBackPressured { waited, .. } if waited >= Duration::from_millis(200)));
+    assert!(error.to_string().contains("still back-pressured"));
+}
+
+#[test]
+fn low_priority_is_shed_from_the_shed_mark_while_normal_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::Block);
+    journal.consumer("stalled").unwrap();
+    let publisher = journal.publisher();
+    let (low_accepted, refusal) = offer_until_refused(&journal, Priority::Low);
+    let OfferError::Dropped { priority, fill } = refusal else { panic!("expected a drop, got {refusal}") };
+    assert_eq!(priority, Priority::Low);
+    assert!((0.79..0.81).contains(&fill), "shed at fill {fill}");
+    assert!(low_accepted > 0);
+    let mut normal_accepted = 0;
+    let mut dropped = 1;
+    while publisher.offer(&[7u8; 1000]).is_ok() {
+        normal_accepted += 1;
+        if matches!(publisher.offer_with(Priority::Low, b"debug"), Err(OfferError::Dropped { .. })) {
+            dropped += 1;
+        }
+    }
+    assert!(normal_accepted > 100, "normal records must be accepted between shed and high");
+    let stats = journal.stats();
+    assert_eq!(stats.dropped_low, dropped);
+    assert_eq!(stats.appended, low_accepted + normal_accepted);
+    let records = drain(&mut journal.anonymous_consumer()).unwrap();
+    assert_eq!(records.len() as u64, stats.appended);
+}
+
+#[test]
+fn drop_oldest_never_refuses_and_tells_a_lagging_consumer_exactly_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::DropOldest);
+    let mut lagging = journal.consumer("lagging").unwrap();
+    let start = lagging.position();
+    let publisher = journal.publisher();
+    let mut positions = Vec::new();
+    let mut written = 0;
+    while written < 10 * BUDGET {
+        positions.push(publisher.offer(&[9u8; 1000]).expect("drop-oldest never pushes back"));
+        written += 1056;
+        if positions.len() % 512 == 0 {
+            assert!(journal.stats().disk_bytes <= BUDGET);
+        }
+    }
+    let first = journal.first_position();
+    match lagging.poll(|_| {}, 10) {
+        Err(Error::Lost { from, to }) => assert_eq!((from, to), (start, first)),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    let records = drain(&mut lagging).unwrap();
+    let retained: Vec<u64> = positions.iter().copied().filter(|&p| p >= first).collect();
+    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), retained);
+    assert!(records.iter().all(|r| r.1 == [9u8; 1000]));
+    let stats = journal.stats();
+    assert!(stats.lost_bytes >= 8 * BUDGET, "lost {} bytes", stats.lost_bytes);
+    assert_eq!(stats.back_pressured, 0);
+}
+
+#[test]
+fn evict_slowest_detaches_the_slow_consumer_and_spares_the_fast_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::EvictSlowest);
+    let mut slow = journal.consumer("slow").unwrap();
+    let slow_start = slow.position();
+    let mut fast = journal.consumer("fast").unwrap();
+    let publisher = journal.publisher();
+    let mut fast_read = 0;
+    for i in 0..3 * BUDGET / 1056 {
+        publisher.offer(&[3u8; 1000]).expect("evict-slowest never pushes back");
+        if i % 64 == 0 {
+            fast_read += drain(&mut fast).unwrap().len();
+            fast.commit().unwrap();
+        }
+    }
+    match slow.poll(|_| {}, 10) {
+        Err(Error::Evicted { cursor, from, to }) => {
+            assert_eq!(cursor, "slow");
+            assert_eq!(from, slow_start);
+            assert!(to > from && to <= journal.first_position());
+        }
+        other => panic!("expected Evicted, got {other:?}"),
+    }
+    fast_read += drain(&mut fast).unwrap().len();
+    assert_eq!(fast_read as u64, journal.stats().appended, "the fast consumer read everything");
+    assert_eq!(journal.stats().evictions, 1);
+    let evicted = journal.cursors().unwrap().into_iter().find(|c| c.name == "slow").unwrap();
+    assert!(evicted.evicted.is_some());
+    // It can re-attach at the oldest retained record.
+    slow.reattach().unwrap();
+    assert_eq!(slow.position(), journal.first_position());
+    assert!(!drain(&mut slow).unwrap().is_empty());
+}
+
+#[test]
+fn consumed_segments_stay_readable_for_replay_up_to_retain_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().segment_size(MIB).min_free_disk(0).retain_bytes(3 * MIB);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let publisher = journal.publisher();
+    for _ in 0..10 * MIB / 1056 {
+        publisher.append(&[5u8; 1000]).unwrap();
+    }
+    let mut reader = journal.consumer("reader").unwrap();
+    drain(&mut reader).unwrap();
+    reader.commit().unwrap();
+    journal.apply_retention().unwrap();
+    let tail = journal.tail_position();
+    let first_base = journal.first_position() - 64;
+    assert!(tail - first_base >= 3 * MIB, "the replay window must be kept");
+    assert!(tail - first_base < 3 * MIB + 2 * MIB, "older consumed segments must go");
+    let replayed = drain(&mut journal.consumer("replay").unwrap()).unwrap();
+    assert!(replayed.len() as u64 >= 2 * MIB / 1056);
+}
+
+#[test]
+fn a_full_filesystem_is_back_pressure_not_a_crash() {
+    let Some(mount) = common::Tmpfs::mount(32) else { return };
+    let dir = mount.path().join("journal");
+    let journal = Journal::open(&dir, Config::default().segment_size(MIB).min_free_disk(0)).unwrap();
+    journal.consumer("stalled").unwrap();
+    // Take the filesystem's remaining space away behind the journal's back.
+    mount.fill(&mount.path().join("filler"));
+    let publisher = journal.publisher();
+    let mut accepted = 0u64;
+    let refusal = loop {
+        match publisher.offer(&[1u8; 1000]) {
+            Ok(_) => accepted += 1,
+            Err(refusal) => break refusal,
+        }
+    };
+    assert!(matches!(refusal, OfferError::BackPressured { .. }), "{refusal}");
+    drop(publisher);
+    drop(journal);
+    let report = backwater::recovery::verify(&dir, |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let journal = Journal::open(&dir, Config::default()).unwrap();
+    assert_eq!(drain(&mut journal.anonymous_consumer()).unwrap().len() as u64, accepted);
+}
