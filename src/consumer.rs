@@ -23,6 +23,7 @@ use crate::{Flush, Priority};
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
     position: u64,
+    next_position: u64,
     timestamp: u64,
     priority: Priority,
     payload: &'a [u8],
@@ -32,6 +33,12 @@ impl<'a> Record<'a> {
     /// The record's position: unique, only growing.
     pub fn position(&self) -> u64 {
         self.position
+    }
+
+    /// The position right after this record: where a consumer that has
+    /// processed it resumes (`Consumer::commit_at`).
+    pub fn next_position(&self) -> u64 {
+        self.next_position
     }
 
     /// When it was appended, in nanoseconds since the Unix epoch (coarse
@@ -127,14 +134,16 @@ impl Consumer {
             match frame::decode(word, &segment.bytes()[offset..], self.position, true) {
                 Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
                     let start = offset + HEADER_LEN;
+                    let next = next_position(self.position, aligned_len, size);
                     handler(Record {
                         position: self.position,
+                        next_position: next,
                         timestamp,
                         priority: frame::flags_priority(flags),
                         payload: &segment.bytes()[start..start + payload_len],
                     });
                     count += 1;
-                    self.position = next_position(self.position, aligned_len, size);
+                    self.position = next;
                     self.hole = None;
                 }
                 Ok(Decoded::Padding { aligned_len }) => {
@@ -175,9 +184,16 @@ impl Consumer {
     /// consumers). Visible to other processes at once; survives a process
     /// crash; flushed to disk under `Flush::Always`.
     pub fn commit(&mut self) -> Result<()> {
+        self.commit_at(self.position)
+    }
+
+    /// Persists `position` (a `Record::next_position` this consumer has
+    /// passed) rather than the current read position: for consumers that
+    /// read ahead of what their sink has acknowledged.
+    pub fn commit_at(&mut self, position: u64) -> Result<()> {
         let Some(cursor) = &self.cursor else { return Ok(()) };
         self.inner.require_writable()?;
-        cursor.store(self.position);
+        cursor.store(position.min(self.position));
         if self.inner.meta.limits().flush == Flush::Always {
             cursor.flush()?;
         }

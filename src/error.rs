@@ -40,6 +40,8 @@ pub enum Error {
     /// A claim was held past `unblock_timeout` and turned into padding by another
     /// handle; the record was not appended.
     ClaimUnblocked { position: u64 },
+    /// The operation needs the journal to itself, and another process has it open.
+    InUse { path: PathBuf },
     /// A write through a handle opened with `Journal::open_read_only`.
     ReadOnly { path: PathBuf },
     /// A cursor name with characters other than `[A-Za-z0-9._-]`, or empty.
@@ -112,6 +114,9 @@ impl std::fmt::Display for Error {
             ),
             Error::ClaimUnblocked { position } => {
                 write!(f, "the claim at position {position} was held past unblock_timeout and turned into padding")
+            }
+            Error::InUse { path } => {
+                write!(f, "{} is open in another process (see `backwater info`); stop it first", path.display())
             }
             Error::ReadOnly { path } => write!(f, "{} was opened read-only", path.display()),
             Error::BadCursorName(name) => {

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub flushed_position: AtomicU64,
     pub process_slot: Option<usize>,
     pub level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
+    /// What recovery changed when this handle opened the journal.
+    pub recovery: Mutex<Option<recovery::RecoveryReport>>,
     /// The level this handle's watchers were last told about.
     pub last_level: AtomicU32,
     lock_file: Option<Mutex<File>>,
@@ -108,7 +110,10 @@ impl Journal {
         {
             let _guard = inner.lock()?;
             if !process::others_alive(&inner.meta, inner.process_slot) {
-                recovery::recover(&inner)?;
+                let report = recovery::recover(&inner)?;
+                if let Ok(mut slot) = inner.recovery.lock() {
+                    *slot = Some(report);
+                }
             }
             inner.ensure_first_segment()?;
         }
@@ -223,6 +228,12 @@ impl Journal {
         retention::run(&self.inner)
     }
 
+    /// What recovery changed when this handle opened the journal (`None` if
+    /// it did not run: another writer was alive, or the handle is read-only).
+    pub fn recovery_report(&self) -> Option<recovery::RecoveryReport> {
+        self.inner.recovery.lock().ok().and_then(|report| report.clone())
+    }
+
     /// Names of the durable cursors.
     pub fn cursor_names(&self) -> Result<Vec<String>> {
         cursor::list(&self.inner.dir)
@@ -311,6 +322,7 @@ impl Inner {
             window: Mutex::new(BTreeMap::new()),
             process_slot,
             level_watchers: Mutex::new(Vec::new()),
+            recovery: Mutex::new(None),
             last_level: AtomicU32::new(level),
             lock_file: lock,
             stopping: AtomicBool::new(false),

@@ -41,6 +41,7 @@ mod flush;
 pub mod frame;
 mod housekeeper;
 mod idle;
+pub mod inspect;
 mod journal;
 mod mapped;
 mod meta;

@@ -79,7 +79,7 @@ pub fn scan(segment: &Segment) -> SegmentScan {
 }
 
 /// The first offset at or after `from` where a committed, valid frame starts.
-fn next_valid_frame(segment: &Segment, from: usize) -> Option<usize> {
+pub(crate) fn next_valid_frame(segment: &Segment, from: usize) -> Option<usize> {
     let bytes = segment.bytes();
     (from..bytes.len()).step_by(FRAME_ALIGNMENT).find(|&offset| {
         let word = segment.word0(offset).load(Ordering::Acquire);
@@ -107,7 +107,16 @@ pub struct RecoveryReport {
     pub padded: Vec<(u64, usize)>,
     /// A torn tail zeroed: `(position, len)`.
     pub cut: Option<(u64, usize)>,
+    /// Damaged frames replaced by padding (`repair` only): `(position, len, reason)`.
+    pub discarded: Vec<(u64, usize, String)>,
     pub tail_position: u64,
+}
+
+impl RecoveryReport {
+    /// Whether recovery changed anything.
+    pub fn changed(&self) -> bool {
+        !self.padded.is_empty() || self.cut.is_some() || !self.discarded.is_empty()
+    }
 }
 
 /// Finds the true tail after a crash, pads holes in the last two segments and
@@ -127,9 +136,9 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     }
     if tail_index > first {
         let previous = Segment::open(&inner.dir, tail_index - 1, inner.identity, true)?;
-        repair(&previous, false, &mut report);
+        repair_segment(&previous, false, &mut report);
     }
-    let end = repair(&tail_segment, true, &mut report);
+    let end = repair_segment(&tail_segment, true, &mut report);
     let raw = inner.meta.tail.pack(tail_index, end as u64);
     inner.meta.raw_tail().store(raw, Ordering::Release);
     report.tail_position = inner.meta.tail_position();
@@ -138,7 +147,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
 
 /// Pads holes; in the tail segment also zeroes what follows the last valid
 /// frame; in a sealed segment pads from there to the end. Returns the end.
-fn repair(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usize {
+fn repair_segment(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usize {
     let scan = scan(segment);
     for &(offset, len) in &scan.holes {
         segment.write_padding(offset, len);
@@ -154,6 +163,35 @@ fn repair(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usiz
         report.padded.push((segment.base + scan.end as u64, size - scan.end));
     }
     scan.end
+}
+
+/// `verify --repair`: opens the journal (which recovers the tail), then, with
+/// no other writer alive, pads every hole and replaces every damaged frame in
+/// every segment with padding. Returns everything it changed.
+pub fn repair(dir: &Path) -> Result<RecoveryReport> {
+    let journal = crate::Journal::open(dir, crate::Config::default())?;
+    let inner = &journal.inner;
+    let _guard = inner.lock()?;
+    if crate::process::others_alive(&inner.meta, inner.process_slot) {
+        return Err(Error::InUse { path: dir.to_path_buf() });
+    }
+    let mut report = inner.recovery.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
+    let size = inner.segment_size();
+    let tail_index = inner.meta.tail.segment_index(inner.meta.tail_position());
+    for index in segment::list(dir, size)?.into_iter().filter(|&i| i <= tail_index) {
+        let segment = Segment::open(dir, index, inner.identity, true)?;
+        let scan = scan(&segment);
+        for &(offset, len) in &scan.holes {
+            segment.write_padding(offset, len);
+            report.padded.push((segment.base + offset as u64, len));
+        }
+        for (offset, len, reason) in scan.faults {
+            segment.write_padding(offset, len);
+            report.discarded.push((segment.base + offset as u64, len, reason));
+        }
+    }
+    report.tail_position = inner.meta.tail_position();
+    Ok(report)
 }
 
 fn zero(segment: &Segment, from: usize, to: usize) {

@@ -1,0 +1,413 @@
+//! The command line: every subcommand's flags, with an example in each `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backwater::{Flush, Priority, WhenFull};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "backwater",
+    version,
+    about = "A disk-buffered publisher journal: inspect, verify, feed and replay it",
+    long_about = "A disk-buffered publisher journal: inspect, verify, feed and replay it.\n\n\
+        Exit codes: 0 fine, 1 a finding (corruption, lost data) or a failure, 2 usage or not a journal, \
+        75 still back-pressured after --timeout.",
+    after_help = "Start with: backwater demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a journal with the given segment size, budget, watermarks and policy
+    #[command(
+        after_help = "Example:\n  backwater create /var/lib/feed --segment-size 64MiB --max-disk 8GiB --when-full block"
+    )]
+    Create(CreateArgs),
+    /// Show or change the limits of an existing journal
+    #[command(
+        after_help = "Examples:\n  backwater config /var/lib/feed\n  backwater config /var/lib/feed --max-disk 16GiB --high 0.9"
+    )]
+    Config(ConfigArgs),
+    /// Segments, positions, disk use, fill and level, processes, cursors with lag
+    #[command(
+        after_help = "Examples:\n  backwater info /var/lib/feed\n  backwater info /var/lib/feed --json | jq .fill"
+    )]
+    Info(ReportArgs),
+    /// One line per segment: base position, bytes used, records, time range, state
+    #[command(after_help = "Example:\n  backwater segments /var/lib/feed --json")]
+    Segments(ReportArgs),
+    /// Print frames (header fields and payload) from a position or time
+    #[command(after_help = "Examples:\n  backwater dump /var/lib/feed --from 64 --count 10\n  \
+        backwater dump /var/lib/feed --time 2026-11-28T10:00:00Z --format json")]
+    Dump(DumpArgs),
+    /// Check every frame's structure and CRC; --repair pads holes and cuts a torn tail
+    #[command(
+        after_help = "Examples:\n  backwater verify /var/lib/feed && echo clean\n  backwater verify /var/lib/feed --repair"
+    )]
+    Verify(VerifyArgs),
+    /// Append records from stdin (lines or length-prefixed), waiting under back-pressure
+    #[command(after_help = "Examples:\n  seq 1000 | backwater append /var/lib/feed\n  \
+        producer | backwater append /var/lib/feed --priority low --timeout 30")]
+    Append(AppendArgs),
+    /// Print records as they arrive, from the start, the end, a position or a cursor
+    #[command(after_help = "Examples:\n  backwater tail /var/lib/feed -f\n  \
+        backwater tail /var/lib/feed --from cursor:indexer --format json")]
+    Tail(TailArgs),
+    /// List, set, reset or delete named cursors
+    #[command(after_help = "Examples:\n  backwater cursor /var/lib/feed list\n  \
+        backwater cursor /var/lib/feed reset indexer start\n  backwater cursor /var/lib/feed set indexer 1048640")]
+    Cursor(CursorArgs),
+    /// Drive a slow consumer from a cursor: to stdout or a child process, paced, at-least-once
+    #[command(after_help = "Examples:\n  backwater replay /var/lib/feed --cursor db --rate 2000/s > out.txt\n  \
+        backwater replay /var/lib/feed --cursor db --ack --window 5000 --format json --exec './sink'\n\n\
+        Ack protocol (--ack): the child writes one line per durable batch to its stdout, holding the\n\
+        number of records it has durably processed since its previous ack line. The cursor is\n\
+        committed only up to acknowledged records; at most --window records are unacknowledged.")]
+    Replay(ReplayArgs),
+    /// The seed scenario: a fast publisher, a slow database, a fast consumer, the watermarks at work
+    #[command(after_help = "Example:\n  backwater demo --seconds 20")]
+    Demo(DemoArgs),
+}
+
+/// Limits shared by `create` and `config`.
+#[derive(Args, Clone, Default)]
+pub struct LimitArgs {
+    /// The journal's disk budget, e.g. 8GiB (default: unlimited)
+    #[arg(long, value_parser = parse_size)]
+    pub max_disk: Option<u64>,
+    /// Free space the filesystem must keep, e.g. 1GiB (default 256MiB)
+    #[arg(long, value_parser = parse_size)]
+    pub min_free: Option<u64>,
+    /// Fill at which low-priority records are shed (default 0.80)
+    #[arg(long)]
+    pub shed: Option<f64>,
+    /// Fill at which publishers are pushed back (default 0.95)
+    #[arg(long)]
+    pub high: Option<f64>,
+    /// Fill below which everything is accepted again (default 0.70)
+    #[arg(long)]
+    pub resume: Option<f64>,
+    /// What happens at the high watermark
+    #[arg(long, value_enum)]
+    pub when_full: Option<WhenFullArg>,
+    /// never | interval:100ms | always
+    #[arg(long, value_parser = parse_flush)]
+    pub flush: Option<Flush>,
+    /// Consumed bytes kept for replay, e.g. 1GiB
+    #[arg(long, value_parser = parse_size)]
+    pub retain_bytes: Option<u64>,
+    /// How long consumed segments are kept for replay, e.g. 1h
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retain_for: Option<Duration>,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The journal directory (created if absent; must be empty)
+    pub dir: PathBuf,
+    /// Segment file size: a power of two from 64KiB to 1GiB
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    pub segment_size: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    pub dir: PathBuf,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum WhenFullArg {
+    Block,
+    DropOldest,
+    EvictSlowest,
+}
+
+impl From<WhenFullArg> for WhenFull {
+    fn from(arg: WhenFullArg) -> WhenFull {
+        match arg {
+            WhenFullArg::Block => WhenFull::Block,
+            WhenFullArg::DropOldest => WhenFull::DropOldest,
+            WhenFullArg::EvictSlowest => WhenFull::EvictSlowest,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum RecordFormat {
+    /// One line per frame: position, time, priority, length, CRC, payload as escaped text
+    Text,
+    /// Header line, then the payload as a hex dump
+    Hex,
+    /// One JSON object per line
+    Json,
+    /// Payload bytes only, back to back
+    Raw,
+    /// Each payload followed by a newline, nothing else
+    Lines,
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    pub dir: PathBuf,
+    /// Start at this position (a frame boundary; default: the first retained)
+    #[arg(long, conflicts_with = "time")]
+    pub from: Option<u64>,
+    /// Start at the first record stamped at or after this time (RFC 3339 or ns since the epoch)
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<u64>,
+    /// At most this many frames
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: RecordFormat,
+    /// Show padding and uncommitted frames too
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    pub dir: PathBuf,
+    /// Pad holes, replace damaged frames with padding and cut a torn tail; says what it changed
+    #[arg(long)]
+    pub repair: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum InputFormat {
+    /// Each line, without its newline, is one record
+    Lines,
+    /// Each record is a u32 little-endian length followed by that many bytes
+    Len,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum PriorityArg {
+    Normal,
+    Low,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(arg: PriorityArg) -> Priority {
+        match arg {
+            PriorityArg::Normal => Priority::Normal,
+            PriorityArg::Low => Priority::Low,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct AppendArgs {
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value = "lines")]
+    pub format: InputFormat,
+    #[arg(long, value_enum, default_value = "normal")]
+    pub priority: PriorityArg,
+    /// Give up after this many seconds of back-pressure (exit code 75)
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct TailArgs {
+    pub dir: PathBuf,
+    /// start | end | POSITION | cursor:NAME
+    #[arg(long, default_value = "end")]
+    pub from: String,
+    /// Keep waiting for new records (like tail -f)
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: RecordFormat,
+    /// Stop after this many records
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct CursorArgs {
+    pub dir: PathBuf,
+    #[command(subcommand)]
+    pub action: CursorAction,
+}
+
+#[derive(Subcommand)]
+pub enum CursorAction {
+    /// Every cursor with its position and lag
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move NAME to POSITION (a frame boundary); creates the cursor if absent
+    Set { name: String, position: u64 },
+    /// Move NAME to start, end, or the first record at or after a time
+    Reset {
+        name: String,
+        /// start | end | a time (RFC 3339 or ns since the epoch)
+        to: String,
+    },
+    /// Delete NAME: it no longer holds retention
+    Delete { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum ReplayFormat {
+    /// Each payload followed by a newline
+    Lines,
+    /// u32 little-endian length, then the payload
+    Len,
+    /// One JSON object per line: position, timestamp, priority, payload
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Pace {
+    /// As fast as the consumer takes them (or --rate / --bytes-rate)
+    Free,
+    /// The recorded timestamps' spacing, divided by --speed
+    Recorded,
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    pub dir: PathBuf,
+    /// The durable cursor to replay from and commit to
+    #[arg(long)]
+    pub cursor: String,
+    /// Feed this shell command's stdin instead of stdout
+    #[arg(long)]
+    pub exec: Option<String>,
+    #[arg(long, value_enum, default_value = "lines")]
+    pub format: ReplayFormat,
+    /// At most this many records per second, e.g. 2000/s
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// At most this many bytes per second, e.g. 10MiB/s
+    #[arg(long, value_parser = parse_rate)]
+    pub bytes_rate: Option<f64>,
+    #[arg(long, value_enum, default_value = "free")]
+    pub pace: Pace,
+    /// With --pace recorded: replay this many times faster than recorded
+    #[arg(long, default_value = "1.0")]
+    pub speed: f64,
+    /// Keep going past the tail, waiting for new records
+    #[arg(long)]
+    pub follow: bool,
+    /// The child acknowledges durable progress on its stdout (see below)
+    #[arg(long, requires = "exec")]
+    pub ack: bool,
+    /// With --ack: at most this many unacknowledged records
+    #[arg(long, default_value = "1000")]
+    pub window: usize,
+    /// Without --ack: commit the cursor after every this many records handed over
+    #[arg(long, default_value = "1000")]
+    pub batch: usize,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Journal directory (default: a temporary one, removed at the end)
+    pub dir: Option<PathBuf>,
+    /// How long the scenario runs
+    #[arg(long, default_value = "20")]
+    pub seconds: u64,
+}
+
+/// `64MiB`, `8GiB`, `512KiB`, `4096` (bytes); also KB/MB/GB as powers of 1000.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("'{text}' is not a size (try 64MiB, 8GiB or 4096)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB, GiB, TiB or bytes)")),
+    };
+    Ok((number * factor as f64) as u64)
+}
+
+/// `2000/s`, `2000`, `10MiB/s`.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let amount = text.trim().trim_end_matches("/s");
+    let rate = parse_size(amount)? as f64;
+    if rate <= 0.0 {
+        return Err(format!("rate '{text}' must be above zero"));
+    }
+    Ok(rate)
+}
+
+/// `never`, `always`, `interval:100ms`.
+pub fn parse_flush(text: &str) -> Result<Flush, String> {
+    match text {
+        "never" => Ok(Flush::Never),
+        "always" => Ok(Flush::Always),
+        _ => {
+            let every = text
+                .strip_prefix("interval:")
+                .ok_or_else(|| format!("'{text}' is not a flush policy (never, always, interval:100ms)"))?;
+            let every = humantime::parse_duration(every).map_err(|e| format!("interval '{every}': {e}"))?;
+            Ok(Flush::Interval(every))
+        }
+    }
+}
+
+/// An RFC 3339 time (`2026-11-28T10:00:00Z`) or nanoseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(ns) = text.parse::<u64>() {
+        return Ok(ns);
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|e| format!("'{text}' is not a time: {e}"))?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    Ok(since.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_rates_and_flush_policies_parse() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert_eq!(parse_rate("2000/s"), Ok(2000.0));
+        assert_eq!(parse_rate("10MiB/s"), Ok((10 << 20) as f64));
+        assert_eq!(parse_flush("interval:100ms"), Ok(Flush::Interval(Duration::from_millis(100))));
+        assert!(parse_flush("sometimes").is_err());
+        assert_eq!(parse_time("2026-11-28T00:00:00Z"), Ok(1_795_824_000_000_000_000));
+    }
+}

@@ -1,0 +1,66 @@
+//! `backwater cursor`: list, set, reset, delete named cursors.
+
+use backwater::Seek;
+
+use crate::cli::{CursorAction, CursorArgs, parse_time};
+use crate::output::{human_bytes, human_time, open_existing, open_read_only};
+use crate::{EXIT_USAGE, Failure, Outcome};
+
+pub fn run(args: CursorArgs) -> Outcome {
+    match args.action {
+        CursorAction::List { json } => {
+            let journal = open_read_only(&args.dir)?;
+            let cursors = journal.cursors()?;
+            if json {
+                let rows: Vec<serde_json::Value> = cursors
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name, "position": c.position, "lag_bytes": c.lag_bytes,
+                            "committed": human_time(c.committed_ns), "evicted": c.evicted.is_some(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::from(rows));
+            } else {
+                for c in cursors {
+                    let evicted = if c.evicted.is_some() { "  EVICTED" } else { "" };
+                    println!(
+                        "{:<20} {:>14}  lag {:>10}  committed {}{evicted}",
+                        c.name,
+                        c.position,
+                        human_bytes(c.lag_bytes),
+                        human_time(c.committed_ns)
+                    );
+                }
+            }
+            Ok(())
+        }
+        CursorAction::Set { name, position } => move_cursor(&args.dir, &name, Seek::Position(position)),
+        CursorAction::Reset { name, to } => {
+            let seek = match to.as_str() {
+                "start" => Seek::Start,
+                "end" => Seek::End,
+                time => Seek::Time(parse_time(time).map_err(|e| Failure::new(EXIT_USAGE, e))?),
+            };
+            move_cursor(&args.dir, &name, seek)
+        }
+        CursorAction::Delete { name } => {
+            open_existing(&args.dir)?.delete_cursor(&name)?;
+            println!("deleted cursor {name}");
+            Ok(())
+        }
+    }
+}
+
+fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
+    let journal = open_existing(dir)?;
+    let mut consumer = journal.consumer(name)?;
+    if journal.cursors()?.iter().any(|c| c.name == name && c.evicted.is_some()) {
+        consumer.reattach()?;
+    }
+    consumer.seek(seek)?;
+    consumer.commit()?;
+    println!("cursor {name} now at {}", consumer.position());
+    Ok(())
+}

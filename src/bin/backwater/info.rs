@@ -1,0 +1,105 @@
+//! `backwater info`: the journal at a glance.
+
+use backwater::Journal;
+
+use crate::cli::ReportArgs;
+use crate::create::limits_json;
+use crate::output::{human_bytes, human_time, open_read_only};
+use crate::{Failure, Outcome};
+
+pub fn run(args: ReportArgs) -> Outcome {
+    let journal = open_read_only(&args.dir)?;
+    let report = report(&journal)?;
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    let stats = journal.stats();
+    println!("journal        {}", args.dir.display());
+    println!("created        {}", human_time(journal.created_ns()));
+    println!("segments       {} ({} on disk)", report["segments"], human_bytes(stats.disk_bytes));
+    println!("positions      {} .. {}", stats.first_position, stats.tail_position);
+    println!("capacity       {}", human_bytes(stats.capacity));
+    println!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
+    println!(
+        "counters       appended {}  shed {}  back-pressured {}  evicted {}  lost {}  unblocked {}",
+        stats.appended,
+        stats.dropped_low,
+        stats.back_pressured,
+        stats.evictions,
+        human_bytes(stats.lost_bytes),
+        stats.unblocked
+    );
+    for process in report["processes"].as_array().into_iter().flatten() {
+        println!("process        pid {}  {}", process["pid"], if process["alive"] == true { "alive" } else { "dead" });
+    }
+    for cursor in report["cursors"].as_array().into_iter().flatten() {
+        let lag = cursor["lag_bytes"].as_u64().unwrap_or(0);
+        let age = cursor["lag_secs"].as_f64().map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".into());
+        let evicted = if cursor["evicted"].is_null() { "" } else { "  EVICTED" };
+        println!(
+            "cursor         {:<16} at {:<14} lag {} ({age} behind){evicted}",
+            cursor["name"].as_str().unwrap_or("?"),
+            cursor["position"],
+            human_bytes(lag)
+        );
+    }
+    Ok(())
+}
+
+/// Everything `info` shows, as one JSON object (the `--json` schema).
+pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
+    let stats = journal.stats();
+    let now = backwater::frame::now_ns();
+    let cursors: Vec<serde_json::Value> = journal
+        .cursors()?
+        .into_iter()
+        .map(|cursor| {
+            let oldest_unread = first_timestamp_from(journal, cursor.position);
+            serde_json::json!({
+                "name": cursor.name,
+                "position": cursor.position,
+                "lag_bytes": cursor.lag_bytes,
+                "lag_secs": oldest_unread.map(|ts| now.saturating_sub(ts) as f64 / 1e9),
+                "committed": human_time(cursor.committed_ns),
+                "evicted": cursor.evicted.map(|(from, to)| serde_json::json!({"from": from, "to": to})),
+            })
+        })
+        .collect();
+    let processes: Vec<serde_json::Value> =
+        journal.processes().into_iter().map(|(pid, alive)| serde_json::json!({"pid": pid, "alive": alive})).collect();
+    Ok(serde_json::json!({
+        "dir": journal.dir(),
+        "segments": journal.segment_indexes()?.len(),
+        "segment_size": journal.segment_size(),
+        "first_position": stats.first_position,
+        "tail_position": stats.tail_position,
+        "appended": stats.appended,
+        "disk_bytes": stats.disk_bytes,
+        "capacity": stats.capacity,
+        "fill": stats.fill,
+        "level": stats.level.name(),
+        "dropped_low": stats.dropped_low,
+        "back_pressured": stats.back_pressured,
+        "evictions": stats.evictions,
+        "lost_bytes": stats.lost_bytes,
+        "unblocked": stats.unblocked,
+        "limits": limits_json(journal),
+        "processes": processes,
+        "cursors": cursors,
+    }))
+}
+
+/// The timestamp of the first record at or after `position`, if any.
+fn first_timestamp_from(journal: &Journal, position: u64) -> Option<u64> {
+    let mut found = None;
+    journal
+        .walk_frames(position, |frame| {
+            if frame.kind == backwater::inspect::FrameKind::Data {
+                found = Some(frame.timestamp);
+            }
+            found.is_none()
+        })
+        .ok()?;
+    found
+}

@@ -1,0 +1,55 @@
+//! `backwater segments`: one row per segment file.
+
+use crate::cli::ReportArgs;
+use crate::output::{human_bytes, human_time, open_read_only};
+use crate::{Outcome, output};
+
+pub fn run(args: ReportArgs) -> Outcome {
+    let journal = open_read_only(&args.dir)?;
+    let infos = journal.segment_infos()?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = infos
+            .iter()
+            .map(|info| {
+                serde_json::json!({
+                    "file": info.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "base": info.base,
+                    "bytes_used": info.bytes_used,
+                    "records": info.records,
+                    "first_timestamp_ns": info.first_timestamp,
+                    "last_timestamp_ns": info.last_timestamp,
+                    "state": info.state.name(),
+                    "problems": info.problems,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(rows));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    output::quiet_pipe((|| {
+        use std::io::Write;
+        writeln!(
+            out,
+            "{:<26} {:>14} {:>10} {:>9}  {:<24} {:<24} state",
+            "file", "base", "used", "records", "first", "last"
+        )?;
+        for info in &infos {
+            let time = |ts: Option<u64>| ts.map(human_time).unwrap_or_else(|| "-".into());
+            let problems =
+                if info.problems > 0 { format!("  ({} problems: run verify)", info.problems) } else { String::new() };
+            writeln!(
+                out,
+                "{:<26} {:>14} {:>10} {:>9}  {:<24} {:<24} {}{problems}",
+                info.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                info.base,
+                human_bytes(info.bytes_used),
+                info.records,
+                time(info.first_timestamp),
+                time(info.last_timestamp),
+                info.state.name(),
+            )?;
+        }
+        Ok(())
+    })())
+}

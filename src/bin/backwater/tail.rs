@@ -1,0 +1,71 @@
+//! `backwater tail`: records from a starting point, optionally following.
+//! Opens the journal read-only: it never commits a cursor.
+
+use std::io::Write;
+use std::time::Duration;
+
+use backwater::{Consumer, Journal, Seek};
+
+use crate::cli::TailArgs;
+use crate::output::{Line, open_read_only, print_line, quiet_pipe};
+use crate::{EXIT_USAGE, Failure, Outcome};
+
+pub fn run(args: TailArgs) -> Outcome {
+    let journal = open_read_only(&args.dir)?;
+    let mut consumer = start(&journal, &args.from)?;
+    let stop_at = journal.tail_position();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut left = args.count.unwrap_or(u64::MAX);
+    let mut result = Ok(());
+    while left > 0 && result.is_ok() {
+        if !args.follow && consumer.position() >= stop_at {
+            break;
+        }
+        let limit = left.min(1024) as usize;
+        let handler = |record: backwater::Record<'_>| {
+            if result.is_ok() && (args.follow || record.position() < stop_at) {
+                let line = Line {
+                    position: record.position(),
+                    kind: "data",
+                    timestamp: record.timestamp(),
+                    priority: record.priority(),
+                    payload: record.payload(),
+                    crc_ok: true,
+                    fault: None,
+                };
+                result = print_line(&mut out, args.format, &line);
+                left -= 1;
+            }
+        };
+        let read = if args.follow {
+            let read = consumer.poll_wait(handler, limit, Duration::from_millis(200))?;
+            if read == 0 {
+                result = out.flush();
+            }
+            read
+        } else {
+            consumer.poll(handler, limit)?
+        };
+        if read == 0 && !args.follow {
+            break;
+        }
+    }
+    quiet_pipe(result.and_then(|()| out.flush()))
+}
+
+/// `start`, `end`, a position, or `cursor:NAME`.
+fn start(journal: &Journal, from: &str) -> Result<Consumer, Failure> {
+    if let Some(name) = from.strip_prefix("cursor:") {
+        return Ok(journal.consumer(name)?);
+    }
+    let mut consumer = journal.anonymous_consumer();
+    let seek = match from {
+        "start" => Seek::Start,
+        "end" => Seek::End,
+        position => Seek::Position(position.parse().map_err(|_| {
+            Failure::new(EXIT_USAGE, format!("--from '{position}': use start, end, a position or cursor:NAME"))
+        })?),
+    };
+    consumer.seek(seek)?;
+    Ok(consumer)
+}

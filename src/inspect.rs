@@ -1,0 +1,177 @@
+//! Read-only views for tools: one summary per segment, and a frame walk that
+//! shows every header (including damaged ones) instead of stopping at the
+//! first bad frame as a consumer must.
+//!
+//! Owns nothing; reads segments through the same decoder as consumers.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use crate::error::Result;
+use crate::frame::{self, Decoded, FRAME_ALIGNMENT, HEADER_LEN, Word0};
+use crate::recovery::{self, next_valid_frame};
+use crate::segment::SEGMENT_HEADER_LEN;
+use crate::{Journal, Priority};
+
+/// Where a segment stands relative to the tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Wholly before the tail: no more writes.
+    Sealed,
+    /// Holds the tail.
+    Active,
+    /// Created ahead of need; nothing written yet.
+    Prepared,
+}
+
+impl SegmentState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentState::Sealed => "sealed",
+            SegmentState::Active => "active",
+            SegmentState::Prepared => "prepared",
+        }
+    }
+}
+
+/// One segment, as `backwater segments` shows it.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    pub index: u64,
+    pub base: u64,
+    pub path: PathBuf,
+    /// Bytes from the segment start to the end of its last valid frame.
+    pub bytes_used: u64,
+    pub records: u64,
+    pub first_timestamp: Option<u64>,
+    pub last_timestamp: Option<u64>,
+    pub state: SegmentState,
+    /// Holes or damaged frames found (see `backwater verify`).
+    pub problems: usize,
+}
+
+/// What a frame walk found at one position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Data,
+    Padding,
+    /// Claimed, not yet committed.
+    Pending,
+    /// Fails its structural checks; `payload` is empty.
+    Damaged,
+}
+
+/// One frame as `backwater dump` shows it.
+#[derive(Clone, Debug)]
+pub struct FrameView<'a> {
+    pub position: u64,
+    pub kind: FrameKind,
+    pub priority: Priority,
+    pub timestamp: u64,
+    /// Bytes the frame occupies, aligned.
+    pub aligned_len: usize,
+    pub payload: &'a [u8],
+    /// `false` for a data frame whose payload fails its CRC.
+    pub crc_ok: bool,
+    /// Why the frame is damaged, if it is.
+    pub fault: Option<String>,
+}
+
+impl Journal {
+    /// One summary per segment file, oldest first (reads every frame).
+    pub fn segment_infos(&self) -> Result<Vec<SegmentInfo>> {
+        let inner = &self.inner;
+        let tail_index = self.tail_position() / inner.segment_size();
+        let mut infos = Vec::new();
+        for index in self.segment_indexes()? {
+            let segment = inner.read_segment(index)?;
+            let scan = recovery::scan(&segment);
+            let state = match index {
+                i if i < tail_index => SegmentState::Sealed,
+                i if i == tail_index => SegmentState::Active,
+                _ => SegmentState::Prepared,
+            };
+            infos.push(SegmentInfo {
+                index,
+                base: segment.base,
+                path: segment.path().to_path_buf(),
+                bytes_used: scan.end as u64,
+                records: scan.records,
+                first_timestamp: scan.first_timestamp,
+                last_timestamp: scan.last_timestamp,
+                state,
+                problems: scan.holes.len() + scan.faults.len(),
+            });
+        }
+        Ok(infos)
+    }
+
+    /// Walks frames from `from` (a frame boundary) to the tail, calling
+    /// `visit` for each until it returns `false`. Damaged frames are shown
+    /// and skipped to the next valid frame; padding is shown too.
+    pub fn walk_frames(&self, from: u64, mut visit: impl FnMut(&FrameView<'_>) -> bool) -> Result<()> {
+        let size = self.inner.segment_size();
+        let tail = self.tail_position();
+        let mut position = from.max(self.first_position());
+        while position < tail {
+            let segment = self.inner.read_segment(position / size)?;
+            let offset = (position % size) as usize;
+            let (view, next_offset) = view_at(&segment, offset);
+            if !visit(&view) {
+                return Ok(());
+            }
+            let next = segment.base + next_offset as u64;
+            position = if next_offset >= size as usize { next + SEGMENT_HEADER_LEN } else { next };
+        }
+        Ok(())
+    }
+}
+
+/// The frame at `offset` and the offset where the walk continues.
+fn view_at(segment: &crate::segment::Segment, offset: usize) -> (FrameView<'_>, usize) {
+    let bytes = segment.bytes();
+    let position = segment.base + offset as u64;
+    let word = segment.word0(offset).load(Ordering::Acquire);
+    let header = Word0::unpack(word);
+    let mut view = FrameView {
+        position,
+        kind: FrameKind::Damaged,
+        priority: frame::flags_priority(header.flags),
+        timestamp: 0,
+        aligned_len: 0,
+        payload: &[],
+        crc_ok: true,
+        fault: None,
+    };
+    let decoded = match frame::decode(word, &bytes[offset..], position, false) {
+        Ok(decoded) => decoded,
+        Err(fault) => {
+            let next = next_valid_frame(segment, offset + FRAME_ALIGNMENT).unwrap_or(bytes.len());
+            view.aligned_len = next - offset;
+            view.fault = Some(fault.to_string());
+            return (view, next);
+        }
+    };
+    match decoded {
+        Decoded::Data { payload_len, aligned_len, timestamp, .. } => {
+            let payload = &bytes[offset + HEADER_LEN..offset + HEADER_LEN + payload_len];
+            view.kind = FrameKind::Data;
+            view.timestamp = timestamp;
+            view.aligned_len = aligned_len;
+            view.payload = payload;
+            view.crc_ok = frame::crc(payload) == frame::read_u32(&bytes[offset..], frame::CRC_OFFSET);
+            (view, offset + aligned_len)
+        }
+        Decoded::Padding { aligned_len } => {
+            view.kind = FrameKind::Padding;
+            view.aligned_len = aligned_len;
+            (view, offset + aligned_len)
+        }
+        Decoded::Pending { claimed } => {
+            let aligned_len = claimed.unwrap_or(FRAME_ALIGNMENT);
+            view.kind = FrameKind::Pending;
+            view.aligned_len = aligned_len;
+            (view, offset + aligned_len)
+        }
+    }
+}
