@@ -15,7 +15,7 @@ use crate::cursor::CursorFile;
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN, Word0};
 use crate::idle::Idle;
-use crate::journal::Inner;
+use crate::journal::{Inner, Shared};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Flush, Priority};
 
@@ -76,7 +76,7 @@ pub enum Seek {
 /// A named consumer's position lives in a durable cursor: `commit` persists
 /// it, and a new `Journal::consumer` with the same name resumes there.
 pub struct Consumer {
-    inner: Arc<Inner>,
+    inner: Shared,
     cursor: Option<CursorFile>,
     position: u64,
     segment: Option<Arc<Segment>>,
@@ -84,13 +84,13 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn named(inner: Arc<Inner>, name: &str) -> Result<Consumer> {
+    pub(crate) fn named(inner: Shared, name: &str) -> Result<Consumer> {
         let cursor = inner.open_cursor(name)?;
         let position = cursor.position();
         Ok(Consumer { inner, cursor: Some(cursor), position, segment: None, hole: None })
     }
 
-    pub(crate) fn anonymous(inner: Arc<Inner>) -> Consumer {
+    pub(crate) fn anonymous(inner: Shared) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
         Consumer { inner, cursor: None, position, segment: None, hole: None }
     }
@@ -286,7 +286,7 @@ impl Consumer {
     /// The position of the first record stamped at or after `ns`.
     fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
         let mut scout =
-            Consumer { inner: Arc::clone(&self.inner), cursor: None, position: first, segment: None, hole: None };
+            Consumer { inner: self.inner.clone(), cursor: None, position: first, segment: None, hole: None };
         let mut found = None;
         loop {
             let before = scout.position;

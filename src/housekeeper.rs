@@ -7,8 +7,8 @@
 //! the publication limits, and flushes under `Flush::Interval`. Publishers
 //! wake it at every rollover.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -19,19 +19,18 @@ use crate::{flush, retention};
 pub const TICK: Duration = Duration::from_millis(100);
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    let weak = inner.weak();
-    let spawned = std::thread::Builder::new().name("backwater-housekeeper".into()).spawn(move || run(weak));
+    let owned = Arc::clone(inner);
+    let spawned = std::thread::Builder::new().name("backwater-housekeeper".into()).spawn(move || run(owned));
     // Without the thread publishers still work: they create segments themselves.
     if let Ok(handle) = spawned {
         inner.set_housekeeper(handle);
     }
 }
 
-fn run(weak: Weak<Inner>) {
+fn run(inner: Arc<Inner>) {
     let mut last_refresh: Option<Instant> = None;
     let mut last_flush = Instant::now();
     loop {
-        let Some(inner) = weak.upgrade() else { return };
         if inner.stopping() {
             return;
         }
@@ -44,7 +43,6 @@ fn run(weak: Weak<Inner>) {
             let _ = retention::run(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
-        drop(inner);
         std::thread::park_timeout(TICK);
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,7 +46,42 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 /// ```
 #[derive(Clone)]
 pub struct Journal {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Shared,
+}
+
+/// What every user-facing handle holds: the shared state plus a share of the
+/// housekeeper's lifetime. The last share to go stops and joins the
+/// housekeeper on the dropping thread, so the journal is closed (process slot
+/// released, final flush done) before that thread moves on or exits.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    inner: Arc<Inner>,
+    _lifetime: Arc<Lifetime>,
+}
+
+struct Lifetime {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        self.inner.stop_housekeeper();
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Shared {
+    fn new(inner: Inner) -> Shared {
+        let inner = Arc::new(inner);
+        Shared { _lifetime: Arc::new(Lifetime { inner: Arc::clone(&inner) }), inner }
+    }
 }
 
 /// State shared by every handle made from one `Journal::open`.
@@ -105,8 +140,7 @@ impl Journal {
             }
             meta
         };
-        let inner = Inner::new(dir, meta, &config, true, Some(lock))?;
-        let inner = Arc::new(inner);
+        let inner = Shared::new(Inner::new(dir, meta, &config, true, Some(lock))?);
         {
             let _guard = inner.lock()?;
             if !process::others_alive(&inner.meta, inner.process_slot) {
@@ -118,7 +152,7 @@ impl Journal {
             inner.ensure_first_segment()?;
         }
         retention::refresh(&inner)?;
-        housekeeper::start(&inner);
+        housekeeper::start(&inner.inner);
         Ok(Journal { inner })
     }
 
@@ -133,25 +167,25 @@ impl Journal {
         segment::refuse_symlink(&meta_path)?;
         let meta = Meta::open(&meta_path, false)?;
         let inner = Inner::new(dir, meta, &Config::default(), false, None)?;
-        Ok(Journal { inner: Arc::new(inner) })
+        Ok(Journal { inner: Shared::new(inner) })
     }
 
     /// A new publisher handle (cheap; clone it freely).
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(Arc::clone(&self.inner))
+        Publisher::new(self.inner.clone())
     }
 
     /// The durable consumer `name`, resuming at its committed position; a new
     /// name starts at the earliest retained record.
     pub fn consumer(&self, name: &str) -> Result<Consumer> {
-        Consumer::named(Arc::clone(&self.inner), name)
+        Consumer::named(self.inner.clone(), name)
     }
 
     /// A consumer without a durable cursor, starting at the earliest retained
     /// record. It does not hold retention: if its data is deleted it gets
     /// `Error::Lost`.
     pub fn anonymous_consumer(&self) -> Consumer {
-        Consumer::anonymous(Arc::clone(&self.inner))
+        Consumer::anonymous(self.inner.clone())
     }
 
     pub fn dir(&self) -> &Path {
@@ -424,21 +458,19 @@ impl Inner {
         }
     }
 
-    pub fn weak(self: &Arc<Self>) -> Weak<Inner> {
-        Arc::downgrade(self)
+    /// Stops the housekeeper and waits for it (called when the last handle goes).
+    fn stop_housekeeper(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let handle = self.housekeeper.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        let handle = self.housekeeper.get_mut().ok().and_then(Option::take);
-        if let Some(handle) = handle {
-            handle.thread().unpark();
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
-        }
         if self.meta.limits().flush != crate::Flush::Never {
             let _ = crate::flush::flush_all(self);
         }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
 use crate::idle::Idle;
-use crate::journal::Inner;
+use crate::journal::{Inner, Shared};
 use crate::meta::TailCodec;
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
@@ -43,7 +43,7 @@ use crate::{Priority, retention};
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
-    inner: Arc<Inner>,
+    inner: Shared,
     codec: TailCodec,
     segment_size: u64,
 }
@@ -82,7 +82,7 @@ fn with_segment<R>(inner: &Inner, index: u64, f: impl FnOnce(&Arc<Segment>) -> R
 }
 
 impl Publisher {
-    pub(crate) fn new(inner: Arc<Inner>) -> Publisher {
+    pub(crate) fn new(inner: Shared) -> Publisher {
         let codec = inner.meta.tail;
         let segment_size = inner.segment_size();
         Publisher { inner, codec, segment_size }
@@ -231,7 +231,7 @@ impl Publisher {
         let segment = with_segment(&self.inner, claimed.index, Arc::clone)?;
         let word = claimed_word(priority, len, self.owner());
         write_claim_header(&segment, claimed, word, 0);
-        Ok(Claim { inner: Arc::clone(&self.inner), segment, claimed, word, len, done: false })
+        Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false })
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -377,7 +377,7 @@ fn commit_word(segment: &Segment, at: Claimed, word: Word0) -> Result<()> {
 /// Commit it with `commit`; if dropped uncommitted it becomes padding that
 /// readers skip.
 pub struct Claim {
-    inner: Arc<Inner>,
+    inner: Shared,
     segment: Arc<Segment>,
     claimed: Claimed,
     word: Word0,

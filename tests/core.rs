@@ -349,3 +349,16 @@ fn publisher_is_clone_send_sync() {
     assert_traits::<backwater::Publisher>();
     assert_traits::<Journal>();
 }
+
+#[test]
+fn the_process_table_shows_open_writers_and_forgets_them_on_close() -> backwater::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), small(MIB))?;
+    let publisher = journal.publisher();
+    assert_eq!(journal.processes(), vec![(std::process::id(), true)]);
+    drop(journal);
+    publisher.append(b"the publisher keeps the journal open")?;
+    drop(publisher);
+    assert!(Journal::open_read_only(dir.path())?.processes().is_empty());
+    Ok(())
+}
