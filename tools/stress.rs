@@ -1,0 +1,202 @@
+//! `backwater-stress`: the process the multi-process and crash tests (and
+//! `tools/soak`, `tools/mp-bench`) spawn, kill and count.
+//!
+//! `write DIR --id N --count C`: appends C records `(id, seq, monotonic ns)`
+//! padded to `--size`, printing `committed SEQ` every `--report` records
+//! (only after those records' `append` returned), and its rate on stderr.
+//!
+//! `follow DIR`: reads from the start (a read-write handle, so it unblocks
+//! holes left by dead claimers) and prints `ID SEQ` per record until it
+//! reads the sentinel record `END`; then prints on stderr the record count,
+//! the longest stall behind the tail, and publish→receive latency percentiles.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use backwater::{Config, Journal};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "backwater-stress", about = "Writers and followers for multi-process and crash tests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Append `--count` numbered records
+    Write {
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        id: u32,
+        #[arg(long)]
+        count: u64,
+        /// Payload bytes per record (at least 20)
+        #[arg(long, default_value = "64")]
+        size: usize,
+        /// Print `committed SEQ` every this many records
+        #[arg(long, default_value = "100")]
+        report: u64,
+        /// Segment size when the journal is created by this process
+        #[arg(long, default_value = "1048576")]
+        segment_size: u64,
+        /// Publisher threads in this process (records are split between them)
+        #[arg(long, default_value = "1")]
+        threads: u32,
+        /// At most this many records per second (default: as fast as possible)
+        #[arg(long)]
+        rate: Option<f64>,
+        /// After the records, claim one more, write half of it, and SIGKILL
+        /// this process: a dead claimer, on purpose
+        #[arg(long)]
+        die_in_claim: bool,
+    },
+    /// Read every record until the `END` sentinel
+    Follow {
+        dir: std::path::PathBuf,
+        #[arg(long, default_value = "1000")]
+        unblock_timeout_ms: u64,
+        /// Print nothing per record (for latency runs)
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Write { dir, id, count, size, report, segment_size, threads, rate, die_in_claim } => {
+            let spec = WriteSpec { id, count, size: size.max(20), report, threads: threads.max(1) as u64, rate };
+            write(&dir, segment_size, spec, die_in_claim)
+        }
+        Command::Follow { dir, unblock_timeout_ms, quiet } => {
+            follow(&dir, Duration::from_millis(unblock_timeout_ms), quiet)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("backwater-stress: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn open(dir: &std::path::Path, segment_size: u64, unblock_timeout: Duration) -> backwater::Result<Journal> {
+    // Only the first opener's segment size counts; later openers adopt it.
+    let config = Config::default().min_free_disk(0).unblock_timeout(unblock_timeout);
+    match Journal::open(dir, config.clone().segment_size(segment_size)) {
+        Err(backwater::Error::SegmentSizeMismatch { .. }) => Journal::open(dir, config),
+        other => other,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct WriteSpec {
+    id: u32,
+    count: u64,
+    size: usize,
+    report: u64,
+    threads: u64,
+    rate: Option<f64>,
+}
+
+fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim: bool) -> backwater::Result<()> {
+    let journal = open(dir, segment_size, Duration::from_secs(1))?;
+    let started = Instant::now();
+    let WriteSpec { id, count, size, report, threads, rate } = spec;
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let publisher = journal.publisher();
+            std::thread::spawn(move || -> backwater::Result<()> {
+                let mut record = vec![0u8; size];
+                let mut out = std::io::stdout();
+                let first = count * thread / threads;
+                let last = count * (thread + 1) / threads;
+                for seq in first..last {
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64((seq - first) as f64 * threads as f64 / rate);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
+                    record[..4].copy_from_slice(&id.to_le_bytes());
+                    record[4..12].copy_from_slice(&seq.to_le_bytes());
+                    record[12..20].copy_from_slice(&monotonic_ns().to_le_bytes());
+                    publisher.append(&record)?;
+                    if threads == 1 && (seq + 1) % report == 0 {
+                        let _ = writeln!(out, "committed {seq}");
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| backwater::Error::InvalidConfig("writer thread panicked".into()))??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("writer {id}: {count} records in {seconds:.3} s = {:.0} records/s", count as f64 / seconds);
+    if die_in_claim {
+        let mut claim = journal.publisher().claim(size)?;
+        claim.payload_mut()[..size / 2].fill(0xEE);
+        println!("claimed {}", claim.position());
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
+            .map_err(|e| backwater::Error::InvalidConfig(format!("kill self: {e}")))?;
+    }
+    Ok(())
+}
+
+fn follow(dir: &std::path::Path, unblock_timeout: Duration, quiet: bool) -> backwater::Result<()> {
+    let journal = open(dir, 1 << 20, unblock_timeout)?;
+    let mut consumer = journal.anonymous_consumer();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut latencies = Vec::new();
+    let (mut records, mut done) = (0u64, false);
+    let mut stalled_since: Option<Instant> = None;
+    let mut longest_stall = Duration::ZERO;
+    while !done {
+        let read = consumer.poll_wait(
+            |record| {
+                let payload = record.payload();
+                if payload == b"END" {
+                    done = true;
+                } else if !done && payload.len() >= 20 {
+                    let id = u32::from_le_bytes(payload[..4].try_into().unwrap_or_default());
+                    let seq = u64::from_le_bytes(payload[4..12].try_into().unwrap_or_default());
+                    let sent = u64::from_le_bytes(payload[12..20].try_into().unwrap_or_default());
+                    latencies.push(monotonic_ns().saturating_sub(sent));
+                    records += 1;
+                    if !quiet {
+                        let _ = writeln!(out, "{id} {seq}");
+                    }
+                }
+            },
+            4096,
+            Duration::from_millis(10),
+        )?;
+        if read > 0 || consumer.lag() == 0 {
+            if let Some(since) = stalled_since.take() {
+                longest_stall = longest_stall.max(since.elapsed());
+            }
+        } else {
+            stalled_since.get_or_insert_with(Instant::now);
+        }
+    }
+    let _ = out.flush();
+    latencies.sort_unstable();
+    let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) / 1000;
+    eprintln!(
+        "follower: records {records} longest_stall_ms {} unblocked {} latency_us p50 {} p99 {} max {}",
+        longest_stall.as_millis(),
+        journal.stats().unblocked,
+        percentile(0.5),
+        percentile(0.99),
+        latencies.last().copied().unwrap_or(0) / 1000,
+    );
+    Ok(())
+}
