@@ -349,7 +349,9 @@ pub(crate) fn stats(inner: &Inner) -> Stats {
         unblocked: meta.unblocked().load(Ordering::Relaxed),
         fill: fill.ratio(),
         capacity: fill.capacity,
-        level: Level::from_u32(meta.level().load(Ordering::Acquire)),
+        // The stored level moves when a handle recomputes it; applying the
+        // current fill shows the level even when no writer is running.
+        level: next_level(Level::from_u32(meta.level().load(Ordering::Acquire)), fill.ratio(), &meta.limits()),
         first_position: meta.first_position().load(Ordering::Acquire),
         tail_position: fill.tail,
         disk_bytes: disk_bytes(inner).unwrap_or(0),
