@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cursor::CursorFile;
 use crate::error::{Error, Result};
-use crate::frame::{self, Decoded, HEADER_LEN, Word0};
+use crate::frame::{self, Decoded, HEADER_LEN};
 use crate::idle::Idle;
 use crate::journal::{Inner, Shared};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
@@ -340,7 +340,7 @@ fn unblock(
     }
     let offset = (position % inner.segment_size()) as usize;
     let padded = match claimed {
-        Some(len) => pad_claimed(segment, offset, len),
+        Some(_) => frame::pad_claimed(segment.word0(offset), segment.word0(offset).load(Ordering::Acquire)),
         None => pad_empty(inner, segment, offset),
     };
     if padded {
@@ -350,32 +350,22 @@ fn unblock(
     true
 }
 
-/// A claim whose header was written: CAS its claimed word to padding, so a
-/// late commit and the unblocker cannot both win.
-fn pad_claimed(segment: &Segment, offset: usize, aligned_len: usize) -> bool {
-    let word0 = segment.word0(offset);
-    let current = word0.load(Ordering::Acquire);
-    let word = Word0::unpack(current);
-    if word.length >= 0 {
-        return false;
-    }
-    let padding = Word0 { length: aligned_len as i32, frame_type: frame::TYPE_PADDING, flags: 0, owner: word.owner };
-    word0.compare_exchange(current, padding.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
-}
-
-/// A claimer died before writing anything: pad up to the next frame that has
-/// a header (or the end of the claimed space in this segment).
+/// A claimer died before publishing its claim: take over every untouched slot
+/// up to the next claimed or committed frame (so a claimer that was only
+/// stalled fails and claims again), then make the run one padding frame.
 fn pad_empty(inner: &Inner, segment: &Segment, offset: usize) -> bool {
-    let size = inner.segment_size() as usize;
+    let size = inner.segment_size();
     let tail = inner.meta.tail_position();
-    let limit =
-        if tail / inner.segment_size() == segment.index { (tail % inner.segment_size()) as usize } else { size };
-    let mut end = offset + frame::FRAME_ALIGNMENT;
-    while end < limit && segment.word0(end).load(Ordering::Acquire) == 0 {
+    let limit = if tail / size == segment.index { (tail % size) as usize } else { size as usize };
+    let mut end = offset;
+    // A slot already covered here is an unblocker's that died before padding.
+    let takeable = |at: usize| frame::cover(segment.word0(at)) || at == offset && frame::is_covered(segment.word0(at));
+    while end < limit && takeable(end) {
         end += frame::FRAME_ALIGNMENT;
     }
-    let end = end.min(size);
-    segment.file().write(offset + frame::POSITION_OFFSET, &(segment.base + offset as u64).to_le_bytes());
-    let padding = Word0::padding(end - offset).pack();
-    segment.word0(offset).compare_exchange(0, padding, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    if end == offset {
+        return false;
+    }
+    segment.write_padding(offset, end - offset);
+    true
 }

@@ -13,6 +13,8 @@
 //!  \____ word 0 (u64, atomic) ____/
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::Priority;
 
 /// Bytes in a frame header.
@@ -84,6 +86,84 @@ impl Word0 {
     pub const fn padding(length: usize) -> Word0 {
         Word0 { length: length as i32, frame_type: TYPE_PADDING, flags: 0, owner: 0 }
     }
+}
+
+/// Frame type of a slot an unblocker has taken over (see `cover`). Only ever
+/// found inside a padding frame's body, never where a reader looks.
+pub const TYPE_COVERED: u8 = 3;
+
+/// The atomic operations the frame protocol needs on a header word: std's
+/// `AtomicU64` in the journal, loom's in the model-checking test.
+pub trait HeaderWord {
+    fn load(&self, order: Ordering) -> u64;
+    fn store(&self, value: u64, order: Ordering);
+    fn compare_exchange(&self, current: u64, new: u64, success: Ordering, failure: Ordering) -> Result<u64, u64>;
+}
+
+impl HeaderWord for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+
+    #[inline]
+    fn store(&self, value: u64, order: Ordering) {
+        AtomicU64::store(self, value, order)
+    }
+
+    #[inline]
+    fn compare_exchange(&self, current: u64, new: u64, success: Ordering, failure: Ordering) -> Result<u64, u64> {
+        AtomicU64::compare_exchange(self, current, new, success, failure)
+    }
+}
+
+// The protocol on word 0. Every transition is a compare-and-swap from the one
+// state it expects, so a writer and an unblocker can never both win:
+//
+//   0 --publish_claim--> claimed --commit--> committed
+//   0 --cover----------> covered (unblocker; the claimer retries elsewhere)
+//   claimed --unblock_claimed / abandon--> padding (the writer's commit fails)
+
+/// Publishes a claim over an untouched slot (release, after the header fields).
+/// `false` if an unblocker covered the slot first: claim again.
+#[inline]
+pub fn publish_claim(word: &impl HeaderWord, claimed: Word0) -> bool {
+    word.compare_exchange(0, claimed.pack(), Ordering::Release, Ordering::Relaxed).is_ok()
+}
+
+/// Commits a claimed frame (release, after the payload). `false` if an
+/// unblocker turned it into padding first: the record was not appended.
+#[inline]
+pub fn commit(word: &impl HeaderWord, claimed: Word0) -> bool {
+    let committed = Word0 { length: -claimed.length, ..claimed };
+    word.compare_exchange(claimed.pack(), committed.pack(), Ordering::Release, Ordering::Relaxed).is_ok()
+}
+
+/// Turns the claimed frame whose word is `observed` into padding of the same
+/// length: an abandoned claim, or one held past `unblock_timeout`. `false` if
+/// it was committed (or padded) first.
+#[inline]
+pub fn pad_claimed(word: &impl HeaderWord, observed: u64) -> bool {
+    let claimed = Word0::unpack(observed);
+    if claimed.length >= 0 {
+        return false;
+    }
+    let padding = Word0::padding(align(claimed.length.unsigned_abs() as usize));
+    word.compare_exchange(observed, padding.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
+/// Takes over an untouched slot, so a claimer that fetched it but has not yet
+/// published its claim fails and claims again. `false` if a claim is there.
+#[inline]
+pub fn cover(word: &impl HeaderWord) -> bool {
+    let covered = Word0 { length: 0, frame_type: TYPE_COVERED, flags: 0, owner: 0 };
+    word.compare_exchange(0, covered.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
+/// Whether the slot was taken over by `cover`.
+#[inline]
+pub fn is_covered(word: &impl HeaderWord) -> bool {
+    Word0::unpack(word.load(Ordering::Acquire)).frame_type == TYPE_COVERED
 }
 
 #[inline]

@@ -105,18 +105,26 @@ impl Publisher {
     fn try_offer(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.check_len(payload.len())?;
         let aligned = frame::aligned_frame_len(payload.len());
-        let claimed = self.claim_range(priority, aligned)?;
         let word = claimed_word(priority, payload.len(), self.owner());
-        let flush = self.inner.flush_always.load(Ordering::Relaxed);
-        with_segment(&self.inner, claimed.index, |segment| {
-            write_frame(segment, claimed, word, payload)?;
-            if flush {
-                segment.file().flush_range(claimed.offset, aligned)?;
+        loop {
+            let claimed = self.claim_range(priority, aligned)?;
+            if with_segment(&self.inner, claimed.index, |segment| write_frame(segment, claimed, word, payload))? {
+                self.committed(claimed, aligned, 1)?;
+                return Ok(claimed.position);
             }
-            Ok::<_, Error>(())
-        })??;
-        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
-        Ok(claimed.position)
+            // This thread stalled past unblock_timeout and an unblocker took
+            // the range over: nothing was appended, so claim again.
+        }
+    }
+
+    /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
+    #[inline]
+    fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
+        if self.inner.flush_always.load(Ordering::Relaxed) {
+            with_segment(&self.inner, at.index, |segment| segment.file().flush_range(at.offset, len))??;
+        }
+        self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Appends with normal priority, waiting (spin, yield, park) while the
@@ -179,26 +187,24 @@ impl Publisher {
         Ok(records.len())
     }
 
+    /// One claim for all of `records`; returns the first one's position.
     fn try_offer_chunk<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
-        let total: usize = records.iter().map(|r| frame::aligned_frame_len(r.as_ref().len())).sum();
-        let claimed = self.claim_range(Priority::Normal, total)?;
-        let owner = self.owner();
-        with_segment(&self.inner, claimed.index, |segment| {
-            let mut at = claimed;
-            for record in records {
-                let payload = record.as_ref();
-                write_frame(segment, at, claimed_word(Priority::Normal, payload.len(), owner), payload)?;
-                let aligned = frame::aligned_frame_len(payload.len());
-                at.offset += aligned;
-                at.position += aligned as u64;
+        let mut first = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let total: usize = rest.iter().map(|r| frame::aligned_frame_len(r.as_ref().len())).sum();
+            let claimed = self.claim_range(Priority::Normal, total)?;
+            let owner = self.owner();
+            let written =
+                with_segment(&self.inner, claimed.index, |segment| write_chunk(segment, claimed, rest, owner))?;
+            self.committed(claimed, total, written as u64)?;
+            if written > 0 {
+                first.get_or_insert(claimed.position);
             }
-            if self.inner.flush_always.load(Ordering::Relaxed) {
-                segment.file().flush_range(claimed.offset, total)?;
-            }
-            Ok::<_, Error>(())
-        })??;
-        self.inner.meta.appended().fetch_add(records.len() as u64, Ordering::Relaxed);
-        Ok(claimed.position)
+            // Records an unblocker took over go again, in order.
+            rest = &rest[written..];
+        }
+        Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
     }
 
     /// Claims room for a `len`-byte record to be written in place; commit it
@@ -227,11 +233,15 @@ impl Publisher {
 
     fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
         self.check_len(len)?;
-        let claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
-        let segment = with_segment(&self.inner, claimed.index, Arc::clone)?;
+        let mut claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         let word = claimed_word(priority, len, self.owner());
-        write_claim_header(&segment, claimed, word, 0);
-        Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false })
+        loop {
+            let segment = with_segment(&self.inner, claimed.index, Arc::clone)?;
+            if write_claim_header(&segment, claimed, word, 0) {
+                return Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false });
+            }
+            claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
+        }
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -341,35 +351,52 @@ fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
 }
 
 /// Writes position, timestamp and CRC, then publishes the claimed word, so an
-/// unblocker that finds it knows the frame's length and position.
+/// unblocker that finds it knows the frame's length and position. `false` if
+/// an unblocker covered the slot first (the range is padding now).
 #[inline]
-fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) {
+fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
     let mut rest = [0u8; HEADER_LEN - 8];
     rest[..8].copy_from_slice(&at.position.to_le_bytes());
     rest[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
     rest[16..20].copy_from_slice(&crc.to_le_bytes());
     segment.file().write(at.offset + 8, &rest);
-    segment.word0(at.offset).store(word.pack(), Ordering::Release);
+    let published = frame::publish_claim(segment.word0(at.offset), word);
     // Keep the payload stores after the claimed word in program order.
     compiler_fence(Ordering::SeqCst);
+    published
 }
 
+/// Writes and commits one frame; `false` if an unblocker took the range over
+/// (the caller claims again: the record was not appended).
 #[inline]
-fn write_frame(segment: &Segment, at: Claimed, word: Word0, payload: &[u8]) -> Result<()> {
-    write_claim_header(segment, at, word, frame::crc(payload));
+fn write_frame(segment: &Segment, at: Claimed, word: Word0, payload: &[u8]) -> bool {
+    if !write_claim_header(segment, at, word, frame::crc(payload)) {
+        return false;
+    }
     segment.file().write(at.offset + HEADER_LEN, payload);
-    commit_word(segment, at, word)
+    frame::commit(segment.word0(at.offset), word)
 }
 
-/// Flips the claimed word to committed; fails if an unblocker padded it first.
-#[inline]
-fn commit_word(segment: &Segment, at: Claimed, word: Word0) -> Result<()> {
-    let committed = Word0 { length: -word.length, ..word };
-    segment
-        .word0(at.offset)
-        .compare_exchange(word.pack(), committed.pack(), Ordering::Release, Ordering::Relaxed)
-        .map(drop)
-        .map_err(|_| Error::ClaimUnblocked { position: at.position })
+/// Writes the frames of `records` from `at` in order; returns how many were
+/// committed. If an unblocker took one over, the frames after it are given
+/// up as padding too, so the caller can append the rest again in order.
+fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R], owner: u16) -> usize {
+    let mut written = records.len();
+    for (index, record) in records.iter().enumerate() {
+        let payload = record.as_ref();
+        let word = claimed_word(Priority::Normal, payload.len(), owner);
+        if written == records.len() {
+            if !write_frame(segment, at, word, payload) {
+                written = index;
+            }
+        } else if write_claim_header(segment, at, word, 0) {
+            frame::pad_claimed(segment.word0(at.offset), word.pack());
+        }
+        let aligned = frame::aligned_frame_len(payload.len());
+        at.offset += aligned;
+        at.position += aligned as u64;
+    }
+    written
 }
 
 /// Room claimed for one record, written in place (zero-copy).
@@ -405,7 +432,9 @@ impl Claim {
         let start = self.claimed.offset + HEADER_LEN;
         let crc = frame::crc(&self.segment.bytes()[start..start + self.len]);
         self.segment.file().write(self.claimed.offset + frame::CRC_OFFSET, &crc.to_le_bytes());
-        commit_word(&self.segment, self.claimed, self.word)?;
+        if !frame::commit(self.segment.word0(self.claimed.offset), self.word) {
+            return Err(Error::ClaimUnblocked { position: self.claimed.position });
+        }
         if self.inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
             self.segment.file().flush_range(self.claimed.offset, aligned)?;
@@ -422,9 +451,7 @@ impl Claim {
     fn pad(&mut self) {
         if !self.done {
             self.done = true;
-            let padding = Word0::padding(frame::aligned_frame_len(self.len));
-            let word0 = self.segment.word0(self.claimed.offset);
-            let _ = word0.compare_exchange(self.word.pack(), padding.pack(), Ordering::Release, Ordering::Relaxed);
+            frame::pad_claimed(self.segment.word0(self.claimed.offset), self.word.pack());
         }
     }
 }
