@@ -87,6 +87,24 @@ impl Consumer {
     pub(crate) fn named(inner: Shared, name: &str) -> Result<Consumer> {
         let cursor = inner.open_cursor(name)?;
         let position = cursor.position();
+        let first = inner.meta.first_position().load(Ordering::Acquire);
+        // Behind the first position is data a policy deleted (`poll` reports
+        // it); anything else must be a frame boundary up to the tail.
+        if position >= first
+            && let Err(error) = Self::check_boundary(&inner, position, first)
+        {
+            let reason = match error {
+                Error::NotAFrameBoundary { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(Error::corrupt(
+                cursor.path(),
+                position,
+                format!(
+                    "cursor '{name}' does not point at a record ({reason}); move it with `backwater cursor DIR reset {name} start`"
+                ),
+            ));
+        }
         Ok(Consumer { inner, cursor: Some(cursor), position, segment: None, hole: None })
     }
 
@@ -206,7 +224,7 @@ impl Consumer {
         self.position = match to {
             Seek::Start => first,
             Seek::End => self.inner.meta.tail_position(),
-            Seek::Position(position) => self.check_boundary(position, first)?,
+            Seek::Position(position) => Self::check_boundary(&self.inner, position, first)?,
             Seek::Time(ns) => self.find_time(ns, first)?,
         };
         self.hole = None;
@@ -255,9 +273,9 @@ impl Consumer {
         }
     }
 
-    fn check_boundary(&mut self, position: u64, first: u64) -> Result<u64> {
-        let tail = self.inner.meta.tail_position();
-        let size = self.inner.segment_size();
+    fn check_boundary(inner: &Inner, position: u64, first: u64) -> Result<u64> {
+        let tail = inner.meta.tail_position();
+        let size = inner.segment_size();
         let refuse = |reason: String| Err(Error::NotAFrameBoundary { position, reason });
         if position == tail {
             return Ok(position);
@@ -268,10 +286,10 @@ impl Consumer {
         if position % size < SEGMENT_HEADER_LEN || !position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) {
             return refuse("not aligned to a frame".into());
         }
-        let segment = self.inner.read_segment(position / size)?;
+        let segment = inner.read_segment(position / size)?;
         let offset = (position % size) as usize;
         let word = segment.word0(offset).load(Ordering::Acquire);
-        match frame::decode(word, &segment.bytes()[offset..], position, true) {
+        match frame::decode(word, &segment.bytes()[offset..], position, false) {
             Ok(Decoded::Data { .. }) | Ok(Decoded::Padding { .. }) => Ok(position),
             Ok(Decoded::Pending { claimed: Some(_) })
                 if frame::read_u64(&segment.bytes()[offset..], frame::POSITION_OFFSET) == position =>

@@ -105,6 +105,10 @@ impl CursorFile {
         Ok(CursorFile { name: name.to_string(), file })
     }
 
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     fn position_word(&self) -> &AtomicU64 {
         self.file.atomic_u64(POSITION_AT)
     }

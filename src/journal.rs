@@ -66,6 +66,7 @@ struct Lifetime {
 impl Drop for Lifetime {
     fn drop(&mut self) {
         self.inner.stop_housekeeper();
+        crate::publisher::forget_handle(self.inner.handle_id);
     }
 }
 
@@ -78,6 +79,10 @@ impl std::ops::Deref for Shared {
 }
 
 impl Shared {
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
     fn new(inner: Inner) -> Shared {
         let inner = Arc::new(inner);
         Shared { _lifetime: Arc::new(Lifetime { inner: Arc::clone(&inner) }), inner }
@@ -490,13 +495,17 @@ fn create_dir(dir: &Path, file_mode: u32) -> Result<()> {
         return Ok(());
     }
     use std::os::unix::fs::DirBuilderExt;
-    // Directories get execute wherever the files get read.
-    let dir_mode = file_mode | ((file_mode & 0o444) >> 2);
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(dir_mode)
+        .mode(dir_mode(file_mode))
         .create(dir)
         .map_err(|e| Error::io(dir, "create directory", e))
+}
+
+/// Directories get the files' bits plus execute wherever read is granted
+/// (`0o640` → `0o750`).
+fn dir_mode(file_mode: u32) -> u32 {
+    file_mode | ((file_mode & 0o444) >> 2)
 }
 
 fn open_lock_file(dir: &Path, mode: u32) -> Result<File> {
@@ -529,7 +538,7 @@ fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
         crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, true, |file| {
             Meta::initialize(file, &new)
         })?;
-        std::fs::create_dir_all(cursor::cursor_dir(dir)).map_err(|e| Error::io(dir, "create cursors directory", e))?;
+        create_dir(&cursor::cursor_dir(dir), mode)?;
     }
     Meta::open(&path, true)
 }

@@ -13,8 +13,8 @@
 //! syscall, no allocation.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{Ordering, compiler_fence};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use crate::error::{Error, OfferError, Result};
@@ -56,29 +56,50 @@ struct Claimed {
     position: u64,
 }
 
+/// A segment a thread keeps mapped for appending through one handle.
+struct CachedSegment {
+    handle_id: u64,
+    index: u64,
+    segment: Arc<Segment>,
+    /// Lets a thread drop mappings of journals that have since been closed.
+    handle: Weak<Inner>,
+}
+
 thread_local! {
     /// Each thread keeps the segments it appends to mapped, keyed by handle,
     /// so the hot path finds its segment without a lock or a refcount change.
-    static SEGMENTS: RefCell<Vec<(u64, u64, Arc<Segment>)>> = const { RefCell::new(Vec::new()) };
+    static SEGMENTS: RefCell<Vec<CachedSegment>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Entries kept per thread, over all handles.
 const CACHE_ENTRIES: usize = 4;
 
-fn with_segment<R>(inner: &Inner, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
+fn with_segment<R>(inner: &Shared, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
     SEGMENTS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some((_, _, segment)) = cache.iter().find(|(id, i, _)| *id == inner.handle_id && *i == index) {
-            return Ok(f(segment));
+        if let Some(hit) = cache.iter().find(|e| e.handle_id == inner.handle_id && e.index == index) {
+            return Ok(f(&hit.segment));
         }
         let segment = inner.write_segment(index)?;
-        cache.retain(|(id, i, _)| *id != inner.handle_id || *i + 1 >= index);
+        cache.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != inner.handle_id || e.index + 1 >= index));
         if cache.len() >= CACHE_ENTRIES {
             cache.remove(0);
         }
-        cache.push((inner.handle_id, index, Arc::clone(&segment)));
-        Ok(f(&segment))
+        let entry = CachedSegment { handle_id: inner.handle_id, index, segment, handle: inner.downgrade() };
+        cache.push(entry);
+        Ok(f(&cache[cache.len() - 1].segment))
     })
+}
+
+/// Unmaps this thread's cached segments of a handle being closed. (Other
+/// threads drop theirs the next time they append to any journal, or when
+/// they exit: each keeps at most `CACHE_ENTRIES` mapped meanwhile.)
+pub(crate) fn forget_handle(handle_id: u64) {
+    let _ = SEGMENTS.try_with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            cache.retain(|e| e.handle_id != handle_id);
+        }
+    });
 }
 
 impl Publisher {

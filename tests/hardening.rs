@@ -1,0 +1,146 @@
+//! Bad input through the public API and the CLI: foreign segments, links out
+//! of the journal, cursors that point nowhere, read-only filesystems, and
+//! file permissions. Each case is a typed error naming the file and
+//! position, nothing panics, and nothing valid is changed.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use backwater::{Config, Error, Journal};
+use common::{drain, segment_path};
+
+const MIB: u64 = 1 << 20;
+
+fn journal_with(dir: &Path, records: u32) -> Vec<u64> {
+    let journal = Journal::open(dir, Config::default().segment_size(MIB).min_free_disk(0)).unwrap();
+    let publisher = journal.publisher();
+    (0..records).map(|i| publisher.append(&i.to_le_bytes()).unwrap()).collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file in the journal directory with its bytes, to prove nothing changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg" || x == "meta"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap_or_default()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn verify_cli(dir: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_backwater")).arg("verify").arg(dir).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn files_are_created_owner_read_write_group_read_and_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let journal = Journal::open(&path, Config::default().segment_size(MIB)).unwrap();
+    journal.consumer("reader").unwrap();
+    assert_eq!(mode(&path), 0o750);
+    assert_eq!(mode(&path.join("cursors")), 0o750);
+    for file in ["journal.meta", "journal.lock", "cursors/reader.cursor", "00000000000000000000.seg"] {
+        assert_eq!(mode(&path.join(file)), 0o640, "{file}");
+    }
+    let private = dir.path().join("private");
+    let journal = Journal::open(&private, Config::default().segment_size(MIB).file_mode(0o600)).unwrap();
+    journal.consumer("reader").unwrap();
+    assert_eq!(mode(&private), 0o700);
+    assert_eq!(mode(&private.join("journal.meta")), 0o600);
+    assert_eq!(mode(&private.join("cursors/reader.cursor")), 0o600);
+}
+
+#[test]
+fn a_segment_from_another_journal_is_refused_by_open_and_reported_by_verify() {
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    journal_with(ours.path(), 10);
+    journal_with(theirs.path(), 10);
+    let segment = segment_path(ours.path(), MIB, 64);
+    std::fs::copy(segment_path(theirs.path(), MIB, 64), &segment).unwrap();
+    let before = snapshot(ours.path());
+    let error = Journal::open(ours.path(), Config::default()).err().expect("a foreign segment must be refused");
+    assert!(matches!(&error, Error::Corrupt { path, position: 0, .. } if path == &segment), "{error}");
+    assert!(error.to_string().contains("another journal"), "{error}");
+    let (code, report) = verify_cli(ours.path());
+    assert_eq!(code, 1);
+    assert!(report.contains("another journal"), "{report}");
+    assert_eq!(snapshot(ours.path()), before, "nothing may be changed");
+}
+
+#[test]
+fn a_symlink_where_a_segment_should_be_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 10);
+    let segment = segment_path(dir.path(), MIB, 64);
+    let outside = elsewhere.path().join("secret.seg");
+    std::fs::rename(&segment, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &segment).unwrap();
+    let before = std::fs::read(&outside).unwrap();
+    let error = Journal::open(dir.path(), Config::default()).err().expect("a symlink must be refused");
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    let reader = Journal::open_read_only(dir.path()).unwrap();
+    assert!(matches!(drain(&mut reader.anonymous_consumer()), Err(Error::NotAJournal { .. })));
+    assert_eq!(std::fs::read(&outside).unwrap(), before, "the linked file must not be touched");
+}
+
+#[test]
+fn cursors_past_the_tail_or_inside_a_frame_are_typed_errors_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = journal_with(dir.path(), 10);
+    let journal = Journal::open(dir.path(), Config::default()).unwrap();
+    journal.consumer("lost").unwrap();
+    let cursor = dir.path().join("cursors/lost.cursor");
+    for bad in [journal.tail_position() + 4096, positions[3] + 8, positions[3] + 32] {
+        common::write_at(&cursor, 16, &bad.to_le_bytes());
+        match journal.consumer("lost") {
+            Err(Error::Corrupt { path, position, reason }) => {
+                assert_eq!((path, position), (cursor.clone(), bad));
+                assert!(reason.contains("reset lost start"), "{reason}");
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a cursor at {bad} must be refused"),
+        }
+    }
+    common::write_at(&cursor, 16, &positions[3].to_le_bytes());
+    assert_eq!(drain(&mut journal.consumer("lost").unwrap()).unwrap().len(), 7);
+}
+
+#[test]
+fn a_read_only_filesystem_can_be_read_but_not_opened_for_writing() {
+    let Some(mount) = common::Tmpfs::mount(16) else { return };
+    let dir = mount.path().join("journal");
+    let positions = journal_with(&dir, 100);
+    let remount = Command::new("mount").args(["-o", "remount,ro"]).arg(mount.path()).status().unwrap();
+    assert!(remount.success());
+    let error = Journal::open(&dir, Config::default()).err().expect("a read-only filesystem must be refused");
+    assert!(matches!(&error, Error::Io { path, .. } if path.starts_with(&dir)), "{error}");
+    let reader = Journal::open_read_only(&dir).unwrap();
+    let read: Vec<u64> = drain(&mut reader.anonymous_consumer()).unwrap().into_iter().map(|r| r.0).collect();
+    assert_eq!(read, positions);
+    assert_eq!(verify_cli(&dir).0, 0);
+}
+
+#[test]
+fn the_cli_reports_damage_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 100);
+    std::fs::write(segment_path(dir.path(), MIB, 64), vec![0xFFu8; MIB as usize]).unwrap();
+    for command in ["info", "segments", "dump", "verify", "tail"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_backwater")).arg(command).arg(dir.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{command} panicked: {stderr}");
+        assert!(matches!(out.status.code(), Some(0..=2)), "{command}: {:?} {stderr}", out.status);
+    }
+    assert_eq!(verify_cli(dir.path()).0, 1);
+}
