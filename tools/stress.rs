@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use backwater::{Config, Journal};
 use clap::{Parser, Subcommand};
 
+mod soak;
+
 #[derive(Parser)]
 #[command(name = "backwater-stress", about = "Writers and followers for multi-process and crash tests")]
 struct Cli {
@@ -52,7 +54,25 @@ enum Command {
         /// this process: a dead claimer, on purpose
         #[arg(long)]
         die_in_claim: bool,
+        /// Print `c SEQ POSITION` for every committed record (for the soak's accounting)
+        #[arg(long)]
+        positions: bool,
     },
+    /// Consume with a durable cursor, logging `r POSITION ID SEQ` per record and
+    /// `lost FROM TO` per eviction, until killed
+    Consume {
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        log: std::path::PathBuf,
+        /// Sleep this long per record read (a slow consumer)
+        #[arg(long, default_value = "0")]
+        delay_us: u64,
+    },
+    /// The soak: publishers and consumers killed at random for a while, then
+    /// every accepted record accounted for
+    Soak(soak::SoakArgs),
     /// Read every record until the `END` sentinel
     Follow {
         dir: std::path::PathBuf,
@@ -65,13 +85,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Write { dir, id, count, size, report, segment_size, threads, rate, die_in_claim } => {
-            let spec = WriteSpec { id, count, size: size.max(20), report, threads: threads.max(1) as u64, rate };
-            write(&dir, segment_size, spec, die_in_claim)
+    let result: Result<(), Box<dyn std::error::Error>> = match Cli::parse().command {
+        Command::Write { dir, id, count, size, report, segment_size, threads, rate, die_in_claim, positions } => {
+            let spec =
+                WriteSpec { id, count, size: size.max(20), report, threads: threads.max(1) as u64, rate, positions };
+            write(&dir, segment_size, spec, die_in_claim).map_err(Into::into)
         }
+        Command::Consume { dir, name, log, delay_us } => {
+            soak::consume(&dir, &name, &log, Duration::from_micros(delay_us))
+        }
+        Command::Soak(args) => soak::run(args),
         Command::Follow { dir, unblock_timeout_ms, quiet } => {
-            follow(&dir, Duration::from_millis(unblock_timeout_ms), quiet)
+            follow(&dir, Duration::from_millis(unblock_timeout_ms), quiet).map_err(Into::into)
         }
     };
     match result {
@@ -105,18 +130,19 @@ struct WriteSpec {
     report: u64,
     threads: u64,
     rate: Option<f64>,
+    positions: bool,
 }
 
 fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim: bool) -> backwater::Result<()> {
     let journal = open(dir, segment_size, Duration::from_secs(1))?;
     let started = Instant::now();
-    let WriteSpec { id, count, size, report, threads, rate } = spec;
+    let WriteSpec { id, count, size, report, threads, rate, positions } = spec;
     let workers: Vec<_> = (0..threads)
         .map(|thread| {
             let publisher = journal.publisher();
             std::thread::spawn(move || -> backwater::Result<()> {
                 let mut record = vec![0u8; size];
-                let mut out = std::io::stdout();
+                let mut out = std::io::BufWriter::new(std::io::stdout());
                 let first = count * thread / threads;
                 let last = count * (thread + 1) / threads;
                 for seq in first..last {
@@ -127,9 +153,13 @@ fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim
                     record[..4].copy_from_slice(&id.to_le_bytes());
                     record[4..12].copy_from_slice(&seq.to_le_bytes());
                     record[12..20].copy_from_slice(&monotonic_ns().to_le_bytes());
-                    publisher.append(&record)?;
+                    let position = publisher.append(&record)?;
+                    if positions {
+                        let _ = writeln!(out, "c {seq} {position}");
+                    }
                     if threads == 1 && (seq + 1) % report == 0 {
                         let _ = writeln!(out, "committed {seq}");
+                        let _ = out.flush();
                     }
                 }
                 Ok(())
