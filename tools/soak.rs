@@ -141,7 +141,7 @@ pub fn run(args: SoakArgs) -> Res<()> {
     let fast_log = work.join("fast.log");
     drain_fast(&dir, &fast_log)?;
     let report = backwater::recovery::verify(&dir, |_, _| {})?;
-    let (seen, lost, duplicates) = read_log(&fast_log);
+    let ConsumerLog { seen, lost, duplicates } = read_log(&fast_log);
     let reported = fleet.reported.lock().map(|r| r.clone()).unwrap_or_default();
     let unaccounted: Vec<_> = reported
         .iter()
@@ -243,8 +243,14 @@ pub fn consume(dir: &Path, name: &str, log: &Path, delay: Duration) -> Res<()> {
     }
 }
 
-/// `(records seen, lost ranges, duplicate deliveries)` from a consumer log.
-fn read_log(log: &Path) -> (HashSet<(u32, u64)>, Vec<(u64, u64)>, u64) {
+/// What a consumer log says: records seen, ranges lost, duplicate deliveries.
+struct ConsumerLog {
+    seen: HashSet<(u32, u64)>,
+    lost: Vec<(u64, u64)>,
+    duplicates: u64,
+}
+
+fn read_log(log: &Path) -> ConsumerLog {
     let (mut seen, mut lost, mut duplicates) = (HashSet::new(), Vec::new(), 0);
     let text = std::fs::read_to_string(log).unwrap_or_default();
     for line in text.lines() {
@@ -265,5 +271,5 @@ fn read_log(log: &Path) -> (HashSet<(u32, u64)>, Vec<(u64, u64)>, u64) {
             _ => {}
         }
     }
-    (seen, lost, duplicates)
+    ConsumerLog { seen, lost, duplicates }
 }
