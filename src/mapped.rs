@@ -51,6 +51,15 @@ impl MappedFile {
         Ok(MappedFile { map, path: path.to_path_buf(), writable })
     }
 
+    /// An anonymous mapping holding a copy of `bytes` (for fuzzing the
+    /// readers without files).
+    pub fn anonymous(bytes: &[u8]) -> Result<MappedFile> {
+        let path = PathBuf::from("<memory>");
+        let mut map = MmapOptions::new().len(bytes.len().max(1)).map_anon().map_err(|e| Error::io(&path, "mmap", e))?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        Ok(MappedFile { map: MmapRaw::from(map), path, writable: true })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

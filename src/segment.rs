@@ -93,6 +93,14 @@ impl Segment {
         Ok(Segment { index, base, file, populated: AtomicBool::new(false) })
     }
 
+    /// A segment over an in-memory copy of `image` (whose length must be a
+    /// power of two of at least 64 KiB), for fuzzing the frame walk.
+    #[doc(hidden)]
+    pub fn from_image(image: &[u8], index: u64) -> Result<Segment> {
+        let file = MappedFile::anonymous(image)?;
+        Ok(Segment { index, base: index * image.len() as u64, file, populated: AtomicBool::new(true) })
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }
