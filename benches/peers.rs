@@ -1,0 +1,190 @@
+//! backwater against its peers and the raw limit, in one run.
+//!
+//! The same work for every contender: N records of 64 B appended one by one,
+//! then read back. Contenders run interleaved in rounds on fresh directories
+//! (with `sync` in between, so nobody pays for another's writeback), and the
+//! table reports medians and ratios. `tools/bench-table` prints it for the
+//! README. Environment: `PEERS_RECORDS` (default 2,000,000), `PEERS_ROUNDS` (5).
+//!
+//! - backwater: `offer` into 64 MiB segments; read with a consumer (CRC checked).
+//! - khata-rs 0.1: Chronicle-Queue-style mmap queue (no CRC on read).
+//! - yaque 0.6: file queue, driven by `futures::executor::block_on`.
+//! - commitlog 0.2: Kafka-style segmented log.
+//! - raw: 24-byte headers (length, CRC32, timestamp) + payload written into a
+//!   fallocated, mapped file with plain stores and one release store each,
+//!   once over fresh space and once over resident pages (the hot-path limit).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const PAYLOAD: [u8; 64] = [0x5A; 64];
+
+struct Timing {
+    append: Duration,
+    read: Duration,
+}
+
+fn backwater(dir: &Path, n: u64) -> Timing {
+    use backwater::{Config, Journal};
+    let journal = Journal::open(dir, Config::default().segment_size(64 << 20).min_free_disk(0)).unwrap();
+    let publisher = journal.publisher();
+    let start = Instant::now();
+    for _ in 0..n {
+        publisher.offer(&PAYLOAD).unwrap();
+    }
+    let append = start.elapsed();
+    let mut consumer = journal.anonymous_consumer();
+    let (mut read, mut sum) = (0u64, 0u64);
+    let start = Instant::now();
+    while read < n {
+        read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096).unwrap() as u64;
+    }
+    std::hint::black_box(sum);
+    Timing { append, read: start.elapsed() }
+}
+
+fn khata(dir: &Path, n: u64) -> Timing {
+    // One block must hold the whole run (khata does not roll within a cycle).
+    let queue = khata_rs::Queue::new(dir).block_size(1 << 30).build().unwrap();
+    let mut writer = queue.writer().unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        writer.write(&PAYLOAD).unwrap();
+    }
+    let append = start.elapsed();
+    drop(writer);
+    let mut reader = queue.reader().unwrap();
+    reader.rewind().unwrap();
+    let (mut read, mut sum) = (0u64, 0u64);
+    let start = Instant::now();
+    while let Some(data) = reader.read().unwrap() {
+        sum += data[0] as u64;
+        read += 1;
+    }
+    assert_eq!(read, n);
+    std::hint::black_box(sum);
+    Timing { append, read: start.elapsed() }
+}
+
+fn yaque(dir: &Path, n: u64) -> Timing {
+    let (mut sender, mut receiver) = yaque::channel(dir).unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        futures_executor::block_on(sender.send(PAYLOAD)).unwrap();
+    }
+    let append = start.elapsed();
+    let mut sum = 0u64;
+    let start = Instant::now();
+    for _ in 0..n {
+        let guard = futures_executor::block_on(receiver.recv()).unwrap();
+        sum += guard[0] as u64;
+        guard.commit().unwrap();
+    }
+    std::hint::black_box(sum);
+    Timing { append, read: start.elapsed() }
+}
+
+fn commitlog(dir: &Path, n: u64) -> Timing {
+    use commitlog::message::MessageSet;
+    let mut log = commitlog::CommitLog::new(commitlog::LogOptions::new(dir)).unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        log.append_msg(PAYLOAD).unwrap();
+    }
+    log.flush().unwrap();
+    let append = start.elapsed();
+    let (mut offset, mut read, mut sum) = (0, 0u64, 0u64);
+    let start = Instant::now();
+    while read < n {
+        let messages = log.read(offset, commitlog::ReadLimit::max_bytes(1 << 20)).unwrap();
+        for message in messages.iter() {
+            sum += message.payload()[0] as u64;
+            offset = message.offset() + 1;
+            read += 1;
+        }
+    }
+    std::hint::black_box(sum);
+    Timing { append, read: start.elapsed() }
+}
+
+/// The raw limit: frames written straight into a mapped, fallocated file.
+fn raw(dir: &Path, n: u64, resident: bool) -> Timing {
+    const FRAME: usize = 24 + 64;
+    let len = n as usize * FRAME;
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("raw")).unwrap();
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len as u64).unwrap();
+    let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }.unwrap();
+    if resident {
+        map.fill(0); // fault every page in, writable, before timing
+    }
+    let start = Instant::now();
+    for i in 0..n as usize {
+        let frame = &mut map[i * FRAME..(i + 1) * FRAME];
+        frame[8..16].copy_from_slice(&backwater::frame::now_ns().to_le_bytes());
+        frame[4..8].copy_from_slice(&crc32fast::hash(&PAYLOAD).to_le_bytes());
+        frame[24..].copy_from_slice(&PAYLOAD);
+        // SAFETY: 4-byte aligned (FRAME is a multiple of 8, the map is page-aligned), in bounds.
+        let length = unsafe { &*(frame.as_mut_ptr() as *const AtomicU32) };
+        length.store(FRAME as u32, Ordering::Release);
+    }
+    let append = start.elapsed();
+    let (mut sum, mut offset) = (0u64, 0);
+    let start = Instant::now();
+    while offset < len {
+        let frame = &map[offset..offset + FRAME];
+        if crc32fast::hash(&frame[24..]) == u32::from_le_bytes(frame[4..8].try_into().unwrap()) {
+            sum += frame[24] as u64;
+        }
+        offset += FRAME;
+    }
+    std::hint::black_box(sum);
+    Timing { append, read: start.elapsed() }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` and `--list` probes: nothing to run
+    }
+    let n: u64 = std::env::var("PEERS_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let rounds: usize = std::env::var("PEERS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    type Contender = (&'static str, fn(&Path, u64) -> Timing);
+    let contenders: [Contender; 6] = [
+        ("backwater", backwater),
+        ("khata-rs 0.1", khata),
+        ("yaque 0.6", yaque),
+        ("commitlog 0.2", commitlog),
+        ("raw, fresh space", |dir, n| raw(dir, n, false)),
+        ("raw, resident pages (hot-path limit)", |dir, n| raw(dir, n, true)),
+    ];
+    let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); contenders.len()];
+    for round in 0..rounds {
+        for (i, (name, run)) in contenders.iter().enumerate() {
+            let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+            let timing = run(dir.path(), n);
+            drop(dir);
+            rustix::fs::sync();
+            results[i].0.push(n as f64 / timing.append.as_secs_f64());
+            results[i].1.push(n as f64 / timing.read.as_secs_f64());
+            eprintln!("round {round} {name}: append {:.2} M/s, read {:.2} M/s", results[i].0[round] / 1e6, results[i].1[round] / 1e6);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let medians: Vec<(f64, f64)> = results.iter_mut().map(|(a, r)| (median(a), median(r))).collect();
+    let (ours_append, ours_read) = medians[0];
+    println!("| contender | append (M rec/s) | read (M rec/s) | backwater append ÷ this | backwater read ÷ this |");
+    println!("|---|---:|---:|---:|---:|");
+    for ((name, _), (append, read)) in contenders.iter().zip(&medians) {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2}× | {:.2}× |",
+            append / 1e6,
+            read / 1e6,
+            ours_append / append,
+            ours_read / read
+        );
+    }
+    println!("\n{n} records of 64 B appended one by one then read back, {rounds} interleaved rounds, medians.");
+}
