@@ -112,7 +112,8 @@ fn commitlog(dir: &Path, n: u64) -> Timing {
 fn raw(dir: &Path, n: u64, resident: bool) -> Timing {
     const FRAME: usize = 24 + 64;
     let len = n as usize * FRAME;
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("raw")).unwrap();
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("raw")).unwrap();
     rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len as u64).unwrap();
     let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }.unwrap();
     if resident {
@@ -166,7 +167,11 @@ fn main() {
             rustix::fs::sync();
             results[i].0.push(n as f64 / timing.append.as_secs_f64());
             results[i].1.push(n as f64 / timing.read.as_secs_f64());
-            eprintln!("round {round} {name}: append {:.2} M/s, read {:.2} M/s", results[i].0[round] / 1e6, results[i].1[round] / 1e6);
+            eprintln!(
+                "round {round} {name}: append {:.2} M/s, read {:.2} M/s",
+                results[i].0[round] / 1e6,
+                results[i].1[round] / 1e6
+            );
         }
     }
     let median = |values: &mut Vec<f64>| {

@@ -140,9 +140,16 @@ impl MappedFile {
     }
 
     /// Faults every page in writable (MADV_POPULATE_WRITE), so that the first
-    /// write to each page does not take a page fault on the hot path.
+    /// write to each page does not take a page fault on the hot path. Done a
+    /// megabyte at a time: each call holds the process's mmap lock, and a
+    /// long hold stalls every other thread that maps or faults meanwhile.
     pub fn populate_for_write(&self) -> io::Result<()> {
-        self.map.advise(memmap2::Advice::PopulateWrite)
+        const STEP: usize = 1 << 20;
+        for offset in (0..self.map.len()).step_by(STEP) {
+            let len = STEP.min(self.map.len() - offset);
+            self.map.advise_range(memmap2::Advice::PopulateWrite, offset, len)?;
+        }
+        Ok(())
     }
 }
 

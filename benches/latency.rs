@@ -1,0 +1,64 @@
+//! Publish → consume latency: a publisher thread offers 64 B records at a
+//! steady pace, each carrying its send time; a spinning consumer thread reads
+//! them and records the delay in an HdrHistogram. Prints p50/p99/p99.9/max.
+//! Environment: `LATENCY_RECORDS` (default 1,000,000), `LATENCY_GAP_NS`
+//! (default 1000: one record per microsecond).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use backwater::{Config, Journal};
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let records: u64 = std::env::var("LATENCY_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let gap = Duration::from_nanos(std::env::var("LATENCY_GAP_NS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000));
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), Config::default().segment_size(64 << 20).min_free_disk(0)).unwrap();
+    let base = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut consumer = journal.anonymous_consumer();
+    let reader_done = Arc::clone(&done);
+    let reader = std::thread::spawn(move || {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+        let mut seen = 0;
+        while seen < records && !reader_done.load(Ordering::Relaxed) {
+            seen += consumer
+                .poll(
+                    |r| {
+                        let sent = u64::from_le_bytes(r.payload()[..8].try_into().unwrap());
+                        let now = base.elapsed().as_nanos() as u64;
+                        histogram.saturating_record(now.saturating_sub(sent).max(1));
+                    },
+                    256,
+                )
+                .unwrap() as u64;
+        }
+        histogram
+    });
+    let publisher = journal.publisher();
+    let mut payload = [0u8; 64];
+    let mut next = Instant::now();
+    for _ in 0..records {
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        next += gap;
+        payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+        publisher.offer(&payload).unwrap();
+    }
+    let histogram = reader.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "latency publish -> consume ({records} x 64 B, one every {gap:?}, spinning consumer): \
+         p50 {:.2} us  p99 {:.2} us  p99.9 {:.2} us  max {:.2} us",
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        histogram.max() as f64 / 1000.0
+    );
+}
