@@ -215,32 +215,16 @@ fn replay_with_ack_resumes_after_the_child_dies_with_nothing_lost() {
     backwater_with_input(&["append", path(&journal)], &lines(5000));
     let received = dir.path().join("received.txt");
 
-    let out = backwater(&[
-        "replay",
-        path(&journal),
-        "--cursor",
-        "db",
-        "--ack",
-        "--window",
-        "500",
-        "--exec",
-        &sink(&received, 2550),
-    ]);
+    let replay = |die_after| {
+        let sink = sink(&received, die_after);
+        backwater(&["replay", path(&journal), "--cursor", "db", "--ack", "--window", "500", "--exec", &sink])
+    };
+    let out = replay(2550);
     assert_eq!(out.status.code(), Some(1), "a dying child must fail the replay");
     let message = String::from_utf8_lossy(&out.stderr);
     assert!(message.contains("cursor 'db' committed at position") && message.contains("rerun"), "{message}");
 
-    let out = backwater(&[
-        "replay",
-        path(&journal),
-        "--cursor",
-        "db",
-        "--ack",
-        "--window",
-        "500",
-        "--exec",
-        &sink(&received, 0),
-    ]);
+    let out = replay(0);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let got = std::fs::read(&received).unwrap();

@@ -181,6 +181,15 @@ fn append_reads_back(journal: &Journal, before: usize) {
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
+/// Makes the committed frame at `position` look like what a claimer that died
+/// before committing leaves: a negative length.
+fn uncommit(dir: &std::path::Path, position: u64) {
+    let path = segment_path(dir, MIB, position);
+    let word = read_at(&path, position % MIB, 4);
+    let length = i32::from_le_bytes(word.try_into().unwrap());
+    write_at(&path, position % MIB, &(-length).to_le_bytes());
+}
+
 #[test]
 fn recovery_cuts_garbage_after_the_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,13 +217,9 @@ fn recovery_cuts_a_frame_with_a_bad_crc_at_the_tail() {
 fn recovery_pads_a_claimed_but_uncommitted_hole_before_committed_frames() {
     let dir = tempfile::tempdir().unwrap();
     let positions = fill(dir.path(), 10);
-    // What a claimer that died before committing leaves: a negative length.
-    let path = segment_path(dir.path(), MIB, positions[4]);
-    let word = read_at(&path, positions[4] % MIB, 4);
-    let length = i32::from_le_bytes(word.try_into().unwrap());
-    write_at(&path, positions[4] % MIB, &(-length).to_le_bytes());
+    uncommit(dir.path(), positions[4]);
     // And one that died before writing anything at all.
-    write_at(&path, positions[6] % MIB, &[0; 96]);
+    write_at(&segment_path(dir.path(), MIB, positions[6]), positions[6] % MIB, &[0; 96]);
     let (journal, records) = reopen_and_read(dir.path());
     let read: Vec<u64> = records.iter().map(|r| r.0).collect();
     let expected: Vec<u64> =
@@ -227,10 +232,7 @@ fn recovery_pads_a_claimed_but_uncommitted_hole_before_committed_frames() {
 fn recovery_cuts_a_claimed_region_at_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let positions = fill(dir.path(), 10);
-    let path = segment_path(dir.path(), MIB, positions[9]);
-    let word = read_at(&path, positions[9] % MIB, 4);
-    let length = i32::from_le_bytes(word.try_into().unwrap());
-    write_at(&path, positions[9] % MIB, &(-length).to_le_bytes());
+    uncommit(dir.path(), positions[9]);
     let (journal, records) = reopen_and_read(dir.path());
     assert_eq!(records.len(), 9);
     append_reads_back(&journal, 9);
