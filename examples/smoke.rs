@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         publisher.offer(&payload)?;
     }
     let elapsed = start.elapsed();
-    println!("offer 64 B into resident pages: {:.1} M records/s ({:.1} ns each)", n as f64 / elapsed.as_secs_f64() / 1e6, elapsed.as_nanos() as f64 / n as f64);
+    println!(
+        "offer 64 B into resident pages: {:.1} M records/s ({:.1} ns each)",
+        n as f64 / elapsed.as_secs_f64() / 1e6,
+        elapsed.as_nanos() as f64 / n as f64
+    );
     Ok(())
 }

@@ -227,3 +227,52 @@ fn a_full_filesystem_is_back_pressure_not_a_crash() {
     let journal = Journal::open(&dir, Config::default()).unwrap();
     assert_eq!(drain(&mut journal.anonymous_consumer()).unwrap().len() as u64, accepted);
 }
+
+#[test]
+fn anonymous_consumers_hold_nothing_back_and_are_told_what_they_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::Block);
+    let mut anonymous = journal.anonymous_consumer();
+    let start = anonymous.position();
+    let mut reader = journal.consumer("reader").unwrap();
+    let publisher = journal.publisher();
+    for _ in 0..3 * MIB / 1056 {
+        publisher.offer(&[1u8; 1000]).unwrap();
+    }
+    // The durable reader alone decides retention: once it has read and
+    // committed, the segments go even though the anonymous consumer is behind.
+    drain(&mut reader).unwrap();
+    reader.commit().unwrap();
+    journal.apply_retention().unwrap();
+    let first = journal.first_position();
+    assert!(first > start);
+    match anonymous.poll(|_| {}, 10) {
+        Err(Error::Lost { from, to }) => assert_eq!((from, to), (start, first)),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    let rest = drain(&mut anonymous).unwrap();
+    assert_eq!(rest.first().map(|r| r.0), Some(first));
+}
+
+#[test]
+fn two_publishers_bursting_overshoot_the_high_watermark_by_less_than_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::Block);
+    journal.consumer("stalled").unwrap();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let publisher = journal.publisher();
+            std::thread::spawn(move || while publisher.offer(&[2u8; 200]).is_ok() {})
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = journal.stats();
+    let high = (0.95 * BUDGET as f64) as u64;
+    let used = stats.tail_position - (stats.first_position - 64);
+    let overshoot = used.saturating_sub(high);
+    eprintln!("2-thread burst: fill {:.4}, overshoot past high {overshoot} bytes", stats.fill);
+    assert!(overshoot < MIB, "overshoot {overshoot} bytes is more than a segment");
+    assert!(stats.disk_bytes <= BUDGET);
+}
