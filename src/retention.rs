@@ -189,11 +189,17 @@ pub(crate) fn no_room(inner: &Inner, error: Error) -> OfferError {
 }
 
 /// Refuses to create segment `index` when it would take the files past the
-/// capacity (the caller holds the lock).
+/// capacity, or when retention has already deleted it (a handle that looked
+/// at the tail a while ago must not bring an old segment back). The caller
+/// holds the lock.
 pub(crate) fn check_room_for_segment(inner: &Inner, index: u64) -> Result<()> {
     let fill = Fill::read(&inner.meta);
     let first_index = fill.first_base / inner.segment_size();
-    let files = index.saturating_sub(first_index) + 1;
+    if index < first_index {
+        let first = inner.meta.first_position().load(Ordering::Acquire);
+        return Err(Error::Lost { from: index * inner.segment_size(), to: first });
+    }
+    let files = index - first_index + 1;
     if files.saturating_mul(inner.segment_size()) > fill.capacity.max(2 * inner.segment_size()) {
         return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
     }
@@ -338,6 +344,7 @@ fn evict_holders(inner: &Inner, cursors: &[CursorFile], end: u64) -> Result<()> 
 
 /// Counters and levels.
 pub(crate) fn stats(inner: &Inner) -> Stats {
+    crate::publisher::publish_counts(inner);
     let meta = &inner.meta;
     let fill = Fill::read(meta);
     Stats {

@@ -130,7 +130,8 @@ fn drop_oldest_never_refuses_and_tells_a_lagging_consumer_exactly_what_it_lost()
         positions.push(publisher.offer(&[9u8; 1000]).expect("drop-oldest never pushes back"));
         written += 1056;
         if positions.len() % 512 == 0 {
-            assert!(journal.stats().disk_bytes <= BUDGET);
+            let stats = journal.stats();
+            assert!(stats.disk_bytes <= BUDGET, "{:?} {:?}", journal.segment_indexes(), stats);
         }
     }
     let first = journal.first_position();
