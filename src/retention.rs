@@ -344,7 +344,6 @@ fn evict_holders(inner: &Inner, cursors: &[CursorFile], end: u64) -> Result<()> 
 
 /// Counters and levels.
 pub(crate) fn stats(inner: &Inner) -> Stats {
-    crate::publisher::publish_counts(inner);
     let meta = &inner.meta;
     let fill = Fill::read(meta);
     Stats {
