@@ -250,3 +250,21 @@ fn demo_completes_and_reports_equal_counts() {
         "the watermarks must come into play:\n{text}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_reports_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), &[]);
+    backwater_with_input(&["append", path(dir.path())], &lines(20_000));
+    for command in ["info", "segments", "dump", "tail"] {
+        let mut args = vec![command, path(dir.path())];
+        if command == "tail" {
+            args.extend(["--from", "start"]);
+        }
+        let mut child = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take()); // like `| head -0`
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !stderr.contains("panicked"), "{command}: {:?} {stderr}", out.status);
+    }
+}

@@ -15,7 +15,7 @@ pub fn create(args: CreateArgs) -> Outcome {
     }
     let config = apply(Config::default().segment_size(args.segment_size), &args.limits);
     let journal = Journal::open(&args.dir, config)?;
-    println!("created journal {}", args.dir.display());
+    say!("created journal {}", args.dir.display());
     print_limits(&journal);
     Ok(())
 }
@@ -27,7 +27,7 @@ pub fn config(args: ConfigArgs) -> Outcome {
         journal.set_limits(limits)?;
     }
     if args.json {
-        println!("{}", limits_json(&journal));
+        say!("{}", limits_json(&journal));
     } else {
         print_limits(&journal);
     }
@@ -97,17 +97,13 @@ fn budget(bytes: u64) -> String {
 fn print_limits(journal: &Journal) {
     let limits = journal.limits();
     let marks = limits.watermarks;
-    println!("  segment size   {}", human_bytes(journal.segment_size()));
-    println!("  max disk       {}", budget(limits.max_disk_bytes));
-    println!("  min free disk  {}", human_bytes(limits.min_free_disk));
-    println!("  watermarks     shed {:.2}  high {:.2}  resume {:.2}", marks.shed, marks.high, marks.resume);
-    println!("  when full      {}", when_full_name(limits.when_full));
-    println!("  flush          {}", flush_name(limits.flush));
-    println!(
-        "  replay window  {} / {}",
-        human_bytes(limits.retain_bytes),
-        humantime::format_duration(limits.retain_for)
-    );
+    say!("  segment size   {}", human_bytes(journal.segment_size()));
+    say!("  max disk       {}", budget(limits.max_disk_bytes));
+    say!("  min free disk  {}", human_bytes(limits.min_free_disk));
+    say!("  watermarks     shed {:.2}  high {:.2}  resume {:.2}", marks.shed, marks.high, marks.resume);
+    say!("  when full      {}", when_full_name(limits.when_full));
+    say!("  flush          {}", flush_name(limits.flush));
+    say!("  replay window  {} / {}", human_bytes(limits.retain_bytes), humantime::format_duration(limits.retain_for));
 }
 
 pub fn limits_json(journal: &Journal) -> serde_json::Value {

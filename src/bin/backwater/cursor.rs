@@ -21,11 +21,11 @@ pub fn run(args: CursorArgs) -> Outcome {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::Value::from(rows));
+                say!("{}", serde_json::Value::from(rows));
             } else {
                 for c in cursors {
                     let evicted = if c.evicted.is_some() { "  EVICTED" } else { "" };
-                    println!(
+                    say!(
                         "{:<20} {:>14}  lag {:>10}  committed {}{evicted}",
                         c.name,
                         c.position,
@@ -47,7 +47,7 @@ pub fn run(args: CursorArgs) -> Outcome {
         }
         CursorAction::Delete { name } => {
             open_existing(&args.dir)?.delete_cursor(&name)?;
-            println!("deleted cursor {name}");
+            say!("deleted cursor {name}");
             Ok(())
         }
     }
@@ -61,6 +61,6 @@ fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
     }
     consumer.seek(seek)?;
     consumer.commit()?;
-    println!("cursor {name} now at {}", consumer.position());
+    say!("cursor {name} now at {}", consumer.position());
     Ok(())
 }

@@ -48,12 +48,9 @@ pub fn run(args: DemoArgs) -> Outcome {
         Config::default().segment_size(SEGMENT_SIZE).max_disk_bytes(budget).min_free_disk(0).when_full(WhenFull::Block);
     let journal = Journal::open(&dir, config)?;
     let levels = journal.watch_level();
-    println!("backwater demo: a connector publishing {PUBLISH_RATE} records/s ({RECORD_LEN} B, 1 in 4 low priority)");
-    println!(
-        "into a journal with a {} budget, a database taking {SLOW_DB_RATE}/s, and an indexer.",
-        human_bytes(budget)
-    );
-    println!("watermarks: shed low priority at 80% full, push back at 95%, resume below 70%.\n");
+    say!("backwater demo: a connector publishing {PUBLISH_RATE} records/s ({RECORD_LEN} B, 1 in 4 low priority)");
+    say!("into a journal with a {} budget, a database taking {SLOW_DB_RATE}/s, and an indexer.", human_bytes(budget));
+    say!("watermarks: shed low priority at 80% full, push back at 95%, resume below 70%.\n");
 
     let shared = Arc::new(Shared::default());
     shared.publishing.store(true, Ordering::Release);
@@ -69,12 +66,12 @@ pub fn run(args: DemoArgs) -> Outcome {
     while started.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_millis(250));
         for level in levels.try_iter() {
-            println!("      -> {}", transition(level));
+            say!("      -> {}", transition(level));
         }
         if shared.publishing.load(Ordering::Acquire) && started.elapsed() >= publish_for {
             shared.publishing.store(false, Ordering::Release);
             shared.db_slow.store(false, Ordering::Release);
-            println!("      -> connector done; the database recovers and drains the backlog");
+            say!("      -> connector done; the database recovers and drains the backlog");
         }
         report.maybe_line(started.elapsed());
         if !shared.publishing.load(Ordering::Acquire) && drained(&journal, &shared) {
@@ -180,9 +177,18 @@ impl<'a> Reporter<'a> {
     }
 
     fn header(&self) {
-        println!(
+        say!(
             "{:>4}  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>5}  {:<15} {:>8}  {:>11}",
-            "t", "publish/s", "db/s", "db lag", "indexer/s", "indexer lag", "fill", "level", "shed", "pushed back"
+            "t",
+            "publish/s",
+            "db/s",
+            "db lag",
+            "indexer/s",
+            "indexer lag",
+            "fill",
+            "level",
+            "shed",
+            "pushed back"
         );
     }
 
@@ -200,7 +206,7 @@ impl<'a> Reporter<'a> {
         let (appended0, db0, indexer0) = self.last;
         let lags = self.journal.cursors().unwrap_or_default();
         let lag = |name: &str| lags.iter().find(|c| c.name == name).map_or(0, |c| c.lag_bytes);
-        println!(
+        say!(
             "{:>3}s  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>4.0}%  {:<15} {:>8}  {:>11}",
             elapsed.as_secs(),
             stats.appended - appended0,
@@ -235,17 +241,17 @@ fn summary(journal: &Journal, shared: &Shared, keep: bool) -> Outcome {
     let low = shared.low_appended.load(Ordering::Acquire);
     let db = shared.db_read.load(Ordering::Acquire);
     let indexer = shared.indexer_read.load(Ordering::Acquire);
-    println!("\nsummary");
-    println!("  accepted      {} records ({normal} normal, {low} low priority)", stats.appended);
-    println!("  shed          {} low-priority records, counted, above the shed watermark", stats.dropped_low);
-    println!("  pushed back   {} times: the connector waited instead of crashing or dropping", stats.back_pressured);
-    println!("  database read {db}, indexer read {indexer}");
-    println!("  disk          never above the budget ({} now)", human_bytes(stats.disk_bytes));
+    say!("\nsummary");
+    say!("  accepted      {} records ({normal} normal, {low} low priority)", stats.appended);
+    say!("  shed          {} low-priority records, counted, above the shed watermark", stats.dropped_low);
+    say!("  pushed back   {} times: the connector waited instead of crashing or dropping", stats.back_pressured);
+    say!("  database read {db}, indexer read {indexer}");
+    say!("  disk          never above the budget ({} now)", human_bytes(stats.disk_bytes));
     if keep {
-        println!("  journal kept in {}", journal.dir().display());
+        say!("  journal kept in {}", journal.dir().display());
     }
     if db == stats.appended && indexer == stats.appended && stats.appended == normal + low {
-        println!("  nothing lost: every accepted record reached both consumers");
+        say!("  nothing lost: every accepted record reached both consumers");
         Ok(())
     } else {
         Err(Failure::new(EXIT_FINDING, "counts differ: records were lost"))

@@ -11,17 +11,17 @@ pub fn run(args: ReportArgs) -> Outcome {
     let journal = open_read_only(&args.dir)?;
     let report = report(&journal)?;
     if args.json {
-        println!("{report}");
+        say!("{report}");
         return Ok(());
     }
     let stats = journal.stats();
-    println!("journal        {}", args.dir.display());
-    println!("created        {}", human_time(journal.created_ns()));
-    println!("segments       {} ({} on disk)", report["segments"], human_bytes(stats.disk_bytes));
-    println!("positions      {} .. {}", stats.first_position, stats.tail_position);
-    println!("capacity       {}", human_bytes(stats.capacity));
-    println!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
-    println!(
+    say!("journal        {}", args.dir.display());
+    say!("created        {}", human_time(journal.created_ns()));
+    say!("segments       {} ({} on disk)", report["segments"], human_bytes(stats.disk_bytes));
+    say!("positions      {} .. {}", stats.first_position, stats.tail_position);
+    say!("capacity       {}", human_bytes(stats.capacity));
+    say!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
+    say!(
         "counters       appended {}  shed {}  back-pressured {}  evicted {}  lost {}  unblocked {}",
         stats.appended,
         stats.dropped_low,
@@ -31,13 +31,13 @@ pub fn run(args: ReportArgs) -> Outcome {
         stats.unblocked
     );
     for process in report["processes"].as_array().into_iter().flatten() {
-        println!("process        pid {}  {}", process["pid"], if process["alive"] == true { "alive" } else { "dead" });
+        say!("process        pid {}  {}", process["pid"], if process["alive"] == true { "alive" } else { "dead" });
     }
     for cursor in report["cursors"].as_array().into_iter().flatten() {
         let lag = cursor["lag_bytes"].as_u64().unwrap_or(0);
         let age = cursor["lag_secs"].as_f64().map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".into());
         let evicted = if cursor["evicted"].is_null() { "" } else { "  EVICTED" };
-        println!(
+        say!(
             "cursor         {:<16} at {:<14} lag {} ({age} behind){evicted}",
             cursor["name"].as_str().unwrap_or("?"),
             cursor["position"],

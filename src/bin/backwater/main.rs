@@ -1,6 +1,9 @@
 //! `backwater`: inspect, verify, feed and replay a journal. A thin shell over
 //! the library's public API: one file per subcommand, no journal logic here.
 
+#[macro_use]
+mod output;
+
 mod append;
 mod cli;
 mod create;
@@ -8,7 +11,6 @@ mod cursor;
 mod demo;
 mod dump;
 mod info;
-mod output;
 mod replay;
 mod segments;
 mod tail;

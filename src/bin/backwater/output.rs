@@ -144,6 +144,22 @@ fn hex_dump(out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `println!` for reports: a closed stdout (`backwater info | head`) ends the
+/// program quietly with success instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::output::say(format_args!($($arg)*)) };
+}
+
+pub fn say(line: std::fmt::Arguments<'_>) {
+    if let Err(error) = writeln!(std::io::stdout(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("backwater: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
 /// Treats a closed stdout (`| head`) as a normal end.
 pub fn quiet_pipe(result: std::io::Result<()>) -> Result<(), Failure> {
     match result {

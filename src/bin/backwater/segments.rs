@@ -23,7 +23,7 @@ pub fn run(args: ReportArgs) -> Outcome {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::from(rows));
+        say!("{}", serde_json::Value::from(rows));
         return Ok(());
     }
     let mut out = std::io::stdout().lock();

@@ -14,20 +14,20 @@ pub fn run(args: VerifyArgs) -> Outcome {
     if args.repair {
         let report = recovery::repair(&args.dir)?;
         for (position, len) in &report.padded {
-            println!("padded   {position}: {} of uncommitted claim turned into padding", human_bytes(*len as u64));
+            say!("padded   {position}: {} of uncommitted claim turned into padding", human_bytes(*len as u64));
         }
         for (position, len, reason) in &report.discarded {
-            println!("replaced {position}: damaged frame ({reason}), {} turned into padding", human_bytes(*len as u64));
+            say!("replaced {position}: damaged frame ({reason}), {} turned into padding", human_bytes(*len as u64));
         }
         if let Some((position, len)) = report.cut {
-            println!(
+            say!(
                 "cut      {position}: torn tail of {} zeroed; the tail is now {}",
                 human_bytes(len as u64),
                 report.tail_position
             );
         }
         if !report.changed() {
-            println!("nothing to repair");
+            say!("nothing to repair");
         }
     }
     let report = verify_with_progress(&args.dir)?;
@@ -37,20 +37,20 @@ pub fn run(args: VerifyArgs) -> Outcome {
             .iter()
             .map(|f| serde_json::json!({"path": f.path, "position": f.position, "reason": f.reason}))
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::json!({"segments": report.segments, "records": report.records, "clean": report.findings.is_empty(), "findings": findings})
         );
     } else {
         for finding in &report.findings {
-            println!("BAD {} at position {}: {}", finding.path.display(), finding.position, finding.reason);
+            say!("BAD {} at position {}: {}", finding.path.display(), finding.position, finding.reason);
         }
         let verdict = if report.findings.is_empty() {
             "clean".to_string()
         } else {
             format!("{} problems", report.findings.len())
         };
-        println!("verified {} segments, {} records: {verdict}", report.segments, report.records);
+        say!("verified {} segments, {} records: {verdict}", report.segments, report.records);
     }
     if report.findings.is_empty() {
         Ok(())
