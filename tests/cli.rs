@@ -268,10 +268,3 @@ fn a_closed_stdout_ends_reports_quietly() {
         assert!(out.status.success() && !stderr.contains("panicked"), "{command}: {:?} {stderr}", out.status);
     }
 }
-
-#[test]
-fn the_readme_first_command_runs_the_default_binary() {
-    // `cargo run --release -- demo` needs a default binary among several.
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
-    assert!(manifest.contains("default-run = \"backwater\""));
-}
