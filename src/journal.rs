@@ -139,6 +139,8 @@ impl Journal {
         let meta = {
             let _guard = lock_exclusive(&lock)?;
             let meta = open_or_create_meta(&dir, &config)?;
+            // Also after a creation that died between the metadata and this.
+            create_dir(&cursor::cursor_dir(&dir), config.file_mode_or_default())?;
             if config.sets_limits() {
                 meta.set_limits(&config.apply_to(meta.limits()));
                 meta.flush()?;
@@ -538,7 +540,6 @@ fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
         crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, true, |file| {
             Meta::initialize(file, &new)
         })?;
-        create_dir(&cursor::cursor_dir(dir), mode)?;
     }
     Meta::open(&path, true)
 }
