@@ -137,6 +137,10 @@ impl Consumer {
     pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
         self.check_attached()?;
         let size = self.inner.segment_size();
+        if !self.position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) || self.position % size < SEGMENT_HEADER_LEN {
+            let reason = "the consumer's position is not a frame boundary (damaged metadata or cursor)";
+            return Err(Error::corrupt(self.inner.meta.path(), self.position, reason));
+        }
         let mut count = 0;
         while count < limit {
             let index = self.position / size;

@@ -113,6 +113,9 @@ impl Journal {
         let size = self.inner.segment_size();
         let tail = self.tail_position();
         let mut position = from.max(self.first_position());
+        if !position.is_multiple_of(FRAME_ALIGNMENT as u64) || position % size < SEGMENT_HEADER_LEN {
+            return Err(crate::Error::NotAFrameBoundary { position, reason: "not aligned to a frame".into() });
+        }
         while position < tail {
             let segment = self.inner.read_segment(position / size)?;
             let offset = (position % size) as usize;

@@ -156,6 +156,7 @@ impl Journal {
                     *slot = Some(report);
                 }
             }
+            inner.meta.check_positions()?;
             inner.ensure_first_segment()?;
         }
         retention::refresh(&inner)?;
@@ -173,6 +174,7 @@ impl Journal {
         }
         segment::refuse_symlink(&meta_path)?;
         let meta = Meta::open(&meta_path, false)?;
+        meta.check_positions()?;
         let inner = Inner::new(dir, meta, &Config::default(), false, None)?;
         Ok(Journal { inner: Shared::new(inner) })
     }

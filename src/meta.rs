@@ -201,6 +201,35 @@ impl Meta {
         Ok(Meta { file, segment_size, journal_id, created_ns, tail: TailCodec::new(segment_size) })
     }
 
+    /// The positions every reader starts from must be frame boundaries; they
+    /// are not covered by the header CRC because they change while running.
+    /// (Recovery rebuilds them from the segments when a writer opens alone.)
+    pub fn check_positions(&self) -> Result<()> {
+        let boundary = |position: u64| {
+            position.is_multiple_of(crate::frame::FRAME_ALIGNMENT as u64)
+                && position % self.segment_size >= crate::segment::SEGMENT_HEADER_LEN
+        };
+        let first = self.first_position().load(Ordering::Acquire);
+        let (_, tail_offset) = self.tail.unpack(self.raw_tail().load(Ordering::Acquire));
+        let tail_ok = tail_offset.is_multiple_of(crate::frame::FRAME_ALIGNMENT as u64)
+            && tail_offset >= crate::segment::SEGMENT_HEADER_LEN;
+        if boundary(first) && tail_ok && first <= self.tail_position() {
+            return Ok(());
+        }
+        Err(Error::not_a_journal(
+            self.file.path(),
+            format!(
+                "metadata positions are damaged (first {first}, tail {}); \
+                 `backwater verify --repair` rebuilds them from the segments",
+                self.tail_position()
+            ),
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     pub fn raw_tail(&self) -> &AtomicU64 {
         self.file.atomic_u64(RAW_TAIL_AT)
     }

@@ -144,3 +144,18 @@ fn the_cli_reports_damage_without_panicking() {
     }
     assert_eq!(verify_cli(dir.path()).0, 1);
 }
+
+#[test]
+fn damaged_positions_in_the_metadata_are_refused_read_only_and_rebuilt_by_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = journal_with(dir.path(), 10);
+    let meta = dir.path().join("journal.meta");
+    common::write_at(&meta, 192, &58u64.to_le_bytes()); // the first position, not a frame boundary
+    let error = Journal::open_read_only(dir.path()).err().expect("damaged positions must be refused");
+    assert!(matches!(&error, Error::NotAJournal { path, .. } if path == &meta), "{error}");
+    assert!(error.to_string().contains("verify --repair"), "{error}");
+    // A writer opening alone rebuilds them from the segments.
+    let journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let read: Vec<u64> = drain(&mut journal.anonymous_consumer()).unwrap().into_iter().map(|r| r.0).collect();
+    assert_eq!(read, positions);
+}
