@@ -141,7 +141,8 @@ pub fn run(args: SoakArgs) -> Res<()> {
     let fast_log = work.join("fast.log");
     drain_fast(&dir, &fast_log)?;
     let report = backwater::recovery::verify(&dir, |_, _| {})?;
-    let ConsumerLog { seen, lost, duplicates } = read_log(&fast_log);
+    let ConsumerLog { seen, lost, duplicates, mut errors } = read_log(&fast_log);
+    errors.extend(read_log(&work.join("slow.log")).errors);
     let reported = fleet.reported.lock().map(|r| r.clone()).unwrap_or_default();
     let unaccounted: Vec<_> = reported
         .iter()
@@ -168,9 +169,9 @@ pub fn run(args: SoakArgs) -> Res<()> {
         stats.lost_bytes,
         if report.findings.is_empty() { "clean".to_string() } else { format!("{:?}", report.findings) }
     );
-    if !unaccounted.is_empty() || !report.findings.is_empty() {
+    if !unaccounted.is_empty() || !report.findings.is_empty() || !errors.is_empty() {
         let sample: Vec<_> = unaccounted.iter().take(5).collect();
-        return Err(format!("soak failed: unaccounted records {sample:?}").into());
+        return Err(format!("soak failed: unaccounted records {sample:?}, consumer errors {errors:?}").into());
     }
     println!("soak: PASS");
     Ok(())
@@ -238,7 +239,11 @@ pub fn consume(dir: &Path, name: &str, log: &Path, delay: Duration) -> Res<()> {
                 consumer.commit()?;
             }
             Err(Error::Lost { from, to }) => writeln!(out, "lost {from} {to}")?,
-            Err(other) => return Err(other.into()),
+            Err(other) => {
+                // Logged so the soak fails on it, rather than hiding it behind a restart.
+                writeln!(out, "error {other}")?;
+                return Err(other.into());
+            }
         }
     }
 }
@@ -248,10 +253,11 @@ struct ConsumerLog {
     seen: HashSet<(u32, u64)>,
     lost: Vec<(u64, u64)>,
     duplicates: u64,
+    errors: Vec<String>,
 }
 
 fn read_log(log: &Path) -> ConsumerLog {
-    let (mut seen, mut lost, mut duplicates) = (HashSet::new(), Vec::new(), 0);
+    let (mut seen, mut lost, mut duplicates, mut errors) = (HashSet::new(), Vec::new(), 0, Vec::new());
     let text = std::fs::read_to_string(log).unwrap_or_default();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -268,8 +274,9 @@ fn read_log(log: &Path) -> ConsumerLog {
                     lost.push((from, to));
                 }
             }
+            _ if line.starts_with("error ") => errors.push(line.to_string()),
             _ => {}
         }
     }
-    ConsumerLog { seen, lost, duplicates }
+    ConsumerLog { seen, lost, duplicates, errors }
 }
