@@ -268,3 +268,17 @@ fn a_closed_stdout_ends_reports_quietly() {
         assert!(out.status.success() && !stderr.contains("panicked"), "{command}: {:?} {stderr}", out.status);
     }
 }
+
+#[test]
+fn config_shows_and_changes_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), &["--max-disk", "64MiB"]);
+    let out = backwater(&["config", path(dir.path()), "--high", "0.9", "--when-full", "evict-slowest", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let limits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((limits["high"].as_f64(), limits["when_full"].as_str()), (Some(0.9), Some("evict-slowest")));
+    assert_eq!(limits["max_disk_bytes"], 64 << 20);
+    let out = backwater(&["config", path(dir.path()), "--resume", "0.95"]);
+    assert_eq!(out.status.code(), Some(2), "resume above shed must be refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resume"));
+}

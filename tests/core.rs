@@ -364,3 +364,44 @@ fn the_process_table_shows_open_writers_and_forgets_them_on_close() -> backwater
     assert!(Journal::open_read_only(dir.path())?.processes().is_empty());
     Ok(())
 }
+
+#[test]
+fn every_flush_policy_appends_and_reads_back() -> backwater::Result<()> {
+    use backwater::Flush;
+    for policy in [Flush::Never, Flush::Interval(std::time::Duration::from_millis(5)), Flush::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), small(MIB).flush(policy))?;
+        assert_eq!(journal.limits().flush, policy);
+        let publisher = journal.publisher();
+        let positions: Vec<u64> = (0..2000u32).map(|i| publisher.append(&i.to_le_bytes())).collect::<Result<_, _>>()?;
+        let mut claim = publisher.claim(3)?;
+        claim.payload_mut().copy_from_slice(b"end");
+        claim.commit()?;
+        journal.flush()?;
+        let mut consumer = journal.consumer("reader")?;
+        let read = drain(&mut consumer)?;
+        consumer.commit()?;
+        assert_eq!(read.len(), 2001, "{policy:?}");
+        assert_eq!(read[..2000].iter().map(|r| r.0).collect::<Vec<_>>(), positions);
+    }
+    Ok(())
+}
+
+#[test]
+fn limits_of_a_running_journal_can_be_changed_and_every_handle_sees_them() -> backwater::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), small(MIB))?;
+    journal.consumer("stalled")?;
+    let publisher = journal.publisher();
+    for _ in 0..3000 {
+        publisher.offer(&[0u8; 1000])?;
+    }
+    let other = Journal::open(dir.path(), Config::default())?;
+    let mut limits = other.limits();
+    limits.max_disk_bytes = 2 * MIB;
+    other.set_limits(limits)?;
+    assert_eq!(journal.limits().max_disk_bytes, 2 * MIB);
+    journal.apply_retention()?;
+    assert!(matches!(publisher.offer(&[0u8; 1000]), Err(backwater::OfferError::BackPressured { .. })));
+    Ok(())
+}
