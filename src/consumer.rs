@@ -143,7 +143,8 @@ impl Consumer {
         }
         let mut count = 0;
         while count < limit {
-            let index = self.position / size;
+            // The segment size is a power of two: shift and mask, not divide.
+            let index = self.position >> size.trailing_zeros();
             if self.segment.as_ref().map(|s| s.index) != Some(index) {
                 match self.open_segment(index)? {
                     Some(segment) => self.segment = Some(segment),
@@ -151,7 +152,7 @@ impl Consumer {
                 }
             }
             let Some(segment) = self.segment.as_ref() else { break };
-            let offset = (self.position % size) as usize;
+            let offset = (self.position & (size - 1)) as usize;
             let word = segment.word0(offset).load(Ordering::Acquire);
             match frame::decode(word, &segment.bytes()[offset..], self.position, true) {
                 Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
@@ -333,7 +334,7 @@ impl Consumer {
 #[inline]
 fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u64 {
     let next = position + aligned_len as u64;
-    if next.is_multiple_of(segment_size) { next + SEGMENT_HEADER_LEN } else { next }
+    if next & (segment_size - 1) == 0 { next + SEGMENT_HEADER_LEN } else { next }
 }
 
 /// At an uncommitted frame: `true` if it was turned into padding (read on),
