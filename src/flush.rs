@@ -13,6 +13,7 @@ use crate::config::Flush;
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, Result};
 use crate::journal::Inner;
+use crate::segment;
 
 /// msyncs every segment byte from the last flushed position up to the tail,
 /// then the cursors and the metadata.
@@ -24,17 +25,19 @@ pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
     let first = inner.meta.first_position().load(Ordering::Acquire);
     let from = inner.flushed_position.load(Ordering::Acquire).max(first);
     let tail = inner.meta.tail_position();
-    let mut position = from;
-    while position < tail {
-        let index = position / size;
-        let end = tail.min((index + 1) * size);
+    // Only the segments that exist: the positions come from a shared file
+    // and may be anything, so never walk them index by index.
+    for index in segment::list(&inner.dir, size)? {
+        let (start, end) = (from.max(index * size), tail.min((index + 1) * size));
+        if start >= end {
+            continue;
+        }
         match inner.read_segment(index) {
-            Ok(segment) => segment.file().flush_range((position % size) as usize, (end - position) as usize)?,
+            Ok(segment) => segment.file().flush_range((start % size) as usize, (end - start) as usize)?,
             // Deleted by retention meanwhile: nothing left to flush.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             Err(other) => return Err(other),
         }
-        position = end;
     }
     inner.flushed_position.fetch_max(tail, Ordering::AcqRel);
     for name in cursor::list(&inner.dir)? {

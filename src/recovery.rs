@@ -125,7 +125,15 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     let size = inner.segment_size();
     let indexes = segment::list(&inner.dir, size)?;
     let mut report = RecoveryReport::default();
-    let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else { return Ok(report) };
+    let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
+        // No segment at all: an empty journal starting at the tail's segment
+        // (positions only grow, so the tail's index is kept).
+        let (tail_index, _) = inner.meta.tail.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
+        inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, SEGMENT_HEADER_LEN), Ordering::Release);
+        inner.meta.first_position().store(tail_index * size + SEGMENT_HEADER_LEN, Ordering::Release);
+        report.tail_position = inner.meta.tail_position();
+        return Ok(report);
+    };
     check_contiguous(&inner.dir, &indexes, size)?;
     inner.meta.first_position().store(first * size + SEGMENT_HEADER_LEN, Ordering::Release);
     let mut tail_index = last;

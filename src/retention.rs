@@ -309,9 +309,10 @@ fn make_room(inner: &Inner) -> Result<(), OfferError> {
     let guard = inner.lock()?;
     let limits = inner.meta.limits();
     let size = inner.segment_size();
-    loop {
+    // Walk the files that exist, oldest first: positions come from a shared
+    // file, so the loop is bounded by the directory, not by arithmetic on them.
+    for oldest in segment::list(&inner.dir, size)? {
         let fill = Fill::read(&inner.meta);
-        let oldest = fill.first_base / size;
         if fill.ratio() < limits.watermarks.resume || oldest >= fill.tail / size {
             break;
         }

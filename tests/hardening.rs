@@ -159,3 +159,24 @@ fn damaged_positions_in_the_metadata_are_refused_read_only_and_rebuilt_by_a_writ
     let read: Vec<u64> = drain(&mut journal.anonymous_consumer()).unwrap().into_iter().map(|r| r.0).collect();
     assert_eq!(read, positions);
 }
+
+#[test]
+fn a_failed_open_of_a_damaged_journal_returns_promptly() {
+    // Found by fuzzing (open_dir): with a flush policy set, closing the
+    // handle of a failed open flushed every segment index up to a damaged
+    // tail position, one missing file at a time: effectively forever.
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().segment_size(64 << 10).min_free_disk(0);
+    let journal =
+        Journal::open(dir.path(), config.flush(backwater::Flush::Interval(std::time::Duration::from_secs(1)))).unwrap();
+    let publisher = journal.publisher();
+    while journal.segment_indexes().unwrap().len() < 3 {
+        publisher.append(&[0u8; 1000]).unwrap();
+    }
+    drop((publisher, journal));
+    std::fs::remove_file(segment_path(dir.path(), 64 << 10, 64 << 10)).unwrap(); // a gap: open fails
+    let huge_tail: u64 = (1 << 30) << (16 + 8) | 64; // segment 2^30, offset 64
+    common::write_at(&dir.path().join("journal.meta"), 128, &huge_tail.to_le_bytes());
+    let error = Journal::open(dir.path(), Config::default()).err().expect("a missing segment must be refused");
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+}
