@@ -352,7 +352,7 @@ fn unblock(
     }
     match *hole {
         Some((at, since)) if at == position => {
-            if since.elapsed() < inner.unblock_timeout || !inner.writable {
+            if since.elapsed() < inner.unblock_timeout || !inner.writable() {
                 return false;
             }
         }

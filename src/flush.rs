@@ -18,7 +18,7 @@ use crate::segment;
 /// msyncs every segment byte from the last flushed position up to the tail,
 /// then the cursors and the metadata.
 pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
-    if !inner.writable {
+    if !inner.writable() {
         return Ok(());
     }
     let size = inner.segment_size();

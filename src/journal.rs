@@ -94,7 +94,6 @@ pub(crate) struct Inner {
     pub dir: PathBuf,
     pub meta: Meta,
     pub identity: SegmentIdentity,
-    pub writable: bool,
     pub handle_id: u64,
     pub max_payload: usize,
     pub file_mode: u32,
@@ -147,7 +146,7 @@ impl Journal {
             }
             meta
         };
-        let inner = Shared::new(Inner::new(dir, meta, &config, true, Some(lock))?);
+        let inner = Shared::new(Inner::new(dir, meta, &config, Some(lock))?);
         {
             let _guard = inner.lock()?;
             if !process::others_alive(&inner.meta, inner.process_slot) {
@@ -175,7 +174,7 @@ impl Journal {
         segment::refuse_symlink(&meta_path)?;
         let meta = Meta::open(&meta_path, false)?;
         meta.check_positions()?;
-        let inner = Inner::new(dir, meta, &Config::default(), false, None)?;
+        let inner = Inner::new(dir, meta, &Config::default(), None)?;
         Ok(Journal { inner: Shared::new(inner) })
     }
 
@@ -221,7 +220,7 @@ impl Journal {
     }
 
     pub fn is_read_only(&self) -> bool {
-        !self.inner.writable
+        !self.inner.writable()
     }
 
     /// The persisted limits in force.
@@ -341,7 +340,10 @@ pub struct CursorInfo {
 }
 
 impl Inner {
-    fn new(dir: PathBuf, meta: Meta, config: &Config, writable: bool, lock: Option<Mutex<File>>) -> Result<Inner> {
+    /// `lock` is the journal lock of a read-write handle; read-only handles
+    /// have none, and that is what makes them read-only.
+    fn new(dir: PathBuf, meta: Meta, config: &Config, lock: Option<Mutex<File>>) -> Result<Inner> {
+        let writable = lock.is_some();
         if let Some(requested) = config.segment_size
             && requested != meta.segment_size
         {
@@ -357,7 +359,6 @@ impl Inner {
             dir,
             meta,
             identity,
-            writable,
             handle_id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
             file_mode: config.file_mode_or_default(),
             append_timeout: config.append_timeout,
@@ -373,8 +374,13 @@ impl Inner {
         })
     }
 
+    /// Whether this handle may write (it holds the journal lock file).
+    pub fn writable(&self) -> bool {
+        self.lock_file.is_some()
+    }
+
     pub fn require_writable(&self) -> Result<()> {
-        if self.writable { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
+        if self.writable() { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
     }
 
     /// Takes the journal lock (this process's mutex, then `flock`).
@@ -394,7 +400,7 @@ impl Inner {
         if let Some(segment) = self.window_get(index) {
             return Ok(segment);
         }
-        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable)?))
+        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable())?))
     }
 
     fn window_get(&self, index: u64) -> Option<Arc<Segment>> {
@@ -440,7 +446,7 @@ impl Inner {
 
     /// Opens the named cursor for this handle.
     pub fn open_cursor(&self, name: &str) -> Result<CursorFile> {
-        if self.writable {
+        if self.writable() {
             let first = self.meta.first_position().load(Ordering::Acquire);
             CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
         } else {

@@ -107,7 +107,7 @@ fn notify_level(inner: &Inner, level: Level) {
 /// Re-reads the filesystem's free space into the capacity, then recomputes
 /// the limits. Called at open and by the housekeeper every tick.
 pub(crate) fn refresh(inner: &Inner) -> Result<()> {
-    if inner.writable {
+    if inner.writable() {
         let capacity = capacity(inner)?;
         inner.meta.capacity().store(capacity, Ordering::Release);
         recompute_limits(inner);
