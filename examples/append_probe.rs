@@ -2,6 +2,7 @@
 //!
 //! `append_probe resident [N]`: one 1 GiB segment the housekeeper has already
 //! faulted in, so no page fault is on the path (the hot path alone).
+//! `append_probe exclusive [N]`: `resident`, through an `ExclusivePublisher`.
 //! `append_probe rollover [N]`: 1 MiB segments in a 64 MiB `DropOldest`
 //! ring, a rollover every ~11k records (creating, preparing and deleting
 //! segments included).
@@ -13,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let config = Config::default().min_free_disk(0);
     let journal = match mode.as_str() {
-        "resident" => {
+        "resident" | "exclusive" => {
             let journal = Journal::open(dir.path(), config.segment_size(1 << 30))?;
             std::thread::sleep(std::time::Duration::from_secs(3)); // let the housekeeper populate
             journal
@@ -22,12 +23,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir.path(),
             config.segment_size(1 << 20).max_disk_bytes(64 << 20).when_full(WhenFull::DropOldest),
         )?,
-        other => return Err(format!("mode '{other}': use resident or rollover").into()),
+        other => return Err(format!("mode '{other}': use resident, exclusive or rollover").into()),
     };
-    let publisher = journal.publisher();
     let start = std::time::Instant::now();
-    for _ in 0..n {
-        publisher.offer(&[7u8; 64])?;
+    if mode == "exclusive" {
+        let mut publisher = journal.exclusive_publisher()?;
+        for _ in 0..n {
+            publisher.offer(&[7u8; 64])?;
+        }
+    } else {
+        let publisher = journal.publisher();
+        for _ in 0..n {
+            publisher.offer(&[7u8; 64])?;
+        }
     }
     let elapsed = start.elapsed();
     let (rate, each) = (n as f64 / elapsed.as_secs_f64() / 1e6, elapsed.as_nanos() as f64 / n as f64);

@@ -132,6 +132,7 @@ pub struct Config {
     pub(crate) append_timeout: Option<Duration>,
     pub(crate) unblock_timeout: Option<Duration>,
     pub(crate) file_mode: Option<u32>,
+    pub(crate) segments_ahead: Option<u32>,
 }
 
 impl Config {
@@ -197,6 +198,15 @@ impl Config {
         self
     }
 
+    /// How many segments past the tail's this handle's housekeeper keeps
+    /// created and faulted in (default 1): each absorbs `segment_size` bytes
+    /// of burst at memory speed, and holds that much disk. `Journal::prepare`
+    /// does the same work at once, on the caller's thread.
+    pub fn segments_ahead(mut self, segments: u32) -> Self {
+        self.segments_ahead = Some(segments);
+        self
+    }
+
     /// Permission bits of files this handle creates (default `0o640`; the
     /// directory gets the same bits plus execute where read is granted).
     pub fn file_mode(mut self, mode: u32) -> Self {
@@ -206,6 +216,10 @@ impl Config {
 
     pub(crate) fn segment_size_or_default(&self) -> u64 {
         self.segment_size.unwrap_or(DEFAULT_SEGMENT_SIZE)
+    }
+
+    pub(crate) fn segments_ahead_or_default(&self) -> u64 {
+        u64::from(self.segments_ahead.unwrap_or(1))
     }
 
     pub(crate) fn unblock_timeout_or_default(&self) -> Duration {

@@ -44,6 +44,12 @@ pub enum Error {
     InUse { path: PathBuf },
     /// A write through a handle opened with `Journal::open_read_only`.
     ReadOnly { path: PathBuf },
+    /// A `Publisher` appended while an `ExclusivePublisher` (in process `pid`)
+    /// has the journal's appends to itself.
+    ExclusivelyPublished { path: PathBuf, pid: u64 },
+    /// `exclusive_publisher` while `Publisher`s (in this process or another)
+    /// append to the journal.
+    PublishersActive { path: PathBuf },
     /// A cursor name with characters other than `[A-Za-z0-9._-]`, or empty.
     BadCursorName(String),
     /// The named cursor does not exist.
@@ -119,6 +125,17 @@ impl std::fmt::Display for Error {
                 write!(f, "{} is open in another process (see `backwater info`); stop it first", path.display())
             }
             Error::ReadOnly { path } => write!(f, "{} was opened read-only", path.display()),
+            Error::ExclusivelyPublished { path, pid } => write!(
+                f,
+                "{} has an exclusive publisher (pid {pid}); other publishers can append once it is dropped",
+                path.display()
+            ),
+            Error::PublishersActive { path } => write!(
+                f,
+                "{} has publishers appending; an exclusive publisher needs every `Publisher` of every \
+                 process dropped first",
+                path.display()
+            ),
             Error::BadCursorName(name) => {
                 write!(f, "cursor name '{name}' must be 1-64 characters of [A-Za-z0-9._-]")
             }

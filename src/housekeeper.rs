@@ -51,11 +51,13 @@ fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Makes sure the tail's segment and the next one are mapped and faulted in.
-fn prepare_ahead(inner: &Inner) -> Result<()> {
+/// Makes sure the tail's segment and `segments_ahead` more are mapped and
+/// faulted in.
+pub(crate) fn prepare_ahead(inner: &Inner) -> Result<()> {
     let raw = inner.meta.raw_tail().load(Ordering::Acquire);
     let (tail_index, _) = inner.meta.tail.unpack(raw);
-    inner.write_segment(tail_index)?.populate();
-    inner.write_segment(tail_index + 1)?.populate();
+    for index in tail_index..=tail_index + inner.segments_ahead {
+        inner.write_segment(index)?.populate();
+    }
     Ok(())
 }

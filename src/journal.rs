@@ -18,6 +18,7 @@ use crate::config::{Config, Limits};
 use crate::consumer::Consumer;
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, Result};
+use crate::exclusive::ExclusivePublisher;
 use crate::meta::{self, Level, META_FILE, Meta, NewJournal};
 use crate::publisher::Publisher;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     pub file_mode: u32,
     pub append_timeout: Option<Duration>,
     pub unblock_timeout: Duration,
+    /// Segments past the tail's that the housekeeper keeps ready.
+    pub segments_ahead: u64,
     /// Segments mapped for writing: the tail's and the one prepared ahead.
     pub window: Mutex<BTreeMap<u64, Arc<Segment>>>,
     /// Set when the flush policy is `Always`, read on the hot path.
@@ -111,6 +114,8 @@ pub(crate) struct Inner {
     pub recovery: Mutex<Option<recovery::RecoveryReport>>,
     /// The level this handle's watchers were last told about.
     pub last_level: AtomicU32,
+    /// The publisher lock of this handle's live `Publisher`s, if any.
+    pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
     lock_file: Option<Mutex<File>>,
     stopping: AtomicBool,
     housekeeper: Mutex<Option<JoinHandle<()>>>,
@@ -133,7 +138,7 @@ impl Journal {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         create_dir(&dir, config.file_mode_or_default())?;
-        let lock_file = open_lock_file(&dir, config.file_mode_or_default())?;
+        let lock_file = open_lock_file(&dir, LOCK_FILE, config.file_mode_or_default())?;
         let lock = Mutex::new(lock_file);
         let meta = {
             let _guard = lock_exclusive(&lock)?;
@@ -178,9 +183,30 @@ impl Journal {
         Ok(Journal { inner: Shared::new(inner) })
     }
 
-    /// A new publisher handle (cheap; clone it freely).
+    /// A new publisher handle (cheap; clone it freely). Publishers in any
+    /// number of threads and processes append at once.
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
+    }
+
+    /// The one publisher of this journal, in every process, until it is
+    /// dropped: appends without a locked instruction (Aeron's
+    /// `ExclusivePublication`). Fails with `Error::PublishersActive` while any
+    /// `Publisher` has appended and is still alive; `Publisher`s made
+    /// meanwhile get `Error::ExclusivelyPublished`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let mut publisher = journal.exclusive_publisher()?;
+    /// let first = publisher.offer(b"fast path")?;
+    /// assert!(journal.publisher().offer(b"refused").is_err());
+    /// drop(publisher);
+    /// assert!(journal.publisher().offer(b"accepted").unwrap() > first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn exclusive_publisher(&self) -> Result<ExclusivePublisher> {
+        ExclusivePublisher::new(self.inner.clone())
     }
 
     /// The durable consumer `name`, resuming at its committed position; a new
@@ -239,6 +265,14 @@ impl Journal {
             self.inner.meta.flush()?;
         }
         retention::refresh(&self.inner)
+    }
+
+    /// Creates and faults in the tail's segment and `Config::segments_ahead`
+    /// more, now, on this thread (the housekeeper does it in the background):
+    /// for a publisher whose first burst must run at memory speed.
+    pub fn prepare(&self) -> Result<()> {
+        self.inner.require_writable()?;
+        housekeeper::prepare_ahead(&self.inner)
     }
 
     /// Counters and levels for monitoring (shared by every process).
@@ -363,11 +397,13 @@ impl Inner {
             file_mode: config.file_mode_or_default(),
             append_timeout: config.append_timeout,
             unblock_timeout: config.unblock_timeout_or_default(),
+            segments_ahead: config.segments_ahead_or_default(),
             window: Mutex::new(BTreeMap::new()),
             process_slot,
             level_watchers: Mutex::new(Vec::new()),
             recovery: Mutex::new(None),
             last_level: AtomicU32::new(level),
+            publisher_group: Mutex::new(std::sync::Weak::new()),
             lock_file: lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
@@ -518,9 +554,11 @@ fn dir_mode(file_mode: u32) -> u32 {
     file_mode | ((file_mode & 0o444) >> 2)
 }
 
-fn open_lock_file(dir: &Path, mode: u32) -> Result<File> {
+/// Opens (creating if needed) the lock file `name` in `dir`: a file that is
+/// only ever `flock`ed, never read or written.
+pub(crate) fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(LOCK_FILE);
+    let path = dir.join(name);
     segment::refuse_symlink(&path)?;
     std::fs::OpenOptions::new()
         .read(true)

@@ -42,6 +42,9 @@ const RETAIN_FOR_AT: usize = 120;
 // The publishers' cache line: claim counter and record count.
 const RAW_TAIL_AT: usize = 128;
 const APPENDED_AT: usize = 136;
+/// Pid of the process holding an `ExclusivePublisher`, 0 when none. Left
+/// set by one that died: the next publisher settles the tail it left.
+const EXCLUSIVE_PID_AT: usize = 144;
 
 // Read-mostly line: where the log starts and the precomputed publication limits.
 const FIRST_POSITION_AT: usize = 192;
@@ -230,6 +233,7 @@ impl Meta {
         self.file.path()
     }
 
+    #[inline]
     pub fn raw_tail(&self) -> &AtomicU64 {
         self.file.atomic_u64(RAW_TAIL_AT)
     }
@@ -239,49 +243,65 @@ impl Meta {
         self.tail.position(self.raw_tail().load(Ordering::Acquire))
     }
 
+    #[inline]
     pub fn appended(&self) -> &AtomicU64 {
         self.file.atomic_u64(APPENDED_AT)
     }
 
+    #[inline]
+    pub fn exclusive_pid(&self) -> &AtomicU64 {
+        self.file.atomic_u64(EXCLUSIVE_PID_AT)
+    }
+
     /// The first position still on disk (the oldest segment's first frame).
+    #[inline]
     pub fn first_position(&self) -> &AtomicU64 {
         self.file.atomic_u64(FIRST_POSITION_AT)
     }
 
     /// Claims ending past this position take the slow path (normal priority).
+    #[inline]
     pub fn normal_limit(&self) -> &AtomicU64 {
         self.file.atomic_u64(NORMAL_LIMIT_AT)
     }
 
     /// Claims ending past this position take the slow path (low priority).
+    #[inline]
     pub fn low_limit(&self) -> &AtomicU64 {
         self.file.atomic_u64(LOW_LIMIT_AT)
     }
 
+    #[inline]
     pub fn capacity(&self) -> &AtomicU64 {
         self.file.atomic_u64(CAPACITY_AT)
     }
 
+    #[inline]
     pub fn level(&self) -> &AtomicU32 {
         self.file.atomic_u32(LEVEL_AT)
     }
 
+    #[inline]
     pub fn dropped_low(&self) -> &AtomicU64 {
         self.file.atomic_u64(DROPPED_LOW_AT)
     }
 
+    #[inline]
     pub fn back_pressured(&self) -> &AtomicU64 {
         self.file.atomic_u64(BACK_PRESSURED_AT)
     }
 
+    #[inline]
     pub fn evictions(&self) -> &AtomicU64 {
         self.file.atomic_u64(EVICTIONS_AT)
     }
 
+    #[inline]
     pub fn lost_bytes(&self) -> &AtomicU64 {
         self.file.atomic_u64(LOST_BYTES_AT)
     }
 
+    #[inline]
     pub fn unblocked(&self) -> &AtomicU64 {
         self.file.atomic_u64(UNBLOCKED_AT)
     }

@@ -13,15 +13,16 @@
 //! syscall, no allocation.
 
 use std::cell::RefCell;
-use std::sync::atomic::{Ordering, compiler_fence};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
 use crate::idle::Idle;
 use crate::journal::{Inner, Shared};
-use crate::meta::TailCodec;
+use crate::meta::{Meta, TailCodec};
+use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
 
@@ -46,6 +47,44 @@ pub struct Publisher {
     inner: Shared,
     codec: TailCodec,
     segment_size: u64,
+    group: Arc<PublisherGroup>,
+}
+
+/// The publisher lock, held shared for all `Publisher`s of one handle: taken
+/// at their first append, released when the last of them is dropped. While
+/// it is held no `ExclusivePublisher` can exist, in any process.
+#[derive(Default)]
+pub(crate) struct PublisherGroup {
+    held: AtomicBool,
+    lock: Mutex<Option<PublisherLock>>,
+}
+
+impl PublisherGroup {
+    /// The group of `inner`'s live publishers, or a new one.
+    fn of(inner: &Inner) -> Arc<PublisherGroup> {
+        let mut slot = inner.publisher_group.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.upgrade().unwrap_or_else(|| {
+            let group = Arc::new(PublisherGroup::default());
+            *slot = Arc::downgrade(&group);
+            group
+        })
+    }
+
+    /// `Ok` once the lock is held (one load after the first time).
+    #[inline]
+    fn ensure_held(&self, inner: &Inner) -> Result<()> {
+        if self.held.load(Ordering::Acquire) { Ok(()) } else { self.acquire(inner) }
+    }
+
+    #[cold]
+    fn acquire(&self, inner: &Inner) -> Result<()> {
+        let mut lock = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lock.is_none() {
+            *lock = Some(PublisherLock::acquire(inner, Mode::Shared)?);
+        }
+        self.held.store(true, Ordering::Release);
+        Ok(())
+    }
 }
 
 /// A claimed range, not yet written.
@@ -106,7 +145,8 @@ impl Publisher {
     pub(crate) fn new(inner: Shared) -> Publisher {
         let codec = inner.meta.tail;
         let segment_size = inner.segment_size();
-        Publisher { inner, codec, segment_size }
+        let group = PublisherGroup::of(&inner);
+        Publisher { inner, codec, segment_size, group }
     }
 
     /// Appends `payload` with normal priority if the journal is below its high
@@ -269,7 +309,7 @@ impl Publisher {
         if len > self.inner.max_payload {
             return Err(Error::RecordTooLarge { len, max: self.inner.max_payload });
         }
-        self.inner.require_writable()
+        self.group.ensure_held(&self.inner)
     }
 
     fn owner(&self) -> u16 {
@@ -277,38 +317,11 @@ impl Publisher {
     }
 
     fn count_refusal(&self, error: &OfferError) {
-        let meta = &self.inner.meta;
-        match error {
-            OfferError::BackPressured { .. } => meta.back_pressured().fetch_add(1, Ordering::Relaxed),
-            OfferError::Dropped { .. } => meta.dropped_low().fetch_add(1, Ordering::Relaxed),
-            OfferError::Failed(_) => 0,
-        };
+        count_refusal(&self.inner.meta, error);
     }
 
-    /// Retries `attempt` while it is back-pressured, up to the append timeout.
-    fn wait_for(&self, mut attempt: impl FnMut() -> Result<u64, OfferError>) -> Result<u64> {
-        let mut started = None;
-        let mut idle = Idle::default();
-        loop {
-            match attempt() {
-                Ok(position) => return Ok(position),
-                Err(OfferError::BackPressured { fill, .. }) => {
-                    let start = *started.get_or_insert_with(|| {
-                        self.inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
-                        Instant::now()
-                    });
-                    let deadline = self.inner.append_timeout.map(|timeout| start + timeout);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Error::StillBackPressured { waited: start.elapsed(), fill });
-                    }
-                    idle.idle(deadline);
-                }
-                Err(other) => {
-                    self.count_refusal(&other);
-                    return Err(other.into());
-                }
-            }
-        }
+    fn wait_for(&self, attempt: impl FnMut() -> Result<u64, OfferError>) -> Result<u64> {
+        wait_while_back_pressured(&self.inner, attempt)
     }
 
     /// Claims `aligned` bytes: the hot path is the first three lines of the loop.
@@ -361,8 +374,47 @@ impl Publisher {
     }
 }
 
+/// Counts an offer refused by back-pressure or shed by priority.
+pub(crate) fn count_refusal(meta: &Meta, error: &OfferError) {
+    match error {
+        OfferError::BackPressured { .. } => meta.back_pressured().fetch_add(1, Ordering::Relaxed),
+        OfferError::Dropped { .. } => meta.dropped_low().fetch_add(1, Ordering::Relaxed),
+        OfferError::Failed(_) => 0,
+    };
+}
+
+/// Retries `attempt` while it is back-pressured (spin, yield, park), up to
+/// the append timeout: what every blocking `append` does.
+pub(crate) fn wait_while_back_pressured(
+    inner: &Inner,
+    mut attempt: impl FnMut() -> Result<u64, OfferError>,
+) -> Result<u64> {
+    let mut started = None;
+    let mut idle = Idle::default();
+    loop {
+        match attempt() {
+            Ok(position) => return Ok(position),
+            Err(OfferError::BackPressured { fill, .. }) => {
+                let start = *started.get_or_insert_with(|| {
+                    inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
+                    Instant::now()
+                });
+                let deadline = inner.append_timeout.map(|timeout| start + timeout);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::StillBackPressured { waited: start.elapsed(), fill });
+                }
+                idle.idle(deadline);
+            }
+            Err(other) => {
+                count_refusal(&inner.meta, &other);
+                return Err(other.into());
+            }
+        }
+    }
+}
+
 /// The header word of a claimed, uncommitted frame.
-fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+pub(crate) fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
     Word0 {
         length: -((HEADER_LEN + payload_len) as i32),
         frame_type: TYPE_DATA,
@@ -376,15 +428,21 @@ fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
 /// an unblocker covered the slot first (the range is padding now).
 #[inline]
 fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
-    let mut rest = [0u8; HEADER_LEN - 8];
-    rest[..8].copy_from_slice(&at.position.to_le_bytes());
-    rest[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
-    rest[16..20].copy_from_slice(&crc.to_le_bytes());
-    segment.file().write(at.offset + 8, &rest);
+    write_header_fields(segment, at.offset, at.position, crc);
     let published = frame::publish_claim(segment.word0(at.offset), word);
     // Keep the payload stores after the claimed word in program order.
     compiler_fence(Ordering::SeqCst);
     published
+}
+
+/// Writes a frame's position, timestamp (now) and CRC: the header but word 0.
+#[inline]
+pub(crate) fn write_header_fields(segment: &Segment, offset: usize, position: u64, crc: u32) {
+    let mut rest = [0u8; HEADER_LEN - 8];
+    rest[..8].copy_from_slice(&position.to_le_bytes());
+    rest[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
+    rest[16..20].copy_from_slice(&crc.to_le_bytes());
+    segment.file().write(offset + frame::POSITION_OFFSET, &rest);
 }
 
 /// Writes and commits one frame; `false` if an unblocker took the range over

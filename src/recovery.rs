@@ -202,6 +202,37 @@ pub fn repair(dir: &Path) -> Result<RecoveryReport> {
     Ok(report)
 }
 
+/// After an `ExclusivePublisher` died: moves the tail word over what it had
+/// committed past it (it stores a frame's header word, then the tail) and
+/// zeroes the frame it may have died writing, so fetch-add claimers find
+/// untouched slots again. The caller holds the journal lock and the publisher
+/// lock, so nothing else appends meanwhile; readers only read below the tail
+/// or committed frames, and this keeps every committed frame.
+pub(crate) fn settle_tail(inner: &Inner) -> Result<()> {
+    let codec = inner.meta.tail;
+    let (index, tail_offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
+    let segment = match Segment::open(&inner.dir, index, inner.identity, true) {
+        Ok(segment) => segment,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(other) => return Err(other),
+    };
+    let size = segment.bytes().len();
+    let mut offset = tail_offset as usize;
+    while offset < size {
+        let word = segment.word0(offset).load(Ordering::Acquire);
+        match frame::decode(word, &segment.bytes()[offset..], segment.base + offset as u64, true) {
+            Ok(Decoded::Data { aligned_len, .. } | Decoded::Padding { aligned_len }) => offset += aligned_len,
+            _ => break,
+        }
+    }
+    if offset < size {
+        let torn_end = size.min(offset + frame::aligned_frame_len(inner.max_payload));
+        zero(&segment, offset, torn_end);
+    }
+    inner.meta.raw_tail().store(codec.pack(index, offset as u64), Ordering::Release);
+    Ok(())
+}
+
 fn zero(segment: &Segment, from: usize, to: usize) {
     const CHUNK: [u8; 4096] = [0; 4096];
     let mut at = from;

@@ -6,7 +6,8 @@
 //! `publisher`, `consumer` and `recovery`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Word0};
@@ -53,7 +54,7 @@ pub struct Segment {
     pub index: u64,
     pub base: u64,
     file: MappedFile,
-    populated: AtomicBool,
+    populated: Once,
 }
 
 impl Segment {
@@ -67,7 +68,7 @@ impl Segment {
             Ok(())
         })?;
         match created {
-            Some(file) => Ok(Segment { index, base, file, populated: AtomicBool::new(false) }),
+            Some(file) => Ok(Segment { index, base, file, populated: Once::new() }),
             None => Segment::open(dir, index, identity, true),
         }
     }
@@ -90,7 +91,7 @@ impl Segment {
             ));
         }
         check_header(file.bytes(), &path, base, identity)?;
-        Ok(Segment { index, base, file, populated: AtomicBool::new(false) })
+        Ok(Segment { index, base, file, populated: Once::new() })
     }
 
     /// A segment over an in-memory copy of `image` (whose length must be a
@@ -98,13 +99,16 @@ impl Segment {
     #[doc(hidden)]
     pub fn from_image(image: &[u8], index: u64) -> Result<Segment> {
         let file = MappedFile::anonymous(image)?;
-        Ok(Segment { index, base: index * image.len() as u64, file, populated: AtomicBool::new(true) })
+        let segment = Segment { index, base: index * image.len() as u64, file, populated: Once::new() };
+        segment.populated.call_once(|| {});
+        Ok(segment)
     }
 
     pub fn path(&self) -> &Path {
         self.file.path()
     }
 
+    #[inline]
     pub fn file(&self) -> &MappedFile {
         &self.file
     }
@@ -130,13 +134,15 @@ impl Segment {
     }
 
     /// Faults the whole segment in, writable, so appends never page-fault.
+    /// Returns once it is done, also when another thread is doing it.
     pub fn populate(&self) {
-        if self.populated.swap(true, Ordering::AcqRel) || !self.file.writable() {
-            return;
-        }
-        // Best effort: on a kernel without MADV_POPULATE_WRITE the publisher
-        // simply takes the faults itself.
-        let _ = self.file.populate_for_write();
+        self.populated.call_once(|| {
+            // Best effort: on a kernel without MADV_POPULATE_WRITE the
+            // publisher simply takes the faults itself.
+            if self.file.writable() {
+                let _ = self.file.populate_for_write();
+            }
+        });
     }
 }
 

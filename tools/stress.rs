@@ -3,7 +3,8 @@
 //!
 //! `write DIR --id N --count C`: appends C records `(id, seq, monotonic ns)`
 //! padded to `--size`, printing `committed SEQ` every `--report` records
-//! (only after those records' `append` returned), and its rate on stderr.
+//! (only after those records' `append` returned), and its rate on stderr;
+//! `--exclusive` appends through an `ExclusivePublisher`.
 //!
 //! `follow DIR`: reads from the start (a read-write handle, so it unblocks
 //! holes left by dead claimers) and prints `ID SEQ` per record until it
@@ -57,6 +58,9 @@ enum Command {
         /// Print `c SEQ POSITION` for every committed record (for the soak's accounting)
         #[arg(long)]
         positions: bool,
+        /// Append through an `ExclusivePublisher` (one thread)
+        #[arg(long, conflicts_with_all = ["threads", "die_in_claim"])]
+        exclusive: bool,
     },
     /// Consume with a durable cursor, logging `r POSITION ID SEQ` per record and
     /// `lost FROM TO` per eviction, until killed
@@ -86,10 +90,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match Cli::parse().command {
-        Command::Write { dir, id, count, size, report, segment_size, threads, rate, die_in_claim, positions } => {
+        Command::Write {
+            dir,
+            id,
+            count,
+            size,
+            report,
+            segment_size,
+            threads,
+            rate,
+            die_in_claim,
+            positions,
+            exclusive,
+        } => {
             let spec =
                 WriteSpec { id, count, size: size.max(20), report, threads: threads.max(1) as u64, rate, positions };
-            write(&dir, segment_size, spec, die_in_claim).map_err(Into::into)
+            if exclusive {
+                write_exclusive(&dir, segment_size, spec).map_err(Into::into)
+            } else {
+                write(&dir, segment_size, spec, die_in_claim).map_err(Into::into)
+            }
         }
         Command::Consume { dir, name, log, delay_us } => {
             soak::consume(&dir, &name, &log, Duration::from_micros(delay_us))
@@ -136,49 +156,76 @@ struct WriteSpec {
 fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim: bool) -> backwater::Result<()> {
     let journal = open(dir, segment_size, Duration::from_secs(1))?;
     let started = Instant::now();
-    let WriteSpec { id, count, size, report, threads, rate, positions } = spec;
-    let workers: Vec<_> = (0..threads)
+    let workers: Vec<_> = (0..spec.threads)
         .map(|thread| {
             let publisher = journal.publisher();
-            std::thread::spawn(move || -> backwater::Result<()> {
-                let mut record = vec![0u8; size];
-                let mut out = std::io::BufWriter::new(std::io::stdout());
-                let first = count * thread / threads;
-                let last = count * (thread + 1) / threads;
-                for seq in first..last {
-                    if let Some(rate) = rate {
-                        let due = started + Duration::from_secs_f64((seq - first) as f64 * threads as f64 / rate);
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    }
-                    record[..4].copy_from_slice(&id.to_le_bytes());
-                    record[4..12].copy_from_slice(&seq.to_le_bytes());
-                    record[12..20].copy_from_slice(&monotonic_ns().to_le_bytes());
-                    let position = publisher.append(&record)?;
-                    if positions {
-                        let _ = writeln!(out, "c {seq} {position}");
-                    }
-                    if threads == 1 && (seq + 1) % report == 0 {
-                        let _ = writeln!(out, "committed {seq}");
-                        let _ = out.flush();
-                    }
-                }
-                Ok(())
-            })
+            std::thread::spawn(move || write_records(spec, thread, started, |record| publisher.append(record)))
         })
         .collect();
     for worker in workers {
         worker.join().map_err(|_| backwater::Error::InvalidConfig("writer thread panicked".into()))??;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("writer {id}: {count} records in {seconds:.3} s = {:.0} records/s", count as f64 / seconds);
+    report_rate(spec, started);
     if die_in_claim {
-        let mut claim = journal.publisher().claim(size)?;
-        claim.payload_mut()[..size / 2].fill(0xEE);
+        let mut claim = journal.publisher().claim(spec.size)?;
+        claim.payload_mut()[..spec.size / 2].fill(0xEE);
         println!("claimed {}", claim.position());
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
             .map_err(|e| backwater::Error::InvalidConfig(format!("kill self: {e}")))?;
     }
     Ok(())
+}
+
+fn write_exclusive(dir: &std::path::Path, segment_size: u64, spec: WriteSpec) -> backwater::Result<()> {
+    let journal = open(dir, segment_size, Duration::from_secs(1))?;
+    let mut publisher = journal.exclusive_publisher()?;
+    let started = Instant::now();
+    write_records(spec, 0, started, |record| publisher.append(record))?;
+    report_rate(spec, started);
+    Ok(())
+}
+
+/// Appends `thread`'s share of the records through `append`, reporting progress.
+fn write_records(
+    spec: WriteSpec,
+    thread: u64,
+    started: Instant,
+    mut append: impl FnMut(&[u8]) -> backwater::Result<u64>,
+) -> backwater::Result<()> {
+    let WriteSpec { id, count, size, report, threads, rate, positions } = spec;
+    // Not zeroes past the numbers: a torn record must look like garbage, not like free space.
+    let mut record = vec![0xA5u8; size];
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let first = count * thread / threads;
+    let last = count * (thread + 1) / threads;
+    for seq in first..last {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64((seq - first) as f64 * threads as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        record[..4].copy_from_slice(&id.to_le_bytes());
+        record[4..12].copy_from_slice(&seq.to_le_bytes());
+        record[12..20].copy_from_slice(&monotonic_ns().to_le_bytes());
+        let position = append(&record)?;
+        if positions {
+            let _ = writeln!(out, "c {seq} {position}");
+        }
+        if threads == 1 && (seq + 1) % report == 0 {
+            let _ = writeln!(out, "committed {seq}");
+            let _ = out.flush();
+        }
+    }
+    Ok(())
+}
+
+fn report_rate(spec: WriteSpec, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "writer {}: {} records in {seconds:.3} s = {:.0} records/s",
+        spec.id,
+        spec.count,
+        spec.count as f64 / seconds
+    );
 }
 
 fn follow(dir: &std::path::Path, unblock_timeout: Duration, quiet: bool) -> backwater::Result<()> {

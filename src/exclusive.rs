@@ -1,0 +1,168 @@
+//! The single-writer appender (Aeron's `ExclusivePublication`): one handle
+//! that has the journal's appends to itself, in every process, so it claims
+//! by moving its own tail and commits with a release store: no locked
+//! instruction per record.
+//!
+//! Owns: its tail (the segment it writes and the offset in it) and rotation
+//! to the next segment. Touches the metadata's tail word (a release store
+//! after each record, for readers, retention and stats), limits and
+//! counters, and the bytes past the tail. The publisher lock
+//! (`publisher_lock`) keeps every fetch-add `Publisher` out meanwhile.
+//!
+//! A frame is committed before the tail word moves past it, so there is
+//! never a hole below the tail for an unblocker to pad, and a frame it died
+//! writing lies past the tail: the next publisher settles it
+//! (`recovery::settle_tail`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, OfferError, Result};
+use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
+use crate::journal::Shared;
+use crate::meta::TailCodec;
+use crate::publisher::{count_refusal, wait_while_back_pressured, write_header_fields};
+use crate::publisher_lock::{Mode, PublisherLock};
+use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::{Priority, retention};
+
+/// The only publisher of a journal while it lives (`Journal::exclusive_publisher`).
+///
+/// `Send`, not `Clone`: appends take `&mut self`. The same back-pressure
+/// contract as `Publisher`: `offer` never blocks, `append` waits.
+pub struct ExclusivePublisher {
+    inner: Shared,
+    codec: TailCodec,
+    /// The tail's segment and the offset of the next frame in it.
+    segment: Arc<Segment>,
+    offset: usize,
+    segment_len: usize,
+    owner: u16,
+    /// `Stats::appended` when this publisher started, plus its own records.
+    appended: u64,
+    _lock: PublisherLock,
+}
+
+impl ExclusivePublisher {
+    pub(crate) fn new(inner: Shared) -> Result<ExclusivePublisher> {
+        let lock = PublisherLock::acquire(&inner, Mode::Exclusive)?;
+        let codec = inner.meta.tail;
+        let (index, offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
+        let segment = inner.write_segment(index)?;
+        let owner = inner.process_slot.map_or(0, |slot| slot as u16 + 1);
+        let segment_len = inner.segment_size() as usize;
+        let offset = (offset as usize).min(segment_len);
+        let appended = inner.meta.appended().load(Ordering::Acquire);
+        Ok(ExclusivePublisher { inner, codec, segment, offset, segment_len, owner, appended, _lock: lock })
+    }
+
+    /// Appends `payload` with normal priority below the high watermark; never
+    /// blocks. Returns the record's position.
+    #[inline]
+    pub fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        self.offer_with(Priority::Normal, payload)
+    }
+
+    /// Appends with a priority; `Priority::Low` records are dropped (and
+    /// counted) from the shed watermark on.
+    #[inline]
+    pub fn offer_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
+        self.try_offer(priority, payload).inspect_err(|e| count_refusal(&self.inner.meta, e))
+    }
+
+    /// Appends with normal priority, waiting while back-pressured, up to
+    /// `Config::append_timeout`.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        self.append_with(Priority::Normal, payload)
+    }
+
+    /// `append` with a priority (a shed record returns `Error::Dropped` at once).
+    pub fn append_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64> {
+        let inner = self.inner.clone();
+        wait_while_back_pressured(&inner, || self.try_offer(priority, payload))
+    }
+
+    /// The position the next record will get.
+    pub fn tail_position(&self) -> u64 {
+        self.segment.base + self.offset as u64
+    }
+
+    #[inline]
+    fn try_offer(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
+        if payload.len() > self.inner.max_payload {
+            return Err(Error::RecordTooLarge { len: payload.len(), max: self.inner.max_payload }.into());
+        }
+        let aligned = frame::aligned_frame_len(payload.len());
+        let position = self.room_for(priority, aligned)?;
+        let word = Word0 {
+            length: (HEADER_LEN + payload.len()) as i32,
+            frame_type: TYPE_DATA,
+            flags: frame::priority_flags(priority),
+            owner: self.owner,
+        };
+        let (segment, offset) = (&self.segment, self.offset);
+        write_header_fields(segment, offset, position, frame::crc(payload));
+        segment.file().write(offset + HEADER_LEN, payload);
+        // Release: a reader that sees the word sees the whole frame.
+        segment.word0(offset).store(word.pack(), Ordering::Release);
+        self.offset += aligned;
+        let meta = &self.inner.meta;
+        meta.raw_tail().store(self.codec.pack(segment.index, self.offset as u64), Ordering::Release);
+        // No other publisher exists: the count is ours to store.
+        self.appended += 1;
+        meta.appended().store(self.appended, Ordering::Relaxed);
+        if self.inner.flush_always.load(Ordering::Relaxed) {
+            segment.file().flush_range(offset, aligned)?;
+        }
+        Ok(position)
+    }
+
+    /// The position for an `aligned`-byte frame: within the publication
+    /// limit, in a segment with room for it (rotating if needed).
+    #[inline]
+    fn room_for(&mut self, priority: Priority, aligned: usize) -> Result<u64, OfferError> {
+        loop {
+            let position = self.tail_position();
+            let meta = &self.inner.meta;
+            let limit = match priority {
+                Priority::Normal => meta.normal_limit(),
+                Priority::Low => meta.low_limit(),
+            };
+            if position + aligned as u64 > limit.load(Ordering::Relaxed) {
+                retention::at_limit(&self.inner, priority, aligned as u64)?;
+                continue;
+            }
+            if self.offset + aligned <= self.segment_len {
+                return Ok(position);
+            }
+            self.rotate()?;
+        }
+    }
+
+    /// Closes the tail's segment with padding and moves to the next one.
+    #[cold]
+    fn rotate(&mut self) -> Result<(), OfferError> {
+        let size = self.segment_len;
+        let index = self.segment.index;
+        let meta = &self.inner.meta;
+        if self.offset < size {
+            self.segment.write_padding(self.offset, size - self.offset);
+            self.offset = size;
+            meta.raw_tail().store(self.codec.pack(index, size as u64), Ordering::Release);
+        }
+        let next = self.inner.write_segment(index + 1).map_err(|e| retention::no_room(&self.inner, e))?;
+        meta.raw_tail().store(self.codec.pack(index + 1, SEGMENT_HEADER_LEN), Ordering::Release);
+        self.segment = next;
+        self.offset = SEGMENT_HEADER_LEN as usize;
+        self.inner.wake_housekeeper();
+        Ok(())
+    }
+}
+
+impl Drop for ExclusivePublisher {
+    fn drop(&mut self) {
+        // Every frame is committed and the tail word is past it: nothing to
+        // settle. (The lock itself is released right after, with `_lock`.)
+        self.inner.meta.exclusive_pid().store(0, Ordering::Release);
+    }
+}

@@ -1,0 +1,78 @@
+//! Who may append: the publisher lock.
+//!
+//! Owns `publisher.lock`, a file that is only ever `flock`ed. Every journal
+//! handle whose `Publisher`s append holds it shared; an `ExclusivePublisher`
+//! holds it exclusively, so its plain-store claims never race a fetch-add
+//! claimer in any process. The kernel releases a dead process's lock, so a
+//! crashed exclusive publisher never blocks the journal: the next holder
+//! settles the tail it left (`recovery::settle_tail`). Touches the metadata's
+//! exclusive-publisher word.
+
+use std::fs::File;
+
+use rustix::fs::FlockOperation;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::journal::{Inner, open_lock_file};
+use crate::recovery;
+
+pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";
+
+/// A held publisher lock; dropping it releases the lock.
+pub(crate) struct PublisherLock {
+    _file: File,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Any number of fetch-add `Publisher`s, in any number of processes.
+    Shared,
+    /// One `ExclusivePublisher` and nothing else.
+    Exclusive,
+}
+
+impl PublisherLock {
+    /// Takes the lock without waiting, or says who holds it the other way.
+    pub(crate) fn acquire(inner: &Inner, mode: Mode) -> Result<PublisherLock> {
+        inner.require_writable()?;
+        let file = open_lock_file(&inner.dir, PUBLISHER_LOCK_FILE, inner.file_mode)?;
+        let operation = match mode {
+            Mode::Shared => FlockOperation::NonBlockingLockShared,
+            Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        };
+        match rustix::fs::flock(&file, operation) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(conflict(inner, mode)),
+            Err(e) => return Err(Error::io(inner.dir.join(PUBLISHER_LOCK_FILE), "flock", e.into())),
+        }
+        settle_after_dead_exclusive(inner)?;
+        if mode == Mode::Exclusive {
+            inner.meta.exclusive_pid().store(u64::from(std::process::id()), Ordering::Release);
+        }
+        Ok(PublisherLock { _file: file })
+    }
+}
+
+/// We hold the publisher lock, so an exclusive publisher still on record is
+/// dead: it may have committed a frame without moving the tail word past it,
+/// or died inside a frame.
+fn settle_after_dead_exclusive(inner: &Inner) -> Result<()> {
+    if inner.meta.exclusive_pid().load(Ordering::Acquire) == 0 {
+        return Ok(());
+    }
+    let _guard = inner.lock()?;
+    if inner.meta.exclusive_pid().load(Ordering::Acquire) != 0 {
+        recovery::settle_tail(inner)?;
+        inner.meta.exclusive_pid().store(0, Ordering::Release);
+    }
+    Ok(())
+}
+
+fn conflict(inner: &Inner, mode: Mode) -> Error {
+    let path = inner.dir.clone();
+    match mode {
+        Mode::Shared => Error::ExclusivelyPublished { path, pid: inner.meta.exclusive_pid().load(Ordering::Acquire) },
+        Mode::Exclusive => Error::PublishersActive { path },
+    }
+}

@@ -1,0 +1,230 @@
+//! The `ExclusivePublisher`: what it appends, who it keeps out, back-pressure,
+//! and the tail it leaves when its process is killed mid-append.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use backwater::{Config, Error, Journal, OfferError, Priority, WhenFull};
+
+const STRESS: &str = env!("CARGO_BIN_EXE_backwater-stress");
+const SEGMENT: u64 = 64 << 10;
+
+fn open(dir: &Path) -> Journal {
+    Journal::open(dir, Config::default().segment_size(SEGMENT).min_free_disk(0)).unwrap()
+}
+
+#[test]
+fn records_come_back_in_order_across_rollovers_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let mut expected = Vec::new();
+    let mut rng = common::Rng(3);
+    // ~40 segments of 64 KiB: every rotation path, records of every size up to the maximum.
+    while expected.len() < 12_000 {
+        let len = match rng.below(100) {
+            0 => journal.max_record_len(),
+            1..=9 => rng.below(2000) as usize,
+            _ => rng.below(200) as usize,
+        };
+        let payload = common::payload(expected.len() as u64, len);
+        let position = publisher.offer(&payload).unwrap();
+        assert_eq!(position + frame_len(len), publisher.tail_position().max(position + frame_len(len)));
+        expected.push((position, payload));
+    }
+    assert_eq!(journal.tail_position(), publisher.tail_position());
+    assert!(journal.segment_indexes().unwrap().len() > 20);
+    let read = common::drain(&mut journal.anonymous_consumer()).unwrap();
+    assert_eq!(read, expected);
+    assert_eq!(journal.stats().appended, expected.len() as u64);
+    drop(publisher);
+    // A later shared publisher continues right after.
+    let next = journal.publisher().offer(b"after").unwrap();
+    assert_eq!(next, journal.tail_position() - frame_len(5));
+    assert!(next > expected.last().unwrap().0);
+}
+
+fn frame_len(payload: usize) -> u64 {
+    backwater::frame::aligned_frame_len(payload) as u64
+}
+
+#[test]
+fn an_exclusive_publisher_and_shared_publishers_keep_each_other_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    // A publisher that has not appended yet holds nothing.
+    let idle = journal.publisher();
+    let mut exclusive = journal.exclusive_publisher().unwrap();
+    exclusive.offer(b"mine").unwrap();
+    let refused = idle.offer(b"theirs").unwrap_err();
+    assert!(
+        matches!(refused, OfferError::Failed(Error::ExclusivelyPublished { pid, .. }) if pid == u64::from(std::process::id()))
+    );
+    // Another handle on the same journal is kept out the same way.
+    let other = open(dir.path());
+    assert!(matches!(other.publisher().append(b"theirs"), Err(Error::ExclusivelyPublished { .. })));
+    assert!(matches!(other.exclusive_publisher(), Err(Error::PublishersActive { .. })));
+    drop(exclusive);
+
+    idle.offer(b"now mine").unwrap();
+    assert!(matches!(journal.exclusive_publisher(), Err(Error::PublishersActive { .. })));
+    assert!(matches!(other.exclusive_publisher(), Err(Error::PublishersActive { .. })));
+    let clone = idle.clone();
+    drop(idle);
+    assert!(journal.exclusive_publisher().is_err(), "a clone still holds the shared lock");
+    drop(clone);
+    let mut again = journal.exclusive_publisher().unwrap();
+    again.offer(b"mine again").unwrap();
+    let payloads: Vec<Vec<u8>> =
+        common::drain(&mut journal.anonymous_consumer()).unwrap().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, [&b"mine"[..], b"now mine", b"mine again"]);
+}
+
+#[test]
+fn a_read_only_handle_has_no_exclusive_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let journal = Journal::open_read_only(dir.path()).unwrap();
+    assert!(matches!(journal.exclusive_publisher(), Err(Error::ReadOnly { .. })));
+}
+
+#[test]
+fn back_pressure_shedding_and_the_budget_hold_as_for_shared_publishers() {
+    let dir = tempfile::tempdir().unwrap();
+    const BUDGET: u64 = 16 * SEGMENT;
+    let config = Config::default()
+        .segment_size(SEGMENT)
+        .max_disk_bytes(BUDGET)
+        .min_free_disk(0)
+        .when_full(WhenFull::Block)
+        .append_timeout(std::time::Duration::from_millis(50));
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let mut shed = 0u64;
+    let refusal = loop {
+        match publisher.offer_with(Priority::Low, &[1; 500]) {
+            Ok(_) => {}
+            Err(OfferError::Dropped { .. }) => {
+                shed += 1;
+                match publisher.offer(&[2; 500]) {
+                    Ok(_) => {}
+                    Err(refusal) => break refusal,
+                }
+            }
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert!(shed > 0, "low priority is shed before normal is refused");
+    assert!(matches!(refusal, OfferError::BackPressured { .. }), "{refusal}");
+    assert!(matches!(publisher.append(&[3; 500]), Err(Error::StillBackPressured { .. })));
+    let stats = journal.stats();
+    assert!(stats.disk_bytes <= BUDGET, "disk {} over budget {BUDGET}", stats.disk_bytes);
+    assert_eq!(stats.dropped_low, shed);
+    // A consumer that catches up releases the pressure.
+    let mut consumer = journal.consumer("reader").unwrap();
+    common::drain(&mut consumer).unwrap();
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+    publisher.offer(&[4; 500]).unwrap();
+}
+
+/// A committed frame past the tail word and a torn one after it, as an
+/// exclusive publisher killed between its two stores leaves them, written by
+/// hand per docs/FORMAT.md (journal.meta: the raw tail word at 128, the
+/// exclusive publisher's pid at 144).
+#[test]
+fn the_next_publisher_settles_what_a_dead_exclusive_publisher_left_past_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    // Kept open throughout: a live writer, so no later open recovers on its own.
+    let holder = open(dir.path());
+    holder.exclusive_publisher().unwrap().offer(b"first").unwrap();
+    let tail = holder.tail_position();
+    let position = holder.publisher().offer(b"committed, tail not moved").unwrap();
+    assert_eq!(position, tail);
+    let segment = common::segment_path(dir.path(), SEGMENT, tail);
+    let torn_at = tail % SEGMENT + 64;
+    common::write_at(&segment, torn_at + 8, &[0xAB; 200]); // header and payload, no word 0
+    let meta = dir.path().join("journal.meta");
+    let raw_tail = u64::from_le_bytes(common::read_at(&meta, 128, 8).try_into().unwrap());
+    common::write_at(&meta, 128, &(raw_tail - 64).to_le_bytes());
+    common::write_at(&meta, 144, &u64::from(std::process::id()).to_le_bytes());
+
+    let journal = open(dir.path());
+    assert!(journal.recovery_report().is_none(), "recovery must not have run");
+    assert_eq!(journal.tail_position(), tail);
+    let after = journal.publisher().offer(b"after").unwrap();
+    assert_eq!(after, tail + 64, "the committed frame past the tail word is kept");
+    let payloads: Vec<Vec<u8>> =
+        common::drain(&mut journal.anonymous_consumer()).unwrap().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, [&b"first"[..], b"committed, tail not moved", b"after"]);
+    // "after" took the torn frame's first 64 bytes; the rest must be zeroes.
+    assert_eq!(common::read_at(&segment, torn_at + 64, 144), [0; 144], "the torn frame's bytes are zeroed");
+    drop((journal, holder));
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+/// An exclusive writer whose record size depends on `id`, so that each one
+/// lands on a torn frame of another length than its own.
+fn exclusive_writer(dir: &Path, id: u32) -> Child {
+    let size = 20 + (id * 53) % 400;
+    Command::new(STRESS)
+        .args(["write", dir.to_str().unwrap(), "--id", &id.to_string(), "--count", "100000000"])
+        .args(["--report", "100", "--size", &size.to_string(), "--exclusive"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn exclusive_writers_killed_mid_append_lose_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A read-write handle stays open throughout (as a live follower would),
+    // so no open recovers: settling is the publisher lock's job alone.
+    let watcher = open(dir.path());
+    let mut consumer = watcher.anonymous_consumer();
+    let mut seqs: HashMap<u32, u64> = HashMap::new();
+    let mut rng = common::Rng(5);
+    for round in 1..=40u32 {
+        let mut victim = exclusive_writer(dir.path(), round);
+        // Kill it at a random point of its run (not while it waits on a full
+        // pipe: its reports are few and read after the kill).
+        let target = watcher.tail_position() + (4 + rng.below(16)) * SEGMENT + rng.below(SEGMENT);
+        while watcher.tail_position() < target {
+            assert!(victim.try_wait().unwrap().is_none(), "the victim exited early");
+            std::thread::yield_now();
+        }
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        let reports = BufReader::new(victim.stdout.take().unwrap()).lines().map_while(Result::ok);
+        let last =
+            reports.filter_map(|line| line.strip_prefix("committed ").and_then(|s| s.parse::<u64>().ok())).last();
+        let last = last.expect("the victim reported progress");
+        // A shared publisher appends right after the dead one (settling its
+        // tail first), and the reader reads past both.
+        watcher.publisher().append(format!("killed {round}").as_bytes()).unwrap();
+        let mut marker_seen = false;
+        for (_, payload) in common::drain(&mut consumer).unwrap() {
+            if payload.starts_with(b"killed ") {
+                assert_eq!(payload, format!("killed {round}").as_bytes());
+                marker_seen = true;
+                continue;
+            }
+            let id = u32::from_le_bytes(payload[..4].try_into().unwrap());
+            let seq = u64::from_le_bytes(payload[4..12].try_into().unwrap());
+            let next = seqs.entry(id).or_default();
+            assert_eq!((id, seq), (round, *next), "records in order, none twice, none after the kill");
+            *next += 1;
+        }
+        assert!(marker_seen);
+        assert!(seqs.get(&round).is_some_and(|&n| n > last), "writer {round}: a committed record was lost");
+    }
+    drop((consumer, watcher));
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
