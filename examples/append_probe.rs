@@ -37,7 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             publisher.offer(&[7u8; 64])?;
         }
     }
-    let elapsed = start.elapsed();
+    let mut elapsed = start.elapsed();
+    if mode == "exclusive" {
+        // And reading them back (CRC checked), for profiling the consumer.
+        let mut consumer = journal.anonymous_consumer();
+        let (mut read, mut sum) = (0u64, 0u64);
+        let start = std::time::Instant::now();
+        while read < n {
+            read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096)? as u64;
+        }
+        elapsed = start.elapsed();
+        std::hint::black_box(sum);
+        println!("read back:");
+    }
     let (rate, each) = (n as f64 / elapsed.as_secs_f64() / 1e6, elapsed.as_nanos() as f64 / n as f64);
     println!("{mode}: {rate:.2} M records/s ({each:.0} ns each)");
     Ok(())

@@ -151,37 +151,72 @@ impl Consumer {
                     None => break,
                 }
             }
-            let Some(segment) = self.segment.as_ref() else { break };
-            let offset = (self.position & (size - 1)) as usize;
-            let word = segment.word0(offset).load(Ordering::Acquire);
-            match frame::decode(word, &segment.bytes()[offset..], self.position, true) {
-                Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
-                    let start = offset + HEADER_LEN;
-                    let next = next_position(self.position, aligned_len, size);
-                    handler(Record {
-                        position: self.position,
-                        next_position: next,
-                        timestamp,
-                        priority: frame::flags_priority(flags),
-                        payload: &segment.bytes()[start..start + payload_len],
-                    });
-                    count += 1;
-                    self.position = next;
-                    self.hole = None;
-                }
-                Ok(Decoded::Padding { aligned_len }) => {
-                    self.position = next_position(self.position, aligned_len, size);
-                    self.hole = None;
-                }
-                Ok(Decoded::Pending { claimed }) => {
-                    if !unblock(&self.inner, segment, self.position, claimed, &mut self.hole) {
-                        break;
-                    }
-                }
-                Err(fault) => return Err(Error::corrupt(segment.path(), self.position, fault.to_string())),
+            let Some(segment) = self.segment.clone() else { break };
+            let (read, more) = self.read_in_segment(&segment, &mut handler, limit - count)?;
+            count += read;
+            if !more {
+                break;
             }
         }
         Ok(count)
+    }
+
+    /// Reads frames of `segment` from the consumer's position, up to `limit`
+    /// records. Returns how many, and `false` when there is nothing more to
+    /// read for now (the tail, or a hole not yet old enough to unblock).
+    #[inline]
+    fn read_in_segment<F: FnMut(Record<'_>)>(
+        &mut self,
+        segment: &Segment,
+        handler: &mut F,
+        limit: usize,
+    ) -> Result<(usize, bool)> {
+        let bytes = segment.bytes();
+        let size = bytes.len();
+        let started_at = self.position;
+        let mut position = self.position;
+        let mut offset = (position & (size as u64 - 1)) as usize;
+        let mut count = 0;
+        while count < limit {
+            let word = segment.word0(offset).load(Ordering::Acquire);
+            let aligned = match frame::decode(word, &bytes[offset..], position, true) {
+                Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
+                    let start = offset + HEADER_LEN;
+                    handler(Record {
+                        position,
+                        next_position: next_position(position, aligned_len, size as u64),
+                        timestamp,
+                        priority: frame::flags_priority(flags),
+                        payload: &bytes[start..start + payload_len],
+                    });
+                    count += 1;
+                    aligned_len
+                }
+                Ok(Decoded::Padding { aligned_len }) => aligned_len,
+                Ok(Decoded::Pending { claimed }) => {
+                    self.position = position;
+                    if position != started_at {
+                        self.hole = None;
+                    }
+                    let unblocked = unblock(&self.inner, segment, position, claimed, &mut self.hole);
+                    return Ok((count, unblocked));
+                }
+                Err(fault) => {
+                    self.position = position;
+                    return Err(Error::corrupt(segment.path(), position, fault.to_string()));
+                }
+            };
+            position = next_position(position, aligned, size as u64);
+            offset += aligned;
+            if offset == size {
+                break; // on into the next segment
+            }
+        }
+        self.position = position;
+        if position != started_at {
+            self.hole = None;
+        }
+        Ok((count, true))
     }
 
     /// `poll`, but waits (spin, yield, park) up to `timeout` for at least one
