@@ -1,5 +1,6 @@
-//! Append throughput, one publisher: `offer` at 64 B / 1 KiB / 4 KiB, a batch
-//! of 16 × 64 B, and zero-copy claim/commit. Runs long enough to cross many
+//! Append throughput, one publisher: `offer` at 64 B / 1 KiB / 4 KiB, the
+//! same 64 B through an `ExclusivePublisher`, a batch of 16 × 64 B, and
+//! zero-copy claim/commit. Runs long enough to cross many
 //! segment rollovers: the journal keeps a 2 GiB ring (`DropOldest`), so
 //! preparing and deleting segments is part of what is measured.
 
@@ -27,6 +28,21 @@ fn append(c: &mut Criterion) {
         let payload = vec![0x42u8; size];
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("offer/{size}B"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    publisher.offer(&payload).expect("offer");
+                }
+                start.elapsed()
+            })
+        });
+    }
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = journal(dir.path());
+        let mut publisher = journal.exclusive_publisher().expect("exclusive publisher");
+        let payload = [0x42u8; 64];
+        group.bench_function("exclusive_offer/64B", |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {

@@ -2,7 +2,9 @@
 //! steady pace, each carrying its send time; a spinning consumer thread reads
 //! them and records the delay in an HdrHistogram. Prints p50/p99/p99.9/max.
 //! Environment: `LATENCY_RECORDS` (default 1,000,000), `LATENCY_GAP_NS`
-//! (default 1000: one record per microsecond).
+//! (default 1000: one record per microsecond), `LATENCY_EXCLUSIVE` (set: an
+//! `ExclusivePublisher`), `LATENCY_PREPARED` (set: every segment of the run
+//! faulted in before it starts).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +19,15 @@ fn main() {
     let records: u64 = std::env::var("LATENCY_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let gap = Duration::from_nanos(std::env::var("LATENCY_GAP_NS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000));
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(dir.path(), Config::default().segment_size(64 << 20).min_free_disk(0)).unwrap();
+    let mut config = Config::default().segment_size(64 << 20).min_free_disk(0);
+    let prepared = std::env::var_os("LATENCY_PREPARED").is_some();
+    if prepared {
+        config = config.segments_ahead((records * 96 >> 26) as u32 + 1);
+    }
+    let journal = Journal::open(dir.path(), config).unwrap();
+    if prepared {
+        journal.prepare().unwrap();
+    }
     let base = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let mut consumer = journal.anonymous_consumer();
@@ -39,7 +49,18 @@ fn main() {
         }
         histogram
     });
-    let publisher = journal.publisher();
+    let exclusive = std::env::var_os("LATENCY_EXCLUSIVE").is_some();
+    let mut offer: Box<dyn FnMut(&[u8])> = if exclusive {
+        let mut publisher = journal.exclusive_publisher().unwrap();
+        Box::new(move |payload| {
+            publisher.offer(payload).unwrap();
+        })
+    } else {
+        let publisher = journal.publisher();
+        Box::new(move |payload| {
+            publisher.offer(payload).unwrap();
+        })
+    };
     let mut payload = [0u8; 64];
     let mut next = Instant::now();
     for _ in 0..records {
@@ -48,13 +69,14 @@ fn main() {
         }
         next += gap;
         payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
-        publisher.offer(&payload).unwrap();
+        offer(&payload);
     }
     let histogram = reader.join().unwrap();
     done.store(true, Ordering::Relaxed);
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "latency publish -> consume ({records} x 64 B, one every {gap:?}, spinning consumer): \
+        "latency publish -> consume ({records} x 64 B, one every {gap:?}, spinning consumer, \
+         exclusive {exclusive}, prepared {prepared}): \
          p50 {:.2} us  p99 {:.2} us  p99.9 {:.2} us  max {:.2} us",
         us(0.5),
         us(0.99),

@@ -192,8 +192,9 @@ impl Journal {
     /// The one publisher of this journal, in every process, until it is
     /// dropped: appends without a locked instruction (Aeron's
     /// `ExclusivePublication`). Fails with `Error::PublishersActive` while any
-    /// `Publisher` has appended and is still alive; `Publisher`s made
-    /// meanwhile get `Error::ExclusivelyPublished`.
+    /// `Publisher` that has appended is still alive (after waiting up to a
+    /// second for them to go); `Publisher`s get `Error::ExclusivelyPublished`
+    /// meanwhile.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

@@ -9,15 +9,23 @@
 //! exclusive-publisher word.
 
 use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
-use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
+use crate::idle::Idle;
 use crate::journal::{Inner, open_lock_file};
 use crate::recovery;
 
 pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";
+
+/// How long a refused lock is retried before it counts as a conflict. A
+/// lock can be held for a moment by nobody who publishes: a child process
+/// forked by any thread of the holder's process shares its open files (and
+/// so its `flock`s) until it execs.
+const TRANSIENT_HOLD: Duration = Duration::from_secs(1);
 
 /// A held publisher lock; dropping it releases the lock.
 pub(crate) struct PublisherLock {
@@ -33,7 +41,9 @@ pub(crate) enum Mode {
 }
 
 impl PublisherLock {
-    /// Takes the lock without waiting, or says who holds it the other way.
+    /// Takes the lock, or says who holds it the other way: at once when a
+    /// live exclusive publisher is on record, else after retrying for up to
+    /// `TRANSIENT_HOLD`.
     pub(crate) fn acquire(inner: &Inner, mode: Mode) -> Result<PublisherLock> {
         inner.require_writable()?;
         let file = open_lock_file(&inner.dir, PUBLISHER_LOCK_FILE, inner.file_mode)?;
@@ -41,10 +51,20 @@ impl PublisherLock {
             Mode::Shared => FlockOperation::NonBlockingLockShared,
             Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         };
-        match rustix::fs::flock(&file, operation) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(conflict(inner, mode)),
-            Err(e) => return Err(Error::io(inner.dir.join(PUBLISHER_LOCK_FILE), "flock", e.into())),
+        let deadline = Instant::now() + TRANSIENT_HOLD;
+        let mut idle = Idle::default();
+        loop {
+            match rustix::fs::flock(&file, operation) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    let exclusive_on_record = inner.meta.exclusive_pid().load(Ordering::Acquire) != 0;
+                    if mode == Mode::Shared && exclusive_on_record || Instant::now() >= deadline {
+                        return Err(conflict(inner, mode));
+                    }
+                    idle.idle(Some(deadline));
+                }
+                Err(e) => return Err(Error::io(inner.dir.join(PUBLISHER_LOCK_FILE), "flock", e.into())),
+            }
         }
         settle_after_dead_exclusive(inner)?;
         if mode == Mode::Exclusive {
