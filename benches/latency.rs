@@ -10,7 +10,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use backwater::{Config, Journal};
+use backwater::{Config, ExclusivePublisher, Journal, Publisher};
+
+enum Appender {
+    Shared(Publisher),
+    Exclusive(ExclusivePublisher),
+}
+
+impl Appender {
+    fn offer(&mut self, payload: &[u8]) {
+        match self {
+            Appender::Shared(publisher) => publisher.offer(payload).unwrap(),
+            Appender::Exclusive(publisher) => publisher.offer(payload).unwrap(),
+        };
+    }
+}
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -22,7 +36,7 @@ fn main() {
     let mut config = Config::default().segment_size(64 << 20).min_free_disk(0);
     let prepared = std::env::var_os("LATENCY_PREPARED").is_some();
     if prepared {
-        config = config.segments_ahead((records * 96 >> 26) as u32 + 1);
+        config = config.segments_ahead(((records * 96) >> 26) as u32 + 1);
     }
     let journal = Journal::open(dir.path(), config).unwrap();
     if prepared {
@@ -50,16 +64,10 @@ fn main() {
         histogram
     });
     let exclusive = std::env::var_os("LATENCY_EXCLUSIVE").is_some();
-    let mut offer: Box<dyn FnMut(&[u8])> = if exclusive {
-        let mut publisher = journal.exclusive_publisher().unwrap();
-        Box::new(move |payload| {
-            publisher.offer(payload).unwrap();
-        })
+    let mut appender = if exclusive {
+        Appender::Exclusive(journal.exclusive_publisher().unwrap())
     } else {
-        let publisher = journal.publisher();
-        Box::new(move |payload| {
-            publisher.offer(payload).unwrap();
-        })
+        Appender::Shared(journal.publisher())
     };
     let mut payload = [0u8; 64];
     let mut next = Instant::now();
@@ -69,7 +77,7 @@ fn main() {
         }
         next += gap;
         payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
-        offer(&payload);
+        appender.offer(&payload);
     }
     let histogram = reader.join().unwrap();
     done.store(true, Ordering::Relaxed);
