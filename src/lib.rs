@@ -87,6 +87,9 @@ pub struct Stats {
     pub tail_position: u64,
     /// Bytes held by segment files.
     pub disk_bytes: u64,
+    /// The pid of the process whose `ExclusivePublisher` has the journal's
+    /// appends (or that died holding it, until the next publisher settles it).
+    pub exclusive_publisher: Option<u32>,
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -362,6 +362,10 @@ pub(crate) fn stats(inner: &Inner) -> Stats {
         first_position: meta.first_position().load(Ordering::Acquire),
         tail_position: fill.tail,
         disk_bytes: disk_bytes(inner).unwrap_or(0),
+        exclusive_publisher: match meta.exclusive_pid().load(Ordering::Acquire) {
+            0 => None,
+            pid => Some(pid as u32),
+        },
     }
 }
 

@@ -165,6 +165,7 @@ fn info_segments_and_cursors_report_the_journal() {
         serde_json::from_slice(&backwater(&["info", path(dir.path()), "--json"]).stdout).unwrap();
     assert_eq!(info["appended"], 30_000);
     assert_eq!(info["limits"]["when_full"], "drop-oldest");
+    assert_eq!(info["exclusive_publisher"], serde_json::Value::Null);
     assert_eq!(info["cursors"][0]["name"], "reader");
     assert_eq!(info["cursors"][0]["position"], 64);
     assert!(info["cursors"][0]["lag_bytes"].as_u64().unwrap() > 1 << 20);

@@ -60,6 +60,7 @@ fn an_exclusive_publisher_and_shared_publishers_keep_each_other_out() {
     let idle = journal.publisher();
     let mut exclusive = journal.exclusive_publisher().unwrap();
     exclusive.offer(b"mine").unwrap();
+    assert_eq!(journal.stats().exclusive_publisher, Some(std::process::id()));
     let refused = idle.offer(b"theirs").unwrap_err();
     assert!(
         matches!(refused, OfferError::Failed(Error::ExclusivelyPublished { pid, .. }) if pid == u64::from(std::process::id()))
@@ -69,6 +70,7 @@ fn an_exclusive_publisher_and_shared_publishers_keep_each_other_out() {
     assert!(matches!(other.publisher().append(b"theirs"), Err(Error::ExclusivelyPublished { .. })));
     assert!(matches!(other.exclusive_publisher(), Err(Error::PublishersActive { .. })));
     drop(exclusive);
+    assert_eq!(journal.stats().exclusive_publisher, None);
 
     idle.offer(b"now mine").unwrap();
     assert!(matches!(journal.exclusive_publisher(), Err(Error::PublishersActive { .. })));

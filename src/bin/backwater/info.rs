@@ -30,6 +30,9 @@ pub fn run(args: ReportArgs) -> Outcome {
         human_bytes(stats.lost_bytes),
         stats.unblocked
     );
+    if let Some(pid) = stats.exclusive_publisher {
+        say!("publisher      exclusive, pid {pid}");
+    }
     for process in report["processes"].as_array().into_iter().flatten() {
         say!("process        pid {}  {}", process["pid"], if process["alive"] == true { "alive" } else { "dead" });
     }
@@ -85,6 +88,7 @@ pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
         "lost_bytes": stats.lost_bytes,
         "unblocked": stats.unblocked,
         "limits": limits_json(journal),
+        "exclusive_publisher": stats.exclusive_publisher,
         "processes": processes,
         "cursors": cursors,
     }))
