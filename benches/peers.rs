@@ -18,6 +18,10 @@
 //! - raw: 24-byte headers (length, CRC32, timestamp) + payload written into a
 //!   fallocated, mapped file with plain stores and one release store each,
 //!   once over fresh space and once over resident pages (the hot-path limit).
+//!   It uses backwater's CRC and clock functions and copies a payload whose
+//!   length the compiler cannot see, so the gap to backwater is the journal's
+//!   own work (claim, limits, layout, counters), not a different CRC or an
+//!   inlined fixed-size copy.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -148,12 +152,16 @@ fn raw(dir: &Path, n: u64, resident: bool) -> Timing {
     if resident {
         map.fill(0); // fault every page in, writable, before timing
     }
+    // As for every contender, the payload's length is not known to the
+    // compiler (no journal knows it), and the CRC and the clock are the ones
+    // backwater uses: the difference is the journal's own work.
+    let payload: &[u8] = std::hint::black_box(&PAYLOAD);
     let start = Instant::now();
     for i in 0..n as usize {
         let frame = &mut map[i * FRAME..(i + 1) * FRAME];
         frame[8..16].copy_from_slice(&backwater::frame::now_ns().to_le_bytes());
-        frame[4..8].copy_from_slice(&crc32fast::hash(&PAYLOAD).to_le_bytes());
-        frame[24..].copy_from_slice(&PAYLOAD);
+        frame[4..8].copy_from_slice(&backwater::frame::crc(payload).to_le_bytes());
+        frame[24..24 + payload.len()].copy_from_slice(payload);
         // SAFETY: 4-byte aligned (FRAME is a multiple of 8, the map is page-aligned), in bounds.
         let length = unsafe { &*(frame.as_mut_ptr() as *const AtomicU32) };
         length.store(FRAME as u32, Ordering::Release);
