@@ -182,17 +182,22 @@ impl Consumer {
             let aligned = match frame::decode(word, &bytes[offset..], position, true) {
                 Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
                     let start = offset + HEADER_LEN;
+                    let next = next_position(position, aligned_len, size as u64);
                     handler(Record {
                         position,
-                        next_position: next_position(position, aligned_len, size as u64),
+                        next_position: next,
                         timestamp,
                         priority: frame::flags_priority(flags),
                         payload: &bytes[start..start + payload_len],
                     });
                     count += 1;
+                    position = next;
                     aligned_len
                 }
-                Ok(Decoded::Padding { aligned_len }) => aligned_len,
+                Ok(Decoded::Padding { aligned_len }) => {
+                    position = next_position(position, aligned_len, size as u64);
+                    aligned_len
+                }
                 Ok(Decoded::Pending { claimed }) => {
                     self.position = position;
                     if position != started_at {
@@ -206,7 +211,6 @@ impl Consumer {
                     return Err(Error::corrupt(segment.path(), position, fault.to_string()));
                 }
             };
-            position = next_position(position, aligned, size as u64);
             offset += aligned;
             if offset == size {
                 break; // on into the next segment
