@@ -21,7 +21,7 @@ use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
 use crate::journal::Shared;
 use crate::meta::TailCodec;
-use crate::publisher::{count_refusal, wait_while_back_pressured, write_header_fields};
+use crate::publisher::{count_refusal, header_fields, wait_while_back_pressured};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
@@ -101,10 +101,19 @@ impl ExclusivePublisher {
             owner: self.owner,
         };
         let (segment, offset) = (&self.segment, self.offset);
-        write_header_fields(segment, offset, position, frame::crc(payload));
-        segment.file().write(offset + HEADER_LEN, payload);
-        // Release: a reader that sees the word sees the whole frame.
-        segment.word0(offset).store(word.pack(), Ordering::Release);
+        let fields = header_fields(position, frame::crc(payload));
+        let file = segment.file();
+        // SAFETY: `room_for` made `offset + aligned <= segment_len`, which is
+        // the mapping's length (segments are exactly that long), and `aligned`
+        // covers header and payload; offsets stay multiples of the frame
+        // alignment (32), so word 0 is 8-aligned; `write_segment` maps
+        // segments writable; and past the tail only this publisher writes.
+        unsafe {
+            file.write_unchecked(offset + frame::POSITION_OFFSET, &fields);
+            file.write_unchecked(offset + HEADER_LEN, payload);
+            // Release: a reader that sees the word sees the whole frame.
+            file.atomic_u64_unchecked(offset).store(word.pack(), Ordering::Release);
+        }
         self.offset += aligned;
         let meta = &self.inner.meta;
         meta.raw_tail().store(self.codec.pack(segment.index, self.offset as u64), Ordering::Release);

@@ -89,8 +89,19 @@ impl MappedFile {
     #[inline]
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         assert!(offset.is_multiple_of(8) && offset + 8 <= self.map.len(), "atomic_u64 at {offset}");
-        // SAFETY: in bounds and 8-aligned (the map is page-aligned and offset is
-        // a multiple of 8); AtomicU64 has the layout of u64; the mapping outlives
+        // SAFETY: just checked.
+        unsafe { self.atomic_u64_unchecked(offset) }
+    }
+
+    /// `atomic_u64` without its check, for the exclusive publisher's hot path.
+    ///
+    /// # Safety
+    /// `offset` is a multiple of 8 and `offset + 8 <= self.len()`.
+    #[inline]
+    pub unsafe fn atomic_u64_unchecked(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= self.map.len());
+        // SAFETY: in bounds and 8-aligned by the caller's contract (the map is
+        // page-aligned); AtomicU64 has the layout of u64; the mapping outlives
         // the returned reference, which borrows self.
         unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU64) }
     }
@@ -111,8 +122,20 @@ impl MappedFile {
     pub fn write(&self, offset: usize, data: &[u8]) {
         assert!(self.writable, "write to a read-only mapping");
         assert!(offset + data.len() <= self.map.len(), "write past the end of the mapping");
-        // SAFETY: bounds checked above; the mapping is writable; the range is
-        // owned by the caller (claimed via the tail counter), so no other
+        // SAFETY: just checked.
+        unsafe { self.write_unchecked(offset, data) }
+    }
+
+    /// `write` without its checks, for the exclusive publisher's hot path.
+    ///
+    /// # Safety
+    /// The mapping is writable and `offset + data.len() <= self.len()`.
+    #[inline]
+    pub unsafe fn write_unchecked(&self, offset: usize, data: &[u8]) {
+        debug_assert!(self.writable && offset + data.len() <= self.map.len());
+        // SAFETY: in bounds of a writable mapping by the caller's contract;
+        // the range is owned by the caller (claimed via the tail counter, or
+        // past the tail under the exclusive publisher lock), so no other
         // writer touches it, and readers only read it after the release store
         // of the frame's length word.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(offset), data.len()) }

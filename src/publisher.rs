@@ -428,21 +428,22 @@ pub(crate) fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -
 /// an unblocker covered the slot first (the range is padding now).
 #[inline]
 fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
-    write_header_fields(segment, at.offset, at.position, crc);
+    segment.file().write(at.offset + frame::POSITION_OFFSET, &header_fields(at.position, crc));
     let published = frame::publish_claim(segment.word0(at.offset), word);
     // Keep the payload stores after the claimed word in program order.
     compiler_fence(Ordering::SeqCst);
     published
 }
 
-/// Writes a frame's position, timestamp (now) and CRC: the header but word 0.
+/// A frame's header after word 0: position, timestamp (now) and CRC, to be
+/// written at `frame::POSITION_OFFSET`.
 #[inline]
-pub(crate) fn write_header_fields(segment: &Segment, offset: usize, position: u64, crc: u32) {
-    let mut rest = [0u8; HEADER_LEN - 8];
-    rest[..8].copy_from_slice(&position.to_le_bytes());
-    rest[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
-    rest[16..20].copy_from_slice(&crc.to_le_bytes());
-    segment.file().write(offset + frame::POSITION_OFFSET, &rest);
+pub(crate) fn header_fields(position: u64, crc: u32) -> [u8; HEADER_LEN - 8] {
+    let mut fields = [0u8; HEADER_LEN - 8];
+    fields[..8].copy_from_slice(&position.to_le_bytes());
+    fields[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
+    fields[16..20].copy_from_slice(&crc.to_le_bytes());
+    fields
 }
 
 /// Writes and commits one frame; `false` if an unblocker took the range over
