@@ -1,5 +1,5 @@
-//! A property-based model test: random sequences of append, poll, commit and
-//! reopen, compared against a `VecDeque` model of what the consumer should see.
+//! A property-based model test: random sequences of append (shared, batched
+//! and exclusive), poll, commit and reopen, compared against a `VecDeque` model of what the consumer should see.
 
 mod common;
 
@@ -12,6 +12,8 @@ use proptest::prelude::*;
 enum Op {
     Append(usize),
     Batch(Vec<usize>),
+    /// Records appended one by one through an `ExclusivePublisher`.
+    Exclusive(Vec<usize>),
     Poll(usize),
     Commit,
     Reopen,
@@ -21,6 +23,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0usize..3000).prop_map(Op::Append),
         1 => proptest::collection::vec(0usize..500, 1..8).prop_map(Op::Batch),
+        2 => proptest::collection::vec(0usize..3000, 1..40).prop_map(Op::Exclusive),
         4 => (1usize..50).prop_map(Op::Poll),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
@@ -59,6 +62,15 @@ proptest! {
                         let next = position + backwater::frame::aligned_frame_len(record.len()) as u64;
                         unread.push_back((position, record));
                         position = next;
+                    }
+                }
+                Op::Exclusive(lens) => {
+                    let mut publisher = journal.exclusive_publisher().unwrap();
+                    for len in lens {
+                        seed += 1;
+                        let record = common::payload(seed, len);
+                        let position = publisher.append(&record).unwrap();
+                        unread.push_back((position, record));
                     }
                 }
                 Op::Poll(limit) => {
