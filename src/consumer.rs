@@ -208,6 +208,9 @@ impl Consumer {
                 }
                 Err(fault) => {
                     self.position = position;
+                    // A segment recycled under this reader holds other
+                    // positions now: that is data deleted, not corruption.
+                    self.check_attached()?;
                     return Err(Error::corrupt(segment.path(), position, fault.to_string()));
                 }
             };

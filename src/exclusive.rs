@@ -12,7 +12,8 @@
 //! A frame is committed before the tail word moves past it, so there is
 //! never a hole below the tail for an unblocker to pad, and a frame it died
 //! writing lies past the tail: the next publisher settles it
-//! (`recovery::settle_tail`).
+//! (`recovery::settle_tail`). Both facts make the segments it wrote alone
+//! safe to recycle once consumed (`retention::Recycling`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -53,6 +54,10 @@ impl ExclusivePublisher {
         let segment_len = inner.segment_size() as usize;
         let offset = (offset as usize).min(segment_len);
         let appended = inner.meta.appended().load(Ordering::Acquire);
+        // Segments after this one will hold our frames alone: recyclable.
+        if let Ok(mut recycling) = inner.recycling.lock() {
+            recycling.from_index = Some(index + 1);
+        }
         Ok(ExclusivePublisher { inner, codec, segment, offset, segment_len, owner, appended, _lock: lock })
     }
 
@@ -172,6 +177,9 @@ impl Drop for ExclusivePublisher {
     fn drop(&mut self) {
         // Every frame is committed and the tail word is past it: nothing to
         // settle. (The lock itself is released right after, with `_lock`.)
+        if let Ok(mut recycling) = self.inner.recycling.lock() {
+            recycling.from_index = None;
+        }
         self.inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     pub recovery: Mutex<Option<recovery::RecoveryReport>>,
     /// The level this handle's watchers were last told about.
     pub last_level: AtomicU32,
+    /// Consumed segments kept for reuse while an exclusive publisher lives.
+    pub recycling: Mutex<retention::Recycling>,
     /// The publisher lock of this handle's live `Publisher`s, if any.
     pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
     lock_file: Option<Mutex<File>>,
@@ -404,6 +406,7 @@ impl Inner {
             level_watchers: Mutex::new(Vec::new()),
             recovery: Mutex::new(None),
             last_level: AtomicU32::new(level),
+            recycling: Mutex::new(retention::Recycling::default()),
             publisher_group: Mutex::new(std::sync::Weak::new()),
             lock_file: lock,
             stopping: AtomicBool::new(false),
@@ -455,7 +458,7 @@ impl Inner {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 let _guard = self.lock()?;
                 retention::check_room_for_segment(self, index)?;
-                Segment::create(&self.dir, index, self.identity, self.file_mode)?
+                retention::create_segment(self, index)?
             }
             Err(other) => return Err(other),
         };
@@ -523,6 +526,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        retention::remove_spares(self);
         if self.meta.limits().flush != crate::Flush::Never {
             let _ = crate::flush::flush_all(self);
         }

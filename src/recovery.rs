@@ -122,6 +122,7 @@ impl RecoveryReport {
 /// Finds the true tail after a crash, pads holes in the last two segments and
 /// zeroes a torn tail. The caller holds the lock and no other writer is alive.
 pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
+    remove_temporaries(&inner.dir)?;
     let size = inner.segment_size();
     let indexes = segment::list(&inner.dir, size)?;
     let mut report = RecoveryReport::default();
@@ -153,6 +154,19 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     Ok(report)
 }
 
+/// Removes the `.tmp-*` files a crashed process left: files it was building
+/// and spare segments it was keeping for reuse. Nobody else has the journal
+/// open, so none of them is in use.
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
 /// Pads holes; in the tail segment also zeroes what follows the last valid
 /// frame; in a sealed segment pads from there to the end. Returns the end.
 fn repair_segment(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usize {
@@ -162,7 +176,7 @@ fn repair_segment(segment: &Segment, is_tail: bool, report: &mut RecoveryReport)
         report.padded.push((segment.base + offset as u64, len));
     }
     if scan.dirty_end > scan.end {
-        zero(segment, scan.end, scan.dirty_end);
+        segment.file().zero(scan.end, scan.dirty_end - scan.end);
         report.cut = Some((segment.base + scan.end as u64, scan.dirty_end - scan.end));
     }
     let size = segment.bytes().len();
@@ -227,20 +241,10 @@ pub(crate) fn settle_tail(inner: &Inner) -> Result<()> {
     }
     if offset < size {
         let torn_end = size.min(offset + frame::aligned_frame_len(inner.max_payload));
-        zero(&segment, offset, torn_end);
+        segment.file().zero(offset, torn_end - offset);
     }
     inner.meta.raw_tail().store(codec.pack(index, offset as u64), Ordering::Release);
     Ok(())
-}
-
-fn zero(segment: &Segment, from: usize, to: usize) {
-    const CHUNK: [u8; 4096] = [0; 4096];
-    let mut at = from;
-    while at < to {
-        let len = (to - at).min(CHUNK.len());
-        segment.file().write(at, &CHUNK[..len]);
-        at += len;
-    }
 }
 
 fn check_contiguous(dir: &Path, indexes: &[u64], size: u64) -> Result<()> {

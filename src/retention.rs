@@ -12,6 +12,8 @@
 //! disk are that rounded up to whole segments (plus at most one prepared
 //! ahead), and never more than the budget.
 
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +22,7 @@ use crate::cursor::{self, CursorFile};
 use crate::error::{Error, OfferError, Result};
 use crate::journal::Inner;
 use crate::meta::{Level, Meta};
-use crate::segment::{self, SEGMENT_HEADER_LEN};
+use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, Stats};
 
 /// A snapshot of how full the journal is.
@@ -127,7 +129,14 @@ fn capacity(inner: &Inner) -> Result<u64> {
 
 /// Bytes held by segment files on disk.
 fn disk_bytes(inner: &Inner) -> Result<u64> {
-    Ok(segment::list(&inner.dir, inner.segment_size())?.len() as u64 * inner.segment_size())
+    let segments = segment::list(&inner.dir, inner.segment_size())?.len() as u64;
+    Ok((segments + spare_files(&inner.dir)?) * inner.segment_size())
+}
+
+/// Spare segment files in the directory, any handle's.
+fn spare_files(dir: &Path) -> Result<u64> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    Ok(entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX)).count() as u64)
 }
 
 /// The slow path of a claim that would pass its limit: recompute, apply the
@@ -256,7 +265,8 @@ fn delete_consumed(inner: &Inner, cursors: &[CursorFile], limits: &Limits, under
             break;
         }
         persist_cursors(inner, cursors)?;
-        delete_oldest(inner, index)?;
+        // Consumers moved on: keep only what the next segments need soon.
+        delete_oldest(inner, index, inner.segments_ahead as usize + 1)?;
     }
     Ok(())
 }
@@ -287,9 +297,10 @@ fn persist_cursors(inner: &Inner, cursors: &[CursorFile]) -> Result<()> {
     cursors.iter().try_for_each(CursorFile::flush)
 }
 
-/// Moves the first position past segment `index`, then unlinks it (the
-/// caller holds the lock; `index` is the oldest segment).
-fn delete_oldest(inner: &Inner, index: u64) -> Result<()> {
+/// Moves the first position past segment `index`, then unlinks it or keeps
+/// it as a spare while there are fewer than `keep` (the caller holds the
+/// lock; `index` is the oldest segment).
+fn delete_oldest(inner: &Inner, index: u64, keep: usize) -> Result<()> {
     let size = inner.segment_size();
     let next_first = (index + 1) * size + SEGMENT_HEADER_LEN;
     inner.meta.first_position().fetch_max(next_first, Ordering::AcqRel);
@@ -297,10 +308,87 @@ fn delete_oldest(inner: &Inner, index: u64) -> Result<()> {
         window.remove(&index);
     }
     let path = segment::path_of(&inner.dir, index, size);
+    if retire_as_spare(inner, index, &path, keep) {
+        return Ok(());
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(&path, "delete", e)),
+    }
+}
+
+/// Consumed segment files kept to become the next segments: writing into
+/// pages that are already allocated and resident costs a memset, where a new
+/// file costs allocating every block and page (the sustained append rate's
+/// limit on this machine).
+///
+/// Only segments written by this handle's live `ExclusivePublisher` alone
+/// are recycled. While it lives no fetch-add claimer exists in any process
+/// (the publisher lock), so nobody can still be writing into a retired file;
+/// and since it commits every frame before moving the tail, no reader can be
+/// waiting to unblock a hole in one. A reader still mapping the old segment
+/// finds its position below the first position: `Error::Lost`.
+#[derive(Default)]
+pub(crate) struct Recycling {
+    /// Segments from this index on were written by the live exclusive
+    /// publisher alone; `None` while there is none.
+    pub from_index: Option<u64>,
+    /// Retired segment files, renamed `.tmp-spare-INDEX`, oldest first.
+    pub spares: VecDeque<PathBuf>,
+}
+
+/// How spare segment files are named (`.tmp-`: recovery removes them).
+const SPARE_PREFIX: &str = ".tmp-spare-";
+
+/// Renames a consumed segment to a spare instead of unlinking it, when it
+/// may be recycled and there are fewer than `keep` spares. (A spare stays on
+/// disk the journal already held, so the budget is never exceeded; it counts
+/// in `Stats::disk_bytes`.)
+fn retire_as_spare(inner: &Inner, index: u64, path: &Path, keep: usize) -> bool {
+    let Ok(mut recycling) = inner.recycling.lock() else { return false };
+    let eligible = recycling.from_index.is_some_and(|from| index >= from);
+    if !eligible || recycling.spares.len() >= keep {
+        return false;
+    }
+    let spare = inner.dir.join(format!("{SPARE_PREFIX}{index}"));
+    if std::fs::rename(path, &spare).is_err() {
+        return false;
+    }
+    recycling.spares.push_back(spare);
+    true
+}
+
+/// Creates segment `index`, from a spare when there is one (the caller holds
+/// the lock and has checked the room).
+pub(crate) fn create_segment(inner: &Inner, index: u64) -> Result<Segment> {
+    while let Some(spare) = take_spare(inner) {
+        match Segment::create_from_spare(&inner.dir, &spare, index, inner.identity) {
+            Ok(Some(segment)) => return Ok(segment),
+            Ok(None) => {
+                // Another handle created it first: keep the spare for later.
+                if let Ok(mut recycling) = inner.recycling.lock() {
+                    recycling.spares.push_front(spare);
+                }
+                return Segment::open(&inner.dir, index, inner.identity, true);
+            }
+            // A spare that cannot be reused is dropped; try the next.
+            Err(_) => drop(std::fs::remove_file(&spare)),
+        }
+    }
+    Segment::create(&inner.dir, index, inner.identity, inner.file_mode)
+}
+
+fn take_spare(inner: &Inner) -> Option<PathBuf> {
+    inner.recycling.lock().ok()?.spares.pop_front()
+}
+
+/// Unlinks this handle's spares (when it closes).
+pub(crate) fn remove_spares(inner: &Inner) {
+    if let Ok(mut recycling) = inner.recycling.lock() {
+        for spare in recycling.spares.drain(..) {
+            let _ = std::fs::remove_file(spare);
+        }
     }
 }
 
@@ -325,7 +413,8 @@ fn make_room(inner: &Inner) -> Result<(), OfferError> {
         let lost_from = slowest.unwrap_or(oldest * size).max(oldest * size);
         inner.meta.lost_bytes().fetch_add(end.saturating_sub(lost_from), Ordering::Relaxed);
         persist_cursors(inner, &cursors)?;
-        delete_oldest(inner, oldest)?;
+        // The ring grows back to the high watermark: every file is reused.
+        delete_oldest(inner, oldest, usize::MAX)?;
     }
     drop(guard);
     recompute_limits(inner);

@@ -230,3 +230,118 @@ fn exclusive_writers_killed_mid_append_lose_nothing_committed() {
     let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+/// Reads a segment file's base position from its header (bytes 16..24).
+fn header_base(file: &std::fs::File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut base = [0u8; 8];
+    file.read_exact_at(&mut base, 16).unwrap();
+    u64::from_le_bytes(base)
+}
+
+#[test]
+fn consumed_segments_become_the_next_ones_while_an_exclusive_publisher_appends() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let mut consumer = journal.consumer("reader").unwrap();
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let mut next_seq = 0u64;
+    // Past the first two segments (the one it started in is not recycled).
+    while journal.tail_position() < 3 * SEGMENT {
+        publisher.offer(&next_seq.to_le_bytes()).unwrap();
+        next_seq += 1;
+    }
+    let watched = std::fs::File::open(common::segment_path(dir.path(), SEGMENT, SEGMENT)).unwrap();
+    assert_eq!(header_base(&watched), SEGMENT);
+    let mut expected = 0u64;
+    let mut read_all = |consumer: &mut backwater::Consumer| {
+        for (_, payload) in common::drain(consumer).unwrap() {
+            assert_eq!(u64::from_le_bytes(payload[..8].try_into().unwrap()), expected);
+            expected += 1;
+        }
+        consumer.commit().unwrap();
+    };
+    while journal.tail_position() < 40 * SEGMENT {
+        publisher.offer(&next_seq.to_le_bytes()).unwrap();
+        next_seq += 1;
+        if next_seq.is_multiple_of(500) {
+            read_all(&mut consumer);
+            journal.apply_retention().unwrap();
+        }
+    }
+    read_all(&mut consumer);
+    assert_eq!(expected, next_seq, "every record read once, in order");
+    // Segment 1's file was not unlinked: it lives on as a later segment.
+    assert_eq!(watched.metadata().unwrap().nlink(), 1, "segment 1's file was unlinked, not recycled");
+    assert!(header_base(&watched) > 3 * SEGMENT, "segment 1's file holds a later segment");
+    assert!(journal.segment_indexes().unwrap().len() <= 4, "consumed segments are gone from the journal");
+    drop((publisher, consumer, journal));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "spares are removed when the handle closes: {leftovers:?}");
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn a_reader_whose_segment_was_recycled_is_told_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    const BUDGET: u64 = 16 * SEGMENT;
+    let config =
+        Config::default().segment_size(SEGMENT).max_disk_bytes(BUDGET).min_free_disk(0).when_full(WhenFull::DropOldest);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let mut seq = 0u64;
+    let mut offer = |publisher: &mut backwater::ExclusivePublisher| {
+        publisher.offer(&seq.to_le_bytes()).unwrap();
+        seq += 1;
+    };
+    while journal.tail_position() < 2 * SEGMENT + 1000 {
+        offer(&mut publisher);
+    }
+    // A reader (another handle, its own mappings) stops inside segment 2.
+    let other = Journal::open(dir.path(), Config::default()).unwrap();
+    let mut reader = other.anonymous_consumer();
+    reader.seek(backwater::Seek::Position(2 * SEGMENT + 64)).unwrap();
+    assert_eq!(reader.poll(|_| {}, 5).unwrap(), 5);
+    // The ring wraps several times: segment 2's file is reused for later ones.
+    while journal.tail_position() < 60 * SEGMENT {
+        offer(&mut publisher);
+    }
+    let stats = journal.stats();
+    assert!(stats.disk_bytes <= BUDGET, "disk {} over budget {BUDGET} (spares included)", stats.disk_bytes);
+    match reader.poll(|_| {}, 5) {
+        Err(Error::Lost { from, to }) => {
+            assert!(from < 3 * SEGMENT && to == journal.first_position(), "lost {from}..{to}");
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    // And it reads on from the oldest record, in order.
+    let mut previous = None;
+    let read = reader
+        .poll(
+            |record| {
+                let value = u64::from_le_bytes(record.payload()[..8].try_into().unwrap());
+                assert!(previous.is_none_or(|p| value == p + 1));
+                previous = Some(value);
+            },
+            1000,
+        )
+        .unwrap();
+    assert_eq!(read, 1000);
+}
+
+#[test]
+fn spare_files_a_crash_left_are_removed_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let spare = dir.path().join(".tmp-spare-7");
+    std::fs::write(&spare, vec![0u8; SEGMENT as usize]).unwrap();
+    let journal = open(dir.path());
+    assert!(journal.recovery_report().is_some());
+    assert!(!spare.exists(), "a stale spare is removed when the journal opens alone");
+}
