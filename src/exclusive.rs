@@ -180,6 +180,8 @@ impl Drop for ExclusivePublisher {
         if let Ok(mut recycling) = self.inner.recycling.lock() {
             recycling.from_index = None;
         }
+        // Nothing recycles them any more: give their disk back.
+        retention::remove_spares(&self.inner);
         self.inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
 }

@@ -116,6 +116,8 @@ pub(crate) struct Inner {
     pub last_level: AtomicU32,
     /// Consumed segments kept for reuse while an exclusive publisher lives.
     pub recycling: Mutex<retention::Recycling>,
+    /// Held while this handle creates a segment.
+    segment_creation: Mutex<()>,
     /// The publisher lock of this handle's live `Publisher`s, if any.
     pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
     lock_file: Option<Mutex<File>>,
@@ -407,6 +409,7 @@ impl Inner {
             recovery: Mutex::new(None),
             last_level: AtomicU32::new(level),
             recycling: Mutex::new(retention::Recycling::default()),
+            segment_creation: Mutex::new(()),
             publisher_group: Mutex::new(std::sync::Weak::new()),
             lock_file: lock,
             stopping: AtomicBool::new(false),
@@ -453,15 +456,30 @@ impl Inner {
         if let Some(segment) = self.window_get(index) {
             return Ok(segment);
         }
-        let segment = match Segment::open(&self.dir, index, self.identity, true) {
-            Ok(segment) => segment,
+        match Segment::open(&self.dir, index, self.identity, true) {
+            Ok(segment) => Ok(self.window_insert(index, Arc::new(segment))),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                let _guard = self.lock()?;
-                retention::check_room_for_segment(self, index)?;
-                retention::create_segment(self, index)?
+                self.create_segment(index)
             }
-            Err(other) => return Err(other),
-        };
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Creates segment `index`, from a spare when this handle has one. One
+    /// thread of the handle at a time: a publisher reaching a segment the
+    /// housekeeper is building waits for it rather than building another.
+    fn create_segment(&self, index: u64) -> Result<Arc<Segment>> {
+        let _one_at_a_time = self.segment_creation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(segment) = self.window_get(index) {
+            return Ok(segment);
+        }
+        let rebuilt = retention::rebuilt_spare(self, index);
+        let _guard = self.lock()?;
+        if let Err(no_room) = retention::check_room_for_segment(self, index, rebuilt.is_some()) {
+            rebuilt.into_iter().for_each(|spare| retention::return_spare(self, spare));
+            return Err(no_room);
+        }
+        let segment = retention::create_segment(self, index, rebuilt)?;
         Ok(self.window_insert(index, Arc::new(segment)))
     }
 

@@ -141,6 +141,22 @@ impl MappedFile {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(offset), data.len()) }
     }
 
+    /// Renames the mapped file to `dir/name` unless that exists (`Ok(false)`,
+    /// nothing changed): how a recycled file, rebuilt under a spare name,
+    /// takes its place without replacing anything.
+    pub fn rename_noclobber(&mut self, dir: &Path, name: &str) -> Result<bool> {
+        let final_path = dir.join(name);
+        let (cwd, no_replace) = (rustix::fs::CWD, rustix::fs::RenameFlags::NOREPLACE);
+        match rustix::fs::renameat_with(cwd, &self.path, cwd, &final_path, no_replace) {
+            Ok(()) => {
+                self.path = final_path;
+                Ok(true)
+            }
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(Error::io(&final_path, "rename", e.into())),
+        }
+    }
+
     /// Zeroes `len` bytes at `offset` (the caller owns the range).
     pub fn zero(&self, offset: usize, len: usize) {
         assert!(self.writable && offset + len <= self.map.len(), "zero past the end of the mapping");
@@ -221,32 +237,6 @@ pub fn create_file(
         }
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(Error::io(&final_path, "link", e.error)),
-    }
-}
-
-/// Gives `spare`, a file of exactly `len` bytes that nobody else writes, the
-/// name `dir/name` after `init` has rebuilt its contents: `create_file`
-/// without allocating, for recycling a file whose blocks and page-cache pages
-/// already exist. Returns `Ok(None)`, leaving `spare` as it was named, when
-/// `name` exists already.
-pub fn reuse_file(
-    spare: &Path,
-    dir: &Path,
-    name: &str,
-    len: u64,
-    init: impl FnOnce(&MappedFile) -> Result<()>,
-) -> Result<Option<MappedFile>> {
-    let mut mapped = MappedFile::open(spare, true, Some(len))?;
-    init(&mapped)?;
-    let final_path = dir.join(name);
-    let (cwd, no_replace) = (rustix::fs::CWD, rustix::fs::RenameFlags::NOREPLACE);
-    match rustix::fs::renameat_with(cwd, spare, cwd, &final_path, no_replace) {
-        Ok(()) => {
-            mapped.path = final_path;
-            Ok(Some(mapped))
-        }
-        Err(rustix::io::Errno::EXIST) => Ok(None),
-        Err(e) => Err(Error::io(&final_path, "rename", e.into())),
     }
 }
 

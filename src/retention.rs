@@ -22,7 +22,7 @@ use crate::cursor::{self, CursorFile};
 use crate::error::{Error, OfferError, Result};
 use crate::journal::Inner;
 use crate::meta::{Level, Meta};
-use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
+use crate::segment::{self, RebuiltSpare, SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, Stats};
 
 /// A snapshot of how full the journal is.
@@ -201,14 +201,16 @@ pub(crate) fn no_room(inner: &Inner, error: Error) -> OfferError {
 /// capacity, or when retention has already deleted it (a handle that looked
 /// at the tail a while ago must not bring an old segment back). The caller
 /// holds the lock.
-pub(crate) fn check_room_for_segment(inner: &Inner, index: u64) -> Result<()> {
+pub(crate) fn check_room_for_segment(inner: &Inner, index: u64, from_spare: bool) -> Result<()> {
     let fill = Fill::read(&inner.meta);
     let first_index = fill.first_base / inner.segment_size();
     if index < first_index {
         let first = inner.meta.first_position().load(Ordering::Acquire);
         return Err(Error::Lost { from: index * inner.segment_size(), to: first });
     }
-    let files = index - first_index + 1;
+    // Spare files hold disk too, except the one this segment is made from.
+    let spares = spare_files(&inner.dir)?.saturating_sub(u64::from(from_spare));
+    let files = index - first_index + 1 + spares;
     if files.saturating_mul(inner.segment_size()) > fill.capacity.max(2 * inner.segment_size()) {
         return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
     }
@@ -359,24 +361,40 @@ fn retire_as_spare(inner: &Inner, index: u64, path: &Path, keep: usize) -> bool 
     true
 }
 
-/// Creates segment `index`, from a spare when there is one (the caller holds
-/// the lock and has checked the room).
-pub(crate) fn create_segment(inner: &Inner, index: u64) -> Result<Segment> {
+/// A spare rebuilt as segment `index`, if there is one. Called before
+/// taking the journal lock: the memset is the slow part.
+pub(crate) fn rebuilt_spare(inner: &Inner, index: u64) -> Option<RebuiltSpare> {
     while let Some(spare) = take_spare(inner) {
-        match Segment::create_from_spare(&inner.dir, &spare, index, inner.identity) {
-            Ok(Some(segment)) => return Ok(segment),
-            Ok(None) => {
-                // Another handle created it first: keep the spare for later.
-                if let Ok(mut recycling) = inner.recycling.lock() {
-                    recycling.spares.push_front(spare);
-                }
-                return Segment::open(&inner.dir, index, inner.identity, true);
-            }
+        match RebuiltSpare::new(&spare, index, inner.identity) {
+            Ok(rebuilt) => return Some(rebuilt),
             // A spare that cannot be reused is dropped; try the next.
             Err(_) => drop(std::fs::remove_file(&spare)),
         }
     }
-    Segment::create(&inner.dir, index, inner.identity, inner.file_mode)
+    None
+}
+
+/// Puts a spare that was not used back into the pool.
+pub(crate) fn return_spare(inner: &Inner, spare: RebuiltSpare) {
+    if let Ok(mut recycling) = inner.recycling.lock() {
+        recycling.spares.push_front(spare.path().to_path_buf());
+    }
+}
+
+/// Creates segment `index`, from `rebuilt` when there is one (the caller
+/// holds the lock and has checked the room).
+pub(crate) fn create_segment(inner: &Inner, index: u64, rebuilt: Option<RebuiltSpare>) -> Result<Segment> {
+    let Some(rebuilt) = rebuilt else {
+        return Segment::create(&inner.dir, index, inner.identity, inner.file_mode);
+    };
+    match rebuilt.install(&inner.dir)? {
+        Ok(segment) => Ok(segment),
+        Err(rebuilt) => {
+            // Another handle created it first: keep the spare for later.
+            return_spare(inner, rebuilt);
+            Segment::open(&inner.dir, index, inner.identity, true)
+        }
+    }
 }
 
 fn take_spare(inner: &Inner) -> Option<PathBuf> {
@@ -418,6 +436,9 @@ fn make_room(inner: &Inner) -> Result<(), OfferError> {
     }
     drop(guard);
     recompute_limits(inner);
+    // There is room again: the housekeeper can prepare the next segments
+    // before the publisher reaches them, instead of at its next tick.
+    inner.wake_housekeeper();
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Word0};
-use crate::mapped::{MappedFile, create_file, put_u32, put_u64, reuse_file};
+use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
 use crate::meta::FORMAT_VERSION;
 
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
@@ -71,31 +71,6 @@ impl Segment {
             Some(file) => Ok(Segment { index, base, file, populated: Once::new() }),
             None => Segment::open(dir, index, identity, true),
         }
-    }
-
-    /// Creates segment `index` from `spare`, a retired segment file of this
-    /// journal: faulted in, zeroed and given its new header through one
-    /// mapping, then renamed into place. Its blocks and pages already exist,
-    /// so this costs a memset where a new file costs allocating them.
-    /// `Ok(None)` if segment `index` exists already (`spare` is left as is).
-    pub fn create_from_spare(
-        dir: &Path,
-        spare: &Path,
-        index: u64,
-        identity: SegmentIdentity,
-    ) -> Result<Option<Segment>> {
-        let base = index * identity.segment_size;
-        let reused = reuse_file(spare, dir, &file_name(base), identity.segment_size, |file| {
-            let _ = file.populate_for_write(); // one call instead of a fault per page
-            file.zero(0, file.len());
-            file.write(0, &header_bytes(base, identity));
-            Ok(())
-        })?;
-        Ok(reused.map(|file| {
-            let segment = Segment { index, base, file, populated: Once::new() };
-            segment.populated.call_once(|| {});
-            segment
-        }))
     }
 
     /// Maps segment `index` and checks its size and header.
@@ -168,6 +143,42 @@ impl Segment {
                 let _ = self.file.populate_for_write();
             }
         });
+    }
+}
+
+/// A retired segment file rebuilt as segment `index` (faulted in, zeroed,
+/// new header) but still under its spare name; `install` puts it in place.
+/// Its blocks and pages already exist, so building it costs a memset where
+/// a new file costs allocating them.
+pub struct RebuiltSpare {
+    index: u64,
+    base: u64,
+    file: MappedFile,
+}
+
+impl RebuiltSpare {
+    pub fn new(spare: &Path, index: u64, identity: SegmentIdentity) -> Result<RebuiltSpare> {
+        let file = MappedFile::open(spare, true, Some(identity.segment_size))?;
+        let base = index * identity.segment_size;
+        let _ = file.populate_for_write(); // one call instead of a fault per page
+        file.zero(0, file.len());
+        file.write(0, &header_bytes(base, identity));
+        Ok(RebuiltSpare { index, base, file })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Renames it to its segment's name; gives it back when that segment
+    /// exists already (another handle created it).
+    pub fn install(mut self, dir: &Path) -> Result<std::result::Result<Segment, RebuiltSpare>> {
+        if !self.file.rename_noclobber(dir, &file_name(self.base))? {
+            return Ok(Err(self));
+        }
+        let segment = Segment { index: self.index, base: self.base, file: self.file, populated: Once::new() };
+        segment.populated.call_once(|| {});
+        Ok(Ok(segment))
     }
 }
 
