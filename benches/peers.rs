@@ -69,14 +69,18 @@ fn backwater(dir: &Path, n: u64, setup: Setup) -> Timing {
         }
     }
     let append = start.elapsed();
-    let mut consumer = journal.anonymous_consumer();
+    Timing { append, read: read_back(&mut journal.anonymous_consumer(), n) }
+}
+
+/// Times reading `n` records through `consumer` (CRC checked).
+fn read_back(consumer: &mut backwater::Consumer, n: u64) -> Duration {
     let (mut read, mut sum) = (0u64, 0u64);
     let start = Instant::now();
     while read < n {
         read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096).unwrap() as u64;
     }
     std::hint::black_box(sum);
-    Timing { append, read: start.elapsed() }
+    start.elapsed()
 }
 
 /// backwater in its steady state: an `ExclusivePublisher` appending into a
@@ -111,13 +115,7 @@ fn backwater_ring(dir: &Path, n: u64) -> Timing {
     let append = start.elapsed();
     let mut consumer = journal.anonymous_consumer();
     consumer.seek(Seek::Position(first)).unwrap();
-    let (mut read, mut sum) = (0u64, 0u64);
-    let start = Instant::now();
-    while read < n {
-        read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096).unwrap() as u64;
-    }
-    std::hint::black_box(sum);
-    Timing { append, read: start.elapsed() }
+    Timing { append, read: read_back(&mut consumer, n) }
 }
 
 fn khata(dir: &Path, n: u64) -> Timing {
