@@ -31,6 +31,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A single appending thread can take `Journal::exclusive_publisher` instead:
+//! the same contract with no locked instruction per record, and consumed
+//! segments recycled as the next ones.
+//!
 //! The on-disk format is documented byte by byte in `docs/FORMAT.md`.
 
 mod config;

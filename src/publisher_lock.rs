@@ -17,7 +17,7 @@ use rustix::fs::FlockOperation;
 use crate::error::{Error, Result};
 use crate::idle::Idle;
 use crate::journal::{Inner, open_lock_file};
-use crate::recovery;
+use crate::{recovery, retention};
 
 pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";
 
@@ -84,6 +84,8 @@ fn settle_after_dead_exclusive(inner: &Inner) -> Result<()> {
     let _guard = inner.lock()?;
     if inner.meta.exclusive_pid().load(Ordering::Acquire) != 0 {
         recovery::settle_tail(inner)?;
+        // Only the exclusive publisher's handle keeps spares: they were its.
+        retention::remove_spare_files(&inner.dir)?;
         inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
     Ok(())

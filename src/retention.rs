@@ -135,8 +135,22 @@ fn disk_bytes(inner: &Inner) -> Result<u64> {
 
 /// Spare segment files in the directory, any handle's.
 fn spare_files(dir: &Path) -> Result<u64> {
+    Ok(spare_paths(dir)?.len() as u64)
+}
+
+fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
-    Ok(entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX)).count() as u64)
+    let spares = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX));
+    Ok(spares.map(|e| e.path()).collect())
+}
+
+/// Unlinks the spare files a dead exclusive publisher's process left, so
+/// they stop holding disk (and capacity) before the next lone open.
+pub(crate) fn remove_spare_files(dir: &Path) -> Result<()> {
+    for spare in spare_paths(dir)? {
+        let _ = std::fs::remove_file(spare);
+    }
+    Ok(())
 }
 
 /// The slow path of a claim that would pass its limit: recompute, apply the

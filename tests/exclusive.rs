@@ -154,12 +154,16 @@ fn the_next_publisher_settles_what_a_dead_exclusive_publisher_left_past_the_tail
     let raw_tail = u64::from_le_bytes(common::read_at(&meta, 128, 8).try_into().unwrap());
     common::write_at(&meta, 128, &(raw_tail - 64).to_le_bytes());
     common::write_at(&meta, 144, &u64::from(std::process::id()).to_le_bytes());
+    // And a spare segment file it was keeping for reuse.
+    let spare = dir.path().join(".tmp-spare-9");
+    std::fs::write(&spare, vec![0u8; SEGMENT as usize]).unwrap();
 
     let journal = open(dir.path());
     assert!(journal.recovery_report().is_none(), "recovery must not have run");
     assert_eq!(journal.tail_position(), tail);
     let after = journal.publisher().offer(b"after").unwrap();
     assert_eq!(after, tail + 64, "the committed frame past the tail word is kept");
+    assert!(!spare.exists(), "the dead publisher's spare is removed");
     let payloads: Vec<Vec<u8>> =
         common::drain(&mut journal.anonymous_consumer()).unwrap().into_iter().map(|(_, p)| p).collect();
     assert_eq!(payloads, [&b"first"[..], b"committed, tail not moved", b"after"]);
