@@ -349,3 +349,72 @@ fn spare_files_a_crash_left_are_removed_by_the_next_open() {
     assert!(journal.recovery_report().is_some());
     assert!(!spare.exists(), "a stale spare is removed when the journal opens alone");
 }
+
+/// Exclusive writers killed at random in a small `DropOldest` ring, so each
+/// recycles segments, dies holding spares and a torn tail, and the next
+/// settles them; the reader falls behind on purpose and is told what it
+/// lost, never handed a damaged or repeated record.
+#[test]
+fn killed_exclusive_writers_in_a_recycling_ring_never_hand_a_reader_a_bad_record() {
+    const BUDGET: u64 = 24 * SEGMENT;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        Config::default().segment_size(SEGMENT).max_disk_bytes(BUDGET).min_free_disk(0).when_full(WhenFull::DropOldest);
+    let watcher = Journal::open(dir.path(), config).unwrap();
+    let mut consumer = watcher.anonymous_consumer();
+    let mut last_seen: HashMap<u32, u64> = HashMap::new();
+    let (mut lost_reports, mut records, mut spares_seen) = (0, 0u64, 0);
+    let mut rng = common::Rng(17);
+    for round in 1..=15u32 {
+        let mut victim = exclusive_writer(dir.path(), round);
+        // Two to five times round the ring, then a kill at a random point.
+        let target = watcher.tail_position() + (48 + rng.below(72)) * SEGMENT + rng.below(SEGMENT);
+        while watcher.tail_position() < target {
+            assert!(victim.try_wait().unwrap().is_none(), "the victim exited early");
+            std::thread::yield_now();
+        }
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        spares_seen += std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-spare-"))
+            .count();
+        watcher.publisher().append(b"checkpoint").unwrap();
+        loop {
+            let polled = consumer.poll(
+                |record| {
+                    let payload = record.payload();
+                    if payload == b"checkpoint" {
+                        return;
+                    }
+                    let id = u32::from_le_bytes(payload[..4].try_into().unwrap());
+                    let seq = u64::from_le_bytes(payload[4..12].try_into().unwrap());
+                    if let Some(&previous) = last_seen.get(&id) {
+                        assert!(seq > previous, "writer {id}: {seq} after {previous}");
+                    }
+                    last_seen.insert(id, seq);
+                    records += 1;
+                },
+                4096,
+            );
+            match polled {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Error::Lost { .. }) => lost_reports += 1,
+                Err(other) => panic!("round {round}: {other}"),
+            }
+        }
+        let stats = watcher.stats();
+        assert!(stats.disk_bytes <= BUDGET, "round {round}: disk {} over {BUDGET}", stats.disk_bytes);
+    }
+    assert!(
+        lost_reports > 0 && records > 0,
+        "the ring wrapped under the reader ({lost_reports} losses, {records} records)"
+    );
+    assert!(spares_seen > 0, "the killed writers were recycling segments");
+    eprintln!("{lost_reports} losses, {records} records, {spares_seen} spares left by killed writers");
+    drop((consumer, watcher));
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
