@@ -46,7 +46,7 @@ pub enum Error {
     ReadOnly { path: PathBuf },
     /// A `Publisher` appended while an `ExclusivePublisher` (in process `pid`)
     /// has the journal's appends to itself.
-    ExclusivelyPublished { path: PathBuf, pid: u64 },
+    ExclusivelyPublished { path: PathBuf, pid: u32 },
     /// `exclusive_publisher` while `Publisher`s (in this process or another)
     /// append to the journal.
     PublishersActive { path: PathBuf },

@@ -188,7 +188,9 @@ impl Journal {
     }
 
     /// A new publisher handle (cheap; clone it freely). Publishers in any
-    /// number of threads and processes append at once.
+    /// number of threads and processes append at once; while an
+    /// `ExclusivePublisher` exists their appends fail with
+    /// `Error::ExclusivelyPublished`.
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
     }

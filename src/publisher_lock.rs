@@ -94,7 +94,9 @@ fn settle_after_dead_exclusive(inner: &Inner) -> Result<()> {
 fn conflict(inner: &Inner, mode: Mode) -> Error {
     let path = inner.dir.clone();
     match mode {
-        Mode::Shared => Error::ExclusivelyPublished { path, pid: inner.meta.exclusive_pid().load(Ordering::Acquire) },
+        Mode::Shared => {
+            Error::ExclusivelyPublished { path, pid: inner.meta.exclusive_pid().load(Ordering::Acquire) as u32 }
+        }
         Mode::Exclusive => Error::PublishersActive { path },
     }
 }

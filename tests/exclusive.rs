@@ -41,6 +41,8 @@ fn records_come_back_in_order_across_rollovers_and_are_counted() {
     let read = common::drain(&mut journal.anonymous_consumer()).unwrap();
     assert_eq!(read, expected);
     assert_eq!(journal.stats().appended, expected.len() as u64);
+    // It can be handed to another thread (appends take `&mut self`).
+    let publisher = std::thread::spawn(move || publisher).join().unwrap();
     drop(publisher);
     // A later shared publisher continues right after.
     let next = journal.publisher().offer(b"after").unwrap();
@@ -63,7 +65,7 @@ fn an_exclusive_publisher_and_shared_publishers_keep_each_other_out() {
     assert_eq!(journal.stats().exclusive_publisher, Some(std::process::id()));
     let refused = idle.offer(b"theirs").unwrap_err();
     assert!(
-        matches!(refused, OfferError::Failed(Error::ExclusivelyPublished { pid, .. }) if pid == u64::from(std::process::id()))
+        matches!(refused, OfferError::Failed(Error::ExclusivelyPublished { pid, .. }) if pid == std::process::id())
     );
     // Another handle on the same journal is kept out the same way.
     let other = open(dir.path());
