@@ -168,6 +168,12 @@ impl Journal {
             inner.ensure_first_segment()?;
         }
         retention::refresh(&inner)?;
+        // The first appends land in the tail's segment: fault it in now, so
+        // they do not race the housekeeper for its pages (best effort).
+        let (tail_index, _) = inner.meta.tail.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
+        if let Ok(segment) = inner.write_segment(tail_index) {
+            segment.populate();
+        }
         housekeeper::start(&inner.inner);
         Ok(Journal { inner })
     }
