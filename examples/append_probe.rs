@@ -8,6 +8,9 @@
 //! `append_probe rollover [N]`: 1 MiB segments in a 64 MiB `DropOldest`
 //! ring, a rollover every ~11k records (creating, preparing and deleting
 //! segments included).
+//! `append_probe ring [N]`: an `ExclusivePublisher` in a 512 MiB `DropOldest`
+//! ring of 64 MiB segments that has already wrapped, so every segment it
+//! writes is recycled (the steady state).
 use backwater::{Config, Journal, WhenFull};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,8 +28,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir.path(),
             config.segment_size(1 << 20).max_disk_bytes(64 << 20).when_full(WhenFull::DropOldest),
         )?,
-        other => return Err(format!("mode '{other}': use resident, exclusive or rollover").into()),
+        "ring" => Journal::open(
+            dir.path(),
+            config.segment_size(64 << 20).max_disk_bytes(512 << 20).when_full(WhenFull::DropOldest).segments_ahead(2),
+        )?,
+        other => return Err(format!("mode '{other}': use resident, exclusive, rollover or ring").into()),
     };
+    if mode == "ring" {
+        let mut publisher = journal.exclusive_publisher()?;
+        while journal.tail_position() < 768 << 20 {
+            publisher.offer(&[7u8; 64])?; // wrap the ring once and a half first
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            publisher.offer(&[7u8; 64])?;
+        }
+        report(&mode, n, start.elapsed());
+        return Ok(());
+    }
     let start = std::time::Instant::now();
     if mode == "exclusive" {
         let mut publisher = journal.exclusive_publisher()?;
