@@ -176,6 +176,16 @@ fn the_next_publisher_settles_what_a_dead_exclusive_publisher_left_past_the_tail
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
 
+/// SIGKILLs `victim` once the journal's tail has passed `target`.
+fn kill_at(victim: &mut Child, journal: &Journal, target: u64) {
+    while journal.tail_position() < target {
+        assert!(victim.try_wait().unwrap().is_none(), "the victim exited early");
+        std::thread::yield_now();
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
 /// An exclusive writer whose record size depends on `id`, so that each one
 /// lands on a torn frame of another length than its own.
 fn exclusive_writer(dir: &Path, id: u32) -> Child {
@@ -200,15 +210,10 @@ fn exclusive_writers_killed_mid_append_lose_nothing_committed() {
     let mut rng = common::Rng(5);
     for round in 1..=40u32 {
         let mut victim = exclusive_writer(dir.path(), round);
-        // Kill it at a random point of its run (not while it waits on a full
+        // Killed at a random point of its run (not while it waits on a full
         // pipe: its reports are few and read after the kill).
         let target = watcher.tail_position() + (4 + rng.below(16)) * SEGMENT + rng.below(SEGMENT);
-        while watcher.tail_position() < target {
-            assert!(victim.try_wait().unwrap().is_none(), "the victim exited early");
-            std::thread::yield_now();
-        }
-        victim.kill().unwrap();
-        victim.wait().unwrap();
+        kill_at(&mut victim, &watcher, target);
         let reports = BufReader::new(victim.stdout.take().unwrap()).lines().map_while(Result::ok);
         let last =
             reports.filter_map(|line| line.strip_prefix("committed ").and_then(|s| s.parse::<u64>().ok())).last();
@@ -371,12 +376,7 @@ fn killed_exclusive_writers_in_a_recycling_ring_never_hand_a_reader_a_bad_record
         let mut victim = exclusive_writer(dir.path(), round);
         // Two to five times round the ring, then a kill at a random point.
         let target = watcher.tail_position() + (48 + rng.below(72)) * SEGMENT + rng.below(SEGMENT);
-        while watcher.tail_position() < target {
-            assert!(victim.try_wait().unwrap().is_none(), "the victim exited early");
-            std::thread::yield_now();
-        }
-        victim.kill().unwrap();
-        victim.wait().unwrap();
+        kill_at(&mut victim, &watcher, target);
         spares_seen += std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
