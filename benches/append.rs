@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use backwater::{Config, Journal, WhenFull};
+use backwater::{Config, Journal, OfferError, WhenFull};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn journal(dir: &std::path::Path) -> Journal {
@@ -16,6 +16,15 @@ fn journal(dir: &std::path::Path) -> Journal {
         .min_free_disk(0)
         .when_full(WhenFull::DropOldest);
     Journal::open(dir, config).expect("open journal")
+}
+
+/// How long `iters` calls of `offer` take.
+fn timed(iters: u64, mut offer: impl FnMut() -> Result<u64, OfferError>) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        offer().expect("offer");
+    }
+    start.elapsed()
 }
 
 fn append(c: &mut Criterion) {
@@ -28,13 +37,7 @@ fn append(c: &mut Criterion) {
         let payload = vec![0x42u8; size];
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("offer/{size}B"), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    publisher.offer(&payload).expect("offer");
-                }
-                start.elapsed()
-            })
+            b.iter_custom(|iters| timed(iters, || publisher.offer(&payload)))
         });
     }
     {
@@ -43,13 +46,7 @@ fn append(c: &mut Criterion) {
         let mut publisher = journal.exclusive_publisher().expect("exclusive publisher");
         let payload = [0x42u8; 64];
         group.bench_function("exclusive_offer/64B", |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    publisher.offer(&payload).expect("offer");
-                }
-                start.elapsed()
-            })
+            b.iter_custom(|iters| timed(iters, || publisher.offer(&payload)))
         });
     }
     let dir = tempfile::tempdir().expect("tempdir");

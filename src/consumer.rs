@@ -151,8 +151,11 @@ impl Consumer {
                     None => break,
                 }
             }
-            let Some(segment) = self.segment.clone() else { break };
+            // Taken out while reading (no refcount change per poll); an error
+            // leaves it out, and the next poll maps whatever is current.
+            let Some(segment) = self.segment.take() else { break };
             let (read, more) = self.read_in_segment(&segment, &mut handler, limit - count)?;
+            self.segment = Some(segment);
             count += read;
             if !more {
                 break;

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, OfferError, Result};
-use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
+use crate::frame::{self, HEADER_LEN};
 use crate::journal::Shared;
 use crate::meta::TailCodec;
-use crate::publisher::{count_refusal, header_fields, wait_while_back_pressured};
+use crate::publisher::{committed_word, count_refusal, header_fields, wait_while_back_pressured};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
@@ -50,7 +50,7 @@ impl ExclusivePublisher {
         let codec = inner.meta.tail;
         let (index, offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
         let segment = inner.write_segment(index)?;
-        let owner = inner.process_slot.map_or(0, |slot| slot as u16 + 1);
+        let owner = inner.owner_tag();
         let segment_len = inner.segment_size() as usize;
         let offset = (offset as usize).min(segment_len);
         let appended = inner.meta.appended().load(Ordering::Acquire);
@@ -99,12 +99,7 @@ impl ExclusivePublisher {
         }
         let aligned = frame::aligned_frame_len(payload.len());
         let position = self.room_for(priority, aligned)?;
-        let word = Word0 {
-            length: (HEADER_LEN + payload.len()) as i32,
-            frame_type: TYPE_DATA,
-            flags: frame::priority_flags(priority),
-            owner: self.owner,
-        };
+        let word = committed_word(priority, payload.len(), self.owner);
         let (segment, offset) = (&self.segment, self.offset);
         let fields = header_fields(position, frame::crc(payload));
         let file = segment.file();
@@ -137,12 +132,7 @@ impl ExclusivePublisher {
     fn room_for(&mut self, priority: Priority, aligned: usize) -> Result<u64, OfferError> {
         loop {
             let position = self.tail_position();
-            let meta = &self.inner.meta;
-            let limit = match priority {
-                Priority::Normal => meta.normal_limit(),
-                Priority::Low => meta.low_limit(),
-            };
-            if position + aligned as u64 > limit.load(Ordering::Relaxed) {
+            if position + aligned as u64 > self.inner.meta.limit(priority).load(Ordering::Relaxed) {
                 retention::at_limit(&self.inner, priority, aligned as u64)?;
                 continue;
             }

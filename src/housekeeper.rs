@@ -8,7 +8,6 @@
 //! wake it at every rollover.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -40,7 +39,7 @@ fn run(inner: Arc<Inner>) {
         }
         // Errors are retried next tick; publishers see their effect (e.g.
         // back-pressure when no segment can be allocated) on their own path.
-        let _ = prepare_ahead(&inner);
+        let _ = prepare(&inner, inner.segments_ahead);
         if last_refresh.is_none_or(|at| at.elapsed() >= TICK) {
             last_refresh = Some(Instant::now());
             let _ = retention::refresh(&inner);
@@ -51,12 +50,10 @@ fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Makes sure the tail's segment and `segments_ahead` more are mapped and
-/// faulted in.
-pub(crate) fn prepare_ahead(inner: &Inner) -> Result<()> {
-    let raw = inner.meta.raw_tail().load(Ordering::Acquire);
-    let (tail_index, _) = inner.meta.tail.unpack(raw);
-    for index in tail_index..=tail_index + inner.segments_ahead {
+/// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
+pub(crate) fn prepare(inner: &Inner, ahead: u64) -> Result<()> {
+    let tail_index = inner.meta.tail_index();
+    for index in tail_index..=tail_index + ahead {
         inner.write_segment(index)?.populate();
     }
     Ok(())

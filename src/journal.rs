@@ -170,10 +170,7 @@ impl Journal {
         retention::refresh(&inner)?;
         // The first appends land in the tail's segment: fault it in now, so
         // they do not race the housekeeper for its pages (best effort).
-        let (tail_index, _) = inner.meta.tail.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
-        if let Ok(segment) = inner.write_segment(tail_index) {
-            segment.populate();
-        }
+        let _ = housekeeper::prepare(&inner, 0);
         housekeeper::start(&inner.inner);
         Ok(Journal { inner })
     }
@@ -285,7 +282,7 @@ impl Journal {
     /// for a publisher whose first burst must run at memory speed.
     pub fn prepare(&self) -> Result<()> {
         self.inner.require_writable()?;
-        housekeeper::prepare_ahead(&self.inner)
+        housekeeper::prepare(&self.inner, self.inner.segments_ahead)
     }
 
     /// Counters and levels for monitoring (shared by every process).
@@ -430,6 +427,12 @@ impl Inner {
         self.lock_file.is_some()
     }
 
+    /// What frames appended through this handle carry as their owner: its
+    /// slot in the process table + 1 (0 when the table was full).
+    pub fn owner_tag(&self) -> u16 {
+        self.process_slot.map_or(0, |slot| slot as u16 + 1)
+    }
+
     pub fn require_writable(&self) -> Result<()> {
         if self.writable() { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
     }
@@ -494,7 +497,7 @@ impl Inner {
     /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
     pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
         let Ok(mut window) = self.window.lock() else { return segment };
-        let tail_index = self.meta.tail.unpack(self.meta.raw_tail().load(Ordering::Acquire)).0;
+        let tail_index = self.meta.tail_index();
         window.retain(|&i, _| i + 1 >= tail_index.min(index));
         Arc::clone(window.entry(index).or_insert(segment))
     }
@@ -502,7 +505,7 @@ impl Inner {
     /// Creates segment 0 of a new journal, or the tail's segment if it is
     /// missing (the caller holds the lock).
     fn ensure_first_segment(&self) -> Result<()> {
-        let (tail_index, _) = self.meta.tail.unpack(self.meta.raw_tail().load(Ordering::Acquire));
+        let tail_index = self.meta.tail_index();
         if !segment::path_of(&self.dir, tail_index, self.segment_size()).exists() {
             let created = Segment::create(&self.dir, tail_index, self.identity, self.file_mode)?;
             self.window_insert(tail_index, Arc::new(created));

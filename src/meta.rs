@@ -243,6 +243,20 @@ impl Meta {
         self.tail.position(self.raw_tail().load(Ordering::Acquire))
     }
 
+    /// The index of the segment the tail is in.
+    pub fn tail_index(&self) -> u64 {
+        self.tail.unpack(self.raw_tail().load(Ordering::Acquire)).0
+    }
+
+    /// The publication limit for records of `priority`.
+    #[inline]
+    pub fn limit(&self, priority: crate::Priority) -> &AtomicU64 {
+        match priority {
+            crate::Priority::Normal => self.normal_limit(),
+            crate::Priority::Low => self.low_limit(),
+        }
+    }
+
     #[inline]
     pub fn appended(&self) -> &AtomicU64 {
         self.file.atomic_u64(APPENDED_AT)

@@ -313,7 +313,7 @@ impl Publisher {
     }
 
     fn owner(&self) -> u16 {
-        self.inner.process_slot.map_or(0, |slot| slot as u16 + 1)
+        self.inner.owner_tag()
     }
 
     fn count_refusal(&self, error: &OfferError) {
@@ -328,10 +328,7 @@ impl Publisher {
     #[inline]
     fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
         let meta = &self.inner.meta;
-        let limit_word = match priority {
-            Priority::Normal => meta.normal_limit(),
-            Priority::Low => meta.low_limit(),
-        };
+        let limit_word = meta.limit(priority);
         loop {
             let limit = limit_word.load(Ordering::Relaxed);
             if self.codec.position(meta.raw_tail().load(Ordering::Relaxed)) + aligned as u64 > limit {
@@ -414,9 +411,15 @@ pub(crate) fn wait_while_back_pressured(
 }
 
 /// The header word of a claimed, uncommitted frame.
-pub(crate) fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+    let committed = committed_word(priority, payload_len, owner);
+    Word0 { length: -committed.length, ..committed }
+}
+
+/// The header word of a committed data frame.
+pub(crate) fn committed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
     Word0 {
-        length: -((HEADER_LEN + payload_len) as i32),
+        length: (HEADER_LEN + payload_len) as i32,
         frame_type: TYPE_DATA,
         flags: frame::priority_flags(priority),
         owner,

@@ -129,7 +129,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
         // No segment at all: an empty journal starting at the tail's segment
         // (positions only grow, so the tail's index is kept).
-        let (tail_index, _) = inner.meta.tail.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
+        let tail_index = inner.meta.tail_index();
         inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, SEGMENT_HEADER_LEN), Ordering::Release);
         inner.meta.first_position().store(tail_index * size + SEGMENT_HEADER_LEN, Ordering::Release);
         report.tail_position = inner.meta.tail_position();

@@ -158,13 +158,8 @@ pub(crate) fn remove_spare_files(dir: &Path) -> Result<()> {
 #[cold]
 pub(crate) fn at_limit(inner: &Inner, priority: Priority, aligned: u64) -> Result<(), OfferError> {
     inner.require_writable()?;
-    let fits = |inner: &Inner| {
-        let limit = match priority {
-            Priority::Normal => inner.meta.normal_limit(),
-            Priority::Low => inner.meta.low_limit(),
-        };
-        inner.meta.tail_position() + aligned <= limit.load(Ordering::Acquire)
-    };
+    let fits =
+        |inner: &Inner| inner.meta.tail_position() + aligned <= inner.meta.limit(priority).load(Ordering::Acquire);
     recompute_limits(inner);
     if fits(inner) {
         return Ok(());
