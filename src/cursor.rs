@@ -64,7 +64,7 @@ impl CursorFile {
         let dir = cursor_dir(journal_dir);
         let path = cursor_path(journal_dir, name);
         if !path.exists() {
-            let created = create_file(&dir, &format!("{name}{SUFFIX}"), CURSOR_LEN, mode, false, |file| {
+            let created = create_file(&dir, &format!("{name}{SUFFIX}"), CURSOR_LEN, mode, |file| {
                 let mut image = [0u8; CURSOR_LEN as usize];
                 image[..8].copy_from_slice(MAGIC);
                 put_u32(&mut image, VERSION_AT, FORMAT_VERSION);

@@ -617,9 +617,7 @@ fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
             limits: config.apply_to(Limits::default()),
         };
         let mode = config.file_mode_or_default();
-        crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, true, |file| {
-            Meta::initialize(file, &new)
-        })?;
+        crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, |file| Meta::initialize(file, &new))?;
     }
     Meta::open(&path, true)
 }

@@ -322,11 +322,7 @@ fn delete_oldest(inner: &Inner, index: u64, keep: usize) -> Result<()> {
     if retire_as_spare(inner, index, &path, keep) {
         return Ok(());
     }
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&path, "delete", e)),
-    }
+    crate::mapped::remove_durably(&path).map(drop)
 }
 
 /// Consumed segment files kept to become the next segments: writing into

@@ -63,7 +63,7 @@ impl Segment {
     pub fn create(dir: &Path, index: u64, identity: SegmentIdentity, mode: u32) -> Result<Segment> {
         let base = index * identity.segment_size;
         let name = file_name(base);
-        let created = create_file(dir, &name, identity.segment_size, mode, true, |file| {
+        let created = create_file(dir, &name, identity.segment_size, mode, |file| {
             file.write(0, &header_bytes(base, identity));
             Ok(())
         })?;
@@ -163,6 +163,10 @@ impl RebuiltSpare {
         let _ = file.populate_for_write(); // one call instead of a fault per page
         file.zero(0, file.len());
         file.write(0, &header_bytes(base, identity));
+        // The new header is on the media before the file takes the new name
+        // (`install` then makes the name durable). Stale frames left in the
+        // body by a power loss carry other positions: readers reject them.
+        file.flush_range(0, crate::mapped::HEADER_PAGE)?;
         Ok(RebuiltSpare { index, base, file })
     }
 
