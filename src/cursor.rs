@@ -88,7 +88,7 @@ impl CursorFile {
         if !path.exists() {
             return Err(Error::NoSuchCursor(name.to_string()));
         }
-        crate::segment::refuse_symlink(&path)?;
+        crate::mapped::refuse_symlink(&path)?;
         let file = MappedFile::open(&path, writable, Some(CURSOR_LEN))?;
         let bytes = file.bytes();
         if &bytes[..8] != MAGIC {

@@ -54,6 +54,13 @@ pub enum Error {
     BadCursorName(String),
     /// The named cursor does not exist.
     NoSuchCursor(String),
+    /// The journal has handed out every position its tail word can hold
+    /// (2^56 bytes); it takes no more records.
+    PositionsExhausted { path: PathBuf, position: u64 },
+    /// The record at `position` was committed (readers see it) but the msync
+    /// that `Flush::Always` asks for failed: do not append it again; it may
+    /// not survive a power loss.
+    CommittedNotFlushed { position: u64, source: Box<Error> },
 }
 
 impl Error {
@@ -140,6 +147,14 @@ impl std::fmt::Display for Error {
                 write!(f, "cursor name '{name}' must be 1-64 characters of [A-Za-z0-9._-]")
             }
             Error::NoSuchCursor(name) => write!(f, "no cursor named '{name}'"),
+            Error::PositionsExhausted { path, position } => {
+                write!(f, "{} has used every position up to {position}: create a new journal", path.display())
+            }
+            Error::CommittedNotFlushed { position, source } => write!(
+                f,
+                "the record at position {position} was committed but not flushed ({source}); \
+                 do not append it again"
+            ),
         }
     }
 }
@@ -148,6 +163,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::CommittedNotFlushed { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

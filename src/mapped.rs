@@ -244,6 +244,34 @@ pub fn create_file(
     }
 }
 
+/// Opens (creating if needed) the lock file `name` in `dir`: a file that is
+/// only ever `flock`ed, never read or written.
+pub(crate) fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    refuse_symlink(&path)?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open", e))
+}
+
+/// Refuses a symlink where a journal file should be, so that a journal
+/// directory cannot be used to read or write files outside it.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::not_a_journal(
+            path,
+            "is a symbolic link; backwater does not follow links inside a journal directory",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The first page of a file: where metadata, cursor and segment files keep
 /// their headers.
 pub const HEADER_PAGE: usize = 4096;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Word0};
-use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
+use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
 use crate::meta::FORMAT_VERSION;
 
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
@@ -228,18 +228,6 @@ pub fn check_header(bytes: &[u8], path: &Path, base: u64, identity: SegmentIdent
         return Err(corrupt("segment header has another segment size".into()));
     }
     Ok(())
-}
-
-/// Refuses a symlink where a journal file should be, so that a journal
-/// directory cannot be used to read or write files outside it.
-pub fn refuse_symlink(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(Error::not_a_journal(
-            path,
-            "is a symbolic link; backwater does not follow links inside a journal directory",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The segment indexes present in `dir`, sorted (non-segment files are ignored).
