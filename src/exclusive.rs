@@ -156,7 +156,11 @@ impl ExclusivePublisher {
             self.offset = size;
             meta.raw_tail().store(self.codec.pack(index, size as u64), Ordering::Release);
         }
-        let next = self.inner.write_segment(index + 1).map_err(|e| retention::no_room(&self.inner, e))?;
+        let next = match self.inner.write_segment(index + 1) {
+            Ok(next) => next,
+            // `Ok` when room was made: the caller's loop rotates again.
+            Err(error) => return retention::rotation_failed(&self.inner, error),
+        };
         meta.raw_tail().store(self.codec.pack(index + 1, SEGMENT_HEADER_LEN), Ordering::Release);
         self.segment = next;
         self.offset = SEGMENT_HEADER_LEN as usize;

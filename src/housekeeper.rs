@@ -8,11 +8,12 @@
 //! wake it at every rollover.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::journal::Inner;
-use crate::{flush, retention};
+use crate::{flush, retention, thread_cache};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -33,6 +34,7 @@ fn run(inner: Arc<Inner>) {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
     let mut last_refresh: Option<Instant> = None;
     let mut last_flush = Instant::now();
+    let mut reclaimed_below = inner.meta.first_position().load(Ordering::Acquire);
     loop {
         if inner.stopping() {
             return;
@@ -44,9 +46,22 @@ fn run(inner: Arc<Inner>) {
             last_refresh = Some(Instant::now());
             let _ = retention::refresh(&inner);
             let _ = retention::run(&inner);
+            reclaim_deleted(&inner, &mut reclaimed_below);
+            let _ = retention::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
         std::thread::park_timeout(TICK);
+    }
+}
+
+/// After retention moved the first position, takes the deleted segments'
+/// mappings back from threads that cached them (idle ones included).
+fn reclaim_deleted(inner: &Arc<Inner>, reclaimed_below: &mut u64) {
+    let first = inner.meta.first_position().load(Ordering::Acquire);
+    if first > *reclaimed_below {
+        let first_index = first / inner.segment_size();
+        thread_cache::reclaim(inner.handle_id, |index| index < first_index);
+        *reclaimed_below = first;
     }
 }
 

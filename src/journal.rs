@@ -68,7 +68,8 @@ struct Lifetime {
 impl Drop for Lifetime {
     fn drop(&mut self) {
         self.inner.stop_housekeeper();
-        crate::publisher::forget_handle(self.inner.handle_id);
+        // No thread keeps this handle's segments mapped past its close.
+        crate::thread_cache::reclaim(self.inner.handle_id, |_| true);
     }
 }
 
@@ -81,8 +82,8 @@ impl std::ops::Deref for Shared {
 }
 
 impl Shared {
-    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
-        Arc::downgrade(&self.inner)
+    pub(crate) fn arc(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     fn new(inner: Inner) -> Shared {

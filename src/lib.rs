@@ -58,6 +58,7 @@ mod retention;
 pub mod segment;
 #[doc(hidden)]
 pub mod sync_trace;
+mod thread_cache;
 mod writers;
 
 pub use config::{

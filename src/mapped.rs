@@ -21,6 +21,9 @@ pub struct MappedFile {
     map: MmapRaw,
     path: PathBuf,
     writable: bool,
+    /// The open file (none for an anonymous mapping): kept for the `flock`
+    /// that says this mapping is in use (`Segment`).
+    file: Option<File>,
 }
 
 impl MappedFile {
@@ -49,7 +52,7 @@ impl MappedFile {
         options.len(len);
         let map = if writable { options.map_raw(&file) } else { options.map_raw_read_only(&file) };
         let map = map.map_err(|e| Error::io(path, "mmap", e))?;
-        Ok(MappedFile { map, path: path.to_path_buf(), writable })
+        Ok(MappedFile { map, path: path.to_path_buf(), writable, file: Some(file) })
     }
 
     /// An anonymous mapping holding a copy of `bytes` (for fuzzing the
@@ -58,7 +61,7 @@ impl MappedFile {
         let path = PathBuf::from("<memory>");
         let mut map = MmapOptions::new().len(bytes.len().max(1)).map_anon().map_err(|e| Error::io(&path, "mmap", e))?;
         map[..bytes.len()].copy_from_slice(bytes);
-        Ok(MappedFile { map: MmapRaw::from(map), path, writable: true })
+        Ok(MappedFile { map: MmapRaw::from(map), path, writable: true, file: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -140,6 +143,30 @@ impl MappedFile {
         // writer touches it, and readers only read it after the release store
         // of the frame's length word.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(offset), data.len()) }
+    }
+
+    /// Tries to `flock` the file (`NonBlockingLockShared` or
+    /// `NonBlockingLockExclusive`, or `LockShared` to turn an exclusive lock
+    /// into a shared one); `Ok(false)` when another holder refuses it. The
+    /// lock lasts as long as this mapping.
+    pub fn try_lock(&self, operation: rustix::fs::FlockOperation) -> Result<bool> {
+        let Some(file) = &self.file else { return Ok(true) };
+        match rustix::fs::flock(file, operation) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(e) => Err(Error::io(&self.path, "flock", e.into())),
+        }
+    }
+
+    /// Whether `path` still names the file this mapping was made from (it
+    /// may have been renamed or unlinked since).
+    pub fn still_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(file) = &self.file else { return false };
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(mapped), Ok(named)) => mapped.ino() == named.ino() && mapped.dev() == named.dev(),
+            _ => false,
+        }
     }
 
     /// Renames the mapped file to `dir/name` unless that exists (`Ok(false)`,

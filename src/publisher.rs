@@ -12,9 +12,8 @@
 //! fetch-add, one CRC, one copy, one CAS, one relaxed counter add. No lock, no
 //! syscall, no allocation.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::{Error, OfferError, Result};
@@ -24,6 +23,7 @@ use crate::journal::{Inner, Shared};
 use crate::meta::{Meta, TailCodec};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::thread_cache::with_segment;
 use crate::{Priority, retention};
 
 /// A handle for appending records. `Clone + Send + Sync`; cheap to clone.
@@ -95,52 +95,6 @@ struct Claimed {
     position: u64,
 }
 
-/// A segment a thread keeps mapped for appending through one handle.
-struct CachedSegment {
-    handle_id: u64,
-    index: u64,
-    segment: Arc<Segment>,
-    /// Lets a thread drop mappings of journals that have since been closed.
-    handle: Weak<Inner>,
-}
-
-thread_local! {
-    /// Each thread keeps the segments it appends to mapped, keyed by handle,
-    /// so the hot path finds its segment without a lock or a refcount change.
-    static SEGMENTS: RefCell<Vec<CachedSegment>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Entries kept per thread, over all handles.
-const CACHE_ENTRIES: usize = 4;
-
-fn with_segment<R>(inner: &Shared, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
-    SEGMENTS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(hit) = cache.iter().find(|e| e.handle_id == inner.handle_id && e.index == index) {
-            return Ok(f(&hit.segment));
-        }
-        let segment = inner.write_segment(index)?;
-        cache.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != inner.handle_id || e.index + 1 >= index));
-        if cache.len() >= CACHE_ENTRIES {
-            cache.remove(0);
-        }
-        let entry = CachedSegment { handle_id: inner.handle_id, index, segment, handle: inner.downgrade() };
-        cache.push(entry);
-        Ok(f(&cache[cache.len() - 1].segment))
-    })
-}
-
-/// Unmaps this thread's cached segments of a handle being closed. (Other
-/// threads drop theirs the next time they append to any journal, or when
-/// they exit: each keeps at most `CACHE_ENTRIES` mapped meanwhile.)
-pub(crate) fn forget_handle(handle_id: u64) {
-    let _ = SEGMENTS.try_with(|cache| {
-        if let Ok(mut cache) = cache.try_borrow_mut() {
-            cache.retain(|e| e.handle_id != handle_id);
-        }
-    });
-}
-
 impl Publisher {
     pub(crate) fn new(inner: Shared) -> Publisher {
         let codec = inner.meta.tail;
@@ -169,7 +123,7 @@ impl Publisher {
         let word = claimed_word(priority, payload.len(), self.owner());
         loop {
             let claimed = self.claim_range(priority, aligned)?;
-            if with_segment(&self.inner, claimed.index, |segment| write_frame(segment, claimed, word, payload))? {
+            if with_segment(self.inner.arc(), claimed.index, |segment| write_frame(segment, claimed, word, payload))? {
                 self.committed(claimed, aligned, 1)?;
                 return Ok(claimed.position);
             }
@@ -183,7 +137,7 @@ impl Publisher {
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
         if self.inner.flush_always.load(Ordering::Relaxed) {
-            with_segment(&self.inner, at.index, |segment| segment.file().flush_range(at.offset, len))?
+            with_segment(self.inner.arc(), at.index, |segment| segment.file().flush_range(at.offset, len))?
                 .map_err(|e| committed_not_flushed(at.position, e))?;
         }
         Ok(())
@@ -258,7 +212,7 @@ impl Publisher {
             let claimed = self.claim_range(Priority::Normal, total)?;
             let owner = self.owner();
             let written =
-                with_segment(&self.inner, claimed.index, |segment| write_chunk(segment, claimed, rest, owner))?;
+                with_segment(self.inner.arc(), claimed.index, |segment| write_chunk(segment, claimed, rest, owner))?;
             self.committed(claimed, total, written as u64)?;
             if written > 0 {
                 first.get_or_insert(claimed.position);
@@ -298,7 +252,7 @@ impl Publisher {
         let mut claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         let word = claimed_word(priority, len, self.owner());
         loop {
-            let segment = with_segment(&self.inner, claimed.index, Arc::clone)?;
+            let segment = with_segment(self.inner.arc(), claimed.index, Arc::clone)?;
             if write_claim_header(&segment, claimed, word, 0) {
                 return Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false });
             }
@@ -362,9 +316,12 @@ impl Publisher {
     fn trip(&self, index: u64, offset: u64) -> Result<(), OfferError> {
         if offset < self.segment_size {
             let len = (self.segment_size - offset) as usize;
-            with_segment(&self.inner, index, |segment| segment.write_padding(offset as usize, len))?;
+            with_segment(self.inner.arc(), index, |segment| segment.write_padding(offset as usize, len))?;
         }
-        self.inner.write_segment(index + 1).map_err(|e| retention::no_room(&self.inner, e))?;
+        if let Err(error) = self.inner.write_segment(index + 1) {
+            // `Ok` when room was made: the caller's loop trips again.
+            return retention::rotation_failed(&self.inner, error);
+        }
         let tail = self.inner.meta.raw_tail();
         let next = self.codec.pack(index + 1, SEGMENT_HEADER_LEN);
         let mut current = tail.load(Ordering::Acquire);

@@ -127,21 +127,80 @@ fn capacity(inner: &Inner) -> Result<u64> {
     Ok(limits.max_disk_bytes.min(from_fs))
 }
 
-/// Bytes held by segment files on disk.
+/// Bytes held by segment files on disk, including spares and deleted
+/// segments that a reader still has mapped.
 fn disk_bytes(inner: &Inner) -> Result<u64> {
     let segments = segment::list(&inner.dir, inner.segment_size())?.len() as u64;
-    Ok((segments + spare_files(&inner.dir)?) * inner.segment_size())
+    Ok((segments + parked_files(&inner.dir)?) * inner.segment_size())
 }
 
-/// Spare segment files in the directory, any handle's.
-fn spare_files(dir: &Path) -> Result<u64> {
-    Ok(spare_paths(dir)?.len() as u64)
+/// Segment-sized files that are not segments but hold disk: spares (any
+/// handle's) and retired segments.
+fn parked_files(dir: &Path) -> Result<u64> {
+    Ok((paths_named(dir, SPARE_PREFIX)?.len() + paths_named(dir, RETIRED_PREFIX)?.len()) as u64)
 }
 
 fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    paths_named(dir, SPARE_PREFIX)
+}
+
+fn paths_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
-    let spares = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX));
-    Ok(spares.map(|e| e.path()).collect())
+    let matching = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix));
+    Ok(matching.map(|e| e.path()).collect())
+}
+
+/// How deleted segments that a reader still has mapped are named until the
+/// last mapping goes (`.tmp-`: recovery removes them).
+const RETIRED_PREFIX: &str = ".tmp-retired-";
+
+/// Unlinks the file of a deleted segment, or, while a reader in any process
+/// still has it mapped (its shared `flock`), renames it `.tmp-retired-N`: its
+/// disk stays counted until `reclaim_retired` can unlink it.
+fn remove_or_retire(inner: &Inner, index: u64, path: &Path) -> Result<()> {
+    match mappings_of(path)? {
+        Mappings::Gone => Ok(()),
+        Mappings::None(_locked) => crate::mapped::remove_durably(path).map(drop),
+        Mappings::Some => {
+            let retired = inner.dir.join(format!("{RETIRED_PREFIX}{index}"));
+            std::fs::rename(path, &retired).map_err(|e| Error::io(&retired, "rename", e))?;
+            crate::mapped::sync_dir(&inner.dir)
+        }
+    }
+}
+
+/// Unlinks the retired segments no reader has mapped any more (every
+/// housekeeper tick).
+pub(crate) fn reclaim_retired(inner: &Inner) -> Result<()> {
+    for retired in paths_named(&inner.dir, RETIRED_PREFIX)? {
+        if let Mappings::None(_locked) = mappings_of(&retired)? {
+            std::fs::remove_file(&retired).map_err(|e| Error::io(&retired, "delete", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether anyone has a file mapped, by its `flock` (every `Segment` holds
+/// its file's lock shared).
+enum Mappings {
+    /// Nobody: the file, locked exclusively until dropped.
+    None(std::fs::File),
+    Some,
+    /// The file is gone.
+    Gone,
+}
+
+fn mappings_of(path: &Path) -> Result<Mappings> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Mappings::Gone),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Mappings::None(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(Mappings::Some),
+        Err(e) => Err(Error::io(path, "flock", e.into())),
+    }
 }
 
 /// Unlinks the spare files a dead exclusive publisher's process left, so
@@ -188,9 +247,11 @@ fn raise_level(inner: &Inner, level: Level) {
     }
 }
 
-/// Turns a failure to create a segment into back-pressure when it is a lack
-/// of room (budget or a full filesystem), leaving other errors as they are.
-pub(crate) fn no_room(inner: &Inner, error: Error) -> OfferError {
+/// A rotation could not create the next segment. A lack of room (budget, or
+/// a full filesystem) under a dropping policy deletes the oldest segment and
+/// asks for another try (`Ok`); under `Block` it is back-pressure. Other
+/// errors are returned as they are.
+pub(crate) fn rotation_failed(inner: &Inner, error: Error) -> Result<(), OfferError> {
     let full = match &error {
         Error::BackPressured { .. } => true,
         Error::Io { source, .. } => {
@@ -199,11 +260,31 @@ pub(crate) fn no_room(inner: &Inner, error: Error) -> OfferError {
         _ => false,
     };
     if !full {
-        return OfferError::Failed(error);
+        return Err(OfferError::Failed(error));
+    }
+    // Files the positions do not show (spares a reader still has mapped,
+    // retired segments) can fill the budget below the high watermark.
+    if inner.meta.limits().when_full != WhenFull::Block && drop_oldest_segment(inner)? {
+        return Ok(());
     }
     inner.meta.normal_limit().store(inner.meta.tail_position(), Ordering::Release);
     let fill = Fill::read(&inner.meta);
-    OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity }
+    Err(OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity })
+}
+
+/// Applies the dropping policy to the oldest segment if it is not the tail's:
+/// `true` if one went.
+fn drop_oldest_segment(inner: &Inner) -> Result<bool, OfferError> {
+    let _guard = inner.lock()?;
+    let size = inner.segment_size();
+    let oldest = segment::list(&inner.dir, size)?.first().copied();
+    match oldest {
+        Some(oldest) if oldest < inner.meta.tail_position() / size => {
+            drop_segment(inner, oldest, &inner.meta.limits())?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Refuses to create segment `index` when it would take the files past the
@@ -218,7 +299,7 @@ pub(crate) fn check_room_for_segment(inner: &Inner, index: u64, from_spare: bool
         return Err(Error::Lost { from: index * inner.segment_size(), to: first });
     }
     // Spare files hold disk too, except the one this segment is made from.
-    let spares = spare_files(&inner.dir)?.saturating_sub(u64::from(from_spare));
+    let spares = parked_files(&inner.dir)?.saturating_sub(u64::from(from_spare));
     let files = index - first_index + 1 + spares;
     // Two segments at least (the tail's and the next), the budget at most:
     // `Limits::validate` keeps the budget at two segments or more.
@@ -325,7 +406,7 @@ fn delete_oldest(inner: &Inner, index: u64, keep: usize) -> Result<()> {
     if retire_as_spare(inner, index, &path, keep) {
         return Ok(());
     }
-    crate::mapped::remove_durably(&path).map(drop)
+    remove_or_retire(inner, index, &path)
 }
 
 /// Consumed segment files kept to become the next segments: writing into
@@ -372,14 +453,24 @@ fn retire_as_spare(inner: &Inner, index: u64, path: &Path, keep: usize) -> bool 
 /// A spare rebuilt as segment `index`, if there is one. Called before
 /// taking the journal lock: the memset is the slow part.
 pub(crate) fn rebuilt_spare(inner: &Inner, index: u64) -> Option<RebuiltSpare> {
+    let mut in_use = Vec::new();
+    let mut rebuilt = None;
     while let Some(spare) = take_spare(inner) {
         match RebuiltSpare::new(&spare, index, inner.identity) {
-            Ok(rebuilt) => return Some(rebuilt),
+            Ok(Some(spare)) => {
+                rebuilt = Some(spare);
+                break;
+            }
+            // A reader is still inside it: keep it for a later rotation.
+            Ok(None) => in_use.push(spare),
             // A spare that cannot be reused is dropped; try the next.
             Err(_) => drop(std::fs::remove_file(&spare)),
         }
     }
-    None
+    if let Ok(mut recycling) = inner.recycling.lock() {
+        recycling.spares.extend(in_use);
+    }
+    rebuilt
 }
 
 /// Puts a spare that was not used back into the pool.
@@ -430,17 +521,7 @@ fn make_room(inner: &Inner) -> Result<(), OfferError> {
         if fill.ratio() < limits.watermarks.resume || oldest >= fill.tail / size {
             break;
         }
-        let cursors = open_cursors(inner)?;
-        let end = (oldest + 1) * size;
-        let slowest = slowest(&cursors);
-        if limits.when_full == WhenFull::EvictSlowest {
-            evict_holders(inner, &cursors, end)?;
-        }
-        let lost_from = slowest.unwrap_or(oldest * size).max(oldest * size);
-        inner.meta.lost_bytes().fetch_add(end.saturating_sub(lost_from), Ordering::Relaxed);
-        persist_cursors(inner, &cursors)?;
-        // The ring grows back to the high watermark: every file is reused.
-        delete_oldest(inner, oldest, usize::MAX)?;
+        drop_segment(inner, oldest, &limits)?;
     }
     drop(guard);
     recompute_limits(inner);
@@ -448,6 +529,24 @@ fn make_room(inner: &Inner) -> Result<(), OfferError> {
     // before the publisher reaches them, instead of at its next tick.
     inner.wake_housekeeper();
     Ok(())
+}
+
+/// Deletes the oldest segment `oldest` under `DropOldest` or `EvictSlowest`,
+/// counting what unread data went and evicting its holders (the caller
+/// holds the lock).
+fn drop_segment(inner: &Inner, oldest: u64, limits: &Limits) -> Result<()> {
+    let size = inner.segment_size();
+    let cursors = open_cursors(inner)?;
+    let end = (oldest + 1) * size;
+    let slowest = slowest(&cursors);
+    if limits.when_full == WhenFull::EvictSlowest {
+        evict_holders(inner, &cursors, end)?;
+    }
+    let lost_from = slowest.unwrap_or(oldest * size).max(oldest * size);
+    inner.meta.lost_bytes().fetch_add(end.saturating_sub(lost_from), Ordering::Relaxed);
+    persist_cursors(inner, &cursors)?;
+    // The ring grows back to the high watermark: every file is reused.
+    delete_oldest(inner, oldest, usize::MAX)
 }
 
 /// Detaches every attached cursor positioned before `end` (it pins the

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::fs::FlockOperation;
+
 use crate::error::{Error, Result};
 use crate::frame::{self, Word0};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
@@ -68,7 +70,11 @@ impl Segment {
             Ok(())
         })?;
         match created {
-            Some(file) => Ok(Segment { index, base, file, populated: Once::new() }),
+            Some(file) => {
+                // Nobody else can have the new file yet: this cannot be refused.
+                file.try_lock(FlockOperation::NonBlockingLockShared)?;
+                Ok(Segment { index, base, file, populated: Once::new() })
+            }
             None => Segment::open(dir, index, identity, true),
         }
     }
@@ -79,6 +85,11 @@ impl Segment {
         let path = dir.join(file_name(base));
         refuse_symlink(&path)?;
         let file = MappedFile::open(&path, writable, None)?;
+        // In use from here on: a recycler that wants this file now waits for
+        // the mapping to go. Refused: it is being rebuilt as another segment.
+        if !file.try_lock(FlockOperation::NonBlockingLockShared)? {
+            return Err(recycled(&path));
+        }
         if file.len() as u64 != identity.segment_size {
             return Err(Error::corrupt(
                 &path,
@@ -90,7 +101,10 @@ impl Segment {
                 ),
             ));
         }
-        check_header(file.bytes(), &path, base, identity)?;
+        if let Err(error) = check_header(file.bytes(), &path, base, identity) {
+            // Recycled between our open and our lock: it is another segment now.
+            return Err(if file.still_at(&path) { error } else { recycled(&path) });
+        }
         Ok(Segment { index, base, file, populated: Once::new() })
     }
 
@@ -157,8 +171,14 @@ pub struct RebuiltSpare {
 }
 
 impl RebuiltSpare {
-    pub fn new(spare: &Path, index: u64, identity: SegmentIdentity) -> Result<RebuiltSpare> {
+    /// Rebuilds `spare`, unless a reader (in any process) still has it
+    /// mapped: then `Ok(None)`, and it stays as it is, so that a payload never
+    /// changes under a handler.
+    pub fn new(spare: &Path, index: u64, identity: SegmentIdentity) -> Result<Option<RebuiltSpare>> {
         let file = MappedFile::open(spare, true, Some(identity.segment_size))?;
+        if !file.try_lock(FlockOperation::NonBlockingLockExclusive)? {
+            return Ok(None);
+        }
         let base = index * identity.segment_size;
         let _ = file.populate_for_write(); // one call instead of a fault per page
         file.zero(0, file.len());
@@ -167,7 +187,7 @@ impl RebuiltSpare {
         // (`install` then makes the name durable). Stale frames left in the
         // body by a power loss carry other positions: readers reject them.
         file.flush_range(0, crate::mapped::HEADER_PAGE)?;
-        Ok(RebuiltSpare { index, base, file })
+        Ok(Some(RebuiltSpare { index, base, file }))
     }
 
     pub fn path(&self) -> &Path {
@@ -180,10 +200,19 @@ impl RebuiltSpare {
         if !self.file.rename_noclobber(dir, &file_name(self.base))? {
             return Ok(Err(self));
         }
+        // A segment like any other now: readers may map it.
+        self.file.try_lock(FlockOperation::LockShared)?;
         let segment = Segment { index: self.index, base: self.base, file: self.file, populated: Once::new() };
         segment.populated.call_once(|| {});
         Ok(Ok(segment))
     }
+}
+
+/// What opening a segment that was recycled meanwhile reports: the segment
+/// the caller asked for is gone, as if deleted.
+fn recycled(path: &Path) -> Error {
+    let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "recycled as another segment");
+    Error::io(path, "open", gone)
 }
 
 fn header_bytes(base: u64, identity: SegmentIdentity) -> [u8; SEGMENT_HEADER_LEN as usize] {

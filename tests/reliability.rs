@@ -235,3 +235,188 @@ fn read_number(lines: &mut impl std::io::BufRead, word: &str) -> Option<u64> {
     }
     None
 }
+
+/// A ring that recycles segment files as fast as an exclusive publisher
+/// fills them: 4 segments of budget, ~40 wraps while a reader holds a record.
+fn recycling_ring(dir: &Path) -> Journal {
+    let config = Config::default()
+        .segment_size(SEGMENT)
+        .max_disk_bytes(4 * SEGMENT)
+        .min_free_disk(0)
+        .when_full(WhenFull::DropOldest);
+    Journal::open(dir, config).unwrap()
+}
+
+const CHILD_POSITION: &str = "BACKWATER_TEST_CHILD_POSITION";
+
+/// Appends into the second segment (the first that the exclusive publisher
+/// wrote from its start, so the ring may recycle its file); returns the
+/// position of a record there.
+fn records_in_a_recyclable_segment(publisher: &mut backwater::ExclusivePublisher) -> u64 {
+    let mut held = None;
+    for i in 0.. {
+        let position = publisher.append(&common::payload(i, 100)).unwrap();
+        if position > SEGMENT + 1000 {
+            held.get_or_insert(position);
+        }
+        if position > 2 * SEGMENT {
+            break;
+        }
+    }
+    held.unwrap()
+}
+
+fn wrap_the_ring_many_times(publisher: &mut backwater::ExclusivePublisher) {
+    let record = [0xEEu8; 200];
+    for _ in 0..(40 * SEGMENT / 232) {
+        publisher.append(&record).unwrap();
+    }
+}
+
+/// A payload never changes while a handler holds it, however often the ring
+/// recycles files meanwhile: the file it lies in is not reused while mapped.
+#[test]
+fn a_payload_never_changes_under_a_handler_in_another_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = recycling_ring(dir.path());
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let held = records_in_a_recyclable_segment(&mut publisher);
+    let (holding_tx, holding_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let mut reader = journal.anonymous_consumer();
+    reader.seek(Seek::Position(held)).unwrap();
+    let handler = std::thread::spawn(move || {
+        let mut unchanged = None;
+        reader
+            .poll(
+                |record| {
+                    let before = record.payload().to_vec();
+                    holding_tx.send(()).unwrap();
+                    done_rx.recv().unwrap();
+                    unchanged = Some(read_again(record.payload()) == before);
+                },
+                1,
+            )
+            .unwrap();
+        unchanged
+    });
+    holding_rx.recv().unwrap();
+    wrap_the_ring_many_times(&mut publisher);
+    assert!(journal.stats().lost_bytes > 30 * SEGMENT, "the ring wrapped");
+    done_tx.send(()).unwrap();
+    assert_eq!(handler.join().unwrap(), Some(true), "the payload changed under its handler");
+}
+
+/// The same with the reader in another process, stopped (SIGSTOP) inside its
+/// handler while the ring recycles, then continued.
+#[test]
+fn a_payload_never_changes_under_a_stopped_reader_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = recycling_ring(dir.path());
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let held = records_in_a_recyclable_segment(&mut publisher);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "hold_a_record_while_stopped", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_POSITION, held.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let raw_pid = read_number(&mut lines, "stopping").expect("the reader holds a record");
+    let pid = rustix::process::Pid::from_raw(raw_pid as i32).unwrap();
+    // Stopped for real before the ring moves on.
+    while !std::fs::read_to_string(format!("/proc/{raw_pid}/stat")).unwrap().contains(") T ") {
+        std::thread::yield_now();
+    }
+    wrap_the_ring_many_times(&mut publisher);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert_eq!(read_number(&mut lines, "unchanged"), Some(1), "the payload changed under a stopped reader");
+    assert!(child.wait().unwrap().success());
+}
+
+/// The bytes behind `payload` as they are now: volatile reads, so that the
+/// compiler cannot answer from what it read before (a `&[u8]` is assumed
+/// not to change, which is exactly the promise under test).
+fn read_again(payload: &[u8]) -> Vec<u8> {
+    // SAFETY: every pointer comes from the slice, in bounds and aligned.
+    payload.iter().map(|byte| unsafe { std::ptr::read_volatile(byte) }).collect()
+}
+
+/// The child of the test above: stops itself inside a handler.
+#[test]
+fn hold_a_record_while_stopped() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    let journal = Journal::open_read_only(&dir).unwrap();
+    let mut reader = journal.anonymous_consumer();
+    let held = std::env::var(CHILD_POSITION).unwrap().parse().unwrap();
+    reader.seek(Seek::Position(held)).unwrap();
+    let mut unchanged = false;
+    reader
+        .poll(
+            |record| {
+                let before = record.payload().to_vec();
+                println!("stopping {}", std::process::id());
+                let me = rustix::process::getpid();
+                rustix::process::kill_process(me, rustix::process::Signal::STOP).unwrap();
+                unchanged = read_again(record.payload()) == before;
+            },
+            1,
+        )
+        .unwrap();
+    println!("unchanged {}", u8::from(unchanged));
+}
+
+/// Segments that retention deleted are unmapped from every thread that
+/// cached them for appending, idle ones included, within about a tick, so
+/// their disk is given back.
+#[test]
+fn deleted_segments_do_not_stay_mapped_by_idle_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small_journal(dir.path());
+    let publisher = journal.publisher();
+    let (appended_tx, appended_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let idle = {
+        let publisher = publisher.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000u64 {
+                publisher.append(&common::payload(i, 100)).unwrap();
+            }
+            appended_tx.send(()).unwrap();
+            stop_rx.recv().unwrap(); // idle, with its cache full of segments
+        })
+    };
+    appended_rx.recv().unwrap();
+    let mut consumer = journal.consumer("all").unwrap();
+    common::drain(&mut consumer).unwrap();
+    consumer.commit().unwrap();
+    for i in 0..1000u64 {
+        publisher.append(&common::payload(i, 100)).unwrap();
+    }
+    common::drain(&mut consumer).unwrap();
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+    assert!(journal.first_position() > 2 * SEGMENT, "retention deleted the idle thread's segments");
+    // Within a few housekeeper ticks: unmapped, and the retired files gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let held = || journal.stats().disk_bytes.saturating_sub(journal.segment_indexes().unwrap().len() as u64 * SEGMENT);
+    while !deleted_mappings(dir.path()).is_empty() || held() > 0 {
+        let late = std::time::Instant::now() > deadline;
+        assert!(!late, "still mapped: {:?}; {} bytes held", deleted_mappings(dir.path()), held());
+        std::thread::yield_now();
+    }
+    stop_tx.send(()).unwrap();
+    idle.join().unwrap();
+}
+
+/// Mappings in this process of files of `dir` that were deleted or retired.
+fn deleted_mappings(dir: &Path) -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let dir = dir.to_str().unwrap();
+    maps.lines()
+        .filter(|line| line.contains(dir) && (line.ends_with("(deleted)") || line.contains(".tmp-retired-")))
+        .map(str::to_string)
+        .collect()
+}
