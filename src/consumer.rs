@@ -84,8 +84,8 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn named(inner: Shared, name: &str) -> Result<Consumer> {
-        let cursor = inner.open_cursor(name)?;
+    pub(crate) fn named(inner: Shared, name: &str, create: bool) -> Result<Consumer> {
+        let cursor = inner.open_cursor(name, create)?;
         let position = cursor.position();
         let first = inner.meta.first_position().load(Ordering::Acquire);
         // Behind the first position is data a policy deleted (`poll` reports

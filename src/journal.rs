@@ -222,7 +222,14 @@ impl Journal {
     /// The durable consumer `name`, resuming at its committed position; a new
     /// name starts at the earliest retained record.
     pub fn consumer(&self, name: &str) -> Result<Consumer> {
-        Consumer::named(self.inner.clone(), name)
+        Consumer::named(self.inner.clone(), name, true)
+    }
+
+    /// The durable consumer `name` if its cursor exists: like `consumer`,
+    /// but fails with `Error::NoSuchCursor` instead of creating it (so a
+    /// mistyped name cannot start a new cursor at the oldest record).
+    pub fn existing_consumer(&self, name: &str) -> Result<Consumer> {
+        Consumer::named(self.inner.clone(), name, false)
     }
 
     /// A consumer without a durable cursor, starting at the earliest retained
@@ -513,13 +520,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Opens the named cursor for this handle.
-    pub fn open_cursor(&self, name: &str) -> Result<CursorFile> {
-        if self.writable() {
+    /// Opens the named cursor for this handle, creating it (writable handles
+    /// only) when `create` is set.
+    pub fn open_cursor(&self, name: &str, create: bool) -> Result<CursorFile> {
+        if self.writable() && create {
             let first = self.meta.first_position().load(Ordering::Acquire);
             CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
         } else {
-            CursorFile::open(&self.dir, name, self.identity.journal_id, false)
+            CursorFile::open(&self.dir, name, self.identity.journal_id, self.writable())
         }
     }
 

@@ -261,7 +261,7 @@ pub enum CursorAction {
         #[arg(long)]
         json: bool,
     },
-    /// Move NAME to POSITION (a frame boundary); creates the cursor if absent
+    /// Move NAME to POSITION (a frame boundary); creates the cursor if absent and the position is valid
     Set { name: String, position: u64 },
     /// Move NAME to start, end, or the first record at or after a time
     Reset {
@@ -294,9 +294,13 @@ pub enum Pace {
 #[derive(Args)]
 pub struct ReplayArgs {
     pub dir: PathBuf,
-    /// The durable cursor to replay from and commit to
+    /// The durable cursor to replay from and commit to (it must exist, unless --create)
     #[arg(long)]
     pub cursor: String,
+    /// Create the cursor at the oldest retained record if it does not exist
+    /// (without it a new name is an error, so a typo cannot replay everything)
+    #[arg(long)]
+    pub create: bool,
     /// Feed this shell command's stdin instead of stdout
     #[arg(long)]
     pub exec: Option<String>,

@@ -53,8 +53,11 @@ pub fn run(args: CursorArgs) -> Outcome {
     }
 }
 
+/// Moves (or creates) cursor `name`; the target is checked first, so a
+/// failed move creates nothing.
 fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
     let journal = open_existing(dir)?;
+    journal.anonymous_consumer().seek(seek)?;
     let mut consumer = journal.consumer(name)?;
     if journal.cursors()?.iter().any(|c| c.name == name && c.evicted.is_some()) {
         consumer.reattach()?;

@@ -26,7 +26,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         return Err(Failure::new(EXIT_USAGE, "--speed must be above zero"));
     }
     let journal = open_existing(&args.dir)?;
-    let consumer = journal.consumer(&args.cursor)?;
+    let consumer = open_cursor(&journal, &args)?;
     let mut child = args.exec.as_deref().map(|command| spawn(command, args.ack)).transpose()?;
     let acks = match child.as_mut().and_then(|c| c.stdout.take()) {
         Some(stdout) if args.ack => Some(read_acks(stdout)),
@@ -204,6 +204,28 @@ impl Replay<'_> {
                 ))
             }
         }
+    }
+}
+
+/// The replay's cursor: an existing one, or a new one with `--create`.
+fn open_cursor(journal: &Journal, args: &ReplayArgs) -> Result<Consumer, Failure> {
+    if args.create {
+        return Ok(journal.consumer(&args.cursor)?);
+    }
+    match journal.existing_consumer(&args.cursor) {
+        Err(backwater::Error::NoSuchCursor(name)) => {
+            let existing = journal.cursor_names()?;
+            let existing = if existing.is_empty() { "none".to_string() } else { existing.join(", ") };
+            Err(Failure::new(
+                EXIT_USAGE,
+                format!(
+                    "{} has no cursor named '{name}' (cursors: {existing}); to start a new one at the oldest \
+                     record, add --create",
+                    args.dir.display()
+                ),
+            ))
+        }
+        other => Ok(other?),
     }
 }
 
