@@ -54,6 +54,9 @@ pub enum Error {
     BadCursorName(String),
     /// The named cursor does not exist.
     NoSuchCursor(String),
+    /// Another consumer of this cursor (in this process or another) holds
+    /// its writer lock: a durable cursor has one writer at a time.
+    CursorInUse(String),
 }
 
 impl Error {
@@ -140,6 +143,11 @@ impl std::fmt::Display for Error {
                 write!(f, "cursor name '{name}' must be 1-64 characters of [A-Za-z0-9._-]")
             }
             Error::NoSuchCursor(name) => write!(f, "no cursor named '{name}'"),
+            Error::CursorInUse(name) => write!(
+                f,
+                "cursor '{name}' is in use: another consumer of it (in this process or another) holds its \
+                 writer lock, and a cursor has one writer at a time; stop that consumer first"
+            ),
         }
     }
 }

@@ -220,7 +220,9 @@ impl Journal {
     }
 
     /// The durable consumer `name`, resuming at its committed position; a new
-    /// name starts at the earliest retained record.
+    /// name starts at the earliest retained record. A writable consumer holds
+    /// its cursor's writer lock while it lives: a second one of the same name,
+    /// in any process, gets `Error::CursorInUse`.
     pub fn consumer(&self, name: &str) -> Result<Consumer> {
         Consumer::named(self.inner.clone(), name, true)
     }
@@ -359,11 +361,23 @@ impl Journal {
         self.inner.meta.created_ns
     }
 
-    /// Deletes a durable cursor: it no longer holds retention.
+    /// Deletes a durable cursor: it no longer holds retention. Refused with
+    /// `Error::CursorInUse` while a consumer of it (any process) is open.
     pub fn delete_cursor(&self, name: &str) -> Result<()> {
+        self.delete_cursor_with(name, false)
+    }
+
+    /// `delete_cursor`, even while a consumer of it is open: that consumer
+    /// goes on, but its commits reach a deleted file and are lost, so the
+    /// next consumer of the name starts anew at the oldest record.
+    pub fn force_delete_cursor(&self, name: &str) -> Result<()> {
+        self.delete_cursor_with(name, true)
+    }
+
+    fn delete_cursor_with(&self, name: &str, force: bool) -> Result<()> {
         self.inner.require_writable()?;
         let _guard = self.inner.lock()?;
-        cursor::delete(&self.inner.dir, name)
+        cursor::delete(&self.inner.dir, name, force)
     }
 
     /// The processes that have this journal open for writing: `(pid, alive)`.

@@ -318,6 +318,16 @@ fn run_bounded(args: &[&str], input: &[u8], limit: Duration) -> Output {
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn kill(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
@@ -482,11 +492,13 @@ fn a_durable_cursor_has_one_writer_and_a_cursor_in_use_is_not_deleted() {
     let dir = journal_with_lines(2000);
     let first = dir.path().join("first");
     let sink = format!("cat > {}", first.display());
-    let mut following = Command::new(BIN)
-        .args(["replay", path(dir.path()), "--cursor", "db", "--create", "--follow", "--exec", &sink])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let _following = KillOnDrop(
+        Command::new(BIN)
+            .args(["replay", path(dir.path()), "--cursor", "db", "--create", "--follow", "--exec", &sink])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the first replay to deliver", Duration::from_secs(20), || line_count(&first) >= 2000);
     let second = run_bounded(&["replay", path(dir.path()), "--cursor", "db"], b"", Duration::from_secs(20));
     assert_eq!(second.status.code(), Some(1), "{}", stderr_of(&second));
@@ -500,8 +512,6 @@ fn a_durable_cursor_has_one_writer_and_a_cursor_in_use_is_not_deleted() {
     assert!(cursor_position(dir.path(), "db").is_some());
     let forced = run_bounded(&["cursor", path(dir.path()), "delete", "db", "--force"], b"", Duration::from_secs(20));
     assert!(forced.status.success(), "{}", stderr_of(&forced));
-    following.kill().unwrap();
-    following.wait().unwrap();
 }
 
 #[test]

@@ -269,8 +269,15 @@ pub enum CursorAction {
         /// start | end | a time (RFC 3339 or ns since the epoch)
         to: String,
     },
-    /// Delete NAME: it no longer holds retention
-    Delete { name: String },
+    /// Delete NAME: it no longer holds retention. Refused while a consumer of
+    /// it (a replay, say) is running
+    Delete {
+        name: String,
+        /// Delete it even while a consumer of it is running: that consumer
+        /// goes on, its commits are lost, and its next run starts anew
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]

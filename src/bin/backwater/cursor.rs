@@ -4,7 +4,7 @@ use backwater::Seek;
 
 use crate::cli::{CursorAction, CursorArgs, parse_time};
 use crate::output::{human_bytes, human_time, open_existing, open_read_only};
-use crate::{EXIT_USAGE, Failure, Outcome};
+use crate::{EXIT_FINDING, EXIT_USAGE, Failure, Outcome};
 
 pub fn run(args: CursorArgs) -> Outcome {
     match args.action {
@@ -45,10 +45,20 @@ pub fn run(args: CursorArgs) -> Outcome {
             };
             move_cursor(&args.dir, &name, seek)
         }
-        CursorAction::Delete { name } => {
-            open_existing(&args.dir)?.delete_cursor(&name)?;
-            say!("deleted cursor {name}");
-            Ok(())
+        CursorAction::Delete { name, force } => {
+            let journal = open_existing(&args.dir)?;
+            let deleted = if force { journal.force_delete_cursor(&name) } else { journal.delete_cursor(&name) };
+            match deleted {
+                Err(in_use @ backwater::Error::CursorInUse(_)) => Err(Failure::new(
+                    EXIT_FINDING,
+                    format!("{in_use} (`cursor delete --force` deletes it anyway; its consumer's commits are then lost)"),
+                )),
+                other => {
+                    other?;
+                    say!("deleted cursor {name}");
+                    Ok(())
+                }
+            }
         }
     }
 }
