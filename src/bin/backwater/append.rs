@@ -1,7 +1,7 @@
 //! `backwater append`: records from stdin, waiting under back-pressure.
 
 use std::io::{BufRead, Read};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use backwater::{Config, Error, Priority};
 
@@ -11,8 +11,8 @@ use crate::{EXIT_BACK_PRESSURED, Failure, Outcome};
 
 pub fn run(args: AppendArgs) -> Outcome {
     let mut config = Config::default();
-    if let Some(seconds) = args.timeout {
-        config = config.append_timeout(Duration::from_secs_f64(seconds.max(0.0)));
+    if let Some(timeout) = args.timeout {
+        config = config.append_timeout(timeout);
     }
     let journal = open_existing_with(&args.dir, config)?;
     let publisher = journal.publisher();

@@ -22,9 +22,6 @@ enum Ack {
 }
 
 pub fn run(args: ReplayArgs) -> Outcome {
-    if args.speed <= 0.0 {
-        return Err(Failure::new(EXIT_USAGE, "--speed must be above zero"));
-    }
     let journal = open_existing(&args.dir)?;
     let consumer = open_cursor(&journal, &args)?;
     let mut child = args.exec.as_deref().map(|command| spawn(command, args.ack)).transpose()?;
