@@ -218,7 +218,10 @@ fn replay_with_ack_resumes_after_the_child_dies_with_nothing_lost() {
 
     let replay = |die_after| {
         let sink = sink(&received, die_after);
-        backwater(&["replay", path(&journal), "--cursor", "db", "--create", "--ack", "--window", "500", "--exec", &sink])
+        backwater(&[
+            "replay", path(&journal), "--cursor", "db", "--create", "--ack", "--window", "500", "--format", "json",
+            "--exec", &sink,
+        ])
     };
     let out = replay(2550);
     assert_eq!(out.status.code(), Some(1), "a dying child must fail the replay");
@@ -228,13 +231,15 @@ fn replay_with_ack_resumes_after_the_child_dies_with_nothing_lost() {
     let out = replay(0);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let got = std::fs::read(&received).unwrap();
-    let got: Vec<&[u8]> = got.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-    let expected = lines(5000);
-    let expected: Vec<&[u8]> = expected.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let got = json_payloads(&std::fs::read(&received).unwrap());
+    let expected: Vec<String> = String::from_utf8(lines(5000))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::Value::from(line).to_string())
+        .collect();
     let mut seen = std::collections::HashSet::new();
-    let unique: Vec<&[u8]> = got.iter().copied().filter(|line| seen.insert(*line)).collect();
-    assert!(unique == expected, "every record, in order of first delivery, once duplicates are removed");
+    let unique: Vec<&String> = got.iter().filter(|line| seen.insert(*line)).collect();
+    assert!(unique.iter().copied().eq(expected.iter()), "every record, in order of first delivery, once duplicates are removed");
     let duplicates = got.len() - expected.len();
     assert!(duplicates <= 500, "{duplicates} duplicates exceed the window");
     assert_eq!(duplicates, 50, "exactly the unacknowledged tail of the first run is redelivered");

@@ -73,7 +73,18 @@ pub enum Command {
         backwater replay /var/lib/feed --cursor db --ack --window 5000 --format json --exec './sink'\n\n\
         Ack protocol (--ack): the child writes one line per durable batch to its stdout, holding the\n\
         number of records it has durably processed since its previous ack line. The cursor is\n\
-        committed only up to acknowledged records; at most --window records are unacknowledged.")]
+        committed only up to acknowledged records; at most --window records are unacknowledged.\n\
+        A sink must also acknowledge what it holds when its input pauses (replay waits for acks\n\
+        before sending more once the window is full, and with --follow at the tail) and at the end\n\
+        of its input (replay closes it at the tail without --follow). A child that acknowledges\n\
+        nothing for --ack-timeout while it owes acks fails the replay.\n\n\
+        Without --ack, a record counts as delivered once the reader has taken it out of the pipe\n\
+        (a file or terminal takes it when written), and the last stretch only once a --exec child\n\
+        has exited successfully: after a failure a rerun delivers every record after the cursor\n\
+        again. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
+        end-to-end at-least-once.\n\n\
+        After records were deleted before the cursor read them (drop-oldest, evict-slowest), a\n\
+        rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.")]
     Replay(ReplayArgs),
     /// The seed scenario: a fast publisher, a slow database, a fast consumer, the watermarks at work
     #[command(after_help = "Example:\n  backwater demo --seconds 20")]
@@ -320,10 +331,11 @@ pub struct ReplayArgs {
     pub exec: Option<String>,
     #[arg(long, value_enum, default_value = "lines")]
     pub format: ReplayFormat,
-    /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m
+    /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m (a token bucket: after a
+    /// pause, at most 10 ms worth, and at least one record, go out back to back)
     #[arg(long, value_parser = units::rate)]
     pub rate: Option<f64>,
-    /// At most this many bytes per second, e.g. 10MiB/s
+    /// At most this many bytes per second, e.g. 10MiB/s (the same bucket, in bytes)
     #[arg(long, value_parser = units::rate)]
     pub bytes_rate: Option<f64>,
     #[arg(long, value_enum, default_value = "free")]
@@ -334,9 +346,12 @@ pub struct ReplayArgs {
     /// Keep going past the tail, waiting for new records
     #[arg(long)]
     pub follow: bool,
-    /// The child acknowledges durable progress on its stdout (see below)
+    /// The child acknowledges durable progress on its stdout (see below); needs --format json or len
     #[arg(long, requires = "exec")]
     pub ack: bool,
+    /// With --ack: fail when the child owes acks and has acknowledged nothing for this long
+    #[arg(long, default_value = "60s", value_parser = units::duration)]
+    pub ack_timeout: Duration,
     /// With --ack: at most this many unacknowledged records (at least 1)
     #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub window: usize,
