@@ -58,7 +58,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Append records from stdin (lines or length-prefixed), waiting under back-pressure
     #[command(after_help = "Examples:\n  seq 1000 | backwater append /var/lib/feed\n  \
-        producer | backwater append /var/lib/feed --priority low --timeout 30")]
+        producer | backwater append /var/lib/feed --priority low --timeout 30s\n\n\
+        A record longer than the journal's maximum (segment size / 8), a truncated length prefix or\n\
+        record, and a last line without its newline stop the append with exit 1, saying how many\n\
+        records were appended and at which input offset it stopped.")]
     Append(AppendArgs),
     /// Print records as they arrive, from the start, the end, a position or a cursor
     #[command(after_help = "Examples:\n  backwater tail /var/lib/feed -f\n  \
@@ -246,6 +249,10 @@ pub struct AppendArgs {
     /// Give up after this long under back-pressure (exit code 75), e.g. 30s, 1.5 (seconds), 2m
     #[arg(long, value_parser = units::duration, allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
+    /// With --format lines: append a last line that has no newline (by default it is an error, as
+    /// a producer killed mid-line leaves one)
+    #[arg(long)]
+    pub accept_unterminated: bool,
 }
 
 #[derive(Args)]
