@@ -220,9 +220,7 @@ pub fn delete(journal_dir: &Path, name: &str, force: bool) -> Result<()> {
     // Held while unlinking, so no consumer can take the cursor meanwhile.
     let _lock = match lock_writer(&path, name) {
         Err(Error::CursorInUse(_)) if force => None,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NoSuchCursor(name.to_string()));
-        }
+        Err(error) if error.is_not_found() => return Err(Error::NoSuchCursor(name.to_string())),
         other => Some(other?),
     };
     match std::fs::remove_file(&path) {

@@ -68,6 +68,12 @@ impl Error {
         Error::NotAJournal { path: path.into(), reason: reason.into() }
     }
 
+    /// Whether this is a file that does not exist (a segment deleted by
+    /// retention while someone was about to read it, say).
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Error {
         Error::Corrupt { path: path.into(), position, reason: reason.into() }
     }

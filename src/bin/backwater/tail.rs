@@ -37,15 +37,23 @@ pub fn run(args: TailArgs) -> Outcome {
                 left -= 1;
             }
         };
-        let read = if args.follow {
-            let read = consumer.poll_wait(handler, limit, Duration::from_millis(200))?;
-            if read == 0 {
-                result = out.flush();
-            }
-            read
+        let polled = if args.follow {
+            consumer.poll_wait(handler, limit, Duration::from_millis(200))
         } else {
-            consumer.poll(handler, limit)?
+            consumer.poll(handler, limit)
         };
+        let read = match polled {
+            // A live drop-oldest journal deleted records before we read them:
+            // say so and go on from the oldest retained one.
+            Err(backwater::Error::Lost { from, to }) => {
+                eprintln!("backwater: skipped positions {from}..{to}, deleted by the journal's policy before tail read them");
+                continue;
+            }
+            other => other?,
+        };
+        if read == 0 && args.follow {
+            result = out.flush();
+        }
         if read == 0 && !args.follow {
             break;
         }
