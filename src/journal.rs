@@ -245,6 +245,13 @@ impl Journal {
         &self.inner.dir
     }
 
+    /// The journal's id, chosen at random when it was created: a journal
+    /// made anew at the same path has another one, so `(id, position)`
+    /// names a record for good where the position alone restarts.
+    pub fn id(&self) -> u64 {
+        self.inner.identity.journal_id
+    }
+
     pub fn segment_size(&self) -> u64 {
         self.inner.identity.segment_size
     }

@@ -58,6 +58,7 @@ pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
         journal.processes().into_iter().map(|(pid, alive)| serde_json::json!({"pid": pid, "alive": alive})).collect();
     Ok(serde_json::json!({
         "dir": journal.dir(),
+        "journal_id": journal_id(journal),
         "segments": journal.segment_indexes()?.len(),
         "segment_size": journal.segment_size(),
         "first_position": stats.first_position,
@@ -77,6 +78,11 @@ pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
         "processes": processes,
         "cursors": cursors,
     }))
+}
+
+/// The journal's id as 16 hex digits (as `replay --format json` gives it).
+pub fn journal_id(journal: &Journal) -> String {
+    format!("{:016x}", journal.id())
 }
 
 /// Every cursor as `info --json` and `cursor list --json` show it.

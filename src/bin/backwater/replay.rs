@@ -44,6 +44,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         None => Sink::Stdout(std::io::stdout()),
     };
     let mut replay = Replay {
+        journal_id: crate::info::journal_id(&journal),
         committed_at: consumer.position(),
         consumer,
         out: Some(std::io::BufWriter::with_capacity(1 << 16, Counted { sink, sent: 0 })),
@@ -120,6 +121,8 @@ fn reader_gone(fd: BorrowedFd<'_>) -> bool {
 }
 
 struct Replay<'a> {
+    /// For `--format json`: with the position, a record's lasting name.
+    journal_id: String,
     consumer: Consumer,
     out: Option<Out>,
     acks: Option<Receiver<Ack>>,
@@ -174,11 +177,11 @@ impl Replay<'_> {
     /// and writes each, then flushes.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
         let Some(out) = self.out.as_mut() else { return Ok(0) };
-        let (format, pacer, pending) = (self.args.format, &mut self.pacer, &mut self.pending);
+        let (format, pacer, pending, journal) = (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
         let handler = |record: Record<'_>| {
             if written.is_ok() {
-                written = pacer.wait(&record, out).and_then(|()| frame(out, format, &record));
+                written = pacer.wait(&record, out).and_then(|()| frame(out, format, &record, journal));
                 let end = out.get_ref().sent + out.buffer().len() as u64;
                 pending.push_back((end, record.next_position()));
             }
@@ -421,7 +424,7 @@ fn read_acks(stdout: std::process::ChildStdout) -> Receiver<Ack> {
 }
 
 /// Writes one record framed as `format`.
-fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>) -> std::io::Result<()> {
+fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>, journal: &str) -> std::io::Result<()> {
     match format {
         ReplayFormat::Lines => {
             out.write_all(record.payload())?;
@@ -433,6 +436,7 @@ fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>) -> std
         }
         ReplayFormat::Json => {
             let mut object = serde_json::json!({
+                "journal_id": journal,
                 "position": record.position(),
                 "timestamp_ns": record.timestamp(),
                 "priority": priority_name(record.priority()),
