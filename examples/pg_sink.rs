@@ -88,7 +88,7 @@ fn parse_row(line: &str) -> Result<Row, String> {
 
 fn from_hex(hex: &str) -> Option<Vec<u8>> {
     let digits = hex.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |d: u8| (d as char).to_digit(16);

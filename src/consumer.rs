@@ -356,8 +356,14 @@ impl Consumer {
 
     /// The position of the first record stamped at or after `ns`.
     fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
-        let mut scout =
-            Consumer { inner: self.inner.clone(), cursor: None, _writer: None, position: first, segment: None, hole: None };
+        let mut scout = Consumer {
+            inner: self.inner.clone(),
+            cursor: None,
+            _writer: None,
+            position: first,
+            segment: None,
+            hole: None,
+        };
         let mut found = None;
         loop {
             let before = scout.position;

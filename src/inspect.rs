@@ -139,7 +139,7 @@ impl Journal {
                 },
             };
             let offset = (position % size) as usize;
-            let (view, next_offset) = view_at(&segment, offset);
+            let (view, next_offset) = view_at(segment, offset);
             if !visit(&view) {
                 return Ok(());
             }

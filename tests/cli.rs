@@ -219,8 +219,18 @@ fn replay_with_ack_resumes_after_the_child_dies_with_nothing_lost() {
     let replay = |die_after| {
         let sink = sink(&received, die_after);
         backwater(&[
-            "replay", path(&journal), "--cursor", "db", "--create", "--ack", "--window", "500", "--format", "json",
-            "--exec", &sink,
+            "replay",
+            path(&journal),
+            "--cursor",
+            "db",
+            "--create",
+            "--ack",
+            "--window",
+            "500",
+            "--format",
+            "json",
+            "--exec",
+            &sink,
         ])
     };
     let out = replay(2550);
@@ -232,14 +242,14 @@ fn replay_with_ack_resumes_after_the_child_dies_with_nothing_lost() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let got = json_payloads(&std::fs::read(&received).unwrap());
-    let expected: Vec<String> = String::from_utf8(lines(5000))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::Value::from(line).to_string())
-        .collect();
+    let expected: Vec<String> =
+        String::from_utf8(lines(5000)).unwrap().lines().map(|line| serde_json::Value::from(line).to_string()).collect();
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<&String> = got.iter().filter(|line| seen.insert(*line)).collect();
-    assert!(unique.iter().copied().eq(expected.iter()), "every record, in order of first delivery, once duplicates are removed");
+    assert!(
+        unique.iter().copied().eq(expected.iter()),
+        "every record, in order of first delivery, once duplicates are removed"
+    );
     let duplicates = got.len() - expected.len();
     assert!(duplicates <= 500, "{duplicates} duplicates exceed the window");
     assert_eq!(duplicates, 50, "exactly the unacknowledged tail of the first run is redelivered");
@@ -576,7 +586,10 @@ fn demo_refuses_a_directory_that_is_not_empty() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("empty"), "{}", stderr_of(&out));
     let after = info_json(dir.path());
-    assert_eq!((&after["limits"], &after["appended"], &after["cursors"]), (&before["limits"], &before["appended"], &before["cursors"]));
+    assert_eq!(
+        (&after["limits"], &after["appended"], &after["cursors"]),
+        (&before["limits"], &before["appended"], &before["cursors"])
+    );
 }
 
 #[test]
@@ -664,7 +677,10 @@ fn append_rejects_an_oversized_record_while_reading_it() {
         assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr_of(&out));
         assert!(sent < 16 << 20, "{format}: {sent} bytes were read before the record was rejected");
         let message = stderr_of(&out);
-        assert!(message.contains("appended 2 records") && message.contains(&format!("offset {bad_offset}")), "{message}");
+        assert!(
+            message.contains("appended 2 records") && message.contains(&format!("offset {bad_offset}")),
+            "{message}"
+        );
         assert_eq!(info_json(dir.path())["appended"], 2);
     }
 }
@@ -678,7 +694,11 @@ fn append_treats_truncated_input_as_an_error() {
     input.extend_from_slice(&[7, 0]);
     let out = backwater_with_input(&["append", path(dir.path()), "--format", "len"], &input);
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("appended 1 record") && stderr_of(&out).contains("offset 7"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("appended 1 record") && stderr_of(&out).contains("offset 7"),
+        "{}",
+        stderr_of(&out)
+    );
 
     let out = backwater_with_input(&["append", path(dir.path())], b"a\nb\ntorn");
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
@@ -697,14 +717,17 @@ fn read_only_commands_on_a_live_drop_oldest_journal_never_fail() {
     let out = backwater(&["create", d, "--segment-size", "64KiB", "--max-disk", "512KiB", "--min-free", "0"]);
     assert!(out.status.success());
     assert!(backwater(&["config", d, "--when-full", "drop-oldest"]).status.success());
-    let mut source = Command::new("yes").arg("a record of some length, appended forever").stdout(Stdio::piped()).spawn().unwrap();
+    let mut source =
+        Command::new("yes").arg("a record of some length, appended forever").stdout(Stdio::piped()).spawn().unwrap();
     let mut writer = Command::new(BIN)
         .args(["append", d])
         .stdin(Stdio::from(source.stdout.take().unwrap()))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the ring to wrap", Duration::from_secs(20), || info_json(dir.path())["first_position"].as_u64() > Some(1 << 20));
+    wait_for("the ring to wrap", Duration::from_secs(20), || {
+        info_json(dir.path())["first_position"].as_u64() > Some(1 << 20)
+    });
     let mut failures = Vec::new();
     // verify most often: its false findings were the rarer race.
     let commands = [
@@ -807,7 +830,11 @@ fn permissions_are_reported_as_such_and_config_shows_a_read_only_journal() {
     chmod(0o700);
     let out = unprivileged(&["info", path(&journal)]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("ermission denied") && !stderr_of(&out).contains("not a backwater journal"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("ermission denied") && !stderr_of(&out).contains("not a backwater journal"),
+        "{}",
+        stderr_of(&out)
+    );
     // Readable, not writable.
     let status = Command::new("chmod").args(["-R", "a+rX,a-w"]).arg(&journal).status().unwrap();
     assert!(status.success());

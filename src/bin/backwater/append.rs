@@ -126,7 +126,10 @@ impl<R: BufRead> Input<R> {
         }
         let len = u32::from_le_bytes(prefix) as usize;
         if len > self.max {
-            return Err(format!("a {len}-byte record is longer than the largest, {} bytes (segment size / 8)", self.max));
+            return Err(format!(
+                "a {len}-byte record is longer than the largest, {} bytes (segment size / 8)",
+                self.max
+            ));
         }
         record.resize(len, 0);
         let got = self.read_up_to(record)?;

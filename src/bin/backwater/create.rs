@@ -2,8 +2,8 @@
 
 use backwater::{Config, Flush, Journal, Limits, WhenFull};
 
-use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
 use crate::Outcome;
+use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
 use crate::output::{human_bytes, open_existing, open_read_only, require_new_or_empty};
 
 pub fn create(args: CreateArgs) -> Outcome {

@@ -34,7 +34,9 @@ pub fn run(args: CursorArgs) -> Outcome {
             match deleted {
                 Err(in_use @ backwater::Error::CursorInUse(_)) => Err(Failure::new(
                     EXIT_FINDING,
-                    format!("{in_use} (`cursor delete --force` deletes it anyway; its consumer's commits are then lost)"),
+                    format!(
+                        "{in_use} (`cursor delete --force` deletes it anyway; its consumer's commits are then lost)"
+                    ),
                 )),
                 other => {
                     other?;

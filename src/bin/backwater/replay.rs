@@ -177,7 +177,8 @@ impl Replay<'_> {
     /// and writes each, then flushes.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
         let Some(out) = self.out.as_mut() else { return Ok(0) };
-        let (format, pacer, pending, journal) = (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
+        let (format, pacer, pending, journal) =
+            (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
         let handler = |record: Record<'_>| {
             if written.is_ok() {
@@ -365,7 +366,6 @@ impl Replay<'_> {
             ),
         )
     }
-
 }
 
 fn child_gone(error: &std::io::Error) -> Failure {

@@ -46,7 +46,9 @@ pub fn run(args: TailArgs) -> Outcome {
             // A live drop-oldest journal deleted records before we read them:
             // say so and go on from the oldest retained one.
             Err(backwater::Error::Lost { from, to }) => {
-                eprintln!("backwater: skipped positions {from}..{to}, deleted by the journal's policy before tail read them");
+                eprintln!(
+                    "backwater: skipped positions {from}..{to}, deleted by the journal's policy before tail read them"
+                );
                 continue;
             }
             other => other?,
