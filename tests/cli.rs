@@ -5,7 +5,7 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backwater");
 
@@ -14,21 +14,7 @@ fn backwater(args: &[&str]) -> Output {
 }
 
 fn backwater_with_input(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn backwater");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let output = child.wait_with_output().expect("wait");
-    writer.join().expect("writer");
-    output
+    run_bounded(args, input, Duration::from_secs(300))
 }
 
 fn path(dir: &Path) -> &str {
@@ -301,8 +287,6 @@ fn config_shows_and_changes_limits() {
 
 // ---------------------------------------------------------------------------
 // Issue 20: the CLI and replay keep their word.
-
-use std::time::Duration;
 
 /// Runs backwater with `input` on stdin; fails the test if it is still
 /// running after `limit` (it is killed first, so a hang cannot wedge the suite).
