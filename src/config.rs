@@ -95,6 +95,32 @@ pub struct Limits {
     pub retain_for: Duration,
 }
 
+impl Limits {
+    /// Checks the limits for a journal of `segment_size`: the one check that
+    /// opening, [`Journal::set_limits`](crate::Journal::set_limits) and
+    /// `backwater config` all make.
+    ///
+    /// # Errors
+    /// `InvalidConfig` when the watermarks are out of order, the budget holds
+    /// fewer than two segments (a journal needs the tail's segment and the
+    /// next one to rotate), or a flush interval is zero.
+    pub fn validate(&self, segment_size: u64) -> Result<()> {
+        self.watermarks.validate()?;
+        let budget = self.max_disk_bytes;
+        if budget < 2 * segment_size {
+            return Err(Error::InvalidConfig(format!(
+                "max_disk_bytes {budget} must hold at least two segments of {segment_size} bytes"
+            )));
+        }
+        if let Flush::Interval(every) = self.flush
+            && every.is_zero()
+        {
+            return Err(Error::InvalidConfig("flush interval must be above zero".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -261,21 +287,8 @@ impl Config {
                 "segment_size {size} must be a power of two from {MIN_SEGMENT_SIZE} (64 KiB) to {MAX_SEGMENT_SIZE} (1 GiB)"
             )));
         }
-        if let Some(watermarks) = self.watermarks {
-            watermarks.validate()?;
-        }
-        if let Some(budget) = self.max_disk_bytes
-            && budget < 2 * size
-        {
-            return Err(Error::InvalidConfig(format!(
-                "max_disk_bytes {budget} must hold at least two segments of {size} bytes"
-            )));
-        }
-        if let Some(Flush::Interval(every)) = self.flush
-            && every.is_zero()
-        {
-            return Err(Error::InvalidConfig("flush interval must be above zero".into()));
-        }
-        Ok(())
+        // An existing journal keeps its own segment size: `Journal::open`
+        // checks the limits again against it.
+        self.apply_to(Limits::default()).validate(self.segment_size.unwrap_or(MIN_SEGMENT_SIZE))
     }
 }

@@ -89,7 +89,12 @@ impl Consumer {
     pub(crate) fn named(inner: Shared, name: &str, create: bool) -> Result<Consumer> {
         let cursor = inner.open_cursor(name, create)?;
         let writer = if inner.writable() { Some(cursor::lock_writer(cursor.path(), name)?) } else { None };
-        let position = cursor.position();
+        let mut position = cursor.position();
+        // Versions before 0.2 could commit a full segment's end, the next
+        // segment's base: that means its first frame.
+        if position > 0 && position.is_multiple_of(inner.segment_size()) {
+            position += SEGMENT_HEADER_LEN;
+        }
         let first = inner.meta.first_position().load(Ordering::Acquire);
         // Behind the first position is data a policy deleted (`poll` reports
         // it); anything else must be a frame boundary up to the tail.
@@ -261,10 +266,21 @@ impl Consumer {
     /// Persists `position` (a `Record::next_position` this consumer has
     /// passed) rather than the current read position: for consumers that
     /// read ahead of what their sink has acknowledged.
+    ///
+    /// # Errors
+    /// `NotAFrameBoundary` when `position` is not one this consumer could
+    /// resume at: a cursor is never committed at a non-position.
     pub fn commit_at(&mut self, position: u64) -> Result<()> {
-        let Some(cursor) = &self.cursor else { return Ok(()) };
+        if self.cursor.is_none() {
+            return Ok(());
+        }
         self.inner.require_writable()?;
-        cursor.store(position.min(self.position));
+        let position = position.min(self.position);
+        if position != self.position {
+            self.check_commit_position(position)?;
+        }
+        let Some(cursor) = &self.cursor else { return Ok(()) };
+        cursor.store(position);
         if self.inner.meta.limits().flush == Flush::Always {
             cursor.flush()?;
         }
@@ -324,6 +340,21 @@ impl Consumer {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// A position behind the read position that `commit_at` may store: a
+    /// frame boundary (checked in the mapped segment when it is still there).
+    fn check_commit_position(&self, position: u64) -> Result<()> {
+        let size = self.inner.segment_size();
+        if position % size < SEGMENT_HEADER_LEN || !position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) {
+            let reason = "not a record's position (Record::next_position gives one)".into();
+            return Err(Error::NotAFrameBoundary { position, reason });
+        }
+        let first = self.inner.meta.first_position().load(Ordering::Acquire);
+        if position < first {
+            return Ok(()); // deleted meanwhile: the next poll reports the loss
+        }
+        Self::check_boundary(&self.inner, position, first).map(drop)
     }
 
     fn check_boundary(inner: &Inner, position: u64, first: u64) -> Result<u64> {

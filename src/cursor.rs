@@ -64,7 +64,7 @@ impl CursorFile {
         let dir = cursor_dir(journal_dir);
         let path = cursor_path(journal_dir, name);
         if !path.exists() {
-            let created = create_file(&dir, &format!("{name}{SUFFIX}"), CURSOR_LEN, mode, false, |file| {
+            let created = create_file(&dir, &format!("{name}{SUFFIX}"), CURSOR_LEN, mode, |file| {
                 let mut image = [0u8; CURSOR_LEN as usize];
                 image[..8].copy_from_slice(MAGIC);
                 put_u32(&mut image, VERSION_AT, FORMAT_VERSION);
@@ -88,7 +88,7 @@ impl CursorFile {
         if !path.exists() {
             return Err(Error::NoSuchCursor(name.to_string()));
         }
-        crate::segment::refuse_symlink(&path)?;
+        crate::mapped::refuse_symlink(&path)?;
         let file = MappedFile::open(&path, writable, Some(CURSOR_LEN))?;
         let bytes = file.bytes();
         if &bytes[..8] != MAGIC {

@@ -57,6 +57,13 @@ pub enum Error {
     /// Another consumer of this cursor (in this process or another) holds
     /// its writer lock: a durable cursor has one writer at a time.
     CursorInUse(String),
+    /// The journal has handed out every position its tail word can hold
+    /// (2^56 bytes); it takes no more records.
+    PositionsExhausted { path: PathBuf, position: u64 },
+    /// The record at `position` was committed (readers see it) but the msync
+    /// that `Flush::Always` asks for failed: do not append it again; it may
+    /// not survive a power loss.
+    CommittedNotFlushed { position: u64, source: Box<Error> },
 }
 
 impl Error {
@@ -154,6 +161,14 @@ impl std::fmt::Display for Error {
                 "cursor '{name}' is in use: another consumer of it (in this process or another) holds its \
                  writer lock, and a cursor has one writer at a time; stop that consumer first"
             ),
+            Error::PositionsExhausted { path, position } => {
+                write!(f, "{} has used every position up to {position}: create a new journal", path.display())
+            }
+            Error::CommittedNotFlushed { position, source } => write!(
+                f,
+                "the record at position {position} was committed but not flushed ({source}); \
+                 do not append it again"
+            ),
         }
     }
 }
@@ -162,6 +177,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::CommittedNotFlushed { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

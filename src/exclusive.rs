@@ -22,7 +22,9 @@ use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN};
 use crate::journal::Shared;
 use crate::meta::TailCodec;
-use crate::publisher::{committed_word, count_refusal, header_fields, wait_while_back_pressured};
+use crate::publisher::{
+    committed_not_flushed, committed_word, count_refusal, header_fields, wait_while_back_pressured,
+};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
@@ -89,7 +91,7 @@ impl ExclusivePublisher {
 
     /// The position the next record will get.
     pub fn tail_position(&self) -> u64 {
-        self.segment.base + self.offset as u64
+        self.codec.position(self.codec.pack(self.segment.index, self.offset as u64))
     }
 
     #[inline]
@@ -121,7 +123,7 @@ impl ExclusivePublisher {
         self.appended += 1;
         meta.appended().store(self.appended, Ordering::Relaxed);
         if self.inner.flush_always.load(Ordering::Relaxed) {
-            segment.file().flush_range(offset, aligned)?;
+            segment.file().flush_range(offset, aligned).map_err(|e| committed_not_flushed(position, e))?;
         }
         Ok(position)
     }
@@ -131,7 +133,7 @@ impl ExclusivePublisher {
     #[inline]
     fn room_for(&mut self, priority: Priority, aligned: usize) -> Result<u64, OfferError> {
         loop {
-            let position = self.tail_position();
+            let position = self.segment.base + self.offset as u64;
             if position + aligned as u64 > self.inner.meta.limit(priority).load(Ordering::Relaxed) {
                 retention::at_limit(&self.inner, priority, aligned as u64)?;
                 continue;

@@ -22,6 +22,7 @@ use crate::exclusive::ExclusivePublisher;
 use crate::meta::{self, Level, META_FILE, Meta, NewJournal};
 use crate::publisher::Publisher;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
+use crate::writers::WriterLock;
 use crate::{housekeeper, process, recovery, retention};
 
 pub(crate) const LOCK_FILE: &str = "journal.lock";
@@ -121,8 +122,18 @@ pub(crate) struct Inner {
     /// The publisher lock of this handle's live `Publisher`s, if any.
     pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
     lock_file: Option<Mutex<File>>,
+    /// This handle's hold on the writers' lock (writable handles only): how
+    /// other openers know a writer is alive.
+    writer_lock: Option<WriterLock>,
     stopping: AtomicBool,
     housekeeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Which writers `Journal::open_as` lets in beside the new handle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writers {
+    Any,
+    OnlyThisOne,
 }
 
 /// Holds the journal lock (a mutex for this process plus `flock` for others).
@@ -138,27 +149,47 @@ impl Drop for JournalLock<'_> {
 
 impl Journal {
     /// Opens the journal in `dir`, creating it (and the directory) if absent.
+    ///
+    /// When no other handle (in any process) has it open for writing, this
+    /// one runs recovery first: see [`Journal::recovery_report`].
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
+        Self::open_as(dir.as_ref(), config, Writers::Any)
+    }
+
+    /// Opens the journal as its only writer, holding every other writer out
+    /// until dropped (`verify --repair`); `Error::InUse` if another has it open.
+    pub(crate) fn open_alone(dir: &Path) -> Result<Journal> {
+        Self::open_as(dir, Config::default(), Writers::OnlyThisOne)
+    }
+
+    fn open_as(dir: &Path, config: Config, writers: Writers) -> Result<Journal> {
         config.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        create_dir(&dir, config.file_mode_or_default())?;
-        let lock_file = open_lock_file(&dir, LOCK_FILE, config.file_mode_or_default())?;
-        let lock = Mutex::new(lock_file);
-        let meta = {
-            let _guard = lock_exclusive(&lock)?;
-            let meta = open_or_create_meta(&dir, &config)?;
-            // Also after a creation that died between the metadata and this.
-            create_dir(&cursor::cursor_dir(&dir), config.file_mode_or_default())?;
-            if config.sets_limits() {
-                meta.set_limits(&config.apply_to(meta.limits()));
-                meta.flush()?;
-            }
-            meta
-        };
-        let inner = Shared::new(Inner::new(dir, meta, &config, Some(lock))?);
+        let dir = dir.to_path_buf();
+        let mode = config.file_mode_or_default();
+        create_dir(&dir, mode)?;
+        let lock_file = crate::mapped::open_lock_file(&dir, LOCK_FILE, mode)?;
+        // Held through the whole open, so that no other opener probes the
+        // writers' lock meanwhile; the guard taken below releases it.
+        rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(dir.join(LOCK_FILE), "flock", e.into()))?;
+        let meta = open_or_create_meta(&dir, &config)?;
+        // Also after a creation that died between the metadata and this.
+        create_dir(&cursor::cursor_dir(&dir), mode)?;
+        if config.sets_limits() {
+            let limits = config.apply_to(meta.limits());
+            limits.validate(meta.segment_size)?;
+            meta.set_limits(&limits);
+            meta.flush()?;
+        }
+        let (writer_lock, alone) = WriterLock::acquire(&dir, mode)?;
+        if writers == Writers::OnlyThisOne && !alone {
+            return Err(Error::InUse { path: dir });
+        }
+        let writer_lock = Some(writer_lock);
+        let inner = Shared::new(Inner::new(dir, meta, &config, Some(Mutex::new(lock_file)), writer_lock)?);
         {
             let _guard = inner.lock()?;
-            if !process::others_alive(&inner.meta, inner.process_slot) {
+            if alone {
                 let report = recovery::recover(&inner)?;
                 if let Ok(mut slot) = inner.recovery.lock() {
                     *slot = Some(report);
@@ -166,6 +197,11 @@ impl Journal {
             }
             inner.meta.check_positions()?;
             inner.ensure_first_segment()?;
+            if writers == Writers::Any
+                && let Some(lock) = &inner.writer_lock
+            {
+                lock.share(&inner.dir)?;
+            }
         }
         retention::refresh(&inner)?;
         // The first appends land in the tail's segment: fault it in now, so
@@ -183,10 +219,10 @@ impl Journal {
         if !meta_path.exists() {
             return Err(Error::not_a_journal(&dir, format!("no {META_FILE} in the directory")));
         }
-        segment::refuse_symlink(&meta_path)?;
+        crate::mapped::refuse_symlink(&meta_path)?;
         let meta = Meta::open(&meta_path, false)?;
         meta.check_positions()?;
-        let inner = Inner::new(dir, meta, &Config::default(), None)?;
+        let inner = Inner::new(dir, meta, &Config::default(), None, None)?;
         Ok(Journal { inner: Shared::new(inner) })
     }
 
@@ -284,7 +320,7 @@ impl Journal {
     /// every process sees them within one housekeeping tick).
     pub fn set_limits(&self, limits: Limits) -> Result<()> {
         self.inner.require_writable()?;
-        limits.watermarks.validate()?;
+        limits.validate(self.segment_size())?;
         {
             let _guard = self.inner.lock()?;
             self.inner.meta.set_limits(&limits);
@@ -414,7 +450,13 @@ pub struct CursorInfo {
 impl Inner {
     /// `lock` is the journal lock of a read-write handle; read-only handles
     /// have none, and that is what makes them read-only.
-    fn new(dir: PathBuf, meta: Meta, config: &Config, lock: Option<Mutex<File>>) -> Result<Inner> {
+    fn new(
+        dir: PathBuf,
+        meta: Meta,
+        config: &Config,
+        lock: Option<Mutex<File>>,
+        writer_lock: Option<WriterLock>,
+    ) -> Result<Inner> {
         let writable = lock.is_some();
         if let Some(requested) = config.segment_size
             && requested != meta.segment_size
@@ -445,6 +487,7 @@ impl Inner {
             segment_creation: Mutex::new(()),
             publisher_group: Mutex::new(std::sync::Weak::new()),
             lock_file: lock,
+            writer_lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
         })
@@ -494,6 +537,9 @@ impl Inner {
     pub fn write_segment(&self, index: u64) -> Result<Arc<Segment>> {
         if let Some(segment) = self.window_get(index) {
             return Ok(segment);
+        }
+        if index > self.meta.tail.max_index() {
+            return Err(Error::PositionsExhausted { path: self.dir.clone(), position: index * self.segment_size() });
         }
         match Segment::open(&self.dir, index, self.identity, true) {
             Ok(segment) => Ok(self.window_insert(index, Arc::new(segment))),
@@ -617,27 +663,12 @@ fn dir_mode(file_mode: u32) -> u32 {
     file_mode | ((file_mode & 0o444) >> 2)
 }
 
-/// Opens (creating if needed) the lock file `name` in `dir`: a file that is
-/// only ever `flock`ed, never read or written.
-pub(crate) fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(name);
-    segment::refuse_symlink(&path)?;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "open", e))
-}
-
 fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
     let path = dir.join(META_FILE);
-    segment::refuse_symlink(&path)?;
+    crate::mapped::refuse_symlink(&path)?;
     if !path.exists() {
         refuse_foreign_directory(dir)?;
+        config.apply_to(Limits::default()).validate(config.segment_size_or_default())?;
         let new = NewJournal {
             segment_size: config.segment_size_or_default(),
             journal_id: random_id(),
@@ -646,9 +677,7 @@ fn open_or_create_meta(dir: &Path, config: &Config) -> Result<Meta> {
             limits: config.apply_to(Limits::default()),
         };
         let mode = config.file_mode_or_default();
-        crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, true, |file| {
-            Meta::initialize(file, &new)
-        })?;
+        crate::mapped::create_file(dir, META_FILE, meta::META_LEN as u64, mode, |file| Meta::initialize(file, &new))?;
     }
     Meta::open(&path, true)
 }

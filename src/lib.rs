@@ -56,6 +56,9 @@ mod publisher_lock;
 pub mod recovery;
 mod retention;
 pub mod segment;
+#[doc(hidden)]
+pub mod sync_trace;
+mod writers;
 
 pub use config::{
     Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks, WhenFull,

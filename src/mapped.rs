@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
+use crate::sync_trace::{self, SyncEvent};
 
 /// A shared, writable (or read-only) mapping of a whole file.
 pub struct MappedFile {
@@ -149,6 +150,7 @@ impl MappedFile {
         let (cwd, no_replace) = (rustix::fs::CWD, rustix::fs::RenameFlags::NOREPLACE);
         match rustix::fs::renameat_with(cwd, &self.path, cwd, &final_path, no_replace) {
             Ok(()) => {
+                sync_dir(dir)?;
                 self.path = final_path;
                 Ok(true)
             }
@@ -182,7 +184,9 @@ impl MappedFile {
         if len == 0 || !self.writable {
             return Ok(());
         }
-        self.map.flush_range(offset, len).map_err(|e| Error::io(&self.path, "msync", e))
+        self.map.flush_range(offset, len).map_err(|e| Error::io(&self.path, "msync", e))?;
+        sync_trace::record(SyncEvent::Range { path: &self.path, offset, len });
+        Ok(())
     }
 
     /// Faults every page in writable (MADV_POPULATE_WRITE), so that the first
@@ -200,9 +204,10 @@ impl MappedFile {
 }
 
 /// Creates `dir/name` holding `len` bytes prepared by `init`, atomically: the
-/// file is built under a temporary name, fully allocated when `allocate`
-/// (fallocate, so a full disk fails here and never later as SIGBUS), then
-/// linked into place without replacing anything.
+/// file is built under a temporary name, fully allocated (fallocate, so a
+/// full disk fails here and never later as SIGBUS), its first page synced,
+/// then linked into place without replacing anything, and the directory
+/// synced.
 ///
 /// Returns the new file's mapping, or `Ok(None)` when another handle created
 /// `name` first.
@@ -211,7 +216,6 @@ pub fn create_file(
     name: &str,
     len: u64,
     mode: u32,
-    allocate: bool,
     init: impl FnOnce(&MappedFile) -> Result<()>,
 ) -> Result<Option<MappedFile>> {
     let final_path = dir.join(name);
@@ -221,23 +225,77 @@ pub fn create_file(
         .map_err(|e| Error::io(dir, "create temporary file in", e))?;
     let file = temp.as_file();
     file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(temp.path(), "chmod", e))?;
-    if allocate {
-        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len)
-            .map_err(|e| Error::io(temp.path(), "fallocate", e.into()))?;
-    } else {
-        file.set_len(len).map_err(|e| Error::io(temp.path(), "set_len", e))?;
-    }
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len)
+        .map_err(|e| Error::io(temp.path(), "fallocate", e.into()))?;
     let clone = file.try_clone().map_err(|e| Error::io(temp.path(), "dup", e))?;
     let mut mapped = MappedFile::map(clone, temp.path(), true, len)?;
     init(&mapped)?;
+    // The header (every file keeps it in its first page) reaches the media
+    // before the name does, so a name never stands for an unreadable file.
+    mapped.flush_range(0, mapped.len().min(HEADER_PAGE))?;
     match temp.persist_noclobber(&final_path) {
         Ok(_) => {
+            sync_dir(dir)?;
             mapped.path = final_path;
             Ok(Some(mapped))
         }
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(Error::io(&final_path, "link", e.error)),
     }
+}
+
+/// Opens (creating if needed) the lock file `name` in `dir`: a file that is
+/// only ever `flock`ed, never read or written.
+pub(crate) fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    refuse_symlink(&path)?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open", e))
+}
+
+/// Refuses a symlink where a journal file should be, so that a journal
+/// directory cannot be used to read or write files outside it.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::not_a_journal(
+            path,
+            "is a symbolic link; backwater does not follow links inside a journal directory",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first page of a file: where metadata, cursor and segment files keep
+/// their headers.
+pub const HEADER_PAGE: usize = 4096;
+
+/// fsyncs the directory `dir`, so the links, renames and unlinks done in it
+/// survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
+    handle.sync_all().map_err(|e| Error::io(dir, "fsync directory", e))?;
+    sync_trace::record(SyncEvent::Directory { path: dir });
+    Ok(())
+}
+
+/// Unlinks `path` and makes that durable, so segments disappear in the order
+/// they were deleted even across a power loss (never leaving a gap).
+/// `Ok(false)` if it did not exist.
+pub fn remove_durably(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, "delete", e)),
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(true)
 }
 
 /// Writes a little-endian value into a byte buffer (header builders).

@@ -101,11 +101,23 @@ impl TailCodec {
         (raw >> self.raw_shift, raw & ((1u64 << self.raw_shift) - 1))
     }
 
-    /// The stream position a raw tail stands for.
+    /// The stream position a raw tail stands for: always a position a record
+    /// can have. A full (or tripped) segment's tail is the next segment's
+    /// first frame, never its header.
     #[inline]
     pub fn position(&self, raw: u64) -> u64 {
         let (index, offset) = self.unpack(raw);
-        (index << self.segment_shift) + offset.min(self.segment_size)
+        if offset < self.segment_size {
+            (index << self.segment_shift) + offset
+        } else {
+            ((index + 1) << self.segment_shift) + crate::segment::SEGMENT_HEADER_LEN
+        }
+    }
+
+    /// The highest segment index the tail word can hold, with all of its
+    /// overshoot bits to spare.
+    pub fn max_index(&self) -> u64 {
+        (1u64 << (64 - self.raw_shift)) - 1
     }
 
     #[inline]
@@ -406,6 +418,8 @@ mod tests {
         assert_eq!(codec.unpack(raw), (3, 4096));
         assert_eq!(codec.position(raw), 3 * (1 << 20) + 4096);
         let tripped = codec.pack(3, (1 << 20) + 500);
-        assert_eq!(codec.position(tripped), 4 << 20);
+        assert_eq!(codec.position(tripped), (4 << 20) + 64);
+        let full = codec.pack(3, 1 << 20);
+        assert_eq!(codec.position(full), (4 << 20) + 64, "a full segment's tail is the next first frame");
     }
 }

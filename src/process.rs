@@ -2,8 +2,9 @@
 //! for writing, identified by pid and start time (so a reused pid is not
 //! mistaken for the old process).
 //!
-//! Owns: registering, unregistering and liveness checks. Recovery uses it to
-//! run only when no other writer is alive; `info` shows it.
+//! Owns: registering, unregistering and the liveness shown by `info`. It is
+//! informational only (a table of 64 slots, pids as this namespace sees them):
+//! recovery decides on the writers' lock (`writers`), which the kernel keeps.
 
 use std::sync::atomic::Ordering;
 
@@ -49,15 +50,6 @@ pub fn unregister(meta: &Meta, slot: Option<usize>) {
     if let Some(slot) = slot {
         meta.process_slot(slot).0.store(0, Ordering::Release);
     }
-}
-
-/// Whether any registered writer other than `own_slot` is alive (including
-/// other handles of this same process).
-pub fn others_alive(meta: &Meta, own_slot: Option<usize>) -> bool {
-    (0..PROCESS_SLOTS).filter(|&slot| Some(slot) != own_slot).any(|slot| {
-        let (pid, start) = meta.process_slot(slot);
-        is_alive(pid.load(Ordering::Acquire), start.load(Ordering::Acquire))
-    })
 }
 
 /// `(pid, alive)` for every occupied slot.

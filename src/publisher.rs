@@ -181,10 +181,11 @@ impl Publisher {
     /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
     #[inline]
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
-        if self.inner.flush_always.load(Ordering::Relaxed) {
-            with_segment(&self.inner, at.index, |segment| segment.file().flush_range(at.offset, len))??;
-        }
         self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
+        if self.inner.flush_always.load(Ordering::Relaxed) {
+            with_segment(&self.inner, at.index, |segment| segment.file().flush_range(at.offset, len))?
+                .map_err(|e| committed_not_flushed(at.position, e))?;
+        }
         Ok(())
     }
 
@@ -331,8 +332,17 @@ impl Publisher {
         let limit_word = meta.limit(priority);
         loop {
             let limit = limit_word.load(Ordering::Relaxed);
-            if self.codec.position(meta.raw_tail().load(Ordering::Relaxed)) + aligned as u64 > limit {
+            let seen = meta.raw_tail().load(Ordering::Relaxed);
+            if self.codec.position(seen) + aligned as u64 > limit {
                 retention::at_limit(&self.inner, priority, aligned as u64)?;
+                continue;
+            }
+            let (seen_index, seen_offset) = self.codec.unpack(seen);
+            if seen_offset >= self.segment_size {
+                // Tripped already: help rotate rather than add to the
+                // overshoot, which must never carry into the segment index
+                // (however long creating the next segment keeps failing).
+                self.trip(seen_index, seen_offset)?;
                 continue;
             }
             let raw = meta.raw_tail().fetch_add(aligned as u64, Ordering::AcqRel);
@@ -369,6 +379,12 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// The error for a record committed under `Flush::Always` whose msync failed:
+/// the caller must know it is in the journal, so that it does not append it again.
+pub(crate) fn committed_not_flushed(position: u64, source: Error) -> Error {
+    Error::CommittedNotFlushed { position, source: Box::new(source) }
 }
 
 /// Counts an offer refused by back-pressure or shed by priority.
@@ -518,11 +534,12 @@ impl Claim {
         if !frame::commit(self.segment.word0(self.claimed.offset), self.word) {
             return Err(Error::ClaimUnblocked { position: self.claimed.position });
         }
+        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
-            self.segment.file().flush_range(self.claimed.offset, aligned)?;
+            let flushed = self.segment.file().flush_range(self.claimed.offset, aligned);
+            flushed.map_err(|e| committed_not_flushed(self.claimed.position, e))?;
         }
-        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
         Ok(self.claimed.position)
     }
 

@@ -16,7 +16,8 @@ use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
 use crate::idle::Idle;
-use crate::journal::{Inner, open_lock_file};
+use crate::journal::Inner;
+use crate::mapped::open_lock_file;
 use crate::{recovery, retention};
 
 pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";

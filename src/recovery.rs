@@ -191,12 +191,9 @@ fn repair_segment(segment: &Segment, is_tail: bool, report: &mut RecoveryReport)
 /// no other writer alive, pads every hole and replaces every damaged frame in
 /// every segment with padding. Returns everything it changed.
 pub fn repair(dir: &Path) -> Result<RecoveryReport> {
-    let journal = crate::Journal::open(dir, crate::Config::default())?;
+    let journal = crate::Journal::open_alone(dir)?;
     let inner = &journal.inner;
     let _guard = inner.lock()?;
-    if crate::process::others_alive(&inner.meta, inner.process_slot) {
-        return Err(Error::InUse { path: dir.to_path_buf() });
-    }
     let mut report = inner.recovery.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
     let size = inner.segment_size();
     let tail_index = inner.meta.tail.segment_index(inner.meta.tail_position());
@@ -288,7 +285,7 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
     let size = meta.segment_size;
     let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: size };
     let indexes = segment::list(dir, size)?;
-    let writer_alive = crate::process::others_alive(&meta, None);
+    let writer_alive = crate::writers::any_alive(dir, &dir.join(crate::journal::LOCK_FILE))?;
     let tail_index = meta.tail.segment_index(meta.tail_position());
     let mut report = VerifyReport::default();
     if let Err(error) = check_contiguous(dir, &indexes, size) {

@@ -220,7 +220,10 @@ pub(crate) fn check_room_for_segment(inner: &Inner, index: u64, from_spare: bool
     // Spare files hold disk too, except the one this segment is made from.
     let spares = spare_files(&inner.dir)?.saturating_sub(u64::from(from_spare));
     let files = index - first_index + 1 + spares;
-    if files.saturating_mul(inner.segment_size()) > fill.capacity.max(2 * inner.segment_size()) {
+    // Two segments at least (the tail's and the next), the budget at most:
+    // `Limits::validate` keeps the budget at two segments or more.
+    let allowed = fill.capacity.max(2 * inner.segment_size()).min(inner.meta.limits().max_disk_bytes);
+    if files.saturating_mul(inner.segment_size()) > allowed {
         return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
     }
     Ok(())
@@ -322,11 +325,7 @@ fn delete_oldest(inner: &Inner, index: u64, keep: usize) -> Result<()> {
     if retire_as_spare(inner, index, &path, keep) {
         return Ok(());
     }
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&path, "delete", e)),
-    }
+    crate::mapped::remove_durably(&path).map(drop)
 }
 
 /// Consumed segment files kept to become the next segments: writing into

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Word0};
-use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
+use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
 use crate::meta::FORMAT_VERSION;
 
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
@@ -63,7 +63,7 @@ impl Segment {
     pub fn create(dir: &Path, index: u64, identity: SegmentIdentity, mode: u32) -> Result<Segment> {
         let base = index * identity.segment_size;
         let name = file_name(base);
-        let created = create_file(dir, &name, identity.segment_size, mode, true, |file| {
+        let created = create_file(dir, &name, identity.segment_size, mode, |file| {
             file.write(0, &header_bytes(base, identity));
             Ok(())
         })?;
@@ -163,6 +163,10 @@ impl RebuiltSpare {
         let _ = file.populate_for_write(); // one call instead of a fault per page
         file.zero(0, file.len());
         file.write(0, &header_bytes(base, identity));
+        // The new header is on the media before the file takes the new name
+        // (`install` then makes the name durable). Stale frames left in the
+        // body by a power loss carry other positions: readers reject them.
+        file.flush_range(0, crate::mapped::HEADER_PAGE)?;
         Ok(RebuiltSpare { index, base, file })
     }
 
@@ -224,18 +228,6 @@ pub fn check_header(bytes: &[u8], path: &Path, base: u64, identity: SegmentIdent
         return Err(corrupt("segment header has another segment size".into()));
     }
     Ok(())
-}
-
-/// Refuses a symlink where a journal file should be, so that a journal
-/// directory cannot be used to read or write files outside it.
-pub fn refuse_symlink(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(Error::not_a_journal(
-            path,
-            "is a symbolic link; backwater does not follow links inside a journal directory",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The segment indexes present in `dir`, sorted (non-segment files are ignored).
