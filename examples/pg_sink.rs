@@ -1,12 +1,23 @@
 //! An acknowledging PostgreSQL sink for `backwater replay --ack --format json`.
 //!
-//! Reads one JSON record per line on stdin, inserts them in transactions of up
-//! to `--batch` rows into a table keyed by the record's position (`ON
-//! CONFLICT DO NOTHING`, so a replay after a crash is idempotent), and after
-//! each commit writes the number of rows in that transaction on stdout: the
-//! acknowledgement `replay --ack` expects. A partial batch is committed as
-//! soon as input pauses, so the sink never sits on records replay is waiting
-//! to have acknowledged.
+//! Reads one JSON record per line on stdin and writes them, in transactions
+//! of up to `--batch` records, into a table keyed by `(journal_id, position)`:
+//! positions restart when a journal is made anew at the same path, its id
+//! does not. Payloads are stored as `bytea`, byte for byte (text, binary, NUL
+//! bytes alike). Each transaction copies the batch into a temporary table
+//! (`COPY ... BINARY`: no limit on the batch, unlike bind parameters) and
+//! inserts it with `ON CONFLICT DO NOTHING`, so a replay after a crash is
+//! idempotent. After each commit it writes the number of records in that
+//! transaction on stdout: the acknowledgement `replay --ack` expects. A
+//! partial batch is committed as soon as input pauses, and at its end.
+//!
+//! A record the database refuses for what it holds (a data or constraint
+//! error: SQLSTATE classes 22 and 23) can never be written, and retrying it
+//! would stop the pipeline for good. Such a batch is retried record by
+//! record; each refused record goes to `<table>_dead_letter` with the error,
+//! is counted on stderr, and is acknowledged like the others: look there,
+//! fix, and re-insert by hand. Any other error (the connection, the server)
+//! ends the sink with exit 1, so replay stops and a rerun retries.
 //!
 //! ```text
 //! backwater replay /var/lib/feed --cursor db --ack --window 5000 --format json \
@@ -17,13 +28,20 @@ use std::io::{BufRead, Write};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::{Client, NoTls, Transaction};
+
+/// The largest `--batch`: a transaction holds the batch in memory.
+const MAX_BATCH: usize = 1_000_000;
 
 struct Args {
     url: String,
     table: String,
     batch: usize,
 }
+
+const USAGE: &str = "usage: pg_sink --url URL [--table T] [--batch N (1 to 1000000, default 1000)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args { url: String::new(), table: "records".into(), batch: 1000 };
@@ -34,28 +52,47 @@ fn parse_args() -> Result<Args, String> {
             "--url" => args.url = value()?,
             "--table" => args.table = value()?,
             "--batch" => args.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
-            other => return Err(format!("unknown argument {other}; usage: pg_sink --url URL [--table T] [--batch N]")),
+            other => return Err(format!("unknown argument {other}; {USAGE}")),
         }
     }
     let valid_table = !args.table.is_empty() && args.table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if args.url.is_empty() || !valid_table || args.batch == 0 {
-        return Err("usage: pg_sink --url URL [--table T] [--batch N]".into());
+    if args.url.is_empty() || !valid_table || !(1..=MAX_BATCH).contains(&args.batch) {
+        return Err(USAGE.into());
     }
     Ok(args)
 }
 
 /// One record as `replay --format json` frames it.
 struct Row {
+    journal_id: String,
     position: i64,
     priority: String,
-    payload: String,
+    payload: Vec<u8>,
 }
 
 fn parse_row(line: &str) -> Result<Row, String> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("bad JSON '{line}': {e}"))?;
-    let position = value["position"].as_i64().ok_or_else(|| format!("no position in '{line}'"))?;
-    let payload = value["payload"].as_str().or(value["payload_hex"].as_str()).unwrap_or_default();
-    Ok(Row { position, priority: value["priority"].as_str().unwrap_or("normal").into(), payload: payload.into() })
+    let field = |name: &str| value[name].as_str().ok_or_else(|| format!("no {name} in '{line}'"));
+    let payload = match (value["payload"].as_str(), value["payload_hex"].as_str()) {
+        (Some(text), _) => text.as_bytes().to_vec(),
+        (None, Some(hex)) => from_hex(hex).ok_or_else(|| format!("bad payload_hex in '{line}'"))?,
+        (None, None) => return Err(format!("no payload in '{line}'")),
+    };
+    Ok(Row {
+        journal_id: field("journal_id")?.to_string(),
+        position: value["position"].as_i64().ok_or_else(|| format!("no position in '{line}'"))?,
+        priority: field("priority")?.to_string(),
+        payload,
+    })
+}
+
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    let nibble = |d: u8| (d as char).to_digit(16);
+    digits.chunks(2).map(|pair| Some((nibble(pair[0])? * 16 + nibble(pair[1])?) as u8)).collect()
 }
 
 /// Lines from stdin on a thread of their own, so a pause can be noticed.
@@ -71,36 +108,89 @@ fn stdin_lines() -> Receiver<String> {
     receiver
 }
 
-fn insert(client: &mut Client, table: &str, rows: &[Row]) -> Result<(), postgres::Error> {
+fn create_tables(client: &mut Client, table: &str) -> Result<(), postgres::Error> {
+    client.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (journal_id TEXT NOT NULL, position BIGINT NOT NULL, \
+             priority TEXT NOT NULL, payload BYTEA NOT NULL, PRIMARY KEY (journal_id, position));
+         CREATE TABLE IF NOT EXISTS {table}_dead_letter (journal_id TEXT NOT NULL, position BIGINT NOT NULL, \
+             priority TEXT NOT NULL, payload BYTEA NOT NULL, error TEXT NOT NULL, \
+             failed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (journal_id, position));
+         CREATE TEMP TABLE staging (LIKE {table}) ON COMMIT DELETE ROWS;"
+    ))
+}
+
+/// Whether the database refused the record itself (a data or constraint
+/// error), rather than failed: retrying such a record can never succeed.
+fn refused(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|state| state.code().starts_with("22") || state.code().starts_with("23"))
+}
+
+/// The whole batch in one transaction: COPY into the staging table, then
+/// one INSERT ... SELECT.
+fn insert_batch(client: &mut Client, table: &str, rows: &[Row]) -> Result<(), postgres::Error> {
     let mut transaction = client.transaction()?;
-    let mut sql = format!("INSERT INTO {table} (position, priority, payload) VALUES ");
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::with_capacity(rows.len() * 3);
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
-        params.push(&row.position);
-        params.push(&row.priority);
-        params.push(&row.payload);
+    let copy = transaction.copy_in("COPY staging (journal_id, position, priority, payload) FROM STDIN BINARY")?;
+    let mut writer = BinaryCopyInWriter::new(copy, &[Type::TEXT, Type::INT8, Type::TEXT, Type::BYTEA]);
+    for row in rows {
+        writer.write(&[&row.journal_id, &row.position, &row.priority, &row.payload])?;
     }
-    sql.push_str(" ON CONFLICT (position) DO NOTHING");
-    transaction.execute(sql.as_str(), &params)?;
+    writer.finish()?;
+    transaction.batch_execute(&format!("INSERT INTO {table} SELECT * FROM staging ON CONFLICT DO NOTHING"))?;
     transaction.commit()
+}
+
+/// Record by record, each refused one into the dead-letter table; returns
+/// how many were dead-lettered.
+fn insert_one_by_one(client: &mut Client, table: &str, rows: &[Row]) -> Result<usize, postgres::Error> {
+    let mut transaction = client.transaction()?;
+    let mut dead = 0;
+    for row in rows {
+        if let Err(error) = insert_row(&mut transaction, table, row) {
+            if !refused(&error) {
+                return Err(error);
+            }
+            eprintln!("pg_sink: record {} of journal {} dead-lettered: {error}", row.position, row.journal_id);
+            transaction.execute(
+                &format!(
+                    "INSERT INTO {table}_dead_letter (journal_id, position, priority, payload, error) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+                ),
+                &[&row.journal_id, &row.position, &row.priority, &row.payload, &error.to_string()],
+            )?;
+            dead += 1;
+        }
+    }
+    transaction.commit()?;
+    Ok(dead)
+}
+
+/// One row under a savepoint, so a refusal does not abort the transaction.
+fn insert_row(transaction: &mut Transaction<'_>, table: &str, row: &Row) -> Result<(), postgres::Error> {
+    let mut savepoint = transaction.savepoint("row")?;
+    savepoint.execute(
+        &format!("INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
+        &[&row.journal_id, &row.position, &row.priority, &row.payload],
+    )?;
+    savepoint.commit()
+}
+
+/// Writes `rows`; returns how many were dead-lettered.
+fn write(client: &mut Client, table: &str, rows: &[Row]) -> Result<usize, String> {
+    match insert_batch(client, table, rows) {
+        Ok(()) => Ok(0),
+        Err(error) if refused(&error) => insert_one_by_one(client, table, rows).map_err(|e| format!("insert: {e}")),
+        Err(error) => Err(format!("insert: {error}")),
+    }
 }
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let mut client = Client::connect(&args.url, NoTls).map_err(|e| format!("connect: {e}"))?;
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (position BIGINT PRIMARY KEY, priority TEXT NOT NULL, payload TEXT NOT NULL)",
-            args.table
-        ))
-        .map_err(|e| format!("create table: {e}"))?;
+    create_tables(&mut client, &args.table).map_err(|e| format!("create tables: {e}"))?;
     let lines = stdin_lines();
     let mut stdout = std::io::stdout().lock();
-    let mut rows = Vec::with_capacity(args.batch);
+    let mut rows = Vec::with_capacity(args.batch.min(10_000));
+    let mut dead_letters = 0;
     loop {
         // A batch is committed when full, when input pauses for 20 ms (replay
         // may be waiting for this ack), and at the end of input.
@@ -113,11 +203,14 @@ fn run() -> Result<(), String> {
             Err(RecvTimeoutError::Disconnected) => (true, true),
         };
         if flush && !rows.is_empty() {
-            insert(&mut client, &args.table, &rows).map_err(|e| format!("insert: {e}"))?;
+            dead_letters += write(&mut client, &args.table, &rows)?;
             writeln!(stdout, "{}", rows.len()).and_then(|()| stdout.flush()).map_err(|e| format!("ack: {e}"))?;
             rows.clear();
         }
         if ended {
+            if dead_letters > 0 {
+                eprintln!("pg_sink: {dead_letters} records dead-lettered into {}_dead_letter", args.table);
+            }
             return Ok(());
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::cursor::CursorFile;
+use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN};
 use crate::idle::Idle;
@@ -78,14 +78,17 @@ pub enum Seek {
 pub struct Consumer {
     inner: Shared,
     cursor: Option<CursorFile>,
+    /// Held by a writable named consumer: one writer per cursor.
+    _writer: Option<WriterLock>,
     position: u64,
     segment: Option<Arc<Segment>>,
     hole: Option<(u64, Instant)>,
 }
 
 impl Consumer {
-    pub(crate) fn named(inner: Shared, name: &str) -> Result<Consumer> {
-        let cursor = inner.open_cursor(name)?;
+    pub(crate) fn named(inner: Shared, name: &str, create: bool) -> Result<Consumer> {
+        let cursor = inner.open_cursor(name, create)?;
+        let writer = if inner.writable() { Some(cursor::lock_writer(cursor.path(), name)?) } else { None };
         let mut position = cursor.position();
         // Versions before 0.2 could commit a full segment's end, the next
         // segment's base: that means its first frame.
@@ -110,12 +113,12 @@ impl Consumer {
                 ),
             ));
         }
-        Ok(Consumer { inner, cursor: Some(cursor), position, segment: None, hole: None })
+        Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None })
     }
 
     pub(crate) fn anonymous(inner: Shared) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
-        Consumer { inner, cursor: None, position, segment: None, hole: None }
+        Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None }
     }
 
     /// The cursor's name (`None` for an anonymous consumer).
@@ -384,8 +387,14 @@ impl Consumer {
 
     /// The position of the first record stamped at or after `ns`.
     fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
-        let mut scout =
-            Consumer { inner: self.inner.clone(), cursor: None, position: first, segment: None, hole: None };
+        let mut scout = Consumer {
+            inner: self.inner.clone(),
+            cursor: None,
+            _writer: None,
+            position: first,
+            segment: None,
+            hole: None,
+        };
         let mut found = None;
         loop {
             let before = scout.position;

@@ -183,10 +183,46 @@ pub fn list(journal_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Deletes the cursor `name`; it no longer holds retention.
-pub fn delete(journal_dir: &Path, name: &str) -> Result<()> {
+/// The writer lock of one cursor: an exclusive `flock` on its file, which
+/// the kernel releases when the holder drops it or dies. A durable cursor
+/// has one writer at a time, in every process.
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+/// Takes the writer lock of the cursor at `path`, or fails with
+/// `Error::CursorInUse` while another consumer (any process) holds it.
+pub fn lock_writer(path: &Path, name: &str) -> Result<WriterLock> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::CursorInUse(name.to_string())),
+        Err(e) => return Err(Error::io(path, "flock", e.into())),
+    }
+    // Deleted (and perhaps made anew) between the open and the lock: the
+    // lock would guard a file nobody else will ever look at.
+    let same_file = |locked: &rustix::fs::Stat| {
+        std::fs::metadata(path).is_ok_and(|now| now.ino() == locked.st_ino && now.dev() == locked.st_dev)
+    };
+    use std::os::unix::fs::MetadataExt;
+    let locked = rustix::fs::fstat(&file).map_err(|e| Error::io(path, "stat", e.into()))?;
+    if !same_file(&locked) {
+        return Err(Error::NoSuchCursor(name.to_string()));
+    }
+    Ok(WriterLock { _file: file })
+}
+
+/// Deletes the cursor `name`; it no longer holds retention. Refused with
+/// `Error::CursorInUse` while a consumer holds its writer lock, unless `force`.
+pub fn delete(journal_dir: &Path, name: &str, force: bool) -> Result<()> {
     validate_name(name)?;
     let path = cursor_path(journal_dir, name);
+    // Held while unlinking, so no consumer can take the cursor meanwhile.
+    let _lock = match lock_writer(&path, name) {
+        Err(Error::CursorInUse(_)) if force => None,
+        Err(error) if error.is_not_found() => return Err(Error::NoSuchCursor(name.to_string())),
+        other => Some(other?),
+    };
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchCursor(name.to_string())),

@@ -54,6 +54,9 @@ pub enum Error {
     BadCursorName(String),
     /// The named cursor does not exist.
     NoSuchCursor(String),
+    /// Another consumer of this cursor (in this process or another) holds
+    /// its writer lock: a durable cursor has one writer at a time.
+    CursorInUse(String),
     /// The journal has handed out every position its tail word can hold
     /// (2^56 bytes); it takes no more records.
     PositionsExhausted { path: PathBuf, position: u64 },
@@ -70,6 +73,12 @@ impl Error {
 
     pub(crate) fn not_a_journal(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
         Error::NotAJournal { path: path.into(), reason: reason.into() }
+    }
+
+    /// Whether this is a file that does not exist (a segment deleted by
+    /// retention while someone was about to read it, say).
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Error {
@@ -147,6 +156,11 @@ impl std::fmt::Display for Error {
                 write!(f, "cursor name '{name}' must be 1-64 characters of [A-Za-z0-9._-]")
             }
             Error::NoSuchCursor(name) => write!(f, "no cursor named '{name}'"),
+            Error::CursorInUse(name) => write!(
+                f,
+                "cursor '{name}' is in use: another consumer of it (in this process or another) holds its \
+                 writer lock, and a cursor has one writer at a time; stop that consumer first"
+            ),
             Error::PositionsExhausted { path, position } => {
                 write!(f, "{} has used every position up to {position}: create a new journal", path.display())
             }

@@ -2,15 +2,19 @@
 //! shows every header (including damaged ones) instead of stopping at the
 //! first bad frame as a consumer must.
 //!
-//! Owns nothing; reads segments through the same decoder as consumers.
+//! Owns nothing; reads segments through the same decoder as consumers. On a
+//! live journal, retention may delete a segment while a scan runs: a deleted
+//! segment is skipped (the walk goes on at the new first position), never
+//! reported as an error.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::frame::{self, Decoded, FRAME_ALIGNMENT, HEADER_LEN, Word0};
 use crate::recovery::{self, next_valid_frame};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Journal, Priority};
 
 /// Where a segment stands relative to the tail.
@@ -84,7 +88,11 @@ impl Journal {
         let tail_index = self.tail_position() / inner.segment_size();
         let mut infos = Vec::new();
         for index in self.segment_indexes()? {
-            let segment = inner.read_segment(index)?;
+            let segment = match inner.read_segment(index) {
+                Ok(segment) => segment,
+                Err(deleted) if deleted.is_not_found() => continue,
+                Err(other) => return Err(other),
+            };
             let scan = recovery::scan(&segment);
             let state = match index {
                 i if i < tail_index => SegmentState::Sealed,
@@ -116,10 +124,22 @@ impl Journal {
         if !position.is_multiple_of(FRAME_ALIGNMENT as u64) || position % size < SEGMENT_HEADER_LEN {
             return Err(crate::Error::NotAFrameBoundary { position, reason: "not aligned to a frame".into() });
         }
+        let mut segment: Option<Arc<Segment>> = None;
         while position < tail {
-            let segment = self.inner.read_segment(position / size)?;
+            let index = position / size;
+            let segment = match segment.take() {
+                Some(mapped) if mapped.index == index => segment.insert(mapped),
+                _ => match self.inner.read_segment(index) {
+                    Ok(mapped) => segment.insert(mapped),
+                    Err(deleted) if deleted.is_not_found() && self.first_position() > position => {
+                        position = self.first_position(); // deleted by retention meanwhile: go on
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                },
+            };
             let offset = (position % size) as usize;
-            let (view, next_offset) = view_at(&segment, offset);
+            let (view, next_offset) = view_at(segment, offset);
             if !visit(&view) {
                 return Ok(());
             }
@@ -131,7 +151,7 @@ impl Journal {
 }
 
 /// The frame at `offset` and the offset where the walk continues.
-fn view_at(segment: &crate::segment::Segment, offset: usize) -> (FrameView<'_>, usize) {
+fn view_at(segment: &Segment, offset: usize) -> (FrameView<'_>, usize) {
     let bytes = segment.bytes();
     let position = segment.base + offset as u64;
     let word = segment.word0(offset).load(Ordering::Acquire);

@@ -257,9 +257,18 @@ impl Journal {
     }
 
     /// The durable consumer `name`, resuming at its committed position; a new
-    /// name starts at the earliest retained record.
+    /// name starts at the earliest retained record. A writable consumer holds
+    /// its cursor's writer lock while it lives: a second one of the same name,
+    /// in any process, gets `Error::CursorInUse`.
     pub fn consumer(&self, name: &str) -> Result<Consumer> {
-        Consumer::named(self.inner.clone(), name)
+        Consumer::named(self.inner.clone(), name, true)
+    }
+
+    /// The durable consumer `name` if its cursor exists: like `consumer`,
+    /// but fails with `Error::NoSuchCursor` instead of creating it (so a
+    /// mistyped name cannot start a new cursor at the oldest record).
+    pub fn existing_consumer(&self, name: &str) -> Result<Consumer> {
+        Consumer::named(self.inner.clone(), name, false)
     }
 
     /// A consumer without a durable cursor, starting at the earliest retained
@@ -271,6 +280,13 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The journal's id, chosen at random when it was created: a journal
+    /// made anew at the same path has another one, so `(id, position)`
+    /// names a record for good where the position alone restarts.
+    pub fn id(&self) -> u64 {
+        self.inner.identity.journal_id
     }
 
     pub fn segment_size(&self) -> u64 {
@@ -389,11 +405,23 @@ impl Journal {
         self.inner.meta.created_ns
     }
 
-    /// Deletes a durable cursor: it no longer holds retention.
+    /// Deletes a durable cursor: it no longer holds retention. Refused with
+    /// `Error::CursorInUse` while a consumer of it (any process) is open.
     pub fn delete_cursor(&self, name: &str) -> Result<()> {
+        self.delete_cursor_with(name, false)
+    }
+
+    /// `delete_cursor`, even while a consumer of it is open: that consumer
+    /// goes on, but its commits reach a deleted file and are lost, so the
+    /// next consumer of the name starts anew at the oldest record.
+    pub fn force_delete_cursor(&self, name: &str) -> Result<()> {
+        self.delete_cursor_with(name, true)
+    }
+
+    fn delete_cursor_with(&self, name: &str, force: bool) -> Result<()> {
         self.inner.require_writable()?;
         let _guard = self.inner.lock()?;
-        cursor::delete(&self.inner.dir, name)
+        cursor::delete(&self.inner.dir, name, force)
     }
 
     /// The processes that have this journal open for writing: `(pid, alive)`.
@@ -560,13 +588,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Opens the named cursor for this handle.
-    pub fn open_cursor(&self, name: &str) -> Result<CursorFile> {
-        if self.writable() {
+    /// Opens the named cursor for this handle, creating it (writable handles
+    /// only) when `create` is set.
+    pub fn open_cursor(&self, name: &str, create: bool) -> Result<CursorFile> {
+        if self.writable() && create {
             let first = self.meta.first_position().load(Ordering::Acquire);
             CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
         } else {
-            CursorFile::open(&self.dir, name, self.identity.journal_id, false)
+            CursorFile::open(&self.dir, name, self.identity.journal_id, self.writable())
         }
     }
 

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backwater::{Flush, Priority, WhenFull};
+use backwater::{Flush, Priority, Seek, WhenFull};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units;
 
 #[derive(Parser)]
 #[command(
@@ -13,7 +15,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "A disk-buffered publisher journal: inspect, verify, feed and replay it",
     long_about = "A disk-buffered publisher journal: inspect, verify, feed and replay it.\n\n\
         Exit codes: 0 fine, 1 a finding (corruption, lost data) or a failure, 2 usage or not a journal, \
-        75 still back-pressured after --timeout.",
+        75 still back-pressured after --timeout.\n\n\
+        Every flag reads numbers the same way. Sizes: 4096, 64MiB, 1.5GiB (KiB, MiB, GiB, TiB are powers \
+        of 1024; k, M, G, KB, MB, GB powers of 1000). Rates: 2000/s, 1.5k/s, 120/m, 10MiB/s. Durations: \
+        5s, 100ms, 1h30m, 1.5 (seconds). Times: RFC 3339 (2026-11-28T10:00:00Z, 2026-11-28T12:00:00+02:00) \
+        or nanoseconds since the epoch.",
     after_help = "Start with: backwater demo"
 )]
 pub struct Cli {
@@ -52,7 +58,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Append records from stdin (lines or length-prefixed), waiting under back-pressure
     #[command(after_help = "Examples:\n  seq 1000 | backwater append /var/lib/feed\n  \
-        producer | backwater append /var/lib/feed --priority low --timeout 30")]
+        producer | backwater append /var/lib/feed --priority low --timeout 30s\n\n\
+        A record longer than the journal's maximum (segment size / 8), a truncated length prefix or\n\
+        record, and a last line without its newline stop the append with exit 1, saying how many\n\
+        records were appended and at which input offset it stopped.")]
     Append(AppendArgs),
     /// Print records as they arrive, from the start, the end, a position or a cursor
     #[command(after_help = "Examples:\n  backwater tail /var/lib/feed -f\n  \
@@ -67,7 +76,18 @@ pub enum Command {
         backwater replay /var/lib/feed --cursor db --ack --window 5000 --format json --exec './sink'\n\n\
         Ack protocol (--ack): the child writes one line per durable batch to its stdout, holding the\n\
         number of records it has durably processed since its previous ack line. The cursor is\n\
-        committed only up to acknowledged records; at most --window records are unacknowledged.")]
+        committed only up to acknowledged records; at most --window records are unacknowledged.\n\
+        A sink must also acknowledge what it holds when its input pauses (replay waits for acks\n\
+        before sending more once the window is full, and with --follow at the tail) and at the end\n\
+        of its input (replay closes it at the tail without --follow). A child that acknowledges\n\
+        nothing for --ack-timeout while it owes acks fails the replay.\n\n\
+        Without --ack, a record counts as delivered once the reader has taken it out of the pipe\n\
+        (a file or terminal takes it when written), and the last stretch only once a --exec child\n\
+        has exited successfully: after a failure a rerun delivers every record after the cursor\n\
+        again. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
+        end-to-end at-least-once.\n\n\
+        After records were deleted before the cursor read them (drop-oldest, evict-slowest), a\n\
+        rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.")]
     Replay(ReplayArgs),
     /// The seed scenario: a fast publisher, a slow database, a fast consumer, the watermarks at work
     #[command(after_help = "Example:\n  backwater demo --seconds 20")]
@@ -75,34 +95,34 @@ pub enum Command {
 }
 
 /// Limits shared by `create` and `config`.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Default, PartialEq)]
 pub struct LimitArgs {
-    /// The journal's disk budget, e.g. 8GiB (default: unlimited)
-    #[arg(long, value_parser = parse_size)]
+    /// The journal's disk budget, e.g. 8GiB or 500MB (default: unlimited)
+    #[arg(long, value_parser = units::size)]
     pub max_disk: Option<u64>,
     /// Free space the filesystem must keep, e.g. 1GiB (default 256MiB)
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = units::size)]
     pub min_free: Option<u64>,
     /// Fill at which low-priority records are shed (default 0.80)
-    #[arg(long)]
+    #[arg(long, value_parser = units::fraction)]
     pub shed: Option<f64>,
     /// Fill at which publishers are pushed back (default 0.95)
-    #[arg(long)]
+    #[arg(long, value_parser = units::fraction)]
     pub high: Option<f64>,
     /// Fill below which everything is accepted again (default 0.70)
-    #[arg(long)]
+    #[arg(long, value_parser = units::fraction)]
     pub resume: Option<f64>,
     /// What happens at the high watermark
     #[arg(long, value_enum)]
     pub when_full: Option<WhenFullArg>,
     /// never | interval:100ms | always
-    #[arg(long, value_parser = parse_flush)]
+    #[arg(long, value_parser = units::flush)]
     pub flush: Option<Flush>,
     /// Consumed bytes kept for replay, e.g. 1GiB
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = units::size)]
     pub retain_bytes: Option<u64>,
     /// How long consumed segments are kept for replay, e.g. 1h
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = units::duration)]
     pub retain_for: Option<Duration>,
 }
 
@@ -111,7 +131,7 @@ pub struct CreateArgs {
     /// The journal directory (created if absent; must be empty)
     pub dir: PathBuf,
     /// Segment file size: a power of two from 64KiB to 1GiB
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    #[arg(long, value_parser = units::size, default_value = "64MiB")]
     pub segment_size: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -173,7 +193,7 @@ pub struct DumpArgs {
     #[arg(long, conflicts_with = "time")]
     pub from: Option<u64>,
     /// Start at the first record stamped at or after this time (RFC 3339 or ns since the epoch)
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = units::time)]
     pub time: Option<u64>,
     /// At most this many frames
     #[arg(long, short = 'n')]
@@ -226,17 +246,21 @@ pub struct AppendArgs {
     pub format: InputFormat,
     #[arg(long, value_enum, default_value = "normal")]
     pub priority: PriorityArg,
-    /// Give up after this many seconds of back-pressure (exit code 75)
+    /// Give up after this long under back-pressure (exit code 75), e.g. 30s, 1.5 (seconds), 2m
+    #[arg(long, value_parser = units::duration, allow_negative_numbers = true)]
+    pub timeout: Option<Duration>,
+    /// With --format lines: append a last line that has no newline (by default it is an error, as
+    /// a producer killed mid-line leaves one)
     #[arg(long)]
-    pub timeout: Option<f64>,
+    pub accept_unterminated: bool,
 }
 
 #[derive(Args)]
 pub struct TailArgs {
     pub dir: PathBuf,
     /// start | end | POSITION | cursor:NAME
-    #[arg(long, default_value = "end")]
-    pub from: String,
+    #[arg(long, default_value = "end", value_parser = tail_start)]
+    pub from: TailStart,
     /// Keep waiting for new records (like tail -f)
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -261,16 +285,24 @@ pub enum CursorAction {
         #[arg(long)]
         json: bool,
     },
-    /// Move NAME to POSITION (a frame boundary); creates the cursor if absent
+    /// Move NAME to POSITION (a frame boundary); creates the cursor if absent and the position is valid
     Set { name: String, position: u64 },
     /// Move NAME to start, end, or the first record at or after a time
     Reset {
         name: String,
         /// start | end | a time (RFC 3339 or ns since the epoch)
-        to: String,
+        #[arg(value_parser = reset_target)]
+        to: Seek,
     },
-    /// Delete NAME: it no longer holds retention
-    Delete { name: String },
+    /// Delete NAME: it no longer holds retention. Refused while a consumer of
+    /// it (a replay, say) is running
+    Delete {
+        name: String,
+        /// Delete it even while a consumer of it is running: that consumer
+        /// goes on, its commits are lost, and its next run starts anew
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -294,120 +326,82 @@ pub enum Pace {
 #[derive(Args)]
 pub struct ReplayArgs {
     pub dir: PathBuf,
-    /// The durable cursor to replay from and commit to
+    /// The durable cursor to replay from and commit to (it must exist, unless --create)
     #[arg(long)]
     pub cursor: String,
+    /// Create the cursor at the oldest retained record if it does not exist
+    /// (without it a new name is an error, so a typo cannot replay everything)
+    #[arg(long)]
+    pub create: bool,
     /// Feed this shell command's stdin instead of stdout
     #[arg(long)]
     pub exec: Option<String>,
     #[arg(long, value_enum, default_value = "lines")]
     pub format: ReplayFormat,
-    /// At most this many records per second, e.g. 2000/s
-    #[arg(long, value_parser = parse_rate)]
+    /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m (a token bucket: after a
+    /// pause, at most 10 ms worth, and at least one record, go out back to back)
+    #[arg(long, value_parser = units::rate)]
     pub rate: Option<f64>,
-    /// At most this many bytes per second, e.g. 10MiB/s
-    #[arg(long, value_parser = parse_rate)]
+    /// At most this many bytes per second, e.g. 10MiB/s (the same bucket, in bytes)
+    #[arg(long, value_parser = units::rate)]
     pub bytes_rate: Option<f64>,
     #[arg(long, value_enum, default_value = "free")]
     pub pace: Pace,
-    /// With --pace recorded: replay this many times faster than recorded
-    #[arg(long, default_value = "1.0")]
+    /// With --pace recorded: replay this many times faster than recorded (0.001 to 1000000)
+    #[arg(long, default_value = "1.0", value_parser = units::speed)]
     pub speed: f64,
     /// Keep going past the tail, waiting for new records
     #[arg(long)]
     pub follow: bool,
-    /// The child acknowledges durable progress on its stdout (see below)
+    /// The child acknowledges durable progress on its stdout (see below); needs --format json or len
     #[arg(long, requires = "exec")]
     pub ack: bool,
-    /// With --ack: at most this many unacknowledged records
-    #[arg(long, default_value = "1000")]
+    /// With --ack: fail when the child owes acks and has acknowledged nothing for this long
+    #[arg(long, default_value = "60s", value_parser = units::duration)]
+    pub ack_timeout: Duration,
+    /// With --ack: at most this many unacknowledged records (at least 1)
+    #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub window: usize,
-    /// Without --ack: commit the cursor after every this many records handed over
-    #[arg(long, default_value = "1000")]
+    /// Without --ack: commit the cursor after every this many records handed over (at least 1)
+    #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub batch: usize,
 }
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Journal directory (default: a temporary one, removed at the end)
+    /// Journal directory: new or empty, kept at the end (default: a temporary one, removed)
     pub dir: Option<PathBuf>,
     /// How long the scenario runs
     #[arg(long, default_value = "20")]
     pub seconds: u64,
 }
 
-/// `64MiB`, `8GiB`, `512KiB`, `4096` (bytes); also KB/MB/GB as powers of 1000.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("'{text}' is not a size (try 64MiB, 8GiB or 4096)"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB, GiB, TiB or bytes)")),
-    };
-    Ok((number * factor as f64) as u64)
-}
-
-/// `2000/s`, `2000`, `10MiB/s`.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let amount = text.trim().trim_end_matches("/s");
-    let rate = parse_size(amount)? as f64;
-    if rate <= 0.0 {
-        return Err(format!("rate '{text}' must be above zero"));
-    }
-    Ok(rate)
-}
-
-/// `never`, `always`, `interval:100ms`.
-pub fn parse_flush(text: &str) -> Result<Flush, String> {
+/// `cursor reset`'s target: `start`, `end` or a time.
+fn reset_target(text: &str) -> Result<Seek, String> {
     match text {
-        "never" => Ok(Flush::Never),
-        "always" => Ok(Flush::Always),
-        _ => {
-            let every = text
-                .strip_prefix("interval:")
-                .ok_or_else(|| format!("'{text}' is not a flush policy (never, always, interval:100ms)"))?;
-            let every = humantime::parse_duration(every).map_err(|e| format!("interval '{every}': {e}"))?;
-            Ok(Flush::Interval(every))
-        }
+        "start" => Ok(Seek::Start),
+        "end" => Ok(Seek::End),
+        time => units::time(time).map(Seek::Time),
     }
 }
 
-/// An RFC 3339 time (`2026-11-28T10:00:00Z`) or nanoseconds since the epoch.
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(ns) = text.parse::<u64>() {
-        return Ok(ns);
-    }
-    let time = humantime::parse_rfc3339_weak(text).map_err(|e| format!("'{text}' is not a time: {e}"))?;
-    let since = time.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
-    Ok(since.as_nanos() as u64)
+/// Where `tail` starts.
+#[derive(Clone, Debug)]
+pub enum TailStart {
+    At(Seek),
+    Cursor(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_rates_and_flush_policies_parse() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-        assert_eq!(parse_rate("2000/s"), Ok(2000.0));
-        assert_eq!(parse_rate("10MiB/s"), Ok((10 << 20) as f64));
-        assert_eq!(parse_flush("interval:100ms"), Ok(Flush::Interval(Duration::from_millis(100))));
-        assert!(parse_flush("sometimes").is_err());
-        assert_eq!(parse_time("2026-11-28T00:00:00Z"), Ok(1_795_824_000_000_000_000));
+fn tail_start(text: &str) -> Result<TailStart, String> {
+    match text {
+        "start" => Ok(TailStart::At(Seek::Start)),
+        "end" => Ok(TailStart::At(Seek::End)),
+        _ => match text.strip_prefix("cursor:") {
+            Some(name) => Ok(TailStart::Cursor(name.to_string())),
+            None => text
+                .parse()
+                .map(|position| TailStart::At(Seek::Position(position)))
+                .map_err(|_| format!("'{text}': use start, end, a position or cursor:NAME")),
+        },
     }
 }

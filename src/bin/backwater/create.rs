@@ -2,17 +2,12 @@
 
 use backwater::{Config, Flush, Journal, Limits, WhenFull};
 
+use crate::Outcome;
 use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
-use crate::output::{human_bytes, open_existing};
-use crate::{EXIT_USAGE, Failure, Outcome};
+use crate::output::{human_bytes, open_existing, open_read_only, require_new_or_empty};
 
 pub fn create(args: CreateArgs) -> Outcome {
-    if args.dir.join("journal.meta").exists() {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            format!("{} is already a journal; change its limits with `backwater config`", args.dir.display()),
-        ));
-    }
+    require_new_or_empty(&args.dir, "a new journal")?;
     let config = apply(Config::default().segment_size(args.segment_size), &args.limits);
     let journal = Journal::open(&args.dir, config)?;
     say!("created journal {}", args.dir.display());
@@ -21,7 +16,9 @@ pub fn create(args: CreateArgs) -> Outcome {
 }
 
 pub fn config(args: ConfigArgs) -> Outcome {
-    let journal = open_existing(&args.dir)?;
+    // Showing writes nothing, so it works on a read-only journal too.
+    let journal =
+        if args.limits == LimitArgs::default() { open_read_only(&args.dir)? } else { open_existing(&args.dir)? };
     let limits = merge(journal.limits(), &args.limits);
     if limits != journal.limits() {
         journal.set_limits(limits)?;

@@ -2,28 +2,18 @@
 
 use backwater::Seek;
 
-use crate::cli::{CursorAction, CursorArgs, parse_time};
+use crate::cli::{CursorAction, CursorArgs};
 use crate::output::{human_bytes, human_time, open_existing, open_read_only};
-use crate::{EXIT_USAGE, Failure, Outcome};
+use crate::{EXIT_FINDING, Failure, Outcome};
 
 pub fn run(args: CursorArgs) -> Outcome {
     match args.action {
         CursorAction::List { json } => {
             let journal = open_read_only(&args.dir)?;
-            let cursors = journal.cursors()?;
             if json {
-                let rows: Vec<serde_json::Value> = cursors
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "name": c.name, "position": c.position, "lag_bytes": c.lag_bytes,
-                            "committed": human_time(c.committed_ns), "evicted": c.evicted.is_some(),
-                        })
-                    })
-                    .collect();
-                say!("{}", serde_json::Value::from(rows));
+                say!("{}", serde_json::Value::from(crate::info::cursors_json(&journal)?));
             } else {
-                for c in cursors {
+                for c in journal.cursors()? {
                     let evicted = if c.evicted.is_some() { "  EVICTED" } else { "" };
                     say!(
                         "{:<20} {:>14}  lag {:>10}  committed {}{evicted}",
@@ -37,24 +27,32 @@ pub fn run(args: CursorArgs) -> Outcome {
             Ok(())
         }
         CursorAction::Set { name, position } => move_cursor(&args.dir, &name, Seek::Position(position)),
-        CursorAction::Reset { name, to } => {
-            let seek = match to.as_str() {
-                "start" => Seek::Start,
-                "end" => Seek::End,
-                time => Seek::Time(parse_time(time).map_err(|e| Failure::new(EXIT_USAGE, e))?),
-            };
-            move_cursor(&args.dir, &name, seek)
-        }
-        CursorAction::Delete { name } => {
-            open_existing(&args.dir)?.delete_cursor(&name)?;
-            say!("deleted cursor {name}");
-            Ok(())
+        CursorAction::Reset { name, to } => move_cursor(&args.dir, &name, to),
+        CursorAction::Delete { name, force } => {
+            let journal = open_existing(&args.dir)?;
+            let deleted = if force { journal.force_delete_cursor(&name) } else { journal.delete_cursor(&name) };
+            match deleted {
+                Err(in_use @ backwater::Error::CursorInUse(_)) => Err(Failure::new(
+                    EXIT_FINDING,
+                    format!(
+                        "{in_use} (`cursor delete --force` deletes it anyway; its consumer's commits are then lost)"
+                    ),
+                )),
+                other => {
+                    other?;
+                    say!("deleted cursor {name}");
+                    Ok(())
+                }
+            }
         }
     }
 }
 
+/// Moves (or creates) cursor `name`; the target is checked first, so a
+/// failed move creates nothing.
 fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
     let journal = open_existing(dir)?;
+    journal.anonymous_consumer().seek(seek)?;
     let mut consumer = journal.consumer(name)?;
     if journal.cursors()?.iter().any(|c| c.name == name && c.evicted.is_some()) {
         consumer.reattach()?;

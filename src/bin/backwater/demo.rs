@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use backwater::{Config, Error, Journal, Level, Priority, WhenFull};
 
 use crate::cli::DemoArgs;
-use crate::output::human_bytes;
+use crate::output::{human_bytes, require_new_or_empty};
 use crate::{EXIT_FINDING, Failure, Outcome};
 
 /// Records the connector tries to publish per second.
@@ -39,6 +39,9 @@ struct Shared {
 }
 
 pub fn run(args: DemoArgs) -> Outcome {
+    if let Some(dir) = &args.dir {
+        require_new_or_empty(dir, "the demo")?;
+    }
     let temp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().join("journal"));
     let seconds = args.seconds.max(3);

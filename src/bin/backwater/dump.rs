@@ -29,6 +29,9 @@ pub fn run(args: DumpArgs) -> Outcome {
     let mut damaged = 0;
     let mut result = Ok(());
     journal.walk_frames(from, |frame| {
+        if left == 0 {
+            return false;
+        }
         let shown = frame.kind == FrameKind::Data || frame.kind == FrameKind::Damaged || args.all;
         if !shown {
             return true;
@@ -47,7 +50,7 @@ pub fn run(args: DumpArgs) -> Outcome {
         };
         result = print_line(&mut out, args.format, &line);
         left -= 1;
-        result.is_ok() && left > 0
+        result.is_ok()
     })?;
     quiet_pipe(result.and_then(|()| out.flush()))?;
     if damaged > 0 {

@@ -53,26 +53,12 @@ pub fn run(args: ReportArgs) -> Outcome {
 /// Everything `info` shows, as one JSON object (the `--json` schema).
 pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
     let stats = journal.stats();
-    let now = backwater::frame::now_ns();
-    let cursors: Vec<serde_json::Value> = journal
-        .cursors()?
-        .into_iter()
-        .map(|cursor| {
-            let oldest_unread = first_timestamp_from(journal, cursor.position);
-            serde_json::json!({
-                "name": cursor.name,
-                "position": cursor.position,
-                "lag_bytes": cursor.lag_bytes,
-                "lag_secs": oldest_unread.map(|ts| now.saturating_sub(ts) as f64 / 1e9),
-                "committed": human_time(cursor.committed_ns),
-                "evicted": cursor.evicted.map(|(from, to)| serde_json::json!({"from": from, "to": to})),
-            })
-        })
-        .collect();
+    let cursors = cursors_json(journal)?;
     let processes: Vec<serde_json::Value> =
         journal.processes().into_iter().map(|(pid, alive)| serde_json::json!({"pid": pid, "alive": alive})).collect();
     Ok(serde_json::json!({
         "dir": journal.dir(),
+        "journal_id": journal_id(journal),
         "segments": journal.segment_indexes()?.len(),
         "segment_size": journal.segment_size(),
         "first_position": stats.first_position,
@@ -92,6 +78,28 @@ pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
         "processes": processes,
         "cursors": cursors,
     }))
+}
+
+/// The journal's id as 16 hex digits (as `replay --format json` gives it).
+pub fn journal_id(journal: &Journal) -> String {
+    format!("{:016x}", journal.id())
+}
+
+/// Every cursor as `info --json` and `cursor list --json` show it.
+pub fn cursors_json(journal: &Journal) -> Result<Vec<serde_json::Value>, Failure> {
+    let now = backwater::frame::now_ns();
+    let cursors = journal.cursors()?.into_iter().map(|cursor| {
+        let oldest_unread = first_timestamp_from(journal, cursor.position);
+        serde_json::json!({
+            "name": cursor.name,
+            "position": cursor.position,
+            "lag_bytes": cursor.lag_bytes,
+            "lag_secs": oldest_unread.map(|ts| now.saturating_sub(ts) as f64 / 1e9),
+            "committed": human_time(cursor.committed_ns),
+            "evicted": cursor.evicted.map(|(from, to)| serde_json::json!({"from": from, "to": to})),
+        })
+    });
+    Ok(cursors.collect())
 }
 
 /// The timestamp of the first record at or after `position`, if any.

@@ -14,6 +14,7 @@ mod info;
 mod replay;
 mod segments;
 mod tail;
+mod units;
 mod verify;
 
 use std::process::ExitCode;

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use backwater::{Journal, Priority};
 
 use crate::cli::RecordFormat;
-use crate::{EXIT_USAGE, Failure};
+use crate::{EXIT_FINDING, EXIT_USAGE, Failure};
 
 /// Opens an existing journal for writing; never creates one.
 pub fn open_existing(dir: &Path) -> Result<Journal, Failure> {
@@ -28,14 +28,41 @@ pub fn open_read_only(dir: &Path) -> Result<Journal, Failure> {
 }
 
 fn require_journal(dir: &Path) -> Result<(), Failure> {
-    if dir.join("journal.meta").is_file() {
-        return Ok(());
+    match std::fs::metadata(dir.join("journal.meta")) {
+        Ok(meta) if meta.is_file() => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Failure::new(
+                EXIT_FINDING,
+                format!("cannot read {}: permission denied (run as its owner or a member of its group)", dir.display()),
+            ));
+        }
+        _ => {}
     }
     let hint = if dir.exists() { "it has no journal.meta" } else { "it does not exist" };
     Err(Failure::new(
         EXIT_USAGE,
         format!("{} is not a backwater journal: {hint} (create one with `backwater create`)", dir.display()),
     ))
+}
+
+/// Refuses `dir` unless it is absent or an empty directory: `what` (a new
+/// journal, the demo) must not write into anything else.
+pub fn require_new_or_empty(dir: &Path, what: &str) -> Result<(), Failure> {
+    let refuse = |why: String| Err(Failure::new(EXIT_USAGE, format!("{what} needs a new or empty directory: {why}")));
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) if dir.join("journal.meta").exists() => {
+                refuse(format!("{} is already a journal (see `backwater info` and `backwater config`)", dir.display()))
+            }
+            Some(_) => refuse(format!("{} is not empty", dir.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            refuse(format!("{} is a file, not a directory", dir.display()))
+        }
+        Err(e) => Err(Failure::new(EXIT_FINDING, format!("cannot read {}: {e}", dir.display()))),
+    }
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -1,15 +1,18 @@
 //! `backwater replay`: drives a slow consumer from a durable cursor,
 //! at-least-once. Records go to stdout or a child's stdin, paced; the cursor
-//! is committed only after records are handed over, or, with `--ack`, only
-//! up to what the child has acknowledged.
+//! is committed only past records the consumer has provably taken: with
+//! `--ack`, those the child acknowledged; without, those it read out of the
+//! pipe (a pipe's unread bytes are asked of the kernel), and at the end only
+//! once the child has exited successfully.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use backwater::{Consumer, Journal, Record};
+use backwater::{Consumer, Error, Journal, Record};
 
 use crate::cli::{Pace, ReplayArgs, ReplayFormat};
 use crate::output::{human_bytes, open_existing, payload_json, priority_name};
@@ -22,47 +25,119 @@ enum Ack {
 }
 
 pub fn run(args: ReplayArgs) -> Outcome {
-    if args.speed <= 0.0 {
-        return Err(Failure::new(EXIT_USAGE, "--speed must be above zero"));
+    if args.ack && args.format == ReplayFormat::Lines {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--ack needs a framing that carries every payload: use --format json or --format len \
+             (with lines, a payload holding a newline reaches the child as two records)",
+        ));
     }
     let journal = open_existing(&args.dir)?;
-    let consumer = journal.consumer(&args.cursor)?;
+    let consumer = open_cursor(&journal, &args)?;
     let mut child = args.exec.as_deref().map(|command| spawn(command, args.ack)).transpose()?;
     let acks = match child.as_mut().and_then(|c| c.stdout.take()) {
         Some(stdout) if args.ack => Some(read_acks(stdout)),
         _ => None,
     };
-    let sink: Box<dyn Write> = match child.as_mut().and_then(|c| c.stdin.take()) {
-        Some(stdin) => Box::new(stdin) as Box<dyn Write>,
-        None => Box::new(std::io::stdout().lock()),
+    let sink = match child.as_mut().and_then(|c| c.stdin.take()) {
+        Some(stdin) => Sink::Child(stdin),
+        None => Sink::Stdout(std::io::stdout()),
     };
     let mut replay = Replay {
-        journal: &journal,
+        journal_id: crate::info::journal_id(&journal),
+        committed_at: consumer.position(),
         consumer,
-        sink: Some(std::io::BufWriter::with_capacity(1 << 16, sink)),
+        out: Some(std::io::BufWriter::with_capacity(1 << 16, Counted { sink, sent: 0 })),
         acks,
-        unacked: VecDeque::new(),
+        pending: VecDeque::new(),
+        last_ack: Instant::now(),
         pacer: Pacer::new(&args),
         progress: Progress::new(),
         handed: 0,
-        acknowledged: 0,
+        committed: 0,
+        advice: None,
         args: &args,
     };
     let result = replay.run();
     replay.finish(child, result)
 }
 
+/// Where records go: our stdout or the child's stdin.
+enum Sink {
+    Stdout(std::io::Stdout),
+    Child(ChildStdin),
+}
+
+impl Sink {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sink::Stdout(out) => out.as_fd(),
+            Sink::Child(stdin) => stdin.as_fd(),
+        }
+    }
+}
+
+/// The sink with the bytes the kernel has accepted from us.
+struct Counted {
+    sink: Sink,
+    sent: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = match &mut self.sink {
+            Sink::Stdout(out) => out.write(bytes),
+            Sink::Child(stdin) => stdin.write(bytes),
+        }?;
+        self.sent += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::Stdout(out) => out.flush(),
+            Sink::Child(stdin) => stdin.flush(),
+        }
+    }
+}
+
+type Out = std::io::BufWriter<Counted>;
+
+/// Bytes written into a pipe that its reader has not taken yet (0 for
+/// anything that is not a pipe: a file or a terminal takes what it is given).
+fn unread_in_pipe(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+    let stat = rustix::fs::fstat(fd)?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
+        return Ok(0);
+    }
+    Ok(rustix::io::ioctl_fionread(fd)?)
+}
+
+/// Whether the reading end of a pipe has been closed.
+fn reader_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(fd, rustix::event::PollFlags::OUT)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    rustix::event::poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(rustix::event::PollFlags::ERR)
+}
+
 struct Replay<'a> {
-    journal: &'a Journal,
+    /// For `--format json`: with the position, a record's lasting name.
+    journal_id: String,
     consumer: Consumer,
-    sink: Option<std::io::BufWriter<Box<dyn Write + 'a>>>,
+    out: Option<Out>,
     acks: Option<Receiver<Ack>>,
-    /// `next_position` of each record handed over and not yet acknowledged.
-    unacked: VecDeque<u64>,
+    /// Records handed over and not yet known to be taken, oldest first: the
+    /// offset in the output stream where each ends, and its next position.
+    pending: VecDeque<(u64, u64)>,
+    /// When the child last acknowledged (or was first owed an ack).
+    last_ack: Instant,
     pacer: Pacer,
     progress: Progress,
     handed: u64,
-    acknowledged: u64,
+    committed: u64,
+    committed_at: u64,
+    /// What to do next, when a rerun would not help.
+    advice: Option<String>,
     args: &'a ReplayArgs,
 }
 
@@ -72,27 +147,28 @@ impl Replay<'_> {
         let mut since_commit = 0;
         loop {
             self.take_acks(Duration::ZERO)?;
-            let room =
-                if self.acks.is_some() { self.args.window.saturating_sub(self.unacked.len()) } else { self.args.batch };
-            if room == 0 {
+            let room = if self.acks.is_some() {
+                self.args.window.saturating_sub(self.pending.len())
+            } else {
+                self.args.batch.saturating_sub(since_commit)
+            };
+            if room == 0 && self.acks.is_some() {
                 self.take_acks(Duration::from_millis(100))?;
                 continue;
             }
             let wait = if self.args.follow { Duration::from_millis(50) } else { Duration::ZERO };
-            let read = self.hand_over(room.min(256), wait)?;
+            let read = self.hand_over(room.clamp(1, 256), wait)?;
             since_commit += read;
-            if self.acks.is_none() && (since_commit >= self.args.batch || read == 0) && since_commit > 0 {
-                self.consumer.commit()?;
+            if self.acks.is_none() && (since_commit >= self.args.batch || read == 0 && !self.pending.is_empty()) {
+                self.commit_taken()?;
                 since_commit = 0;
             }
             self.progress.show(self.handed, self.pacer.bytes, self.consumer.lag());
-            if read > 0 || self.args.follow {
-                continue;
-            }
-            if self.unacked.is_empty() || self.acks.is_none() {
+            if read == 0 && !self.args.follow {
                 return Ok(());
-            } else {
-                self.take_acks(Duration::from_millis(100))?;
+            }
+            if read == 0 {
+                self.check_ack_timeout()?;
             }
         }
     }
@@ -100,40 +176,87 @@ impl Replay<'_> {
     /// Polls up to `limit` records (waiting up to `wait` for the first), paces
     /// and writes each, then flushes.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
-        let Some(sink) = self.sink.as_mut() else { return Ok(0) };
-        let (format, pacer, unacked, track) =
-            (self.args.format, &mut self.pacer, &mut self.unacked, self.acks.is_some());
+        let Some(out) = self.out.as_mut() else { return Ok(0) };
+        let (format, pacer, pending, journal) =
+            (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
         let handler = |record: Record<'_>| {
             if written.is_ok() {
-                pacer.wait(&record);
-                written = frame(sink, format, &record);
-                if track {
-                    unacked.push_back(record.next_position());
-                }
+                written = pacer.wait(&record, out).and_then(|()| frame(out, format, &record, journal));
+                let end = out.get_ref().sent + out.buffer().len() as u64;
+                pending.push_back((end, record.next_position()));
             }
         };
-        let read = if wait.is_zero() {
-            self.consumer.poll(handler, limit)?
+        let polled = if wait.is_zero() {
+            self.consumer.poll(handler, limit)
         } else {
-            self.consumer.poll_wait(handler, limit, wait)?
+            self.consumer.poll_wait(handler, limit, wait)
         };
-        written.and_then(|()| sink.flush()).map_err(|e| self.child_gone(e))?;
+        let flushed = written.and_then(|()| out.flush());
+        let read = polled.map_err(|e| self.poll_failed(e))?;
+        flushed.map_err(|e| child_gone(&e))?;
+        if read > 0 && self.pending.len() == read {
+            self.last_ack = Instant::now(); // the oldest owed ack starts now
+        }
         self.handed += read as u64;
         Ok(read)
+    }
+
+    /// Data deleted under the cursor: a rerun fails the same way, so say how to go on.
+    fn poll_failed(&mut self, error: Error) -> Failure {
+        if matches!(error, Error::Lost { .. } | Error::Evicted { .. }) {
+            self.advice = Some(format!(
+                "those records cannot be replayed; to go on from the oldest retained record, run \
+                 `backwater cursor {} reset {} start`",
+                self.args.dir.display(),
+                self.args.cursor
+            ));
+        }
+        error.into()
+    }
+
+    /// Without `--ack`: commits past the records the reader has taken out of
+    /// the pipe (everything written, for a file).
+    fn commit_taken(&mut self) -> Outcome {
+        self.commit_through(self.taken())
+    }
+
+    /// How many bytes of the output the reader has taken (`None`: unknown).
+    fn taken(&self) -> Option<u64> {
+        let counted = self.out.as_ref()?.get_ref();
+        let unread = unread_in_pipe(counted.sink.fd()).ok()?;
+        Some(counted.sent.saturating_sub(unread))
+    }
+
+    /// Commits past the pending records that end within the first `taken` bytes.
+    fn commit_through(&mut self, taken: Option<u64>) -> Outcome {
+        let Some(taken) = taken else { return Ok(()) };
+        let count = self.pending.iter().take_while(|&&(end, _)| end <= taken).count();
+        self.commit_first(count)
+    }
+
+    /// Commits past the oldest `count` pending records.
+    fn commit_first(&mut self, count: usize) -> Outcome {
+        if let Some((_, position)) = self.pending.drain(..count).next_back() {
+            self.consumer.commit_at(position)?;
+            self.committed += count as u64;
+            self.committed_at = position;
+        }
+        Ok(())
     }
 
     /// Applies acknowledgements, waiting up to `wait` for the first one.
     fn take_acks(&mut self, wait: Duration) -> Outcome {
         let Some(acks) = &self.acks else { return Ok(()) };
-        let mut next = match acks.recv_timeout(wait) {
+        let first = match acks.recv_timeout(wait) {
             Ok(ack) => Some(ack),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(self.child_gone(std::io::Error::other("the child closed its stdout")));
+                return Err(child_gone(&std::io::Error::other("the child closed its stdout")));
             }
         };
-        while let Some(ack) = next {
+        let arrived: Vec<Ack> = first.into_iter().chain(acks.try_iter()).collect();
+        for ack in arrived {
             let count = match ack {
                 Ack::Records(count) => count,
                 Ack::Garbage(line) => {
@@ -143,67 +266,131 @@ impl Replay<'_> {
                     ));
                 }
             };
-            if count > self.unacked.len() as u64 {
+            if count > self.pending.len() as u64 {
                 return Err(Failure::new(
                     EXIT_FINDING,
                     format!(
                         "the child acknowledged {count} records, but only {} were unacknowledged",
-                        self.unacked.len()
+                        self.pending.len()
                     ),
                 ));
             }
-            let through = self.unacked.drain(..count as usize).next_back();
-            if let Some(position) = through {
-                self.consumer.commit_at(position)?;
-                self.acknowledged += count;
+            self.commit_first(count as usize)?;
+            self.last_ack = Instant::now();
+        }
+        self.check_ack_timeout()
+    }
+
+    /// Fails when the child owes acks and has acknowledged nothing for `--ack-timeout`.
+    fn check_ack_timeout(&self) -> Outcome {
+        if self.acks.is_none() || self.pending.is_empty() || self.last_ack.elapsed() < self.args.ack_timeout {
+            return Ok(());
+        }
+        Err(Failure::new(
+            EXIT_FINDING,
+            format!(
+                "the child acknowledged nothing for {} while {} records were unacknowledged: with --ack a sink \
+                 must acknowledge what it has whenever its input pauses, not only when its own batch is full \
+                 (or raise --window, now {}, above its batch size)",
+                humantime::format_duration(self.args.ack_timeout),
+                self.pending.len(),
+                self.args.window
+            ),
+        ))
+    }
+
+    /// At the tail: flushes and, without `--ack`, waits until the reader has
+    /// taken everything or gone (a child that exits counts as gone).
+    fn settle(&mut self, child: Option<&mut Child>) -> Outcome {
+        let Some(out) = self.out.as_mut() else { return Ok(()) };
+        out.flush().map_err(|e| child_gone(&e))?;
+        if self.acks.is_some() {
+            return Ok(());
+        }
+        let fd = out.get_ref().sink.fd();
+        let mut child = child;
+        while unread_in_pipe(fd).is_ok_and(|unread| unread > 0) && !reader_gone(fd) {
+            if child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                break;
             }
-            next = acks.try_recv().ok();
+            std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
 
-    fn child_gone(&self, error: std::io::Error) -> Failure {
-        Failure::new(EXIT_FINDING, format!("the consumer stopped taking records ({error})"))
-    }
-
-    /// Closes the child's stdin, collects the last acks, and reports.
-    fn finish(mut self, child: Option<Child>, result: Outcome) -> Outcome {
-        drop(self.sink.take());
-        let mut result = result;
-        if result.is_ok() && self.acks.is_some() {
-            while !self.unacked.is_empty() && result.is_ok() {
-                result = self.take_acks(Duration::from_secs(3600));
-            }
+    /// Closes the child's stdin, collects the last acks (or, without `--ack`,
+    /// commits what was taken once the consumer has ended well), and reports.
+    fn finish(mut self, mut child: Option<Child>, result: Outcome) -> Outcome {
+        let mut result = result.and_then(|()| self.settle(child.as_mut()));
+        let taken = self.taken();
+        drop(self.out.take()); // the child sees the end of its input
+        while result.is_ok() && self.acks.is_some() && !self.pending.is_empty() {
+            result = self.take_acks(Duration::from_millis(100));
         }
-        let status = child.map(|mut child| child.wait());
-        self.progress.done();
-        let committed =
-            self.journal.cursors().ok().and_then(|cursors| cursors.into_iter().find(|c| c.name == self.args.cursor));
-        let position = committed.map(|c| c.position).unwrap_or_default();
-        let exit = match status {
+        let exit = match child.as_mut().map(Child::wait) {
             Some(Ok(status)) if !status.success() => Some(format!("the child exited with {status}")),
             Some(Err(e)) => Some(format!("waiting for the child failed: {e}")),
             _ => None,
         };
+        if result.is_ok() && exit.is_none() && self.acks.is_none() {
+            // The reader ended well (or is still reading): what it took is consumed.
+            result = self.commit_through(taken);
+        }
+        self.progress.done();
         match (result, exit) {
             (Ok(()), None) => {
-                eprintln!("replayed {} records; cursor '{}' committed at {position}", self.handed, self.args.cursor);
+                eprintln!(
+                    "replayed {} records; cursor '{}' committed at {}",
+                    self.handed, self.args.cursor, self.committed_at
+                );
                 Ok(())
             }
-            (result, exit) => {
-                let why = exit.or_else(|| result.err().map(|f| f.message)).unwrap_or_default();
-                Err(Failure::new(
-                    EXIT_FINDING,
-                    format!(
-                        "{why}; cursor '{}' committed at position {position} after {} acknowledged of {} handed over; \
-                         rerun to resume from there",
-                        self.args.cursor,
-                        if self.acks.is_some() { self.acknowledged } else { self.handed },
-                        self.handed,
-                    ),
-                ))
-            }
+            (result, exit) => Err(self.failed(exit.or_else(|| result.err().map(|f| f.message)))),
         }
+    }
+
+    fn failed(&self, why: Option<String>) -> Failure {
+        let what = if self.acks.is_some() {
+            format!("{} acknowledged of {} handed over", self.committed, self.handed)
+        } else {
+            format!("{} of {} handed over known to be taken", self.committed, self.handed)
+        };
+        let next = self.advice.clone().unwrap_or_else(|| "a rerun delivers every record after it".into());
+        Failure::new(
+            EXIT_FINDING,
+            format!(
+                "{}; cursor '{}' committed at position {} ({what}); {next}",
+                why.unwrap_or_default(),
+                self.args.cursor,
+                self.committed_at
+            ),
+        )
+    }
+}
+
+fn child_gone(error: &std::io::Error) -> Failure {
+    Failure::new(EXIT_FINDING, format!("the consumer stopped taking records ({error})"))
+}
+
+/// The replay's cursor: an existing one, or a new one with `--create`.
+fn open_cursor(journal: &Journal, args: &ReplayArgs) -> Result<Consumer, Failure> {
+    if args.create {
+        return Ok(journal.consumer(&args.cursor)?);
+    }
+    match journal.existing_consumer(&args.cursor) {
+        Err(Error::NoSuchCursor(name)) => {
+            let existing = journal.cursor_names()?;
+            let existing = if existing.is_empty() { "none".to_string() } else { existing.join(", ") };
+            Err(Failure::new(
+                EXIT_USAGE,
+                format!(
+                    "{} has no cursor named '{name}' (cursors: {existing}); to start a new one at the oldest \
+                     record, add --create",
+                    args.dir.display()
+                ),
+            ))
+        }
+        other => Ok(other?),
     }
 }
 
@@ -237,7 +424,7 @@ fn read_acks(stdout: std::process::ChildStdout) -> Receiver<Ack> {
 }
 
 /// Writes one record framed as `format`.
-fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>) -> std::io::Result<()> {
+fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>, journal: &str) -> std::io::Result<()> {
     match format {
         ReplayFormat::Lines => {
             out.write_all(record.payload())?;
@@ -249,6 +436,7 @@ fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>) -> std
         }
         ReplayFormat::Json => {
             let mut object = serde_json::json!({
+                "journal_id": journal,
                 "position": record.position(),
                 "timestamp_ns": record.timestamp(),
                 "priority": priority_name(record.priority()),
@@ -260,13 +448,46 @@ fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>) -> std
     }
 }
 
+/// The share of a rate that may go out back to back: 10 ms worth, at least
+/// one record (or one record's bytes).
+const BURST: Duration = Duration::from_millis(10);
+
+/// A token bucket: `rate` per second, at most `burst` banked, so an idle
+/// period never turns into a flood.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, smallest_burst: f64) -> Bucket {
+        let burst = (rate * BURST.as_secs_f64()).max(smallest_burst);
+        Bucket { rate, burst, tokens: burst, refilled: Instant::now() }
+    }
+
+    /// Takes `cost` tokens; returns how long to wait until they are earned.
+    fn take(&mut self, cost: f64) -> Duration {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst) - cost;
+        self.refilled = now;
+        seconds(-self.tokens / self.rate)
+    }
+}
+
+/// A wait of `secs` (nothing for a negative or NaN number), never a panic.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// Spaces records by a record rate, a byte rate, or their recorded timestamps.
 struct Pacer {
     start: Instant,
-    records: u64,
     bytes: u64,
-    rate: Option<f64>,
-    bytes_rate: Option<f64>,
+    records: Option<Bucket>,
+    byte_rate: Option<Bucket>,
     recorded: Option<f64>,
     first_timestamp: Option<u64>,
 }
@@ -275,35 +496,36 @@ impl Pacer {
     fn new(args: &ReplayArgs) -> Pacer {
         Pacer {
             start: Instant::now(),
-            records: 0,
             bytes: 0,
-            rate: args.rate,
-            bytes_rate: args.bytes_rate,
+            records: args.rate.map(|rate| Bucket::new(rate, 1.0)),
+            byte_rate: args.bytes_rate.map(|rate| Bucket::new(rate, 1.0)),
             recorded: (args.pace == Pace::Recorded).then_some(args.speed),
             first_timestamp: None,
         }
     }
 
-    /// Sleeps until `record` is due.
-    fn wait(&mut self, record: &Record<'_>) {
-        let mut due = 0.0f64;
-        if let Some(rate) = self.rate {
-            due = due.max(self.records as f64 / rate);
+    /// Waits until `record` is due, flushing `out` first so that what went
+    /// before goes out at its own time.
+    fn wait(&mut self, record: &Record<'_>, out: &mut Out) -> std::io::Result<()> {
+        let len = record.payload().len();
+        let mut wait = Duration::ZERO;
+        if let Some(bucket) = &mut self.records {
+            wait = wait.max(bucket.take(1.0));
         }
-        if let Some(rate) = self.bytes_rate {
-            due = due.max(self.bytes as f64 / rate);
+        if let Some(bucket) = &mut self.byte_rate {
+            wait = wait.max(bucket.take(len as f64));
         }
         if let Some(speed) = self.recorded {
             let first = *self.first_timestamp.get_or_insert(record.timestamp());
-            due = due.max(record.timestamp().saturating_sub(first) as f64 / 1e9 / speed);
+            let due = record.timestamp().saturating_sub(first) as f64 / 1e9 / speed;
+            wait = wait.max(seconds(due - self.start.elapsed().as_secs_f64()));
         }
-        let due = self.start + Duration::from_secs_f64(due);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        self.bytes += len as u64;
+        if !wait.is_zero() {
+            out.flush()?;
+            std::thread::sleep(wait);
         }
-        self.records += 1;
-        self.bytes += record.payload().len() as u64;
+        Ok(())
     }
 }
 

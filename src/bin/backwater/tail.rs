@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use backwater::{Consumer, Journal, Seek};
+use backwater::{Consumer, Journal};
 
-use crate::cli::TailArgs;
+use crate::cli::{TailArgs, TailStart};
 use crate::output::{Line, open_read_only, print_line, quiet_pipe};
-use crate::{EXIT_USAGE, Failure, Outcome};
+use crate::{Failure, Outcome};
 
 pub fn run(args: TailArgs) -> Outcome {
     let journal = open_read_only(&args.dir)?;
@@ -37,15 +37,25 @@ pub fn run(args: TailArgs) -> Outcome {
                 left -= 1;
             }
         };
-        let read = if args.follow {
-            let read = consumer.poll_wait(handler, limit, Duration::from_millis(200))?;
-            if read == 0 {
-                result = out.flush();
-            }
-            read
+        let polled = if args.follow {
+            consumer.poll_wait(handler, limit, Duration::from_millis(200))
         } else {
-            consumer.poll(handler, limit)?
+            consumer.poll(handler, limit)
         };
+        let read = match polled {
+            // A live drop-oldest journal deleted records before we read them:
+            // say so and go on from the oldest retained one.
+            Err(backwater::Error::Lost { from, to }) => {
+                eprintln!(
+                    "backwater: skipped positions {from}..{to}, deleted by the journal's policy before tail read them"
+                );
+                continue;
+            }
+            other => other?,
+        };
+        if read == 0 && args.follow {
+            result = out.flush();
+        }
         if read == 0 && !args.follow {
             break;
         }
@@ -53,19 +63,14 @@ pub fn run(args: TailArgs) -> Outcome {
     quiet_pipe(result.and_then(|()| out.flush()))
 }
 
-/// `start`, `end`, a position, or `cursor:NAME`.
-fn start(journal: &Journal, from: &str) -> Result<Consumer, Failure> {
-    if let Some(name) = from.strip_prefix("cursor:") {
-        return Ok(journal.consumer(name)?);
+/// A consumer at the starting point.
+fn start(journal: &Journal, from: &TailStart) -> Result<Consumer, Failure> {
+    match from {
+        TailStart::Cursor(name) => Ok(journal.consumer(name)?),
+        TailStart::At(seek) => {
+            let mut consumer = journal.anonymous_consumer();
+            consumer.seek(*seek)?;
+            Ok(consumer)
+        }
     }
-    let mut consumer = journal.anonymous_consumer();
-    let seek = match from {
-        "start" => Seek::Start,
-        "end" => Seek::End,
-        position => Seek::Position(position.parse().map_err(|_| {
-            Failure::new(EXIT_USAGE, format!("--from '{position}': use start, end, a position or cursor:NAME"))
-        })?),
-    };
-    consumer.seek(seek)?;
-    Ok(consumer)
 }
