@@ -40,6 +40,9 @@ pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
         }
     }
     inner.flushed_position.fetch_max(tail, Ordering::AcqRel);
+    // Recorded after the segments are on the media, before the metadata
+    // page that carries it is synced: recovery trusts everything below it.
+    inner.meta.flushed_position().fetch_max(tail, Ordering::AcqRel);
     for name in cursor::list(&inner.dir)? {
         if let Ok(cursor) = CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) {
             cursor.flush()?;

@@ -632,7 +632,10 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         retention::remove_spares(self);
-        if self.meta.limits().flush != crate::Flush::Never {
+        // The last writer to close flushes whatever the policy, so that the
+        // next recovery needs to look only past that point.
+        let last_writer = self.writer_lock.as_ref().is_some_and(WriterLock::is_last);
+        if self.meta.limits().flush != crate::Flush::Never || last_writer {
             let _ = crate::flush::flush_all(self);
         }
         process::unregister(&self.meta, self.process_slot);

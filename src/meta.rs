@@ -59,6 +59,9 @@ const BACK_PRESSURED_AT: usize = 264;
 const EVICTIONS_AT: usize = 272;
 const LOST_BYTES_AT: usize = 280;
 const UNBLOCKED_AT: usize = 288;
+/// Everything below this position reached the media at the last completed
+/// `flush_all` (recovery keeps it untouched).
+const FLUSHED_POSITION_AT: usize = 296;
 
 // Process table: `PROCESS_SLOTS` entries of (pid u32, pad u32, start time u64).
 pub const PROCESS_TABLE_AT: usize = 512;
@@ -325,6 +328,12 @@ impl Meta {
     #[inline]
     pub fn lost_bytes(&self) -> &AtomicU64 {
         self.file.atomic_u64(LOST_BYTES_AT)
+    }
+
+    /// Everything before it was on the media when the last flush completed.
+    #[inline]
+    pub fn flushed_position(&self) -> &AtomicU64 {
+        self.file.atomic_u64(FLUSHED_POSITION_AT)
     }
 
     #[inline]

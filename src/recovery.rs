@@ -109,23 +109,41 @@ pub struct RecoveryReport {
     pub cut: Option<(u64, usize)>,
     /// Damaged frames replaced by padding (`repair` only): `(position, len, reason)`.
     pub discarded: Vec<(u64, usize, String)>,
+    /// Segments past the data that could not be read (a header that never
+    /// reached the media), removed: their base positions.
+    pub removed: Vec<u64>,
+    /// Bytes past the last flush that a power loss left damaged, cut from
+    /// the first damaged frame on (also counted in `Stats::lost_bytes`).
+    pub lost_bytes: u64,
+    /// Cursors that pointed past the recovered tail, moved back to it.
+    pub cursors_moved: Vec<String>,
     pub tail_position: u64,
 }
 
 impl RecoveryReport {
     /// Whether recovery changed anything.
     pub fn changed(&self) -> bool {
-        !self.padded.is_empty() || self.cut.is_some() || !self.discarded.is_empty()
+        !self.padded.is_empty()
+            || self.cut.is_some()
+            || !self.discarded.is_empty()
+            || !self.removed.is_empty()
+            || !self.cursors_moved.is_empty()
     }
 }
 
-/// Finds the true tail after a crash, pads holes in the last two segments and
-/// zeroes a torn tail. The caller holds the lock and no other writer is alive.
+/// Finds the true tail after a crash (or a power loss), pads holes left by
+/// dead claimers, cuts damaged frames past the last flush, and zeroes a
+/// torn tail. The caller holds the lock and no other writer is alive.
+///
+/// Everything below the position the last completed flush recorded is kept
+/// as it is (damage there is corruption, for `verify` to report); past it,
+/// the longest valid prefix is kept.
 pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     remove_temporaries(&inner.dir)?;
     let size = inner.segment_size();
-    let indexes = segment::list(&inner.dir, size)?;
     let mut report = RecoveryReport::default();
+    let mut indexes = segment::list(&inner.dir, size)?;
+    remove_unreadable_trailing(inner, &mut indexes, &mut report)?;
     let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
         // No segment at all: an empty journal starting at the tail's segment
         // (positions only grow, so the tail's index is kept).
@@ -138,20 +156,102 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     check_contiguous(&inner.dir, &indexes, size)?;
     inner.meta.first_position().store(first * size + SEGMENT_HEADER_LEN, Ordering::Release);
     let mut tail_index = last;
-    let mut tail_segment = Segment::open(&inner.dir, tail_index, inner.identity, true)?;
-    while tail_index > first && is_empty(&tail_segment) {
+    while tail_index > first && is_empty(&Segment::open(&inner.dir, tail_index, inner.identity, true)?) {
         tail_index -= 1;
-        tail_segment = Segment::open(&inner.dir, tail_index, inner.identity, true)?;
     }
-    if tail_index > first {
-        let previous = Segment::open(&inner.dir, tail_index - 1, inner.identity, true)?;
-        repair_segment(&previous, false, &mut report);
-    }
-    let end = repair_segment(&tail_segment, true, &mut report);
-    let raw = inner.meta.tail.pack(tail_index, end as u64);
-    inner.meta.raw_tail().store(raw, Ordering::Release);
+    let flushed = inner.meta.flushed_position().load(Ordering::Acquire);
+    // Holes only ever lie in the last two segments; damage from a power
+    // loss anywhere past the last flush.
+    let from = tail_index.saturating_sub(1).min(flushed / size).max(first);
+    let (tail_index, end) = repair_from(inner, from, tail_index, last, flushed, &mut report)?;
+    inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, end as u64), Ordering::Release);
     report.tail_position = inner.meta.tail_position();
+    move_cursors_back(inner, report.tail_position, &mut report)?;
     Ok(report)
+}
+
+/// Removes segments at the end whose header cannot be read: created, but
+/// their header never reached the media (headers are synced before a
+/// segment is linked, so this only follows a power loss on an older version,
+/// or a damaged disk). They hold nothing a flush promised.
+fn remove_unreadable_trailing(inner: &Inner, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
+    while let Some(&last) = indexes.last() {
+        match Segment::open(&inner.dir, last, inner.identity, true) {
+            Ok(_) => break,
+            Err(Error::Corrupt { path, .. }) => {
+                crate::mapped::remove_durably(&path)?;
+                report.removed.push(last * inner.segment_size());
+                indexes.pop();
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
+/// Repairs segments `from..=tail_index`: pads holes, seals full segments,
+/// and at the first damaged frame past `flushed` cuts everything after it
+/// (later segments up to `last` included). Returns the tail's segment and
+/// the offset of its end.
+fn repair_from(
+    inner: &Inner,
+    from: u64,
+    tail_index: u64,
+    last: u64,
+    flushed: u64,
+    report: &mut RecoveryReport,
+) -> Result<(u64, usize)> {
+    for index in from..=tail_index {
+        let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
+        let scan = scan(&segment);
+        let damaged = scan.faults.iter().map(|fault| fault.0).find(|&at| segment.base + at as u64 >= flushed);
+        if let Some(at) = damaged {
+            cut_after(inner, &segment, at, last, report)?;
+            return Ok((index, at));
+        }
+        let end = repair_segment(&segment, &scan, index == tail_index, report);
+        if index == tail_index {
+            return Ok((index, end));
+        }
+    }
+    Ok((tail_index, SEGMENT_HEADER_LEN as usize))
+}
+
+/// Cuts the log at `offset` of `segment`: zeroes the rest of its data and
+/// removes every later segment up to `last`, counting what went as lost.
+fn cut_after(inner: &Inner, segment: &Segment, offset: usize, last: u64, report: &mut RecoveryReport) -> Result<()> {
+    let bytes = segment.bytes();
+    let dirty_end = last_non_zero(&bytes[offset..]).map_or(offset, |n| offset + n + 1);
+    segment.file().zero(offset, dirty_end - offset);
+    let mut lost = (dirty_end - offset) as u64;
+    for index in segment.index + 1..=last {
+        let path = segment::path_of(&inner.dir, index, inner.segment_size());
+        if let Ok(later) = Segment::open(&inner.dir, index, inner.identity, false) {
+            lost += scan(&later).end.saturating_sub(SEGMENT_HEADER_LEN as usize) as u64;
+        }
+        crate::mapped::remove_durably(&path)?;
+    }
+    report.cut = Some((segment.base + offset as u64, (dirty_end - offset).max(1)));
+    report.lost_bytes += lost;
+    inner.meta.lost_bytes().fetch_add(lost, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A cursor committed past the recovered tail (its commit reached the media,
+/// the records it had read did not) is moved back to the tail: the records
+/// appended from there on are new ones it has not seen.
+fn move_cursors_back(inner: &Inner, tail: u64, report: &mut RecoveryReport) -> Result<()> {
+    for name in crate::cursor::list(&inner.dir)? {
+        let Ok(cursor) = crate::cursor::CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) else {
+            continue;
+        };
+        if cursor.position() > tail {
+            cursor.store(tail);
+            cursor.flush()?;
+            report.cursors_moved.push(name);
+        }
+    }
+    Ok(())
 }
 
 /// Removes the `.tmp-*` files a crashed process left: files it was building
@@ -169,8 +269,7 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 
 /// Pads holes; in the tail segment also zeroes what follows the last valid
 /// frame; in a sealed segment pads from there to the end. Returns the end.
-fn repair_segment(segment: &Segment, is_tail: bool, report: &mut RecoveryReport) -> usize {
-    let scan = scan(segment);
+fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: &mut RecoveryReport) -> usize {
     for &(offset, len) in &scan.holes {
         segment.write_padding(offset, len);
         report.padded.push((segment.base + offset as u64, len));

@@ -48,6 +48,15 @@ impl WriterLock {
     }
 }
 
+impl WriterLock {
+    /// Whether this is the last writer (called when the handle closes: a
+    /// refused conversion may cost it its shared hold, which it is giving
+    /// up anyway).
+    pub(crate) fn is_last(&self) -> bool {
+        rustix::fs::flock(&self.file, FlockOperation::NonBlockingLockExclusive).is_ok()
+    }
+}
+
 /// Whether any handle has the journal open for writing, asked from outside
 /// (`verify`, read-only): takes the journal lock so that no opener is probing
 /// meanwhile, then tries the writers' lock exclusively and lets it go.
