@@ -25,13 +25,13 @@ use backwater::sync_trace::{self, SyncEvent};
 use backwater::{Config, Consumer, Error, ExclusivePublisher, Flush, Journal, WhenFull};
 use check::{Appended, CURSOR, Problem, Promise};
 use common::Rng;
-use media::{Image, Media, Snapshot};
+use media::{Choice, Image, Media, Snapshot};
 
 const SEGMENT: u64 = 64 << 10;
 const DEFAULT_IMAGES: usize = 1200;
 const IMAGES_PER_WORKLOAD: usize = 50;
 /// Out of 1,000 crash points, how many become an image.
-const SAMPLE_PER_MILLE: u64 = 120;
+const SAMPLE_PER_MILLE: u64 = 30;
 const MAX_STEPS: usize = 3000;
 const SEED_BASE: u64 = 0x5EED_0000;
 
@@ -77,6 +77,40 @@ struct Model {
     generated: usize,
     quota: usize,
     pending: Vec<CrashImage>,
+    coverage: Coverage,
+}
+
+/// How much of the interesting state space the workloads reached.
+#[derive(Clone, Copy, Debug, Default)]
+struct Coverage {
+    workloads: usize,
+    crash_points: usize,
+    images: usize,
+    /// Segments written past (the tail's index at the end), summed.
+    rotations: u64,
+    /// Segments deleted by retention or the ring, summed.
+    deletions: u64,
+    /// Workloads whose ring dropped unread data.
+    ring_drops: usize,
+    /// Images holding a spare segment file (recycling under way).
+    images_with_spares: usize,
+    /// Images where a directory entry differs between media and page cache.
+    images_with_entries_in_flight: usize,
+    reopens: usize,
+}
+
+impl std::ops::AddAssign for Coverage {
+    fn add_assign(&mut self, other: Coverage) {
+        self.workloads += other.workloads;
+        self.crash_points += other.crash_points;
+        self.images += other.images;
+        self.rotations += other.rotations;
+        self.deletions += other.deletions;
+        self.ring_drops += other.ring_drops;
+        self.images_with_spares += other.images_with_spares;
+        self.images_with_entries_in_flight += other.images_with_entries_in_flight;
+        self.reopens += other.reopens;
+    }
 }
 
 /// A crash image waiting to be checked.
@@ -122,8 +156,11 @@ impl Model {
         // Read after the snapshot: retention moves the first position before
         // it unlinks, so this never expects a segment the snapshot lacks.
         let promise = Promise { first_position: first_position(&self.root), ..self.promise };
-        let image = self.media.crash_image(&snapshot, &mut self.rng);
+        let image = self.media.crash_image(&snapshot, &mut Choice::Random(&mut self.rng));
         self.generated += 1;
+        let spare = |path: &PathBuf| path.to_string_lossy().starts_with(".tmp-spare-");
+        self.coverage.images_with_spares += usize::from(image.keys().any(spare));
+        self.coverage.images_with_entries_in_flight += usize::from(self.media.entries_in_flight(&snapshot));
         self.pending.push(CrashImage { image, promise, crash_point: self.crash_points, what });
     }
 }
@@ -208,6 +245,19 @@ enum Op {
     Reopen,
 }
 
+/// The kinds of `Op`, for weighting.
+#[derive(Clone, Copy)]
+enum Kind {
+    Append,
+    Batch,
+    ClaimAcrossFlush,
+    Consume,
+    Flush,
+    Retention,
+    SwitchPublisher,
+    Reopen,
+}
+
 /// A failure, with what reproduces it.
 #[derive(Clone, Debug)]
 struct Failure {
@@ -250,6 +300,7 @@ impl Workload {
             generated: 0,
             quota,
             pending: Vec::new(),
+            coverage: Coverage { workloads: 1, ..Coverage::default() },
         }));
         lock(&MODELS).push((dir.path().to_path_buf(), Arc::clone(&model)));
         let mut workload = Workload {
@@ -271,12 +322,15 @@ impl Workload {
         workload
     }
 
-    fn run(mut self) -> (usize, usize, Vec<Failure>) {
+    fn run(mut self) -> (Coverage, Vec<Failure>) {
         for step in 0..MAX_STEPS {
             if self.quota_reached() {
                 break;
             }
             let op = self.next_op();
+            if std::env::var("POWERLOSS_TRACE").is_ok() {
+                eprintln!("op {step}: {op:?} (tail {}, log {})", self.journal().tail_position(), self.log.len());
+            }
             if let Err(error) = self.apply(&op) {
                 self.fail_live(step, &op, error);
                 break;
@@ -284,12 +338,23 @@ impl Workload {
             self.crash_point(format!("after op {step}: {op:?}"));
             self.check_pending();
         }
+        self.note_coverage();
         self.close();
         self.crash_point("after closing".into());
         self.check_pending();
         lock(&MODELS).retain(|(root, _)| root != self.dir.path());
-        let crash_points = lock(&self.model).crash_points;
-        (self.checked, crash_points, self.failures)
+        let mut model = lock(&self.model);
+        model.coverage.crash_points = model.crash_points;
+        model.coverage.images = self.checked;
+        (model.coverage, std::mem::take(&mut self.failures))
+    }
+
+    fn note_coverage(&self) {
+        let stats = self.journal().stats();
+        let mut model = lock(&self.model);
+        model.coverage.rotations += stats.tail_position / SEGMENT;
+        model.coverage.deletions += stats.first_position / SEGMENT;
+        model.coverage.ring_drops += usize::from(stats.lost_bytes > 0);
     }
 
     fn quota_reached(&self) -> bool {
@@ -323,16 +388,32 @@ impl Workload {
 
     fn next_op(&mut self) -> Op {
         let shared = self.exclusive.is_none();
-        match self.rng.below(100) {
-            0..=49 => Op::Append(self.record_len()),
-            50..=53 if shared => Op::Batch((0..1 + self.rng.below(6)).map(|_| self.rng.below(600) as usize).collect()),
-            54..=56 if shared => Op::ClaimAcrossFlush(self.rng.below(3000) as usize),
-            57..=72 => Op::Consume(1 + self.rng.below(60) as usize, self.rng.below(5) != 0),
-            73..=81 => Op::Flush,
-            82..=89 => Op::Retention,
-            90..=95 if self.variant.publishing == Publishing::Mixed => Op::SwitchPublisher,
-            96..=97 => Op::Reopen,
-            _ => Op::Append(self.record_len()),
+        let mixed = self.variant.publishing == Publishing::Mixed;
+        // Per mille; a ring's consumer lags so that the ring wraps, and how
+        // eagerly a retention consumer keeps up varies by workload.
+        let consume = if self.variant.ring { 30 } else { 40 + self.seed % 4 * 40 };
+        let weights = [
+            (500, Kind::Append),
+            (if shared { 40 } else { 0 }, Kind::Batch),
+            (if shared { 30 } else { 0 }, Kind::ClaimAcrossFlush),
+            (consume, Kind::Consume),
+            (50, Kind::Flush),
+            (80, Kind::Retention),
+            (if mixed { 50 } else { 0 }, Kind::SwitchPublisher),
+            (3, Kind::Reopen),
+        ];
+        let total: u64 = weights.iter().map(|(w, _)| w).sum();
+        let mut pick = self.rng.below(total);
+        let kind = weights.iter().find(|(w, _)| pick < *w || { pick -= w; false }).map_or(Kind::Append, |(_, k)| *k);
+        match kind {
+            Kind::Append => Op::Append(self.record_len()),
+            Kind::Batch => Op::Batch((0..1 + self.rng.below(6)).map(|_| self.rng.below(600) as usize).collect()),
+            Kind::ClaimAcrossFlush => Op::ClaimAcrossFlush(self.rng.below(3000) as usize),
+            Kind::Consume => Op::Consume(1 + self.rng.below(60) as usize, self.rng.below(5) != 0),
+            Kind::Flush => Op::Flush,
+            Kind::Retention => Op::Retention,
+            Kind::SwitchPublisher => Op::SwitchPublisher,
+            Kind::Reopen => Op::Reopen,
         }
     }
 
@@ -341,9 +422,9 @@ impl Workload {
     fn record_len(&mut self) -> usize {
         let max = (SEGMENT / 8) as usize;
         match self.rng.below(10) {
-            0..=4 => self.rng.below(256) as usize,
-            5..=7 => 256 + self.rng.below(3840) as usize,
-            8 => 4096 + self.rng.below(max as u64 - 4095) as usize,
+            0..=3 => self.rng.below(256) as usize,
+            4..=6 => 256 + self.rng.below(3840) as usize,
+            7..=8 => 4096 + self.rng.below(max as u64 - 4095) as usize,
             _ => {
                 let tail = self.exclusive.as_ref().map_or_else(|| self.journal().tail_position(), |p| p.tail_position());
                 let rest = (SEGMENT - tail % SEGMENT) as usize;
@@ -372,6 +453,7 @@ impl Workload {
                 Ok(())
             }
             Op::Reopen => {
+                lock(&self.model).coverage.reopens += 1;
                 let exclusive = self.exclusive.is_some();
                 self.close();
                 self.open();
@@ -390,11 +472,11 @@ impl Workload {
 
     fn append(&mut self, len: usize) -> backwater::Result<()> {
         let (seed, payload) = self.new_record(len);
-        let position = match self.exclusive.as_mut() {
-            Some(publisher) => publisher.append(&payload)?,
-            None => self.journal().publisher().append(&payload)?,
+        let (position, via) = match self.exclusive.as_mut() {
+            Some(publisher) => (publisher.append(&payload)?, "exclusive append"),
+            None => (self.journal().publisher().append(&payload)?, "append"),
         };
-        self.appended(Appended { position, seed, len });
+        self.appended(Appended { position, seed, len, via });
         Ok(())
     }
 
@@ -403,7 +485,7 @@ impl Workload {
         let payloads: Vec<&[u8]> = records.iter().map(|(_, payload)| payload.as_slice()).collect();
         let mut position = self.journal().publisher().append_batch(&payloads)?;
         for (seed, payload) in &records {
-            self.log.push(Appended { position, seed: *seed, len: payload.len() });
+            self.log.push(Appended { position, seed: *seed, len: payload.len(), via: "batch" });
             position = next_position(position, payload.len());
         }
         self.appended_all();
@@ -418,7 +500,7 @@ impl Workload {
         self.journal().flush()?;
         self.promise_everything();
         let position = claim.commit()?;
-        self.appended(Appended { position, seed, len });
+        self.appended(Appended { position, seed, len, via: "claim committed after a flush" });
         Ok(())
     }
 
@@ -561,19 +643,21 @@ fn seeds(images: usize) -> Vec<u64> {
 fn every_crash_image_recovers_with_what_was_promised() {
     let started = Instant::now();
     let images = images_wanted();
-    let (mut checked, mut crash_points, mut failures) = (0, 0, Vec::new());
+    let (mut coverage, mut failures) = (Coverage::default(), Vec::new());
     for seed in seeds(images) {
-        let (c, p, f) = Workload::start(seed, IMAGES_PER_WORKLOAD).run();
-        checked += c;
-        crash_points += p;
+        let (c, f) = Workload::start(seed, IMAGES_PER_WORKLOAD).run();
+        coverage += c;
         failures.extend(f);
     }
     eprintln!(
-        "power-loss model: {checked} crash images from {crash_points} crash points in {:.1} s",
+        "power-loss model: {} crash images from {} crash points in {:.1} s\n{coverage:?}",
+        coverage.images,
+        coverage.crash_points,
         started.elapsed().as_secs_f64()
     );
     report(&failures);
-    assert!(checked >= images.min(DEFAULT_IMAGES) || std::env::var("POWERLOSS_SEED").is_ok(), "too few images: {checked}");
+    let one_seed = std::env::var("POWERLOSS_SEED").is_ok();
+    assert!(one_seed || coverage.images >= images, "too few images: {}", coverage.images);
     assert!(failures.is_empty(), "{} crash images failed; see the summary above", failures.len());
 }
 
@@ -584,7 +668,8 @@ fn report(failures: &[Failure]) {
         kinds.entry(&failure.problem.kind).or_default().push(failure);
     }
     for (kind, all) in kinds {
-        eprintln!("\n=== {kind}: {} image(s)", all.len());
+        let seeds: std::collections::BTreeSet<u64> = all.iter().map(|f| f.seed - SEED_BASE).collect();
+        eprintln!("\n=== {kind}: {} image(s), workloads {seeds:?} (+ {SEED_BASE})", all.len());
         for failure in all.iter().take(3) {
             eprintln!(
                 "  POWERLOSS_SEED={} ({:?}) crash point {} ({}): {}",
@@ -595,4 +680,100 @@ fn report(failures: &[Failure]) {
             }
         }
     }
+}
+
+// ------------------------------------------------ minimal reproductions
+
+/// A journal under the model for a short scripted workload, whose crash
+/// image keeps only what reached the media: deterministic.
+struct Scripted {
+    dir: tempfile::TempDir,
+    model: Arc<Mutex<Model>>,
+    log: Vec<Appended>,
+}
+
+impl Scripted {
+    fn new() -> Scripted {
+        install_hook();
+        let dir = tempdir();
+        let model = Arc::new(Mutex::new(Model {
+            root: dir.path().to_path_buf(),
+            media: Media::default(),
+            rng: Rng(0),
+            promise: Promise::default(),
+            crash_points: 0,
+            generated: 0,
+            quota: 0,
+            pending: Vec::new(),
+            coverage: Coverage::default(),
+        }));
+        lock(&MODELS).push((dir.path().to_path_buf(), Arc::clone(&model)));
+        Scripted { dir, model, log: Vec::new() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Appends a record of `len` bytes through `publisher`, logged.
+    fn append(&mut self, publisher: &backwater::Publisher, len: usize) -> u64 {
+        let seed = self.log.len() as u64 + 1;
+        let position = publisher.append(&common::payload(seed, len)).expect("append");
+        self.log.push(Appended { position, seed, len, via: "append" });
+        position
+    }
+
+    /// Everything appended so far (and `cursor`) is promised.
+    fn promise_all(&self, cursor: Option<u64>) {
+        let mut model = lock(&self.model);
+        model.promise.records = self.log.len();
+        model.promise.cursor = cursor;
+    }
+
+    /// Power loss now, losing everything not yet on the media: the
+    /// problems recovery of that image has.
+    fn power_loss(&self) -> Vec<Problem> {
+        let model = lock(&self.model);
+        let snapshot = Snapshot::take(self.path());
+        let image = reboot(model.media.crash_image(&snapshot, &mut Choice::OnlyDurable));
+        let promise = Promise { first_position: first_position(self.path()), ..model.promise };
+        drop(model);
+        let dir = tempdir();
+        media::write_image(&image, dir.path()).expect("write the crash image");
+        check::check_image(dir.path(), &self.log, &promise)
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        lock(&MODELS).retain(|(root, _)| root != self.dir.path());
+    }
+}
+
+fn always() -> Config {
+    Config::default().segment_size(SEGMENT).min_free_disk(0).flush(Flush::Always)
+}
+
+#[test]
+fn experiment_always_rotations() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), always()).expect("open");
+    let publisher = journal.publisher();
+    for _ in 0..40 {
+        s.append(&publisher, 5000);
+    }
+    s.promise_all(None);
+    let problems = s.power_loss();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn experiment_walk() {
+    let dir = Path::new("/tmp/y2");
+    let _ = std::fs::remove_dir_all(dir);
+    std::process::Command::new("cp").args(["-r", "/tmp/y", "/tmp/y2"]).status().unwrap();
+    let journal = Journal::open(dir, Config::default()).unwrap();
+    let mut n = 0;
+    let r = journal.walk_frames(journal.first_position(), |f| { n += 1; if n < 3 || f.position > 492000 && n < 80 { eprintln!("{} {:?} {}", f.position, f.kind, f.aligned_len); } true });
+    eprintln!("{r:?} {n} first {} tail {}", journal.first_position(), journal.tail_position());
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use backwater::inspect::FrameKind;
 use backwater::{Config, Consumer, Error, Journal, OfferError, recovery};
 
 /// One record the workload appended.
@@ -16,6 +17,8 @@ pub struct Appended {
     pub position: u64,
     pub seed: u64,
     pub len: usize,
+    /// How it was appended (`append`, `batch`, `exclusive`, ...).
+    pub via: &'static str,
 }
 
 /// What the flush policy had promised at a crash point.
@@ -51,20 +54,21 @@ fn problem(kind: impl Into<String>, detail: impl Into<String>) -> Problem {
 pub fn check_image(dir: &Path, log: &[Appended], promise: &Promise) -> Vec<Problem> {
     let mut problems = Vec::new();
     let lost_on_media = lost_bytes(dir);
-    let Some(first) = inspect(dir, log, promise, &mut problems) else { return problems };
+    let Some(pass) = inspect(dir, log, promise, &mut problems) else { return problems };
+    check_promised(&pass, log, promise, lost_on_media, &mut problems);
     verify_then_repair(dir, &mut problems);
-    let pass = if first.complete { first } else { reread_after_repair(dir, log, &mut problems) };
-    if let Some(pass) = pass_or_none(pass) {
-        check_promised(&pass, log, promise, lost_on_media, &mut problems);
+    if !pass.complete {
+        read_after_repair(dir, log, &mut problems);
     }
     problems
 }
 
-/// What a consumer reading from the start found.
+/// What the recovered journal holds, and whether a consumer read it all.
 #[derive(Default)]
 struct Pass {
-    positions: BTreeSet<u64>,
-    /// It read up to the tail without an error.
+    /// Data frames with a good CRC and the payload appended there.
+    intact: BTreeSet<u64>,
+    /// A consumer read from the start up to the tail without an error.
     complete: bool,
     /// The journal's first position after the read.
     first_position: u64,
@@ -72,12 +76,6 @@ struct Pass {
     lost_bytes: u64,
     /// The lowest position of an attached durable cursor.
     slowest_cursor: Option<u64>,
-    /// The journal could not be opened at all.
-    unopenable: bool,
-}
-
-fn pass_or_none(pass: Pass) -> Option<Pass> {
-    (!pass.unopenable).then_some(pass)
 }
 
 /// The first open: recovery, a full read, the cursors, an append.
@@ -90,8 +88,12 @@ fn inspect(dir: &Path, log: &[Appended], promise: &Promise, problems: &mut Vec<P
         }
     };
     let (mut pass, mut consumer) = read_from_start(&journal, log, "", problems);
+    pass.intact = intact_records(&journal, log, problems);
     pass.slowest_cursor = check_cursors(&journal, log, promise, problems);
     append_after_recovery(&journal, pass.complete.then_some(&mut consumer), problems);
+    // Read last: retention may have run meanwhile, and only moves it on.
+    pass.first_position = journal.first_position();
+    pass.lost_bytes = journal.stats().lost_bytes;
     Some(pass)
 }
 
@@ -99,35 +101,28 @@ fn inspect(dir: &Path, log: &[Appended], promise: &Promise, problems: &mut Vec<P
 fn read_from_start(journal: &Journal, log: &[Appended], stage: &str, problems: &mut Vec<Problem>) -> (Pass, Consumer) {
     let mut consumer = journal.anonymous_consumer();
     let mut pass = Pass::default();
-    pass.complete = drain(&mut consumer, log, &mut pass.positions, &format!("{stage}consumer"), problems);
+    pass.complete = drain(&mut consumer, log, &format!("{stage}consumer"), problems);
     let tail = journal.tail_position();
     if pass.complete && consumer.position() < tail {
         let detail = format!("stopped at {} below the tail {tail} (a hole it waits to unblock)", consumer.position());
         problems.push(problem(format!("{stage}consumer stalls below the tail"), detail));
         pass.complete = false;
     }
-    pass.first_position = journal.first_position();
     pass.tail_position = tail;
-    pass.lost_bytes = journal.stats().lost_bytes;
     (pass, consumer)
 }
 
 /// Polls until nothing is left; checks each record against the log.
 /// `Lost` (a policy deleted data meanwhile) is read past. Returns whether
 /// it ended without an error.
-fn drain(
-    consumer: &mut Consumer,
-    log: &[Appended],
-    positions: &mut BTreeSet<u64>,
-    who: &str,
-    problems: &mut Vec<Problem>,
-) -> bool {
+fn drain(consumer: &mut Consumer, log: &[Appended], who: &str, problems: &mut Vec<Problem>) -> bool {
     loop {
         let mut wrong = Vec::new();
         let polled = consumer.poll(
-            |record| match check_record(log, record.position(), record.payload()) {
-                Ok(()) => drop(positions.insert(record.position())),
-                Err(why) => wrong.push(why),
+            |record| {
+                if let Err(why) = check_record(log, record.position(), record.payload()) {
+                    wrong.push(why);
+                }
             },
             4096,
         );
@@ -183,7 +178,7 @@ fn check_cursors(journal: &Journal, log: &[Appended], promise: &Promise, problem
                 continue;
             }
         };
-        drain(&mut consumer, log, &mut BTreeSet::new(), "a durable consumer", problems);
+        drain(&mut consumer, log, "a durable consumer", problems);
     }
     infos.iter().filter(|info| info.evicted.is_none()).map(|info| info.position).min()
 }
@@ -231,13 +226,37 @@ fn findings(dir: &Path) -> Result<Option<String>, String> {
     Ok(Some(format!("{} finding(s), first: {name} at {}: {}", report.findings.len(), first.position, first.reason)))
 }
 
-/// After a repair: a second full read, for the promised-records check.
-fn reread_after_repair(dir: &Path, log: &[Appended], problems: &mut Vec<Problem>) -> Pass {
+/// Where the first read stopped: whether a consumer reads on after `repair`.
+fn read_after_repair(dir: &Path, log: &[Appended], problems: &mut Vec<Problem>) {
     match Journal::open(dir, Config::default()) {
-        Ok(journal) => read_from_start(&journal, log, "after repair: ", problems).0,
-        Err(error) => {
-            problems.push(problem("open refused after repair", error.to_string()));
-            Pass { unopenable: true, ..Pass::default() }
+        Ok(journal) => drop(read_from_start(&journal, log, "after repair: ", problems)),
+        Err(error) => problems.push(problem("open refused after repair", error.to_string())),
+    }
+}
+
+/// The records the journal holds intact (whether consumers get to them or
+/// not): every data frame from the first position to the tail, damaged
+/// frames skipped, whose CRC holds and whose payload is the one appended.
+/// The journal's housekeeper may delete segments meanwhile (retention):
+/// the walk then goes on from the new first position.
+fn intact_records(journal: &Journal, log: &[Appended], problems: &mut Vec<Problem>) -> BTreeSet<u64> {
+    let mut intact = BTreeSet::new();
+    loop {
+        let first = journal.first_position();
+        let walked = journal.walk_frames(first, |frame| {
+            let good = frame.kind == FrameKind::Data && frame.crc_ok;
+            if good && check_record(log, frame.position, frame.payload).is_ok() {
+                intact.insert(frame.position);
+            }
+            true
+        });
+        match walked {
+            Ok(()) => return intact,
+            Err(_) if journal.first_position() != first => continue,
+            Err(error) => {
+                problems.push(problem("walking the recovered frames fails", error.to_string()));
+                return intact;
+            }
         }
     }
 }
@@ -253,19 +272,21 @@ fn check_promised(pass: &Pass, log: &[Appended], promise: &Promise, lost_on_medi
     let floor =
         if ring_dropped || retention_deleted { promise.first_position.max(pass.first_position) } else { promise.first_position };
     let promised = &log[..promise.records];
-    let missing: Vec<u64> =
-        promised.iter().map(|a| a.position).filter(|p| *p >= floor && !pass.positions.contains(p)).collect();
+    let missing: Vec<&Appended> =
+        promised.iter().filter(|a| a.position >= floor && !pass.intact.contains(&a.position)).collect();
     if let Some(first_missing) = missing.first() {
         let detail = format!(
-            "{} of {} promised records missing, first at {first_missing}; last promised at {}; \
+            "{} of {} promised records missing, first at {} ({}); last promised at {}; \
              floor {floor}, recovered first {} and tail {}",
             missing.len(),
             promised.iter().filter(|a| a.position >= floor).count(),
+            first_missing.position,
+            first_missing.via,
             promised.last().map_or(0, |a| a.position),
             pass.first_position,
             pass.tail_position,
         );
-        problems.push(problem("promised records are missing", detail));
+        problems.push(problem(format!("promised records are missing ({})", first_missing.via), detail));
     }
 }
 

@@ -79,6 +79,24 @@ impl Snapshot {
 /// A crash image: files and directories (content `None`) by relative path.
 pub type Image = BTreeMap<PathBuf, Option<Vec<u8>>>;
 
+/// How a crash image settles what differs between media and page cache.
+pub enum Choice<'a> {
+    /// Each page and entry independently, by coin.
+    Random(&'a mut Rng),
+    /// Only what reached the media: the harshest power loss, deterministic.
+    OnlyDurable,
+}
+
+impl Choice<'_> {
+    /// `true` for the newer (volatile) side.
+    fn newer(&mut self) -> bool {
+        match self {
+            Choice::Random(rng) => rng.below(2) == 0,
+            Choice::OnlyDurable => false,
+        }
+    }
+}
+
 /// What reached the media.
 #[derive(Default)]
 pub struct Media {
@@ -148,8 +166,13 @@ impl Media {
         self.last_seen.retain(|id, _| reachable.contains(id));
     }
 
+    /// Whether some directory entry of `snapshot` is not yet on the media.
+    pub fn entries_in_flight(&self, snapshot: &Snapshot) -> bool {
+        TRACKED_DIRS.iter().any(|rel| self.entries.get(*rel) != snapshot.dirs.get(*rel))
+    }
+
     /// A state a power loss at `snapshot` could leave, chosen with `rng`.
-    pub fn crash_image(&self, snapshot: &Snapshot, rng: &mut Rng) -> Image {
+    pub fn crash_image(&self, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Image {
         let mut image = Image::new();
         let mut contents: HashMap<FileId, Vec<u8>> = HashMap::new();
         for rel in TRACKED_DIRS {
@@ -160,14 +183,14 @@ impl Media {
             let volatile = snapshot.dirs.get(rel).cloned().unwrap_or_default();
             let names: BTreeSet<&String> = durable.keys().chain(volatile.keys()).collect();
             for name in names {
-                let chosen = choose(durable.get(name), volatile.get(name), rng);
+                let chosen = choose(durable.get(name), volatile.get(name), choice);
                 let Some(entry) = chosen else { continue };
                 let path = Path::new(rel).join(name);
                 if entry.is_dir {
                     image.insert(path, None);
                 } else {
                     let content =
-                        contents.entry(entry.id).or_insert_with(|| self.crash_content(entry.id, snapshot, rng));
+                        contents.entry(entry.id).or_insert_with(|| self.crash_content(entry.id, snapshot, choice));
                     image.insert(path, Some(content.clone()));
                 }
             }
@@ -178,7 +201,7 @@ impl Media {
     /// One file's content after the power loss: each page whose durable and
     /// newest contents differ is independently one or the other; pages
     /// never synced are zeros on the media (the file is fallocated).
-    fn crash_content(&self, id: FileId, snapshot: &Snapshot, rng: &mut Rng) -> Vec<u8> {
+    fn crash_content(&self, id: FileId, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Vec<u8> {
         let newest = snapshot.contents.get(&id).or_else(|| self.last_seen.get(&id));
         let empty = BTreeMap::new();
         let durable = self.pages.get(&id).unwrap_or(&empty);
@@ -189,9 +212,9 @@ impl Media {
             let old = durable.get(&page).map(|bytes| &bytes[..chunk.len().min(bytes.len())]);
             let new = newest.map(|bytes| &bytes[page * PAGE..page * PAGE + chunk.len()]);
             let pick = match (old, new) {
-                (Some(old), Some(new)) if old != new && rng.below(2) == 0 => Some(new),
+                (Some(old), Some(new)) if old != new && choice.newer() => Some(new),
                 (Some(old), _) => Some(old),
-                (None, Some(new)) if rng.below(2) == 0 => Some(new),
+                (None, Some(new)) if choice.newer() => Some(new),
                 (None, _) => None,
             };
             if let Some(bytes) = pick {
@@ -203,8 +226,8 @@ impl Media {
 }
 
 /// Equal entries stay; differing ones are independently durable or volatile.
-fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, rng: &mut Rng) -> Option<Entry> {
-    if durable == volatile || rng.below(2) == 0 { durable.copied() } else { volatile.copied() }
+fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, choice: &mut Choice<'_>) -> Option<Entry> {
+    if durable == volatile || !choice.newer() { durable.copied() } else { volatile.copied() }
 }
 
 /// The entries of `dir` now (empty if it does not exist).
