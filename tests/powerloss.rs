@@ -6,13 +6,15 @@
 //! not yet durable is independently old or new. Each image is recovered and
 //! checked (`check.rs`). See docs/FORMAT.md, "The power-loss model".
 //!
-//! `POWERLOSS_IMAGES=N` sets how many crash images to check (default 1,200);
+//! `POWERLOSS_IMAGES=N` sets how many crash images to check (default 2,400);
 //! `POWERLOSS_SEED=S` runs the one workload `S` (its variant follows from
 //! the seed). Failures print seed, crash point and a copy of the image.
 
 mod common;
 #[path = "powerloss/check.rs"]
 mod check;
+#[path = "powerloss/findings.rs"]
+mod findings;
 #[path = "powerloss/media.rs"]
 mod media;
 
@@ -28,7 +30,7 @@ use common::Rng;
 use media::{Choice, Image, Media, Snapshot};
 
 const SEGMENT: u64 = 64 << 10;
-const DEFAULT_IMAGES: usize = 1200;
+const DEFAULT_IMAGES: usize = 2400;
 const IMAGES_PER_WORKLOAD: usize = 50;
 /// Out of 1,000 crash points, how many become an image.
 const SAMPLE_PER_MILLE: u64 = 30;
@@ -78,6 +80,17 @@ struct Model {
     quota: usize,
     pending: Vec<CrashImage>,
     coverage: Coverage,
+    /// A scripted crash image to build at one chosen barrier.
+    capture: Option<Capture>,
+}
+
+/// Where a minimal reproduction loses power: at the barrier (or operation
+/// boundary) whose description contains `at`, after skipping `skip` of them.
+struct Capture {
+    at: String,
+    skip: usize,
+    script: media::Script,
+    taken: Option<(Image, Promise, String)>,
 }
 
 /// How much of the interesting state space the workloads reached.
@@ -148,20 +161,41 @@ impl Model {
     /// A moment a power loss could hit: maybe build an image of it.
     fn crash_point(&mut self, what: String) {
         self.crash_points += 1;
+        self.maybe_capture(&what);
         if self.generated >= self.quota || self.rng.below(1000) >= SAMPLE_PER_MILLE {
             return;
         }
-        let snapshot = Snapshot::take(&self.root);
-        self.media.note(&snapshot);
-        // Read after the snapshot: retention moves the first position before
-        // it unlinks, so this never expects a segment the snapshot lacks.
-        let promise = Promise { first_position: first_position(&self.root), ..self.promise };
-        let image = self.media.crash_image(&snapshot, &mut Choice::Random(&mut self.rng));
+        let mut rng = Rng(self.rng.next());
+        let (image, promise, snapshot) = self.image_now(&mut Choice::Random(&mut rng));
         self.generated += 1;
         let spare = |path: &PathBuf| path.to_string_lossy().starts_with(".tmp-spare-");
         self.coverage.images_with_spares += usize::from(image.keys().any(spare));
         self.coverage.images_with_entries_in_flight += usize::from(self.media.entries_in_flight(&snapshot));
         self.pending.push(CrashImage { image, promise, crash_point: self.crash_points, what });
+    }
+
+    /// A crash image of this moment, with what was promised.
+    fn image_now(&mut self, choice: &mut Choice<'_>) -> (Image, Promise, Snapshot) {
+        let snapshot = Snapshot::take(&self.root);
+        self.media.note(&snapshot);
+        // Read after the snapshot: retention moves the first position before
+        // it unlinks, so this never expects a segment the snapshot lacks.
+        let promise = Promise { first_position: first_position(&self.root), ..self.promise };
+        let image = reboot(self.media.crash_image(&snapshot, choice));
+        (image, promise, snapshot)
+    }
+
+    fn maybe_capture(&mut self, what: &str) {
+        let Some(mut capture) = self.capture.take() else { return };
+        if capture.taken.is_none() && what.contains(&capture.at) {
+            if capture.skip == 0 {
+                let (image, promise, _) = self.image_now(&mut Choice::Script(&capture.script));
+                capture.taken = Some((image, promise, what.to_string()));
+            } else {
+                capture.skip -= 1;
+            }
+        }
+        self.capture = Some(capture);
     }
 }
 
@@ -301,6 +335,7 @@ impl Workload {
             quota,
             pending: Vec::new(),
             coverage: Coverage { workloads: 1, ..Coverage::default() },
+            capture: None,
         }));
         lock(&MODELS).push((dir.path().to_path_buf(), Arc::clone(&model)));
         let mut workload = Workload {
@@ -556,7 +591,7 @@ impl Workload {
         let pending = std::mem::take(&mut lock(&self.model).pending);
         for crash in pending {
             let dir = tempdir();
-            media::write_image(&reboot(crash.image.clone()), dir.path()).expect("write the crash image");
+            media::write_image(&crash.image, dir.path()).expect("write the crash image");
             let problems = check::check_image(dir.path(), &self.log, &crash.promise);
             self.checked += 1;
             for problem in problems {
@@ -622,7 +657,7 @@ fn save_first_of_kind(kind: &str, image: &Image) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("powerloss").join(slug);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok()?;
-    media::write_image(&reboot(image.clone()), &dir).ok()?;
+    media::write_image(image, &dir).ok()?;
     Some(dir)
 }
 
@@ -684,8 +719,8 @@ fn report(failures: &[Failure]) {
 
 // ------------------------------------------------ minimal reproductions
 
-/// A journal under the model for a short scripted workload, whose crash
-/// image keeps only what reached the media: deterministic.
+/// A journal under the model for a short scripted workload, and scripted
+/// crash images of it: deterministic.
 struct Scripted {
     dir: tempfile::TempDir,
     model: Arc<Mutex<Model>>,
@@ -706,6 +741,7 @@ impl Scripted {
             quota: 0,
             pending: Vec::new(),
             coverage: Coverage::default(),
+            capture: None,
         }));
         lock(&MODELS).push((dir.path().to_path_buf(), Arc::clone(&model)));
         Scripted { dir, model, log: Vec::new() }
@@ -715,12 +751,28 @@ impl Scripted {
         self.dir.path()
     }
 
-    /// Appends a record of `len` bytes through `publisher`, logged.
-    fn append(&mut self, publisher: &backwater::Publisher, len: usize) -> u64 {
-        let seed = self.log.len() as u64 + 1;
-        let position = publisher.append(&common::payload(seed, len)).expect("append");
+    /// Logs a record appended at `position` with `payload(seed, len)`.
+    fn logged(&mut self, position: u64, seed: u64, len: usize) -> u64 {
         self.log.push(Appended { position, seed, len, via: "append" });
         position
+    }
+
+    fn next_payload(&self, len: usize) -> (u64, Vec<u8>) {
+        let seed = self.log.len() as u64 + 1;
+        (seed, common::payload(seed, len))
+    }
+
+    /// Appends a record of `len` bytes through `publisher`, logged.
+    fn append(&mut self, publisher: &backwater::Publisher, len: usize) -> u64 {
+        let (seed, payload) = self.next_payload(len);
+        let position = publisher.append(&payload).expect("append");
+        self.logged(position, seed, len)
+    }
+
+    fn append_exclusive(&mut self, publisher: &mut ExclusivePublisher, len: usize) -> u64 {
+        let (seed, payload) = self.next_payload(len);
+        let position = publisher.append(&payload).expect("append");
+        self.logged(position, seed, len)
     }
 
     /// Everything appended so far (and `cursor`) is promised.
@@ -730,17 +782,29 @@ impl Scripted {
         model.promise.cursor = cursor;
     }
 
-    /// Power loss now, losing everything not yet on the media: the
-    /// problems recovery of that image has.
-    fn power_loss(&self) -> Vec<Problem> {
-        let model = lock(&self.model);
-        let snapshot = Snapshot::take(self.path());
-        let image = reboot(model.media.crash_image(&snapshot, &mut Choice::OnlyDurable));
-        let promise = Promise { first_position: first_position(self.path()), ..model.promise };
-        drop(model);
+    /// Power loss now, leaving `script`'s image: what its recovery finds.
+    fn power_loss(&self, script: media::Script) -> Vec<Problem> {
+        let (image, promise, _) = lock(&self.model).image_now(&mut Choice::Script(&script));
+        self.recover(&image, &promise)
+    }
+
+    /// Power loss at the `skip + 1`th barrier whose description contains `at`.
+    fn power_loss_at(&self, at: &str, skip: usize, script: media::Script) {
+        lock(&self.model).capture = Some(Capture { at: at.into(), skip, script, taken: None });
+    }
+
+    /// What recovery of the image `power_loss_at` took finds.
+    fn captured(&self) -> Vec<Problem> {
+        let taken = lock(&self.model).capture.as_mut().and_then(|capture| capture.taken.take());
+        let (image, promise, what) = taken.expect("the armed barrier happened");
+        eprintln!("power lost at: {what}");
+        self.recover(&image, &promise)
+    }
+
+    fn recover(&self, image: &Image, promise: &Promise) -> Vec<Problem> {
         let dir = tempdir();
-        media::write_image(&image, dir.path()).expect("write the crash image");
-        check::check_image(dir.path(), &self.log, &promise)
+        media::write_image(image, dir.path()).expect("write the crash image");
+        check::check_image(dir.path(), &self.log, promise)
     }
 }
 
@@ -750,30 +814,10 @@ impl Drop for Scripted {
     }
 }
 
-fn always() -> Config {
-    Config::default().segment_size(SEGMENT).min_free_disk(0).flush(Flush::Always)
+fn small(flush: Flush) -> Config {
+    Config::default().segment_size(SEGMENT).min_free_disk(0).flush(flush)
 }
 
-#[test]
-fn experiment_always_rotations() {
-    let mut s = Scripted::new();
-    let journal = Journal::open(s.path(), always()).expect("open");
-    let publisher = journal.publisher();
-    for _ in 0..40 {
-        s.append(&publisher, 5000);
-    }
-    s.promise_all(None);
-    let problems = s.power_loss();
-    assert!(problems.is_empty(), "{problems:#?}");
-}
-
-#[test]
-fn experiment_walk() {
-    let dir = Path::new("/tmp/y2");
-    let _ = std::fs::remove_dir_all(dir);
-    std::process::Command::new("cp").args(["-r", "/tmp/y", "/tmp/y2"]).status().unwrap();
-    let journal = Journal::open(dir, Config::default()).unwrap();
-    let mut n = 0;
-    let r = journal.walk_frames(journal.first_position(), |f| { n += 1; if n < 3 || f.position > 492000 && n < 80 { eprintln!("{} {:?} {}", f.position, f.kind, f.aligned_len); } true });
-    eprintln!("{r:?} {n} first {} tail {}", journal.first_position(), journal.tail_position());
+fn explicit() -> Flush {
+    Flush::Interval(Duration::from_secs(3600))
 }

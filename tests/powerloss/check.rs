@@ -116,13 +116,18 @@ fn read_from_start(journal: &Journal, log: &[Appended], stage: &str, problems: &
 /// `Lost` (a policy deleted data meanwhile) is read past. Returns whether
 /// it ended without an error.
 fn drain(consumer: &mut Consumer, log: &[Appended], who: &str, problems: &mut Vec<Problem>) -> bool {
+    let mut last = None;
     loop {
         let mut wrong = Vec::new();
         let polled = consumer.poll(
             |record| {
-                if let Err(why) = check_record(log, record.position(), record.payload()) {
+                let position = record.position();
+                if last.is_some_and(|last| position <= last) {
+                    wrong.push(format!("{position} after {last:?}: out of order"));
+                } else if let Err(why) = check_record(log, position, record.payload()) {
                     wrong.push(why);
                 }
+                last = Some(position);
             },
             4096,
         );

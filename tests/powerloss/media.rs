@@ -83,17 +83,50 @@ pub type Image = BTreeMap<PathBuf, Option<Vec<u8>>>;
 pub enum Choice<'a> {
     /// Each page and entry independently, by coin.
     Random(&'a mut Rng),
-    /// Only what reached the media: the harshest power loss, deterministic.
-    OnlyDurable,
+    /// As a script says (minimal reproductions).
+    Script(&'a Script),
 }
 
 impl Choice<'_> {
-    /// `true` for the newer (volatile) side.
-    fn newer(&mut self) -> bool {
+    /// Whether the page cache's side wins for entry `name` (`page: None`)
+    /// or for page `page` of the file named `name`.
+    fn newer(&mut self, name: &Path, page: Option<usize>) -> bool {
         match self {
             Choice::Random(rng) => rng.below(2) == 0,
-            Choice::OnlyDurable => false,
+            Choice::Script(script) => script.newest != script.except.iter().any(|(n, p)| Path::new(n) == name && *p == page),
         }
+    }
+}
+
+/// A deterministic crash image: everything on one side (`newest`: the page
+/// cache's, else the media's), except the listed entries (`None`) and pages.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub newest: bool,
+    pub except: Vec<(String, Option<usize>)>,
+}
+
+impl Script {
+    /// Only what reached the media: the harshest power loss.
+    pub fn durable() -> Script {
+        Script { newest: false, except: Vec::new() }
+    }
+
+    /// Everything in the page cache reached the media...
+    pub fn newest() -> Script {
+        Script { newest: true, except: Vec::new() }
+    }
+
+    /// ...except page `page` of `name` (relative to the journal).
+    pub fn but_page(mut self, name: &str, page: usize) -> Script {
+        self.except.push((name.to_string(), Some(page)));
+        self
+    }
+
+    /// ...except the directory entry `name`.
+    pub fn but_entry(mut self, name: &str) -> Script {
+        self.except.push((name.to_string(), None));
+        self
     }
 }
 
@@ -183,14 +216,15 @@ impl Media {
             let volatile = snapshot.dirs.get(rel).cloned().unwrap_or_default();
             let names: BTreeSet<&String> = durable.keys().chain(volatile.keys()).collect();
             for name in names {
-                let chosen = choose(durable.get(name), volatile.get(name), choice);
-                let Some(entry) = chosen else { continue };
                 let path = Path::new(rel).join(name);
+                let chosen = choose(durable.get(name), volatile.get(name), &path, choice);
+                let Some(entry) = chosen else { continue };
                 if entry.is_dir {
                     image.insert(path, None);
                 } else {
-                    let content =
-                        contents.entry(entry.id).or_insert_with(|| self.crash_content(entry.id, snapshot, choice));
+                    let content = contents
+                        .entry(entry.id)
+                        .or_insert_with(|| self.crash_content(entry.id, &path, snapshot, choice));
                     image.insert(path, Some(content.clone()));
                 }
             }
@@ -201,7 +235,7 @@ impl Media {
     /// One file's content after the power loss: each page whose durable and
     /// newest contents differ is independently one or the other; pages
     /// never synced are zeros on the media (the file is fallocated).
-    fn crash_content(&self, id: FileId, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Vec<u8> {
+    fn crash_content(&self, id: FileId, name: &Path, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Vec<u8> {
         let newest = snapshot.contents.get(&id).or_else(|| self.last_seen.get(&id));
         let empty = BTreeMap::new();
         let durable = self.pages.get(&id).unwrap_or(&empty);
@@ -212,9 +246,9 @@ impl Media {
             let old = durable.get(&page).map(|bytes| &bytes[..chunk.len().min(bytes.len())]);
             let new = newest.map(|bytes| &bytes[page * PAGE..page * PAGE + chunk.len()]);
             let pick = match (old, new) {
-                (Some(old), Some(new)) if old != new && choice.newer() => Some(new),
+                (Some(old), Some(new)) if old != new && choice.newer(name, Some(page)) => Some(new),
                 (Some(old), _) => Some(old),
-                (None, Some(new)) if choice.newer() => Some(new),
+                (None, Some(new)) if choice.newer(name, Some(page)) => Some(new),
                 (None, _) => None,
             };
             if let Some(bytes) = pick {
@@ -226,8 +260,8 @@ impl Media {
 }
 
 /// Equal entries stay; differing ones are independently durable or volatile.
-fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, choice: &mut Choice<'_>) -> Option<Entry> {
-    if durable == volatile || !choice.newer() { durable.copied() } else { volatile.copied() }
+fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, name: &Path, choice: &mut Choice<'_>) -> Option<Entry> {
+    if durable == volatile || !choice.newer(name, None) { durable.copied() } else { volatile.copied() }
 }
 
 /// The entries of `dir` now (empty if it does not exist).

@@ -1,0 +1,177 @@
+//! Minimal reproductions of what the random model found: each is one short
+//! scripted workload and one deterministic crash image (see `Scripted`),
+//! and each asserts what must hold. They fail until the library is fixed.
+
+use super::*;
+use media::Script;
+
+/// `00000000000000000000.seg` and its neighbours.
+fn segment(index: u64) -> String {
+    backwater::segment::file_name(index * SEGMENT)
+}
+
+const CURSOR_FILE: &str = "cursors/c.cursor";
+
+fn assert_recovers(problems: &[Problem]) {
+    assert!(problems.is_empty(), "recovery of the crash image: {problems:#?}");
+}
+
+/// A `flush()` that runs while a claim is open msyncs the claimed frame and
+/// moves the handle's flushed position past it; the commit that follows is
+/// never msynced by any later `flush()`, which returns as if it were.
+#[test]
+fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flush() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100);
+    let (seed, payload) = s.next_payload(100);
+    let mut claim = publisher.claim(100).expect("claim");
+    claim.payload_mut().copy_from_slice(&payload);
+    journal.flush().expect("flush while the claim is open");
+    let position = claim.commit().expect("commit");
+    s.logged(position, seed, 100);
+    journal.flush().expect("flush after the commit");
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// Frames appended after the last flush: the first one's header page
+/// reached the media, its payload page did not, the next page did. The
+/// committed frame torn between valid frames stops every consumer with
+/// `Corrupt` until someone runs `verify --repair`.
+#[test]
+fn a_torn_frame_past_the_last_flush_between_valid_frames_does_not_stop_consumers() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100); // 64..224
+    journal.flush().expect("flush");
+    s.promise_all(None);
+    assert_eq!(s.append(&publisher, 5000), 224); // 224..5280: pages 0 and 1
+    assert_eq!(s.append(&publisher, 3000), 5280); // 5280..8320: pages 1 and 2
+    assert_eq!(s.append(&publisher, 100), 8320); // page 2
+    let problems = s.power_loss(Script::newest().but_page(&segment(0), 1));
+    assert_recovers(&problems);
+}
+
+/// Under `Flush::Always` every append msyncs its own frame, but the padding
+/// that closes a segment (written when a claim trips over its end) is never
+/// msynced. Two segments later recovery no longer looks at it: the sealed
+/// segment "ends early", consumers stall there for `unblock_timeout`, and
+/// `verify --repair` cannot fix it.
+#[test]
+fn under_flush_always_a_sealed_segment_keeps_the_padding_that_closes_it() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    // 5,056-byte frames: 12 per segment, then 4,800 bytes of padding.
+    while journal.tail_position() < 2 * SEGMENT + 64 {
+        s.append(&publisher, 5000);
+    }
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// Past the last flush, a page in the middle of a segment two before the
+/// tail's did not reach the media: a hole between committed frames.
+/// Recovery pads holes in the last two segments only, so consumers stall
+/// there (for `unblock_timeout`) and `verify` reports it.
+#[test]
+fn a_hole_in_a_segment_before_the_last_two_is_padded_by_recovery() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    // After a first frame up to 4,096, frames of exactly one page: page 5
+    // of segment 0 holds one whole frame.
+    s.append(&publisher, 4000);
+    while journal.tail_position() < 2 * SEGMENT + 64 {
+        s.append(&publisher, 4064);
+    }
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 5)));
+}
+
+/// Past the last flush, the last page of a segment two before the tail's
+/// did not reach the media: its last frame is torn and its closing padding
+/// gone. Recovery leaves it, `verify --repair` cannot fix it (it only pads
+/// damage between valid frames), and every consumer stops there with
+/// `Corrupt`, also after the repair.
+#[test]
+fn a_torn_end_of_a_segment_before_the_last_two_is_cut_by_recovery() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    while journal.tail_position() < 2 * SEGMENT + 64 {
+        s.append(&publisher, 5000);
+    }
+    // Segment 0's 12th frame is 55,680..60,736 (pages 13 and 14), its
+    // padding 60,736..65,536.
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 14)));
+}
+
+/// The consumer committed past records appended since the last flush; the
+/// kernel wrote the cursor's page back, not the segment's. After recovery
+/// the cursor is past the tail and `journal.consumer("c")` refuses to open.
+#[test]
+fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("flush");
+    for _ in 0..3 {
+        s.append(&publisher, 100);
+    }
+    consumer.poll(|_| {}, 10).expect("poll");
+    consumer.commit().expect("commit");
+    assert_recovers(&s.power_loss(Script::durable().but_page(CURSOR_FILE, 0)));
+}
+
+/// Retention renames consumed segments to spares (recycling, with an
+/// `ExclusivePublisher`) without an fsync of the directory. Two such renames
+/// are independent directory operations: a power loss can keep the first
+/// segment's old name and lose the second's, a gap in the segments, and
+/// `Journal::open` refuses the journal ("segment missing").
+#[test]
+fn segments_retired_as_spares_never_leave_a_gap() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    let mut publisher = journal.exclusive_publisher().expect("exclusive publisher");
+    while journal.tail_position() < 5 * SEGMENT + 64 {
+        s.append_exclusive(&mut publisher, 5000);
+    }
+    consumer.poll(|_| {}, 1000).expect("poll");
+    consumer.commit().expect("commit");
+    // Retention persists the cursors before each segment it deletes: 0 is
+    // unlinked, 1 and 2 become spares, then (the 4th msync) 3 is next.
+    s.power_loss_at("msync cursors/c.cursor", 3, Script::newest().but_entry(&segment(1)));
+    journal.apply_retention().expect("retention");
+    assert_recovers(&s.captured());
+}
+
+/// A consumed segment renamed to a spare (no directory fsync) is rebuilt as
+/// a later segment: its new header is msynced under the spare name. After a
+/// power loss the old name is back on the media with the new header: the
+/// journal opens, but consumers, `walk_frames` and `repair` fail on a
+/// segment whose "header says base X, its name says Y".
+#[test]
+fn a_spare_rebuilt_before_its_rename_was_durable_never_shows_under_its_old_name() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    let mut publisher = journal.exclusive_publisher().expect("exclusive publisher");
+    let mut consume_up_to = |s: &mut Scripted, publisher: &mut ExclusivePublisher, segments: u64| {
+        while publisher.tail_position() < segments * SEGMENT + 64 {
+            s.append_exclusive(publisher, 5000);
+        }
+        consumer.poll(|_| {}, 1000).expect("poll");
+        consumer.commit().expect("commit");
+        journal.apply_retention().expect("retention");
+    };
+    consume_up_to(&mut s, &mut publisher, 1); // segment 0 unlinked
+    consume_up_to(&mut s, &mut publisher, 3); // segments 1 and 2 become spares
+    s.power_loss_at("msync .tmp-spare-", 0, Script::durable());
+    consume_up_to(&mut s, &mut publisher, 6); // a spare is rebuilt as a new segment
+    assert_recovers(&s.captured());
+}
