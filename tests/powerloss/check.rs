@@ -64,14 +64,15 @@ pub fn check_image(dir: &Path, log: &[Appended], promise: &Promise) -> Vec<Probl
 }
 
 /// What the recovered journal holds, and whether a consumer read it all.
-#[derive(Default)]
 struct Pass {
     /// Data frames with a good CRC and the payload appended there.
     intact: BTreeSet<u64>,
     /// A consumer read from the start up to the tail without an error.
     complete: bool,
-    /// The journal's first position after the read.
+    /// The journal's first position after the checks (retention may have
+    /// run meanwhile).
     first_position: u64,
+    /// The recovered tail.
     tail_position: u64,
     lost_bytes: u64,
     /// The lowest position of an attached durable cursor.
@@ -87,29 +88,27 @@ fn inspect(dir: &Path, log: &[Appended], promise: &Promise, problems: &mut Vec<P
             return None;
         }
     };
-    let (mut pass, mut consumer) = read_from_start(&journal, log, "", problems);
-    pass.intact = intact_records(&journal, log, problems);
-    pass.slowest_cursor = check_cursors(&journal, log, promise, problems);
-    append_after_recovery(&journal, pass.complete.then_some(&mut consumer), problems);
-    // Read last: retention may have run meanwhile, and only moves it on.
-    pass.first_position = journal.first_position();
-    pass.lost_bytes = journal.stats().lost_bytes;
-    Some(pass)
+    let tail_position = journal.tail_position();
+    let (complete, mut consumer) = read_from_start(&journal, log, "", problems);
+    let intact = intact_records(&journal, log, problems);
+    let slowest_cursor = check_cursors(&journal, log, promise, problems);
+    append_after_recovery(&journal, complete.then_some(&mut consumer), problems);
+    let (first_position, lost_bytes) = (journal.first_position(), journal.stats().lost_bytes);
+    Some(Pass { intact, complete, first_position, tail_position, lost_bytes, slowest_cursor })
 }
 
-/// Reads every record from the first position with an anonymous consumer.
-fn read_from_start(journal: &Journal, log: &[Appended], stage: &str, problems: &mut Vec<Problem>) -> (Pass, Consumer) {
+/// Reads every record from the first position with an anonymous consumer;
+/// `true` if it got to the tail without an error.
+fn read_from_start(journal: &Journal, log: &[Appended], stage: &str, problems: &mut Vec<Problem>) -> (bool, Consumer) {
     let mut consumer = journal.anonymous_consumer();
-    let mut pass = Pass::default();
-    pass.complete = drain(&mut consumer, log, &format!("{stage}consumer"), problems);
+    let complete = drain(&mut consumer, log, &format!("{stage}consumer"), problems);
     let tail = journal.tail_position();
-    if pass.complete && consumer.position() < tail {
+    if complete && consumer.position() < tail {
         let detail = format!("stopped at {} below the tail {tail} (a hole it waits to unblock)", consumer.position());
         problems.push(problem(format!("{stage}consumer stalls below the tail"), detail));
-        pass.complete = false;
+        return (false, consumer);
     }
-    pass.tail_position = tail;
-    (pass, consumer)
+    (complete, consumer)
 }
 
 /// Polls until nothing is left; checks each record against the log.
@@ -274,8 +273,11 @@ fn intact_records(journal: &Journal, log: &[Appended], problems: &mut Vec<Proble
 fn check_promised(pass: &Pass, log: &[Appended], promise: &Promise, lost_on_media: u64, problems: &mut Vec<Problem>) {
     let ring_dropped = pass.lost_bytes > lost_on_media;
     let retention_deleted = pass.slowest_cursor.is_some_and(|slowest| slowest >= pass.first_position);
-    let floor =
-        if ring_dropped || retention_deleted { promise.first_position.max(pass.first_position) } else { promise.first_position };
+    let floor = if ring_dropped || retention_deleted {
+        promise.first_position.max(pass.first_position)
+    } else {
+        promise.first_position
+    };
     let promised = &log[..promise.records];
     let missing: Vec<&Appended> =
         promised.iter().filter(|a| a.position >= floor && !pass.intact.contains(&a.position)).collect();
@@ -300,6 +302,8 @@ fn lost_bytes(dir: &Path) -> u64 {
     const LOST_BYTES_AT: usize = 280;
     std::fs::read(dir.join("journal.meta"))
         .ok()
-        .and_then(|meta| meta.get(LOST_BYTES_AT..LOST_BYTES_AT + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))))
+        .and_then(|meta| {
+            meta.get(LOST_BYTES_AT..LOST_BYTES_AT + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        })
         .unwrap_or(0)
 }

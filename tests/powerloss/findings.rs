@@ -2,8 +2,12 @@
 //! scripted workload and one deterministic crash image (see `Scripted`),
 //! and each asserts what must hold. They fail until the library is fixed.
 
-use super::*;
-use media::Script;
+use backwater::{ExclusivePublisher, Flush, Journal};
+
+use crate::SEGMENT;
+use crate::check::{CURSOR, Problem};
+use crate::media::Script;
+use crate::scripted::{Scripted, explicit, small};
 
 /// `00000000000000000000.seg` and its neighbours.
 fn segment(index: u64) -> String {

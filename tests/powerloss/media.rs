@@ -93,7 +93,9 @@ impl Choice<'_> {
     fn newer(&mut self, name: &Path, page: Option<usize>) -> bool {
         match self {
             Choice::Random(rng) => rng.below(2) == 0,
-            Choice::Script(script) => script.newest != script.except.iter().any(|(n, p)| Path::new(n) == name && *p == page),
+            Choice::Script(script) => {
+                script.newest != script.except.iter().any(|(n, p)| Path::new(n) == name && *p == page)
+            }
         }
     }
 }
