@@ -177,14 +177,28 @@ fn check_cursors(journal: &Journal, log: &[Appended], promise: &Promise, problem
         let mut consumer = match journal.consumer(&info.name) {
             Ok(consumer) => consumer,
             Err(error) => {
+                let kind = format!("a durable consumer cannot be opened ({})", where_cursor(info.position, journal));
                 let detail = format!("cursor '{}' at {} (tail {tail}): {error}", info.name, info.position);
-                problems.push(problem("a durable consumer cannot be opened", detail));
+                problems.push(problem(kind, detail));
                 continue;
             }
         };
         drain(&mut consumer, log, "a durable consumer", problems);
     }
     infos.iter().filter(|info| info.evicted.is_none()).map(|info| info.position).min()
+}
+
+/// Where a cursor that cannot be opened points.
+fn where_cursor(position: u64, journal: &Journal) -> &'static str {
+    let tail = journal.tail_position();
+    let header = backwater::segment::SEGMENT_HEADER_LEN;
+    if tail.is_multiple_of(journal.segment_size()) && position == tail + header {
+        "just past a tail on a segment's end"
+    } else if position > tail {
+        "past the recovered tail"
+    } else {
+        "inside the data, not at a frame"
+    }
 }
 
 /// The recovered journal takes an append, and `consumer` (at the old tail)

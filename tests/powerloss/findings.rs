@@ -131,6 +131,30 @@ fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
     assert_recovers(&s.power_loss(Script::durable().but_page(CURSOR_FILE, 0)));
 }
 
+/// A record that fills its segment exactly leaves the tail at the segment's
+/// end; the consumer that read it commits the next record's position, past
+/// the next segment's header. After a reopen (or any crash: no power loss
+/// needed) recovery puts the tail at the segment's end again, below the
+/// cursor, and `journal.consumer("c")` refuses to open (issue 12, defect 4).
+#[test]
+fn a_cursor_committed_after_a_record_that_fills_its_segment_opens_after_recovery() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    let max_frame = journal.max_record_len() as u64 + 32;
+    while SEGMENT - journal.tail_position() > max_frame {
+        s.append(&publisher, 5000);
+    }
+    let rest = SEGMENT - journal.tail_position();
+    s.append(&publisher, rest as usize - 32); // ends exactly at 65,536
+    consumer.poll(|_| {}, 1000).expect("poll");
+    consumer.commit().expect("commit");
+    assert_eq!((journal.tail_position(), consumer.position()), (SEGMENT, SEGMENT + 64));
+    s.promise_all(Some(consumer.position()));
+    assert_recovers(&s.power_loss(Script::newest()));
+}
+
 /// Retention renames consumed segments to spares (recycling, with an
 /// `ExclusivePublisher`) without an fsync of the directory. Two such renames
 /// are independent directory operations: a power loss can keep the first

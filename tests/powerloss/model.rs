@@ -36,6 +36,17 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a crash keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// A power loss: what reached the media, each page and entry not yet
+    /// durable independently old or new.
+    Power,
+    /// A SIGKILL of every process: the page cache, whole (the control: the
+    /// journal is built to survive it, so a failure here is the checker's).
+    Kill,
+}
+
 /// A model fed by the hook with the barriers of the journal at `root`, for
 /// as long as this lives.
 pub struct Registered {
@@ -44,8 +55,9 @@ pub struct Registered {
 }
 
 impl Registered {
-    /// `quota` random crash images, chosen with `rng` (none: only scripted ones).
-    pub fn new(root: &Path, rng: Rng, quota: usize) -> Registered {
+    /// `quota` random crash images of `loss`, chosen with `rng` (none: only
+    /// scripted ones).
+    pub fn new(root: &Path, rng: Rng, quota: usize, loss: Loss) -> Registered {
         static HOOK: OnceLock<()> = OnceLock::new();
         HOOK.get_or_init(|| sync_trace::set_hook(Some(Box::new(on_barrier))));
         let model = Arc::new(Mutex::new(Model {
@@ -56,6 +68,7 @@ impl Registered {
             crash_points: 0,
             generated: 0,
             quota,
+            loss,
             pending: Vec::new(),
             coverage: Coverage { workloads: 1, ..Coverage::default() },
             capture: None,
@@ -86,6 +99,7 @@ pub struct Model {
     pub crash_points: usize,
     generated: usize,
     quota: usize,
+    loss: Loss,
     /// Images built since the workload last checked.
     pub pending: Vec<CrashImage>,
     pub coverage: Coverage,
@@ -179,7 +193,12 @@ impl Model {
             return;
         }
         let mut rng = Rng(self.rng.next());
-        let (mut crash, snapshot) = self.image_now(&mut Choice::Random(&mut rng), what);
+        let kill = Script::newest();
+        let mut choice = match self.loss {
+            Loss::Power => Choice::Random(&mut rng),
+            Loss::Kill => Choice::Script(&kill),
+        };
+        let (mut crash, snapshot) = self.image_now(&mut choice, what);
         self.generated += 1;
         let spare = |path: &PathBuf| path.to_string_lossy().starts_with(".tmp-spare-");
         self.coverage.images_with_spares += usize::from(crash.image.keys().any(spare));

@@ -11,7 +11,7 @@ use crate::SEGMENT;
 use crate::check::{self, Appended, Problem};
 use crate::common::{self, Rng};
 use crate::media::{self, Choice, Script};
-use crate::model::{Capture, CrashImage, Registered, tempdir};
+use crate::model::{Capture, CrashImage, Loss, Registered, tempdir};
 
 pub struct Scripted {
     model: Registered,
@@ -22,7 +22,7 @@ pub struct Scripted {
 impl Scripted {
     pub fn new() -> Scripted {
         let dir = tempdir();
-        let model = Registered::new(dir.path(), Rng(0), 0);
+        let model = Registered::new(dir.path(), Rng(0), 0, Loss::Power);
         Scripted { model, dir, log: Vec::new() }
     }
 

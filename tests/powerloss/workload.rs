@@ -13,7 +13,7 @@ use crate::SEGMENT;
 use crate::check::{self, Appended, CURSOR, Problem, Promise};
 use crate::common::{self, Rng};
 use crate::media::{self, Image};
-use crate::model::{Coverage, Registered, lock, tempdir};
+use crate::model::{Coverage, Loss, Registered, lock, tempdir};
 
 /// Operations at most per workload (it stops once it has its images).
 const MAX_STEPS: usize = 3000;
@@ -76,6 +76,8 @@ impl Variant {
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// The first operation.
+    Open,
     Append(usize),
     Batch(Vec<usize>),
     /// Claim, `flush()` while the claim is open, then commit.
@@ -117,6 +119,7 @@ pub struct Failure {
 pub struct Workload {
     seed: u64,
     variant: Variant,
+    loss: Loss,
     rng: Rng,
     model: Registered,
     dir: tempfile::TempDir,
@@ -132,13 +135,14 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Workload `seed`, which builds `quota` crash images.
-    pub fn start(seed: u64, quota: usize) -> Workload {
+    /// Workload `seed`, which builds `quota` crash images of `loss`.
+    pub fn start(seed: u64, quota: usize, loss: Loss) -> Workload {
         let dir = tempdir();
-        let model = Registered::new(dir.path(), Rng(seed ^ 0xC4A5_11ED), quota);
-        let mut workload = Workload {
+        let model = Registered::new(dir.path(), Rng(seed ^ 0xC4A5_11ED), quota, loss);
+        Workload {
             seed,
             variant: Variant::of(seed),
+            loss,
             rng: Rng(seed),
             dir,
             model,
@@ -150,9 +154,7 @@ impl Workload {
             committed: None,
             checked: 0,
             failures: Vec::new(),
-        };
-        workload.open();
-        workload
+        }
     }
 
     /// Runs until the model has its images; returns what it covered and
@@ -162,9 +164,10 @@ impl Workload {
             if self.model.lock().quota_reached() {
                 break;
             }
-            let op = self.next_op();
+            let op = if step == 0 { Op::Open } else { self.next_op() };
             if std::env::var("POWERLOSS_TRACE").is_ok() {
-                eprintln!("op {step}: {op:?} (tail {}, log {})", self.journal().tail_position(), self.log.len());
+                let tail = self.journal.as_ref().map(Journal::tail_position);
+                eprintln!("op {step}: {op:?} (tail {tail:?}, {} records)", self.log.len());
             }
             if let Err(error) = self.apply(&op) {
                 self.fail_live(step, &op, error);
@@ -184,7 +187,7 @@ impl Workload {
     }
 
     fn note_coverage(&self) {
-        let stats = self.journal().stats();
+        let Some(stats) = self.journal.as_ref().map(Journal::stats) else { return };
         let mut model = self.model.lock();
         model.coverage.rotations += stats.tail_position / SEGMENT;
         model.coverage.deletions += stats.first_position / SEGMENT;
@@ -195,14 +198,15 @@ impl Workload {
         self.journal.as_ref().expect("the workload's journal is open")
     }
 
-    fn open(&mut self) {
+    fn open(&mut self) -> backwater::Result<()> {
         let config = self.variant.config(&mut self.rng);
-        let journal = Journal::open(self.dir.path(), config).expect("open the workload's journal");
-        self.consumer = Some(journal.consumer(CURSOR).expect("open the workload's consumer"));
+        let journal = Journal::open(self.dir.path(), config)?;
+        self.consumer = Some(journal.consumer(CURSOR)?);
         if self.variant.publishing == Publishing::Exclusive {
-            self.exclusive = Some(journal.exclusive_publisher().expect("take the exclusive publisher"));
+            self.exclusive = Some(journal.exclusive_publisher()?);
         }
         self.journal = Some(journal);
+        Ok(())
     }
 
     /// Drops every handle: the last one flushes unless the policy is `Never`.
@@ -210,7 +214,7 @@ impl Workload {
         self.consumer = None;
         self.exclusive = None;
         self.journal = None;
-        if self.variant.flush != FlushKind::Never {
+        if self.variant.flush != FlushKind::Never || self.loss == Loss::Kill {
             self.promise_everything();
         }
     }
@@ -273,6 +277,7 @@ impl Workload {
 
     fn apply(&mut self, op: &Op) -> backwater::Result<()> {
         match op {
+            Op::Open => self.open(),
             Op::Append(len) => self.append(*len),
             Op::Batch(lens) => self.append_batch(lens),
             Op::ClaimAcrossFlush(len) => self.claim_across_flush(*len),
@@ -294,7 +299,7 @@ impl Workload {
                 self.model.lock().coverage.reopens += 1;
                 let exclusive = self.exclusive.is_some();
                 self.close();
-                self.open();
+                self.open()?;
                 if exclusive && self.exclusive.is_none() {
                     self.exclusive = Some(self.journal().exclusive_publisher()?);
                 }
@@ -342,14 +347,14 @@ impl Workload {
         Ok(())
     }
 
-    /// Records one append; under `Flush::Always` it is promised now.
+    /// Records one append (promised now if `promised_on_return`).
     fn appended(&mut self, record: Appended) {
         self.log.push(record);
         self.appended_all();
     }
 
     fn appended_all(&mut self) {
-        if self.variant.flush == FlushKind::Always {
+        if self.promised_on_return() {
             let records = self.log.len();
             self.set_promise(|promise| promise.records = records);
         }
@@ -364,12 +369,18 @@ impl Workload {
         if commit {
             consumer.commit()?;
             self.committed = Some(consumer.position());
-            if self.variant.flush == FlushKind::Always {
+            if self.promised_on_return() {
                 let committed = self.committed;
                 self.set_promise(|promise| promise.cursor = committed);
             }
         }
         Ok(())
+    }
+
+    /// Whether an append or commit is promised as soon as it returns: under
+    /// `Flush::Always`, and always when the crash is a SIGKILL.
+    fn promised_on_return(&self) -> bool {
+        self.variant.flush == FlushKind::Always || self.loss == Loss::Kill
     }
 
     /// A `flush()` (or a flushing close) returned: everything so far is promised.
