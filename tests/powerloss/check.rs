@@ -197,7 +197,7 @@ fn where_cursor(position: u64, journal: &Journal) -> &'static str {
     } else if position > tail {
         "past the recovered tail"
     } else {
-        "inside the data, not at a frame"
+        "below the tail, not at a readable frame"
     }
 }
 
