@@ -130,6 +130,28 @@ fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
     assert_recovers(&s.power_loss(Script::durable().but_page(CURSOR_FILE, 0)));
 }
 
+/// The same, with the cursor below the tail: the two pages before the last
+/// did not reach the media, recovery pads the hole as one padding frame, and
+/// the cursor (at the second of the lost frames) points inside it: "no
+/// frame starts there", and `journal.consumer("c")` refuses to open.
+#[test]
+fn a_cursor_inside_a_hole_that_recovery_padded_still_opens() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("flush");
+    // Frames of exactly one page from 4,096 on.
+    for len in [4000, 4064, 4064, 4064] {
+        s.append(&publisher, len);
+    }
+    consumer.poll(|_| {}, 2).expect("poll");
+    consumer.commit().expect("commit");
+    assert_eq!(consumer.position(), 8192);
+    let script = Script::newest().but_page(&segment(0), 1).but_page(&segment(0), 2);
+    assert_recovers(&s.power_loss(script));
+}
+
 /// A record that fills its segment exactly leaves the tail at the segment's
 /// end; the consumer that read it commits the next record's position, past
 /// the next segment's header. After a reopen (or any crash: no power loss

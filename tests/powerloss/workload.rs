@@ -408,7 +408,10 @@ impl Workload {
             media::write_image(&crash.image, dir.path()).expect("write the crash image");
             let problems = check::check_image(dir.path(), &self.log, &crash.promise);
             self.checked += 1;
-            for problem in problems {
+            for mut problem in problems {
+                if self.loss == Loss::Kill {
+                    problem.kind = format!("SIGKILL: {}", problem.kind);
+                }
                 let saved = save_first_of_kind(&problem.kind, &crash.image);
                 self.failures.push(Failure {
                     seed: self.seed,
