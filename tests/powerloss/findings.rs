@@ -112,21 +112,29 @@ fn a_torn_end_of_a_segment_before_the_last_two_is_cut_by_recovery() {
     assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 14)));
 }
 
+/// A flushed journal; then records of `lens` appended, of which the consumer
+/// reads the first `read` and commits. Returns the journal (open: closing
+/// would flush) and the committed position.
+fn committed_past_the_last_flush(s: &mut Scripted, lens: &[usize], read: usize) -> (Journal, u64) {
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("flush");
+    for &len in lens {
+        s.append(&publisher, len);
+    }
+    consumer.poll(|_| {}, read).expect("poll");
+    consumer.commit().expect("commit");
+    (journal, consumer.position())
+}
+
 /// The consumer committed past records appended since the last flush; the
 /// kernel wrote the cursor's page back, not the segment's. After recovery
 /// the cursor is past the tail and `journal.consumer("c")` refuses to open.
 #[test]
 fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
     let mut s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    let mut consumer = journal.consumer(CURSOR).expect("consumer");
-    journal.flush().expect("flush");
-    for _ in 0..3 {
-        s.append(&publisher, 100);
-    }
-    consumer.poll(|_| {}, 10).expect("poll");
-    consumer.commit().expect("commit");
+    let (_journal, _) = committed_past_the_last_flush(&mut s, &[100, 100, 100], 3);
     assert_recovers(&s.power_loss(Script::durable().but_page(CURSOR_FILE, 0)));
 }
 
@@ -137,17 +145,9 @@ fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
 #[test]
 fn a_cursor_inside_a_hole_that_recovery_padded_still_opens() {
     let mut s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    let mut consumer = journal.consumer(CURSOR).expect("consumer");
-    journal.flush().expect("flush");
     // Frames of exactly one page from 4,096 on.
-    for len in [4000, 4064, 4064, 4064] {
-        s.append(&publisher, len);
-    }
-    consumer.poll(|_| {}, 2).expect("poll");
-    consumer.commit().expect("commit");
-    assert_eq!(consumer.position(), 8192);
+    let (_journal, cursor) = committed_past_the_last_flush(&mut s, &[4000, 4064, 4064, 4064], 2);
+    assert_eq!(cursor, 8192);
     let script = Script::newest().but_page(&segment(0), 1).but_page(&segment(0), 2);
     assert_recovers(&s.power_loss(script));
 }
