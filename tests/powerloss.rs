@@ -8,7 +8,8 @@
 //!
 //! `POWERLOSS_IMAGES=N` sets how many crash images to check (default 2,400);
 //! `POWERLOSS_SEED=S` runs the one workload `S` (its variant follows from
-//! the seed); `POWERLOSS_TRACE=1` prints its operations. Failures print
+//! the seed); `POWERLOSS_TRACE=1` prints its operations,
+//! `POWERLOSS_EXAMPLES=N` N failures of each kind (default 3). Failures print
 //! seed, crash point and where a copy of the image is kept.
 
 #[path = "powerloss/check.rs"]
@@ -91,10 +92,11 @@ fn report(failures: &[Failure]) {
     for failure in failures {
         kinds.entry(&failure.problem.kind).or_default().push(failure);
     }
+    let examples = std::env::var("POWERLOSS_EXAMPLES").ok().and_then(|n| n.parse().ok()).unwrap_or(3);
     for (kind, all) in kinds {
         let seeds: BTreeSet<u64> = all.iter().map(|f| f.seed).collect();
         eprintln!("\n=== {kind}: {} image(s) in {} workload(s)", all.len(), seeds.len());
-        for failure in all.iter().take(3) {
+        for failure in all.iter().take(examples) {
             eprintln!(
                 "  POWERLOSS_SEED={} ({:?}) crash point {} ({}): {}",
                 failure.seed, failure.variant, failure.crash_point, failure.what, failure.problem.detail

@@ -8,8 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use backwater::inspect::FrameKind;
-use backwater::{Config, Consumer, Error, Journal, OfferError, recovery};
+use backwater::{Config, Consumer, Error, Journal, OfferError, Seek, recovery};
 
 /// One record the workload appended.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +64,7 @@ pub fn check_image(dir: &Path, log: &[Appended], promise: &Promise) -> Vec<Probl
 
 /// What the recovered journal holds, and whether a consumer read it all.
 struct Pass {
-    /// Data frames with a good CRC and the payload appended there.
+    /// Promised records a seek to their position reads back intact.
     intact: BTreeSet<u64>,
     /// A consumer read from the start up to the tail without an error.
     complete: bool,
@@ -90,7 +89,7 @@ fn inspect(dir: &Path, log: &[Appended], promise: &Promise, problems: &mut Vec<P
     };
     let tail_position = journal.tail_position();
     let (complete, mut consumer) = read_from_start(&journal, log, "", problems);
-    let intact = intact_records(&journal, log, problems);
+    let intact = intact_records(&journal, log, promise);
     let slowest_cursor = check_cursors(&journal, log, promise, problems);
     append_after_recovery(&journal, complete.then_some(&mut consumer), problems);
     let (first_position, lost_bytes) = (journal.first_position(), journal.stats().lost_bytes);
@@ -167,6 +166,10 @@ fn check_cursors(journal: &Journal, log: &[Appended], promise: &Promise, problem
         problems.push(problem("a promised cursor is gone", format!("cursor '{CURSOR}' missing")));
     }
     let tail = journal.tail_position();
+    if let Some(promised) = promise.cursor.filter(|&p| p > tail) {
+        let detail = format!("a commit of {promised} was promised, the recovered tail is {tail}");
+        problems.push(problem("a promised cursor commit is past the recovered tail", detail));
+    }
     for info in &infos {
         if info.name == CURSOR
             && let Some(promised) = promise.cursor.filter(|&p| p > info.position)
@@ -252,31 +255,20 @@ fn read_after_repair(dir: &Path, log: &[Appended], problems: &mut Vec<Problem>) 
     }
 }
 
-/// The records the journal holds intact (whether consumers get to them or
-/// not): every data frame from the first position to the tail, damaged
-/// frames skipped, whose CRC holds and whose payload is the one appended.
-/// The journal's housekeeper may delete segments meanwhile (retention):
-/// the walk then goes on from the new first position.
-fn intact_records(journal: &Journal, log: &[Appended], problems: &mut Vec<Problem>) -> BTreeSet<u64> {
-    let mut intact = BTreeSet::new();
-    loop {
-        let first = journal.first_position();
-        let walked = journal.walk_frames(first, |frame| {
-            let good = frame.kind == FrameKind::Data && frame.crc_ok;
-            if good && check_record(log, frame.position, frame.payload).is_ok() {
-                intact.insert(frame.position);
-            }
-            true
-        });
-        match walked {
-            Ok(()) => return intact,
-            Err(_) if journal.first_position() != first => continue,
-            Err(error) => {
-                problems.push(problem("walking the recovered frames fails", error.to_string()));
-                return intact;
-            }
-        }
-    }
+/// The promised records (at or past the crash point's first position) that
+/// the journal holds intact, whether or not a consumer from the start gets
+/// to them: seeking to each one's position, a poll returns it, byte for byte.
+fn intact_records(journal: &Journal, log: &[Appended], promise: &Promise) -> BTreeSet<u64> {
+    let mut consumer = journal.anonymous_consumer();
+    let promised = log[..promise.records].iter().filter(|a| a.position >= promise.first_position);
+    let readable = |appended: &&Appended| {
+        let mut read = None;
+        let sought = consumer.seek(Seek::Position(appended.position));
+        let polled = sought.and_then(|()| consumer.poll(|r| read = Some((r.position(), r.payload().to_vec())), 1));
+        matches!(polled, Ok(1))
+            && read.is_some_and(|(at, payload)| at == appended.position && check_record(log, at, &payload).is_ok())
+    };
+    promised.filter(readable).map(|appended| appended.position).collect()
 }
 
 /// Every promised record at or past the crash point's first position was read.
