@@ -255,3 +255,27 @@ fn a_spare_rebuilt_before_its_rename_was_durable_never_shows_under_its_old_name(
     recycling.write_up_to(&mut s, 6); // a spare is rebuilt as a new segment
     assert_recovers(&s.captured());
 }
+
+/// A stale page (a recycled segment's old bytes, in a segment recovery does
+/// not walk) can put any word where a frame should start. One that reads as
+/// a claim of 832,664,864 bytes makes `Journal::walk_frames` (and so
+/// `backwater dump`) jump past the tail and stop there, returning `Ok`:
+/// every frame after it goes unshown. The model met this word; the
+/// reproduction writes it by hand.
+#[test]
+fn walk_frames_does_not_jump_past_the_tail_on_a_garbage_claim_word() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    let positions: Vec<u64> = (0..10).map(|_| s.append(&publisher, 100)).collect();
+    let garbage: u64 = 0xc46d_e4ef_ce5e_8aeb; // length -832,664,853: a "claim"
+    let segment = s.path().join(segment(0));
+    crate::common::write_at(&segment, positions[3], &garbage.to_le_bytes());
+    let mut shown = Vec::new();
+    let show = |frame: &backwater::inspect::FrameView<'_>| {
+        shown.push(frame.position);
+        true
+    };
+    journal.walk_frames(journal.first_position(), show).expect("walk");
+    assert!(shown.contains(&positions[9]), "the walk showed {shown:?}, not the last record at {}", positions[9]);
+}
