@@ -206,7 +206,7 @@ impl Media {
         TRACKED_DIRS.iter().any(|rel| self.entries.get(*rel) != snapshot.dirs.get(*rel))
     }
 
-    /// A state a power loss at `snapshot` could leave, chosen with `rng`.
+    /// A state a power loss at `snapshot` could leave, as `choice` decides.
     pub fn crash_image(&self, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Image {
         let mut image = Image::new();
         let mut contents: HashMap<FileId, Vec<u8>> = HashMap::new();
