@@ -1,0 +1,281 @@
+//! Minimal reproductions of what the random model found: each is one short
+//! scripted workload and one deterministic crash image (see `Scripted`),
+//! and each asserts what must hold. They fail until the library is fixed.
+
+use backwater::{Consumer, ExclusivePublisher, Flush, Journal};
+
+use crate::SEGMENT;
+use crate::check::{CURSOR, Problem};
+use crate::media::Script;
+use crate::scripted::{Scripted, explicit, small};
+
+/// `00000000000000000000.seg` and its neighbours.
+fn segment(index: u64) -> String {
+    backwater::segment::file_name(index * SEGMENT)
+}
+
+const CURSOR_FILE: &str = "cursors/c.cursor";
+
+fn assert_recovers(problems: &[Problem]) {
+    assert!(problems.is_empty(), "recovery of the crash image: {problems:#?}");
+}
+
+/// A journal with `flush` whose tail has just reached segment 2: one record
+/// of `first` bytes, then records of `then` bytes. (5,000-byte records make
+/// 5,056-byte frames: 12 per segment, then 4,800 bytes of padding.)
+fn into_segment_two(s: &mut Scripted, flush: Flush, first: usize, then: usize) -> Journal {
+    let journal = Journal::open(s.path(), small(flush)).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, first);
+    while journal.tail_position() < 2 * SEGMENT + 64 {
+        s.append(&publisher, then);
+    }
+    journal
+}
+
+/// A `flush()` that runs while a claim is open msyncs the claimed frame and
+/// moves the handle's flushed position past it; the commit that follows is
+/// never msynced by any later `flush()`, which returns as if it were.
+#[test]
+fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flush() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100);
+    let (seed, payload) = s.next_payload(100);
+    let mut claim = publisher.claim(100).expect("claim");
+    claim.payload_mut().copy_from_slice(&payload);
+    journal.flush().expect("flush while the claim is open");
+    let position = claim.commit().expect("commit");
+    s.logged(position, seed, 100);
+    journal.flush().expect("flush after the commit");
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// Frames appended after the last flush: the first one's header page
+/// reached the media, its payload page did not, the next page did. The
+/// committed frame torn between valid frames stops every consumer with
+/// `Corrupt` until someone runs `verify --repair`.
+#[test]
+fn a_torn_frame_past_the_last_flush_between_valid_frames_does_not_stop_consumers() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100); // 64..224
+    journal.flush().expect("flush");
+    s.promise_all(None);
+    assert_eq!(s.append(&publisher, 5000), 224); // 224..5280: pages 0 and 1
+    assert_eq!(s.append(&publisher, 3000), 5280); // 5280..8320: pages 1 and 2
+    assert_eq!(s.append(&publisher, 100), 8320); // page 2
+    let problems = s.power_loss(Script::newest().but_page(&segment(0), 1));
+    assert_recovers(&problems);
+}
+
+/// Under `Flush::Always` every append msyncs its own frame, but the padding
+/// that closes a segment (written when a claim trips over its end) is never
+/// msynced. Two segments later recovery no longer looks at it: the sealed
+/// segment "ends early", consumers stall there for `unblock_timeout`, and
+/// `verify --repair` cannot fix it.
+#[test]
+fn under_flush_always_a_sealed_segment_keeps_the_padding_that_closes_it() {
+    let mut s = Scripted::new();
+    let _journal = into_segment_two(&mut s, Flush::Always, 5000, 5000);
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// Past the last flush, a page in the middle of a segment two before the
+/// tail's did not reach the media: a hole between committed frames.
+/// Recovery pads holes in the last two segments only, so consumers stall
+/// there (for `unblock_timeout`) and `verify` reports it.
+#[test]
+fn a_hole_in_a_segment_before_the_last_two_is_padded_by_recovery() {
+    let mut s = Scripted::new();
+    // After a first frame up to 4,096, frames of exactly one page: page 5
+    // of segment 0 holds one whole frame.
+    let _journal = into_segment_two(&mut s, explicit(), 4000, 4064);
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 5)));
+}
+
+/// Past the last flush, the last page of a segment two before the tail's
+/// did not reach the media: its last frame is torn and its closing padding
+/// gone. Recovery leaves it, `verify --repair` cannot fix it (it only pads
+/// damage between valid frames), and every consumer stops there with
+/// `Corrupt`, also after the repair.
+#[test]
+fn a_torn_end_of_a_segment_before_the_last_two_is_cut_by_recovery() {
+    let mut s = Scripted::new();
+    let _journal = into_segment_two(&mut s, explicit(), 5000, 5000);
+    // Segment 0's 12th frame is 55,680..60,736 (pages 13 and 14), its
+    // padding 60,736..65,536.
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 14)));
+}
+
+/// A flushed journal; then records of `lens` appended, of which the consumer
+/// reads the first `read` and commits. Returns the journal (open: closing
+/// would flush) and the committed position.
+fn committed_past_the_last_flush(s: &mut Scripted, lens: &[usize], read: usize) -> (Journal, u64) {
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("flush");
+    for &len in lens {
+        s.append(&publisher, len);
+    }
+    consumer.poll(|_| {}, read).expect("poll");
+    consumer.commit().expect("commit");
+    (journal, consumer.position())
+}
+
+/// The consumer committed past records appended since the last flush; the
+/// kernel wrote the cursor's page back, not the segment's. After recovery
+/// the cursor is past the tail and `journal.consumer("c")` refuses to open.
+#[test]
+fn a_cursor_written_back_before_the_records_it_passed_still_opens() {
+    let mut s = Scripted::new();
+    let (_journal, _) = committed_past_the_last_flush(&mut s, &[100, 100, 100], 3);
+    assert_recovers(&s.power_loss(Script::durable().but_page(CURSOR_FILE, 0)));
+}
+
+/// The same, with the cursor below the tail: the two pages before the last
+/// did not reach the media, recovery pads the hole as one padding frame, and
+/// the cursor (at the second of the lost frames) points inside it: "no
+/// frame starts there", and `journal.consumer("c")` refuses to open.
+#[test]
+fn a_cursor_inside_a_hole_that_recovery_padded_still_opens() {
+    let mut s = Scripted::new();
+    // Frames of exactly one page from 4,096 on.
+    let (_journal, cursor) = committed_past_the_last_flush(&mut s, &[4000, 4064, 4064, 4064], 2);
+    assert_eq!(cursor, 8192);
+    let script = Script::newest().but_page(&segment(0), 1).but_page(&segment(0), 2);
+    assert_recovers(&s.power_loss(script));
+}
+
+/// A record that fills its segment exactly leaves the tail at the segment's
+/// end; the consumer that read it commits the next record's position, past
+/// the next segment's header. After a reopen (or any crash: no power loss
+/// needed) recovery puts the tail at the segment's end again, below the
+/// cursor, and `journal.consumer("c")` refuses to open (issue 12, defect 4).
+#[test]
+fn a_cursor_committed_after_a_record_that_fills_its_segment_opens_after_recovery() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    let max_frame = journal.max_record_len() as u64 + 32;
+    while SEGMENT - journal.tail_position() > max_frame {
+        s.append(&publisher, 5000);
+    }
+    let rest = SEGMENT - journal.tail_position();
+    s.append(&publisher, rest as usize - 32); // ends exactly at 65,536
+    consumer.poll(|_| {}, 1000).expect("poll");
+    consumer.commit().expect("commit");
+    assert_eq!((journal.tail_position(), consumer.position()), (SEGMENT, SEGMENT + 64));
+    s.promise_all(Some(consumer.position()));
+    assert_recovers(&s.power_loss(Script::newest()));
+}
+
+/// The recycling setup: an `ExclusivePublisher` and the consumer `c`, so
+/// that retention keeps consumed segments as spares for later ones.
+struct Recycling {
+    journal: Journal,
+    consumer: Consumer,
+    publisher: ExclusivePublisher,
+}
+
+impl Recycling {
+    fn open(s: &Scripted, flush: Flush) -> Recycling {
+        let journal = Journal::open(s.path(), small(flush)).expect("open");
+        let consumer = journal.consumer(CURSOR).expect("consumer");
+        let publisher = journal.exclusive_publisher().expect("exclusive publisher");
+        Recycling { journal, consumer, publisher }
+    }
+
+    /// Appends until the tail is in segment `index`, prepares the next
+    /// segment (so the housekeeper creates none meanwhile) and flushes: only
+    /// directory entries are left for a power loss to lose.
+    fn write_up_to(&mut self, s: &mut Scripted, index: u64) {
+        while self.publisher.tail_position() < index * SEGMENT + 64 {
+            s.append_exclusive(&mut self.publisher, 5000);
+        }
+        self.journal.prepare().expect("prepare the next segment");
+        self.journal.flush().expect("flush");
+        s.promise_all(None);
+    }
+
+    /// The consumer reads everything and commits (retention, in the
+    /// housekeeper or by `apply_retention`, may then delete what it passed).
+    fn consume(&mut self) {
+        self.consumer.poll(|_| {}, 1000).expect("poll");
+        self.consumer.commit().expect("commit");
+    }
+}
+
+/// Retention renames consumed segments to spares (recycling, with an
+/// `ExclusivePublisher`) without an fsync of the directory. Two such renames
+/// are independent directory operations: a power loss can keep the first
+/// segment's old name and lose the second's, a gap in the segments, and
+/// `Journal::open` refuses the journal ("segment missing").
+#[test]
+fn segments_retired_as_spares_never_leave_a_gap() {
+    let mut s = Scripted::new();
+    let mut recycling = Recycling::open(&s, explicit());
+    recycling.write_up_to(&mut s, 5);
+    // Retention persists the cursors before each segment it deletes: 0 is
+    // unlinked, 1 and 2 become spares, then (the 4th msync) 3 is next.
+    s.power_loss_at("msync cursors/c.cursor", 3, Script::newest().but_entry(&segment(1)));
+    recycling.consume();
+    recycling.journal.apply_retention().expect("retention");
+    assert_recovers(&s.captured());
+}
+
+/// A consumed segment renamed to a spare (no directory fsync) is rebuilt as
+/// a later segment: its new header is msynced under the spare name. After a
+/// power loss the old name is back on the media with the new header: the
+/// journal opens, but consumers, `walk_frames` and `repair` fail on a
+/// segment whose "header says base X, its name says Y" (or the open fails
+/// on it). Under `Flush::Never` (with explicit flushes) the durable cursor
+/// is still at that segment, so it stays; under the other policies the
+/// cursor is past it and the reopened journal's retention deletes it at its
+/// first pass, racing the consumers that hit it first.
+#[test]
+fn a_spare_rebuilt_before_its_rename_was_durable_never_shows_under_its_old_name() {
+    let mut s = Scripted::new();
+    let mut recycling = Recycling::open(&s, Flush::Never);
+    recycling.write_up_to(&mut s, 1);
+    recycling.consume();
+    recycling.journal.apply_retention().expect("retention"); // segment 0 unlinked
+    // Armed before any spare exists: the first one rebuilt (by whichever
+    // thread) is where the power goes.
+    s.power_loss_at("msync .tmp-spare-", 0, Script::durable());
+    recycling.write_up_to(&mut s, 3);
+    recycling.consume();
+    recycling.journal.apply_retention().expect("retention"); // 1 and 2 become spares
+    recycling.write_up_to(&mut s, 6); // a spare is rebuilt as a new segment
+    assert_recovers(&s.captured());
+}
+
+/// A stale page (a recycled segment's old bytes, in a segment recovery does
+/// not walk) can put any word where a frame should start. One that reads as
+/// a claim of 832,664,864 bytes makes `Journal::walk_frames` (and so
+/// `backwater dump`) jump past the tail and stop there, returning `Ok`:
+/// every frame after it goes unshown. The model met this word; the
+/// reproduction writes it by hand.
+#[test]
+fn walk_frames_does_not_jump_past_the_tail_on_a_garbage_claim_word() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    let positions: Vec<u64> = (0..10).map(|_| s.append(&publisher, 100)).collect();
+    let garbage: u64 = 0xc46d_e4ef_ce5e_8aeb; // length -832,664,853: a "claim"
+    let segment = s.path().join(segment(0));
+    crate::common::write_at(&segment, positions[3], &garbage.to_le_bytes());
+    let mut shown = Vec::new();
+    let show = |frame: &backwater::inspect::FrameView<'_>| {
+        shown.push(frame.position);
+        true
+    };
+    journal.walk_frames(journal.first_position(), show).expect("walk");
+    assert!(shown.contains(&positions[9]), "the walk showed {shown:?}, not the last record at {}", positions[9]);
+}

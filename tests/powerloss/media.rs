@@ -1,0 +1,307 @@
+//! The media of the power-loss model: what survives a power loss, at page
+//! granularity, as ALICE, CrashMonkey and LazyFS model it.
+//!
+//! `Media` keeps the *durable* image: for every file (known by inode and
+//! birth time, since names change) the pages that reached the media at a
+//! barrier, with their content then; and for every directory the entries
+//! (name → file) as of its last fsync. A `Snapshot` is the *volatile* state
+//! at a crash point: the entries and the page cache content of every file.
+//! `Media::crash_image` combines the two: every page that differs is
+//! independently old or new, every entry that differs is independently the
+//! durable or the volatile one (so a file unlinked since the last directory
+//! fsync may come back, and a new name may vanish).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::common::Rng;
+
+/// The unit the media writes atomically.
+pub const PAGE: usize = 4096;
+
+/// The directories of a journal the model tracks, relative to its root.
+pub const TRACKED_DIRS: [&str; 2] = ["", "cursors"];
+
+/// A file (or directory) across renames: inode number and birth time, so a
+/// reused inode number is a different file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    ino: u64,
+    born: SystemTime,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId { ino: meta.ino(), born: meta.created().unwrap_or(SystemTime::UNIX_EPOCH) }
+    }
+}
+
+/// One directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: FileId,
+    pub is_dir: bool,
+}
+
+/// Entries of one directory, by name.
+pub type Listing = BTreeMap<String, Entry>;
+
+/// The volatile state at one crash point: what a SIGKILL would leave.
+pub struct Snapshot {
+    /// Tracked directory (relative) → its entries.
+    pub dirs: BTreeMap<String, Listing>,
+    /// Every regular file's current content.
+    pub contents: HashMap<FileId, Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Reads the journal at `root` as the page cache has it now.
+    pub fn take(root: &Path) -> Snapshot {
+        let mut snapshot = Snapshot { dirs: BTreeMap::new(), contents: HashMap::new() };
+        for rel in TRACKED_DIRS {
+            let listing = list_dir(&root.join(rel));
+            for (name, entry) in &listing {
+                if !entry.is_dir
+                    && let Some(content) = read_whole(&root.join(rel).join(name), entry.id)
+                {
+                    snapshot.contents.insert(entry.id, content);
+                }
+            }
+            snapshot.dirs.insert(rel.to_string(), listing);
+        }
+        snapshot
+    }
+}
+
+/// A crash image: files and directories (content `None`) by relative path.
+pub type Image = BTreeMap<PathBuf, Option<Vec<u8>>>;
+
+/// How a crash image settles what differs between media and page cache.
+pub enum Choice<'a> {
+    /// Each page and entry independently, by coin.
+    Random(&'a mut Rng),
+    /// As a script says (minimal reproductions).
+    Script(&'a Script),
+}
+
+impl Choice<'_> {
+    /// Whether the page cache's side wins for entry `name` (`page: None`)
+    /// or for page `page` of the file named `name`.
+    fn newer(&mut self, name: &Path, page: Option<usize>) -> bool {
+        match self {
+            Choice::Random(rng) => rng.below(2) == 0,
+            Choice::Script(script) => {
+                script.newest != script.except.iter().any(|(n, p)| Path::new(n) == name && *p == page)
+            }
+        }
+    }
+}
+
+/// A deterministic crash image: everything on one side (`newest`: the page
+/// cache's, else the media's), except the listed entries (`None`) and pages.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub newest: bool,
+    pub except: Vec<(String, Option<usize>)>,
+}
+
+impl Script {
+    /// Only what reached the media: the harshest power loss.
+    pub fn durable() -> Script {
+        Script { newest: false, except: Vec::new() }
+    }
+
+    /// Everything in the page cache reached the media...
+    pub fn newest() -> Script {
+        Script { newest: true, except: Vec::new() }
+    }
+
+    /// ...except page `page` of `name` (relative to the journal).
+    pub fn but_page(mut self, name: &str, page: usize) -> Script {
+        self.except.push((name.to_string(), Some(page)));
+        self
+    }
+
+    /// ...except the directory entry `name`.
+    pub fn but_entry(mut self, name: &str) -> Script {
+        self.except.push((name.to_string(), None));
+        self
+    }
+}
+
+/// What reached the media.
+#[derive(Default)]
+pub struct Media {
+    /// Per file: page index → content at its last barrier.
+    pages: HashMap<FileId, BTreeMap<usize, Vec<u8>>>,
+    /// Per tracked directory: entries as of its last fsync.
+    entries: BTreeMap<String, Listing>,
+    /// The newest content seen of each file, for files unlinked since (a
+    /// durable entry can bring them back).
+    last_seen: HashMap<FileId, Vec<u8>>,
+}
+
+impl Media {
+    /// `msync` of `len` bytes at `offset` of `path` completed: its pages are
+    /// on the media with their present content.
+    pub fn synced_range(&mut self, path: &Path, offset: usize, len: usize) {
+        let Ok(file) = File::open(path) else { return };
+        let Ok(meta) = file.metadata() else { return };
+        let file_len = meta.len() as usize;
+        let end = (offset + len).min(file_len);
+        let pages = self.pages.entry(FileId::of(&meta)).or_default();
+        for page in offset / PAGE..end.div_ceil(PAGE) {
+            let start = page * PAGE;
+            let mut content = vec![0u8; PAGE.min(file_len - start)];
+            if file.read_exact_at(&mut content, start as u64).is_ok() {
+                pages.insert(page, content);
+            }
+        }
+    }
+
+    /// `fsync` of a whole file completed.
+    pub fn synced_file(&mut self, path: &Path) {
+        let len = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
+        self.synced_range(path, 0, len);
+    }
+
+    /// `fsync` of the directory `rel` (relative to `root`) completed: its
+    /// entries as they are now are durable.
+    pub fn synced_dir(&mut self, root: &Path, rel: &str) {
+        let listing = list_dir(&root.join(rel));
+        for (name, entry) in &listing {
+            if !entry.is_dir
+                && !self.last_seen.contains_key(&entry.id)
+                && let Some(content) = read_whole(&root.join(rel).join(name), entry.id)
+            {
+                self.last_seen.insert(entry.id, content);
+            }
+        }
+        self.entries.insert(rel.to_string(), listing);
+    }
+
+    /// Remembers the newest content of every file in `snapshot`.
+    pub fn note(&mut self, snapshot: &Snapshot) {
+        for (id, content) in &snapshot.contents {
+            self.last_seen.insert(*id, content.clone());
+        }
+        self.forget_unreachable(snapshot);
+    }
+
+    /// Drops what no durable entry and no entry of `snapshot` refers to: a
+    /// file with no name anywhere can never be part of a crash image.
+    fn forget_unreachable(&mut self, snapshot: &Snapshot) {
+        let durable = self.entries.values().flat_map(|l| l.values().map(|e| e.id));
+        let volatile = snapshot.dirs.values().flat_map(|l| l.values().map(|e| e.id));
+        let reachable: BTreeSet<FileId> = durable.chain(volatile).collect();
+        self.pages.retain(|id, _| reachable.contains(id));
+        self.last_seen.retain(|id, _| reachable.contains(id));
+    }
+
+    /// Whether some directory entry of `snapshot` is not yet on the media.
+    pub fn entries_in_flight(&self, snapshot: &Snapshot) -> bool {
+        TRACKED_DIRS.iter().any(|rel| self.entries.get(*rel) != snapshot.dirs.get(*rel))
+    }
+
+    /// A state a power loss at `snapshot` could leave, as `choice` decides.
+    pub fn crash_image(&self, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Image {
+        let mut image = Image::new();
+        let mut contents: HashMap<FileId, Vec<u8>> = HashMap::new();
+        for rel in TRACKED_DIRS {
+            if !rel.is_empty() && !image.contains_key(Path::new(rel)) {
+                continue; // the subdirectory's own entry did not survive
+            }
+            let durable = self.entries.get(rel).cloned().unwrap_or_default();
+            let volatile = snapshot.dirs.get(rel).cloned().unwrap_or_default();
+            let names: BTreeSet<&String> = durable.keys().chain(volatile.keys()).collect();
+            for name in names {
+                let path = Path::new(rel).join(name);
+                let chosen = choose(durable.get(name), volatile.get(name), &path, choice);
+                let Some(entry) = chosen else { continue };
+                if entry.is_dir {
+                    image.insert(path, None);
+                } else {
+                    let content = contents
+                        .entry(entry.id)
+                        .or_insert_with(|| self.crash_content(entry.id, &path, snapshot, choice));
+                    image.insert(path, Some(content.clone()));
+                }
+            }
+        }
+        image
+    }
+
+    /// One file's content after the power loss: each page whose durable and
+    /// newest contents differ is independently one or the other; pages
+    /// never synced are zeros on the media (the file is fallocated).
+    fn crash_content(&self, id: FileId, name: &Path, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Vec<u8> {
+        let newest = snapshot.contents.get(&id).or_else(|| self.last_seen.get(&id));
+        let empty = BTreeMap::new();
+        let durable = self.pages.get(&id).unwrap_or(&empty);
+        let durable_len = durable.iter().map(|(page, bytes)| page * PAGE + bytes.len()).max().unwrap_or(0);
+        let len = newest.map_or(durable_len, Vec::len);
+        let mut out = vec![0u8; len];
+        for (page, chunk) in out.chunks_mut(PAGE).enumerate() {
+            let old = durable.get(&page).map(|bytes| &bytes[..chunk.len().min(bytes.len())]);
+            let new = newest.map(|bytes| &bytes[page * PAGE..page * PAGE + chunk.len()]);
+            let pick = match (old, new) {
+                (Some(old), Some(new)) if old != new && choice.newer(name, Some(page)) => Some(new),
+                (Some(old), _) => Some(old),
+                (None, Some(new)) if choice.newer(name, Some(page)) => Some(new),
+                (None, _) => None,
+            };
+            if let Some(bytes) = pick {
+                chunk[..bytes.len()].copy_from_slice(bytes);
+            }
+        }
+        out
+    }
+}
+
+/// Equal entries stay; differing ones are independently durable or volatile.
+fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, name: &Path, choice: &mut Choice<'_>) -> Option<Entry> {
+    if durable == volatile || !choice.newer(name, None) { durable.copied() } else { volatile.copied() }
+}
+
+/// The entries of `dir` now (empty if it does not exist).
+fn list_dir(dir: &Path) -> Listing {
+    let mut listing = Listing::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return listing };
+    for entry in entries.flatten() {
+        let (Ok(meta), Ok(name)) = (entry.metadata(), entry.file_name().into_string()) else { continue };
+        listing.insert(name, Entry { id: FileId::of(&meta), is_dir: meta.is_dir() });
+    }
+    listing
+}
+
+/// The content of `path`, if it is still the file `id`.
+fn read_whole(path: &Path, id: FileId) -> Option<Vec<u8>> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if FileId::of(&meta) != id {
+        return None;
+    }
+    let mut content = vec![0u8; meta.len() as usize];
+    file.read_exact_at(&mut content, 0).ok()?;
+    Some(content)
+}
+
+/// Writes `image` under `dir` (which exists and is empty).
+pub fn write_image(image: &Image, dir: &Path) -> std::io::Result<()> {
+    for (path, content) in image {
+        let target = dir.join(path);
+        match content {
+            None => std::fs::create_dir_all(&target)?,
+            Some(bytes) => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&target, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}

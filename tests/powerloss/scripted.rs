@@ -1,0 +1,99 @@
+//! The harness of the minimal reproductions: a journal under the model, a
+//! short scripted workload, and one deterministic crash image of it, taken
+//! now or at a chosen barrier.
+
+use std::path::Path;
+use std::time::Duration;
+
+use backwater::{Config, ExclusivePublisher, Flush};
+
+use crate::SEGMENT;
+use crate::check::{self, Appended, Problem};
+use crate::common::{self, Rng};
+use crate::media::{self, Choice, Script};
+use crate::model::{Capture, CrashImage, Loss, Registered, tempdir};
+
+pub struct Scripted {
+    model: Registered,
+    dir: tempfile::TempDir,
+    log: Vec<Appended>,
+}
+
+impl Scripted {
+    pub fn new() -> Scripted {
+        let dir = tempdir();
+        let model = Registered::new(dir.path(), Rng(0), 0, Loss::Power);
+        Scripted { model, dir, log: Vec::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The next record's seed and payload of `len` bytes.
+    pub fn next_payload(&self, len: usize) -> (u64, Vec<u8>) {
+        let seed = self.log.len() as u64 + 1;
+        (seed, common::payload(seed, len))
+    }
+
+    /// Logs the record `next_payload` gave, appended at `position`.
+    pub fn logged(&mut self, position: u64, seed: u64, len: usize) -> u64 {
+        self.log.push(Appended { position, seed, len, via: "append" });
+        position
+    }
+
+    /// Appends a record of `len` bytes through `publisher`, logged.
+    pub fn append(&mut self, publisher: &backwater::Publisher, len: usize) -> u64 {
+        let (seed, payload) = self.next_payload(len);
+        let position = publisher.append(&payload).expect("append");
+        self.logged(position, seed, len)
+    }
+
+    pub fn append_exclusive(&mut self, publisher: &mut ExclusivePublisher, len: usize) -> u64 {
+        let (seed, payload) = self.next_payload(len);
+        let position = publisher.append(&payload).expect("append");
+        self.logged(position, seed, len)
+    }
+
+    /// Everything appended so far (and `cursor`) is promised.
+    pub fn promise_all(&self, cursor: Option<u64>) {
+        let mut model = self.model.lock();
+        model.promise.records = self.log.len();
+        model.promise.cursor = cursor;
+    }
+
+    /// Power loss now, leaving `script`'s image: what its recovery finds.
+    pub fn power_loss(&self, script: Script) -> Vec<Problem> {
+        let (crash, _) = self.model.lock().image_now(&mut Choice::Script(&script), "now".into());
+        self.recover(&crash)
+    }
+
+    /// Power loss at the `skip + 1`th barrier whose description contains `at`.
+    pub fn power_loss_at(&self, at: &str, skip: usize, script: Script) {
+        self.model.lock().capture = Some(Capture { at: at.into(), skip, script, taken: None });
+    }
+
+    /// What recovery of the image `power_loss_at` took finds.
+    pub fn captured(&self) -> Vec<Problem> {
+        let taken = self.model.lock().capture.as_mut().and_then(|capture| capture.taken.take());
+        let crash = taken.expect("the armed barrier happened");
+        eprintln!("power lost at: {}", crash.what);
+        self.recover(&crash)
+    }
+
+    fn recover(&self, crash: &CrashImage) -> Vec<Problem> {
+        let dir = tempdir();
+        media::write_image(&crash.image, dir.path()).expect("write the crash image");
+        check::check_image(dir.path(), &self.log, &crash.promise)
+    }
+}
+
+/// A journal of 64 KiB segments with `flush`.
+pub fn small(flush: Flush) -> Config {
+    Config::default().segment_size(SEGMENT).min_free_disk(0).flush(flush)
+}
+
+/// Only explicit `flush()` calls make anything durable.
+pub fn explicit() -> Flush {
+    Flush::Interval(Duration::from_secs(3600))
+}
