@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN};
 use crate::idle::Idle;
 use crate::journal::{Inner, Shared};
-use crate::segment::{SEGMENT_HEADER_LEN, Segment};
+use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::{Flush, Priority};
 
 /// One record, borrowed from the mapped segment (zero-copy).
@@ -193,7 +193,7 @@ impl Consumer {
             let aligned = match frame::decode(word, &bytes[offset..], position, true) {
                 Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
                     let start = offset + HEADER_LEN;
-                    let next = next_position(position, aligned_len, size as u64);
+                    let next = segment::next_position(position, aligned_len, size as u64);
                     handler(Record {
                         position,
                         next_position: next,
@@ -206,7 +206,7 @@ impl Consumer {
                     aligned_len
                 }
                 Ok(Decoded::Padding { aligned_len }) => {
-                    position = next_position(position, aligned_len, size as u64);
+                    position = segment::next_position(position, aligned_len, size as u64);
                     aligned_len
                 }
                 Ok(Decoded::Pending { claimed }) => {
@@ -375,11 +375,8 @@ impl Consumer {
         let word = segment.word0(offset).load(Ordering::Acquire);
         match frame::decode(word, &segment.bytes()[offset..], position, false) {
             Ok(Decoded::Data { .. }) | Ok(Decoded::Padding { .. }) => Ok(position),
-            Ok(Decoded::Pending { claimed: Some(_) })
-                if frame::read_u64(&segment.bytes()[offset..], frame::POSITION_OFFSET) == position =>
-            {
-                Ok(position)
-            }
+            // A claim names its position (`frame::decode` checks it).
+            Ok(Decoded::Pending { claimed: Some(_) }) => Ok(position),
             Ok(Decoded::Pending { .. }) => refuse("no frame starts there".into()),
             Err(fault) => refuse(fault.to_string()),
         }
@@ -412,14 +409,6 @@ impl Consumer {
         }
         Ok(found.unwrap_or(scout.position))
     }
-}
-
-/// The position after a frame of `aligned_len` bytes, skipping the next
-/// segment's header when the frame ends its segment.
-#[inline]
-fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u64 {
-    let next = position + aligned_len as u64;
-    if next & (segment_size - 1) == 0 { next + SEGMENT_HEADER_LEN } else { next }
 }
 
 /// At an uncommitted frame: `true` if it was turned into padding (read on),

@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::config::Flush;
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, Result};
+use crate::frame::{self, Decoded};
 use crate::journal::Inner;
 use crate::segment;
 
@@ -39,16 +40,45 @@ pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
             Err(other) => return Err(other),
         }
     }
-    inner.flushed_position.fetch_max(tail, Ordering::AcqRel);
+    // A claim still being written below the tail is synced by a later flush:
+    // the next one starts at it, not at the tail.
+    let committed = committed_until(inner, from, tail);
+    inner.flushed_position.fetch_max(committed, Ordering::AcqRel);
     // Recorded after the segments are on the media, before the metadata
     // page that carries it is synced: recovery trusts everything below it.
-    inner.meta.flushed_position().fetch_max(tail, Ordering::AcqRel);
+    inner.meta.flushed_position().fetch_max(committed, Ordering::AcqRel);
     for name in cursor::list(&inner.dir)? {
         if let Ok(cursor) = CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) {
             cursor.flush()?;
         }
     }
     inner.meta.flush()
+}
+
+/// The first position at or after `from` that does not hold a committed
+/// frame (a claim being written, or bytes no frame explains), or `tail`.
+fn committed_until(inner: &Inner, from: u64, tail: u64) -> u64 {
+    let size = inner.segment_size();
+    let mut position = from;
+    let mut mapped: Option<std::sync::Arc<crate::segment::Segment>> = None;
+    while position < tail {
+        let index = position / size;
+        if mapped.as_ref().is_none_or(|segment| segment.index != index) {
+            match inner.read_segment(index) {
+                Ok(segment) => mapped = Some(segment),
+                Err(_) => return position,
+            }
+        }
+        let Some(segment) = &mapped else { return position };
+        let offset = (position % size) as usize;
+        let word = segment.word0(offset).load(Ordering::Acquire);
+        let aligned_len = match frame::decode(word, &segment.bytes()[offset..], position, false) {
+            Ok(Decoded::Data { aligned_len, .. } | Decoded::Padding { aligned_len }) => aligned_len,
+            _ => return position,
+        };
+        position = segment::next_position(position, aligned_len, size);
+    }
+    tail
 }
 
 /// Called by the housekeeper every tick: flushes when the interval is due.

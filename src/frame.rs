@@ -250,9 +250,22 @@ pub fn read_u32(bytes: &[u8], at: usize) -> u32 {
 #[inline]
 pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result<Decoded, FrameFault> {
     let word = Word0::unpack(word0);
-    if word.length <= 0 {
-        let claimed = (word.length < 0).then(|| align(word.length.unsigned_abs() as usize));
-        return Ok(Decoded::Pending { claimed });
+    if word.length == 0 {
+        return Ok(Decoded::Pending { claimed: None });
+    }
+    if word.length < 0 {
+        // A claim is published after its header fields: one that cannot fit
+        // the segment, or names another position, is stale bytes, not a
+        // claim to wait for (or to turn into padding of that length).
+        let claimed = align(word.length.unsigned_abs() as usize);
+        if claimed < HEADER_LEN || claimed > room.len() {
+            return Err(FrameFault::BadLength(i64::from(word.length)));
+        }
+        let found = read_u64(room, POSITION_OFFSET);
+        if found != position {
+            return Err(FrameFault::PositionMismatch { found });
+        }
+        return Ok(Decoded::Pending { claimed: Some(claimed) });
     }
     let length = word.length as usize;
     let aligned_len = align(length);

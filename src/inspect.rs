@@ -143,8 +143,7 @@ impl Journal {
             if !visit(&view) {
                 return Ok(());
             }
-            let next = segment.base + next_offset as u64;
-            position = if next_offset >= size as usize { next + SEGMENT_HEADER_LEN } else { next };
+            position = crate::segment::next_position(position, next_offset - offset, size);
         }
         Ok(())
     }

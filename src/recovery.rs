@@ -145,12 +145,15 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     let mut indexes = segment::list(&inner.dir, size)?;
     remove_unreadable_trailing(inner, &mut indexes, &mut report)?;
     let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
-        // No segment at all: an empty journal starting at the tail's segment
-        // (positions only grow, so the tail's index is kept).
-        let tail_index = inner.meta.tail_index();
+        // No segment at all: an empty journal in a segment no position was
+        // ever handed out in (positions only grow; the ring may have deleted
+        // the tail's segment before a power loss kept its successor).
+        let handed_out = inner.meta.tail_position().max(inner.meta.first_position().load(Ordering::Acquire));
+        let tail_index = handed_out / size + u64::from(handed_out % size > SEGMENT_HEADER_LEN);
         inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, SEGMENT_HEADER_LEN), Ordering::Release);
         inner.meta.first_position().store(tail_index * size + SEGMENT_HEADER_LEN, Ordering::Release);
         report.tail_position = inner.meta.tail_position();
+        move_cursors_back(inner, report.tail_position, &mut report)?;
         return Ok(report);
     };
     check_contiguous(&inner.dir, &indexes, size)?;
@@ -206,6 +209,7 @@ fn repair_from(
         let scan = scan(&segment);
         let damaged = scan.faults.iter().map(|fault| fault.0).find(|&at| segment.base + at as u64 >= flushed);
         if let Some(at) = damaged {
+            pad_holes(&segment, scan.holes.iter().filter(|hole| hole.0 < at), report);
             cut_after(inner, &segment, at, last, report)?;
             return Ok((index, at));
         }
@@ -237,19 +241,26 @@ fn cut_after(inner: &Inner, segment: &Segment, offset: usize, last: u64, report:
     Ok(())
 }
 
-/// A cursor committed past the recovered tail (its commit reached the media,
-/// the records it had read did not) is moved back to the tail: the records
-/// appended from there on are new ones it has not seen.
+/// Cursors whose commit reached the media while the records they had read
+/// did not: one past the recovered tail goes back to the tail (the records
+/// appended from there on are new ones it has not seen); one inside a hole
+/// that recovery padded goes to the end of the padding.
 fn move_cursors_back(inner: &Inner, tail: u64, report: &mut RecoveryReport) -> Result<()> {
+    let size = inner.segment_size();
     for name in crate::cursor::list(&inner.dir)? {
         let Ok(cursor) = crate::cursor::CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) else {
             continue;
         };
-        if cursor.position() > tail {
-            cursor.store(tail);
-            cursor.flush()?;
-            report.cursors_moved.push(name);
-        }
+        let position = cursor.position();
+        let inside_padding = report.padded.iter().find(|&&(at, len)| position > at && position < at + len as u64);
+        let moved = match inside_padding {
+            _ if position > tail => tail,
+            Some(&(at, len)) => segment::next_position(at, len, size),
+            None => continue,
+        };
+        cursor.store(moved);
+        cursor.flush()?;
+        report.cursors_moved.push(name);
     }
     Ok(())
 }
@@ -270,10 +281,7 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 /// Pads holes; in the tail segment also zeroes what follows the last valid
 /// frame; in a sealed segment pads from there to the end. Returns the end.
 fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: &mut RecoveryReport) -> usize {
-    for &(offset, len) in &scan.holes {
-        segment.write_padding(offset, len);
-        report.padded.push((segment.base + offset as u64, len));
-    }
+    pad_holes(segment, scan.holes.iter(), report);
     if scan.dirty_end > scan.end {
         segment.file().zero(scan.end, scan.dirty_end - scan.end);
         report.cut = Some((segment.base + scan.end as u64, scan.dirty_end - scan.end));
@@ -284,6 +292,14 @@ fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: 
         report.padded.push((segment.base + scan.end as u64, size - scan.end));
     }
     scan.end
+}
+
+/// Turns holes left by dead claimers into padding.
+fn pad_holes<'a>(segment: &Segment, holes: impl Iterator<Item = &'a (usize, usize)>, report: &mut RecoveryReport) {
+    for &(offset, len) in holes {
+        segment.write_padding(offset, len);
+        report.padded.push((segment.base + offset as u64, len));
+    }
 }
 
 /// `verify --repair`: opens the journal (which recovers the tail), then, with
@@ -299,10 +315,7 @@ pub fn repair(dir: &Path) -> Result<RecoveryReport> {
     for index in segment::list(dir, size)?.into_iter().filter(|&i| i <= tail_index) {
         let segment = Segment::open(dir, index, inner.identity, true)?;
         let scan = scan(&segment);
-        for &(offset, len) in &scan.holes {
-            segment.write_padding(offset, len);
-            report.padded.push((segment.base + offset as u64, len));
-        }
+        pad_holes(&segment, scan.holes.iter(), &mut report);
         for (offset, len, reason) in scan.faults {
             segment.write_padding(offset, len);
             report.discarded.push((segment.base + offset as u64, len, reason));

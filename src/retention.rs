@@ -446,6 +446,13 @@ fn retire_as_spare(inner: &Inner, index: u64, path: &Path, keep: usize) -> bool 
     if std::fs::rename(path, &spare).is_err() {
         return false;
     }
+    // Durable before the file can be rebuilt as another segment: else a
+    // power loss could bring it back under its old name with a new header,
+    // or keep one retirement and lose an older one (a gap).
+    if crate::mapped::sync_dir(&inner.dir).is_err() {
+        let _ = std::fs::remove_file(&spare);
+        return true;
+    }
     recycling.spares.push_back(spare);
     true
 }

@@ -44,6 +44,15 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The position after a frame of `aligned_len` bytes at `position`: the
+/// next frame's, past the next segment's header when the frame ends its
+/// segment (a position is never inside a header).
+#[inline]
+pub fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u64 {
+    let next = position + aligned_len as u64;
+    if next & (segment_size - 1) == 0 { next + SEGMENT_HEADER_LEN } else { next }
+}
+
 /// The identity every segment of a journal shares.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentIdentity {

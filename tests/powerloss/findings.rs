@@ -152,11 +152,11 @@ fn a_cursor_inside_a_hole_that_recovery_padded_still_opens() {
     assert_recovers(&s.power_loss(script));
 }
 
-/// A record that fills its segment exactly leaves the tail at the segment's
-/// end; the consumer that read it commits the next record's position, past
-/// the next segment's header. After a reopen (or any crash: no power loss
-/// needed) recovery puts the tail at the segment's end again, below the
-/// cursor, and `journal.consumer("c")` refuses to open (issue 12, defect 4).
+/// A record that fills its segment exactly: the tail is then the next
+/// segment's first frame, as is the position the consumer that read it
+/// commits; after a reopen (or any crash: no power loss needed) the cursor
+/// must still open (issue 12, defect 4: the tail sat on the next segment's
+/// header, below the cursor, and the consumer refused to open).
 #[test]
 fn a_cursor_committed_after_a_record_that_fills_its_segment_opens_after_recovery() {
     let mut s = Scripted::new();
@@ -171,7 +171,7 @@ fn a_cursor_committed_after_a_record_that_fills_its_segment_opens_after_recovery
     s.append(&publisher, rest as usize - 32); // ends exactly at 65,536
     consumer.poll(|_| {}, 1000).expect("poll");
     consumer.commit().expect("commit");
-    assert_eq!((journal.tail_position(), consumer.position()), (SEGMENT, SEGMENT + 64));
+    assert_eq!((journal.tail_position(), consumer.position()), (SEGMENT + 64, SEGMENT + 64));
     s.promise_all(Some(consumer.position()));
     assert_recovers(&s.power_loss(Script::newest()));
 }
