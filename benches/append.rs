@@ -1,12 +1,13 @@
 //! Append throughput, one publisher: `offer` at 64 B / 1 KiB / 4 KiB, the
-//! same 64 B through an `ExclusivePublisher`, a batch of 16 × 64 B, and
+//! same 64 B through an `ExclusivePublisher`, the blocking `append` beside
+//! `offer` for both publishers, a batch of 16 × 64 B, and
 //! zero-copy claim/commit. Runs long enough to cross many
 //! segment rollovers: the journal keeps a 2 GiB ring (`DropOldest`), so
 //! preparing and deleting segments is part of what is measured.
 
 use std::time::{Duration, Instant};
 
-use backwater::{Config, Journal, OfferError, WhenFull};
+use backwater::{Config, Journal, WhenFull};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn journal(dir: &std::path::Path) -> Journal {
@@ -18,8 +19,8 @@ fn journal(dir: &std::path::Path) -> Journal {
     Journal::open(dir, config).expect("open journal")
 }
 
-/// How long `iters` calls of `offer` take.
-fn timed(iters: u64, mut offer: impl FnMut() -> Result<u64, OfferError>) -> Duration {
+/// How long `iters` calls of `offer` (or `append`) take.
+fn timed<E: std::fmt::Debug>(iters: u64, mut offer: impl FnMut() -> Result<u64, E>) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         offer().expect("offer");
@@ -48,6 +49,17 @@ fn append(c: &mut Criterion) {
         group.bench_function("exclusive_offer/64B", |b| {
             b.iter_custom(|iters| timed(iters, || publisher.offer(&payload)))
         });
+        // The blocking form must cost what `offer` costs when nothing waits.
+        group.bench_function("exclusive_append/64B", |b| {
+            b.iter_custom(|iters| timed(iters, || publisher.append(&payload)))
+        });
+    }
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = journal(dir.path());
+        let publisher = journal.publisher();
+        let payload = [0x42u8; 64];
+        group.bench_function("append/64B", |b| b.iter_custom(|iters| timed(iters, || publisher.append(&payload))));
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let journal = journal(dir.path());

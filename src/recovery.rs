@@ -173,12 +173,14 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
     Ok(report)
 }
 
-/// Removes segments at the end whose header cannot be read: created, but
-/// their header never reached the media (headers are synced before a
+/// Removes segments past the tail's whose header cannot be read: prepared,
+/// but their header never reached the media (headers are synced before a
 /// segment is linked, so this only follows a power loss on an older version,
-/// or a damaged disk). They hold nothing a flush promised.
+/// or a damaged disk). They hold nothing a flush promised. A damaged segment
+/// at or below the tail's is corruption: opening refuses it.
 fn remove_unreadable_trailing(inner: &Inner, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
-    while let Some(&last) = indexes.last() {
+    let tail_index = inner.meta.tail_index();
+    while let Some(&last) = indexes.last().filter(|&&last| last > tail_index) {
         match Segment::open(&inner.dir, last, inner.identity, true) {
             Ok(_) => break,
             Err(Error::Corrupt { path, .. }) => {

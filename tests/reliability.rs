@@ -420,3 +420,32 @@ fn deleted_mappings(dir: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A prepared segment past the tail whose header never reached the media
+/// (zeros, or a recycled file's old header) is removed by recovery, never a
+/// reason to refuse the journal; the records before it are all there.
+#[test]
+fn a_segment_past_the_tail_with_an_unreadable_header_is_removed_not_refused() {
+    for stale in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = small_journal(dir.path());
+        let positions: Vec<u64> =
+            (0..10u64).map(|i| journal.publisher().append(&common::payload(i, 50)).unwrap()).collect();
+        journal.prepare().unwrap();
+        drop(journal);
+        let prepared = common::segment_path(dir.path(), SEGMENT, SEGMENT);
+        assert!(prepared.exists(), "the next segment was prepared ahead");
+        let header = match stale {
+            // A recycled file's old header: another base than its name's.
+            true => common::read_at(&common::segment_path(dir.path(), SEGMENT, 0), 0, 64),
+            false => vec![0u8; 64],
+        };
+        common::write_at(&prepared, 0, &header);
+        let journal = small_journal(dir.path());
+        let report = journal.recovery_report().expect("recovery ran");
+        assert_eq!(report.removed, vec![SEGMENT]);
+        let read = common::drain(&mut journal.anonymous_consumer()).unwrap();
+        assert_eq!(read.iter().map(|(p, _)| *p).collect::<Vec<_>>(), positions);
+        journal.publisher().append(b"goes on").unwrap();
+    }
+}
