@@ -22,9 +22,7 @@ use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN};
 use crate::journal::Shared;
 use crate::meta::TailCodec;
-use crate::publisher::{
-    committed_not_flushed, committed_word, count_refusal, header_fields, wait_while_back_pressured,
-};
+use crate::publisher::{committed_not_flushed, committed_word, count_refusal, header_fields, wait_after_refusal};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention};
@@ -84,9 +82,19 @@ impl ExclusivePublisher {
     }
 
     /// `append` with a priority (a shed record returns `Error::Dropped` at once).
+    #[inline]
     pub fn append_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64> {
+        match self.try_offer(priority, payload) {
+            Ok(position) => Ok(position),
+            Err(refused) => self.wait_and_append(refused, priority, payload),
+        }
+    }
+
+    /// `append` after a refusal: only here does it pay for waiting.
+    #[cold]
+    fn wait_and_append(&mut self, refused: OfferError, priority: Priority, payload: &[u8]) -> Result<u64> {
         let inner = self.inner.clone();
-        wait_while_back_pressured(&inner, || self.try_offer(priority, payload))
+        wait_after_refusal(&inner, refused, || self.try_offer(priority, payload))
     }
 
     /// The position the next record will get.

@@ -151,8 +151,12 @@ impl Publisher {
 
     /// `append` with a priority. A shed low-priority record returns
     /// `Error::Dropped` at once rather than waiting.
+    #[inline]
     pub fn append_with(&self, priority: Priority, payload: &[u8]) -> Result<u64> {
-        self.wait_for(|| self.try_offer(priority, payload))
+        match self.try_offer(priority, payload) {
+            Ok(position) => Ok(position),
+            Err(refused) => wait_after_refusal(&self.inner, refused, || self.try_offer(priority, payload)),
+        }
     }
 
     /// Appends every record of `records` with as few claims as possible (one
@@ -351,6 +355,24 @@ pub(crate) fn count_refusal(meta: &Meta, error: &OfferError) {
         OfferError::Dropped { .. } => meta.dropped_low().fetch_add(1, Ordering::Relaxed),
         OfferError::Failed(_) => 0,
     };
+}
+
+/// What a blocking `append` does once its first attempt was `refused`:
+/// waits and retries while back-pressured, or reports the refusal. Kept out
+/// of line, so that an `append` that is not refused costs what `offer` does.
+#[cold]
+pub(crate) fn wait_after_refusal(
+    inner: &Inner,
+    refused: OfferError,
+    attempt: impl FnMut() -> Result<u64, OfferError>,
+) -> Result<u64> {
+    match refused {
+        OfferError::BackPressured { .. } => wait_while_back_pressured(inner, attempt),
+        other => {
+            count_refusal(&inner.meta, &other);
+            Err(other.into())
+        }
+    }
 }
 
 /// Retries `attempt` while it is back-pressured (spin, yield, park), up to
