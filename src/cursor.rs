@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
+use crate::frame::FORMAT_VERSION;
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
-use crate::meta::FORMAT_VERSION;
 
 pub const CURSOR_DIR: &str = "cursors";
 pub const SUFFIX: &str = ".cursor";

@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Priority;
 
+/// The on-disk format version this build writes and reads (every file
+/// header carries it: metadata, segments, cursors).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 32;
 /// Every frame starts on a multiple of this; equal to `HEADER_LEN`, so any

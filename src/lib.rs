@@ -67,8 +67,9 @@ pub use config::{
 pub use consumer::{Consumer, Record, Seek};
 pub use error::{Error, OfferError, Result};
 pub use exclusive::ExclusivePublisher;
+pub use frame::FORMAT_VERSION;
 pub use journal::{CursorInfo, Journal};
-pub use meta::{FORMAT_VERSION, Level};
+pub use meta::Level;
 pub use publisher::{Claim, Publisher};
 
 /// Counters and levels of a journal, shared by every process that has it open.

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use crate::config::{Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
 use crate::error::{Error, Result};
+use crate::frame::FORMAT_VERSION;
 use crate::mapped::{MappedFile, put_u32, put_u64};
 
 pub const META_FILE: &str = "journal.meta";
 pub const META_LEN: usize = 4096;
 pub const MAGIC: &[u8; 8] = b"BACKWMTA";
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
 
 // Static header, written once at creation and covered by a CRC.
 const VERSION_AT: usize = 8;

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
+use crate::frame::FORMAT_VERSION;
 use crate::frame::{self, Word0};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
-use crate::meta::FORMAT_VERSION;
 
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
 /// Bytes at the start of every segment before its first frame.
