@@ -47,6 +47,7 @@ fn run(inner: Arc<Inner>) {
             let _ = retention::refresh(&inner);
             let _ = retention::run(&inner);
             reclaim_deleted(&inner, &mut reclaimed_below);
+            thread_cache::reclaim_closed();
             let _ = retention::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);

@@ -632,11 +632,17 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         retention::remove_spares(self);
-        // The last writer to close flushes whatever the policy, so that the
-        // next recovery needs to look only past that point.
-        let last_writer = self.writer_lock.as_ref().is_some_and(WriterLock::is_last);
-        if self.meta.limits().flush != crate::Flush::Never || last_writer {
-            let _ = crate::flush::flush_all(self);
+        let _ = retention::reclaim_retired(self);
+        if let Some(writer_lock) = &self.writer_lock {
+            // Under the journal lock: no opener probes while this handle lets
+            // go of its hold and flushes. The last writer to close flushes
+            // whatever the policy, so that the next recovery needs to look
+            // only past that point.
+            let _guard = self.lock();
+            let last_writer = writer_lock.release(&self.dir);
+            if self.meta.limits().flush != crate::Flush::Never || last_writer.is_some() {
+                let _ = crate::flush::flush_all(self);
+            }
         }
         process::unregister(&self.meta, self.process_slot);
     }

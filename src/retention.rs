@@ -135,7 +135,7 @@ fn disk_bytes(inner: &Inner) -> Result<u64> {
 }
 
 /// Segment-sized files that are not segments but hold disk: spares (any
-/// handle's) and retired segments.
+/// handle's) and retired segments (counted in `disk_bytes`).
 fn parked_files(dir: &Path) -> Result<u64> {
     Ok((paths_named(dir, SPARE_PREFIX)?.len() + paths_named(dir, RETIRED_PREFIX)?.len()) as u64)
 }
@@ -156,8 +156,10 @@ const RETIRED_PREFIX: &str = ".tmp-retired-";
 
 /// Unlinks the file of a deleted segment, or, while a reader in any process
 /// still has it mapped (its shared `flock`), renames it `.tmp-retired-N`: its
-/// disk stays counted until `reclaim_retired` can unlink it.
+/// disk shows in `disk_bytes` until `reclaim_retired` can unlink it.
 fn remove_or_retire(inner: &Inner, index: u64, path: &Path) -> Result<()> {
+    // Earlier retired files whose last mapping went meanwhile go first.
+    reclaim_retired(inner)?;
     match mappings_of(path)? {
         Mappings::Gone => Ok(()),
         Mappings::None(_locked) => crate::mapped::remove_durably(path).map(drop),
@@ -279,7 +281,9 @@ fn drop_oldest_segment(inner: &Inner) -> Result<bool, OfferError> {
     let size = inner.segment_size();
     let oldest = segment::list(&inner.dir, size)?.first().copied();
     match oldest {
-        Some(oldest) if oldest < inner.meta.tail_position() / size => {
+        // Never the tail's own segment, even when it is full: the segment
+        // after it may not exist yet.
+        Some(oldest) if oldest < inner.meta.tail_index() => {
             drop_segment(inner, oldest, &inner.meta.limits())?;
             Ok(true)
         }
@@ -299,7 +303,11 @@ pub(crate) fn check_room_for_segment(inner: &Inner, index: u64, from_spare: bool
         return Err(Error::Lost { from: index * inner.segment_size(), to: first });
     }
     // Spare files hold disk too, except the one this segment is made from.
-    let spares = parked_files(&inner.dir)?.saturating_sub(u64::from(from_spare));
+    // (Retired files do not count here: each is a deleted segment that one
+    // reader still maps, at most one per reader; counting them would let
+    // idle readers shrink a ring to nothing.)
+    let spares = paths_named(&inner.dir, SPARE_PREFIX)?.len() as u64;
+    let spares = spares.saturating_sub(u64::from(from_spare));
     let files = index - first_index + 1 + spares;
     // Two segments at least (the tail's and the next), the budget at most:
     // `Limits::validate` keeps the budget at two segments or more.

@@ -116,6 +116,10 @@ pub(crate) fn reclaim(handle_id: u64, stale: impl Fn(u64) -> bool) {
     if !process_barrier_available() {
         return;
     }
+    // One reclaimer at a time: `revoking` is one flag per cache, and a
+    // second reclaimer clearing it early would let the owner in while the
+    // first still edits.
+    let _one_at_a_time = RECLAIMER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let caches: Vec<Arc<ThreadCache>> = match REGISTRY.lock() {
         Ok(registry) => registry.iter().filter_map(Weak::upgrade).collect(),
         Err(_) => return,
@@ -131,8 +135,25 @@ pub(crate) fn reclaim(handle_id: u64, stale: impl Fn(u64) -> bool) {
             // `revoking` if it enters before we clear it (see `ThreadCache`).
             let entries = unsafe { &mut *cache.entries.get() };
             entries.retain(|e| e.handle.strong_count() > 0 && !(e.handle_id == handle_id && stale(e.index)));
+        } else {
+            // Busy now: its entries of closed handles go at a later tick.
+            CLOSED_PENDING.store(true, Ordering::Release);
         }
         cache.revoking.store(false, Ordering::Release);
+    }
+}
+
+/// Set when a reclaim skipped a busy cache, which may still hold mappings
+/// of closed handles.
+static CLOSED_PENDING: AtomicBool = AtomicBool::new(false);
+
+static RECLAIMER: Mutex<()> = Mutex::new(());
+
+/// Retries, from a housekeeper's tick, dropping the entries of closed
+/// handles that a busy cache kept at their close.
+pub(crate) fn reclaim_closed() {
+    if CLOSED_PENDING.swap(false, Ordering::AcqRel) {
+        reclaim(0, |_| false);
     }
 }
 

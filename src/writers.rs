@@ -49,11 +49,15 @@ impl WriterLock {
 }
 
 impl WriterLock {
-    /// Whether this is the last writer (called when the handle closes: a
-    /// refused conversion may cost it its shared hold, which it is giving
-    /// up anyway).
-    pub(crate) fn is_last(&self) -> bool {
-        rustix::fs::flock(&self.file, FlockOperation::NonBlockingLockExclusive).is_ok()
+    /// Lets the lock go when the handle closes (explicitly: a child forked
+    /// without exec shares the descriptor and must not keep it), then asks
+    /// whether any writer is left. The caller holds the journal lock, so no
+    /// opener probes meanwhile. `Some` (holding the lock exclusively until
+    /// dropped) when this was the last writer.
+    pub(crate) fn release(&self, dir: &Path) -> Option<File> {
+        let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+        let probe = crate::mapped::open_lock_file(dir, WRITERS_LOCK_FILE, 0o600).ok()?;
+        try_flock(&probe, dir, FlockOperation::NonBlockingLockExclusive).ok()?.then_some(probe)
     }
 }
 
