@@ -164,30 +164,29 @@ impl Publisher {
     /// position of the first record. All or nothing per claim: on
     /// back-pressure the records of earlier claims stay appended.
     pub fn offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
-        self.try_offer_batch(records).inspect_err(|e| self.count_refusal(e))
+        self.batch(records, false).inspect_err(|e| self.count_refusal(e))
     }
 
     /// `offer_batch`, waiting under back-pressure like `append`.
     pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64> {
-        let mut first = None;
-        let mut rest = records;
-        while !rest.is_empty() {
-            let take = self.batch_prefix(rest)?;
-            let position = self.wait_for(|| self.try_offer_chunk(&rest[..take]))?;
-            first.get_or_insert(position);
-            rest = &rest[take..];
-        }
-        Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
+        Ok(self.batch(records, true)?)
     }
 
-    fn try_offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
+    /// Appends `records` claim by claim, waiting under back-pressure when
+    /// `wait`. Progress is kept per claim, so a wait never appends a record
+    /// twice, even after an unblocker took part of a claim over.
+    fn batch<R: AsRef<[u8]>>(&self, records: &[R], wait: bool) -> Result<u64, OfferError> {
         let mut first = None;
         let mut rest = records;
         while !rest.is_empty() {
             let take = self.batch_prefix(rest)?;
-            let position = self.try_offer_chunk(&rest[..take])?;
-            first.get_or_insert(position);
-            rest = &rest[take..];
+            let attempt = || self.try_claim_chunk(&rest[..take]);
+            let (position, written) = if wait { wait_while_back_pressured(&self.inner, attempt)? } else { attempt()? };
+            if written > 0 {
+                first.get_or_insert(position);
+            }
+            // Records an unblocker took over go again, in order.
+            rest = &rest[written..];
         }
         Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
     }
@@ -207,24 +206,17 @@ impl Publisher {
         Ok(records.len())
     }
 
-    /// One claim for all of `records`; returns the first one's position.
-    fn try_offer_chunk<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
-        let mut first = None;
-        let mut rest = records;
-        while !rest.is_empty() {
-            let total: usize = rest.iter().map(|r| frame::aligned_frame_len(r.as_ref().len())).sum();
-            let claimed = self.claim_range(Priority::Normal, total)?;
-            let owner = self.owner();
-            let written =
-                with_segment(self.inner.arc(), claimed.index, |segment| write_chunk(segment, claimed, rest, owner))?;
-            self.committed(claimed, total, written as u64)?;
-            if written > 0 {
-                first.get_or_insert(claimed.position);
-            }
-            // Records an unblocker took over go again, in order.
-            rest = &rest[written..];
-        }
-        Ok(first.unwrap_or_else(|| self.inner.meta.tail_position()))
+    /// One claim for all of `records`, written in order: the first one's
+    /// position, and how many were committed (fewer when an unblocker took
+    /// one over; the caller appends the rest again).
+    fn try_claim_chunk<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<(u64, usize), OfferError> {
+        let total: usize = records.iter().map(|r| frame::aligned_frame_len(r.as_ref().len())).sum();
+        let claimed = self.claim_range(Priority::Normal, total)?;
+        let owner = self.owner();
+        let written =
+            with_segment(self.inner.arc(), claimed.index, |segment| write_chunk(segment, claimed, records, owner))?;
+        self.committed(claimed, total, written as u64)?;
+        Ok((claimed.position, written))
     }
 
     /// Claims room for a `len`-byte record to be written in place; commit it
@@ -277,10 +269,6 @@ impl Publisher {
 
     fn count_refusal(&self, error: &OfferError) {
         count_refusal(&self.inner.meta, error);
-    }
-
-    fn wait_for(&self, attempt: impl FnMut() -> Result<u64, OfferError>) -> Result<u64> {
-        wait_while_back_pressured(&self.inner, attempt)
     }
 
     /// Claims `aligned` bytes: the hot path is the first three lines of the loop.
@@ -377,15 +365,15 @@ pub(crate) fn wait_after_refusal(
 
 /// Retries `attempt` while it is back-pressured (spin, yield, park), up to
 /// the append timeout: what every blocking `append` does.
-pub(crate) fn wait_while_back_pressured(
+pub(crate) fn wait_while_back_pressured<T>(
     inner: &Inner,
-    mut attempt: impl FnMut() -> Result<u64, OfferError>,
-) -> Result<u64> {
+    mut attempt: impl FnMut() -> Result<T, OfferError>,
+) -> Result<T> {
     let mut started = None;
     let mut idle = Idle::default();
     loop {
         match attempt() {
-            Ok(position) => return Ok(position),
+            Ok(done) => return Ok(done),
             Err(OfferError::BackPressured { fill, .. }) => {
                 let start = *started.get_or_insert_with(|| {
                     inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
