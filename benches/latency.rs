@@ -4,7 +4,9 @@
 //! Environment: `LATENCY_RECORDS` (default 1,000,000), `LATENCY_GAP_NS`
 //! (default 1000: one record per microsecond), `LATENCY_EXCLUSIVE` (set: an
 //! `ExclusivePublisher`), `LATENCY_PREPARED` (set: every segment of the run
-//! faulted in before it starts).
+//! faulted in before it starts), `LATENCY_PIN` (set: the publisher on CPU 0,
+//! the consumer on CPU 1, so neither migrates or shares a core with the other;
+//! the housekeeper and everything else may still run on either).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +48,11 @@ fn main() {
     let done = Arc::new(AtomicBool::new(false));
     let mut consumer = journal.anonymous_consumer();
     let reader_done = Arc::clone(&done);
+    let pin = std::env::var_os("LATENCY_PIN").is_some();
     let reader = std::thread::spawn(move || {
+        if pin {
+            pin_to(1);
+        }
         let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
         let mut seen = 0;
         while seen < records && !reader_done.load(Ordering::Relaxed) {
@@ -69,6 +75,9 @@ fn main() {
     } else {
         Appender::Shared(journal.publisher())
     };
+    if pin {
+        pin_to(0);
+    }
     let mut payload = [0u8; 64];
     let mut next = Instant::now();
     for _ in 0..records {
@@ -84,11 +93,21 @@ fn main() {
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "latency publish -> consume ({records} x 64 B, one every {gap:?}, spinning consumer, \
-         exclusive {exclusive}, prepared {prepared}): \
+         exclusive {exclusive}, prepared {prepared}, pinned {pin}): \
          p50 {:.2} us  p99 {:.2} us  p99.9 {:.2} us  max {:.2} us",
         us(0.5),
         us(0.99),
         us(0.999),
         histogram.max() as f64 / 1000.0
     );
+}
+
+/// Runs the calling thread on `cpu` only (best effort: a machine with one
+/// CPU, or a cgroup without it, keeps the default).
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    if let Err(error) = rustix::thread::sched_setaffinity(None, &set) {
+        eprintln!("not pinned to CPU {cpu}: {error}");
+    }
 }
