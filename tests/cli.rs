@@ -827,3 +827,42 @@ fn permissions_are_reported_as_such_and_config_shows_a_read_only_journal() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("64.0 MiB"));
 }
+
+#[test]
+fn negative_exponents_parse_and_rates_near_zero_and_a_zero_ack_timeout_are_refused() {
+    let dir = journal_with_lines(10);
+    let d = path(dir.path());
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--ack", "--format", "json", "--exec", "cat", "--ack-timeout", "0"], "--ack-timeout"),
+        (vec!["--ack", "--format", "json", "--exec", "cat", "--ack-timeout", "0s"], "--ack-timeout"),
+        (vec!["--rate", "1e-300"], "--rate"),
+        (vec!["--bytes-rate", "1e-9/s"], "--bytes-rate"),
+        (vec!["--rate", "0.5/h"], "--rate"),
+    ];
+    for (flags, flag) in refused {
+        let mut args = vec!["replay", d, "--cursor", "x", "--create"];
+        args.extend(flags);
+        let out = run_bounded(&args, b"", Duration::from_secs(10));
+        let message = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {message}");
+        assert!(message.contains("error: invalid value") && message.contains(flag), "{args:?}: {message}");
+        assert!(!message.contains("unknown unit"), "{args:?}: a number in scientific notation is a number: {message}");
+        if flag != "--ack-timeout" {
+            assert!(message.contains("1/h"), "{args:?}: the message names the minimum: {message}");
+        }
+    }
+    assert_eq!(cursor_position(dir.path(), "x"), None, "nothing ran");
+
+    // A negative exponent is an ordinary number: 1e-3MiB/s is 1048.576 bytes a second.
+    let out = run_bounded(
+        &["replay", d, "--cursor", "y", "--create", "--bytes-rate", "1e-3MiB/s", "--rate", "2.5e+3/s"],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.stdout, lines(10));
+    let out = backwater_with_input(&["append", d, "--timeout", "5e-1s"], b"z\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let help = String::from_utf8_lossy(&backwater(&["replay", "--help"]).stdout).into_owned();
+    assert!(help.contains("at least 1/h"), "--help documents the smallest rate: {help}");
+}
