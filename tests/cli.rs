@@ -866,3 +866,54 @@ fn negative_exponents_parse_and_rates_near_zero_and_a_zero_ack_timeout_are_refus
     let help = String::from_utf8_lossy(&backwater(&["replay", "--help"]).stdout).into_owned();
     assert!(help.contains("at least 1/h"), "--help documents the smallest rate: {help}");
 }
+
+#[test]
+fn create_accepts_what_a_failed_create_leaves_behind() {
+    // What the library itself accepts in a directory without journal.meta: its
+    // lock file and unfinished temporary files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("journal.lock"), b"").unwrap();
+    std::fs::write(dir.path().join(".tmp-a1b2c3"), b"half a metadata file").unwrap();
+    create(dir.path(), &[]);
+    assert_eq!(info_json(dir.path())["appended"], 0);
+    // Anything else is still refused, and so is an existing journal.
+    let out = backwater(&["create", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("already a journal"), "{}", stderr_of(&out));
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("journal.lock"), b"").unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    let out = backwater(&["create", path(other.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("not empty"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn create_on_a_full_disk_removes_what_it_made_and_succeeds_once_there_is_room() {
+    let Some(tmpfs) = common::Tmpfs::mount(2) else { return };
+    let filler = tmpfs.path().join("filler");
+    tmpfs.fill(&filler);
+    let journal = tmpfs.path().join("j2");
+    let args = ["create", path(&journal), "--segment-size", "64KiB", "--min-free", "0"];
+    let out = backwater(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("No space left on device"), "{}", stderr_of(&out));
+    assert!(!journal.exists(), "a failed create leaves nothing behind: {:?}", std::fs::read_dir(&journal).ok());
+    std::fs::remove_file(&filler).unwrap();
+    let out = backwater(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(backwater_with_input(&["append", path(&journal)], b"after all\n").status.success());
+    assert_eq!(info_json(&journal)["appended"], 1);
+
+    // Into a directory that already existed: the directory stays, and create
+    // accepts what is left in it.
+    let existing = tmpfs.path().join("j3");
+    std::fs::create_dir(&existing).unwrap();
+    tmpfs.fill(&filler);
+    let args = ["create", path(&existing), "--segment-size", "64KiB", "--min-free", "0"];
+    let out = backwater(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    std::fs::remove_file(&filler).unwrap();
+    let out = backwater(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
