@@ -480,10 +480,12 @@ fn replay_without_ack_commits_only_what_the_child_took() {
         .unwrap();
     assert!(reader.success());
     let out = replay.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the reader stopped before the end: {}", stderr_of(&out));
     assert!(!stderr_of(&out).contains("acknowledged"), "{}", stderr_of(&out));
     let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", "piped"], b"", Duration::from_secs(20));
     let again = rerun.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
-    assert!(again >= 4998, "a rerun must deliver what the reader never took; it got {again}");
+    // sh's read takes a pipe byte by byte: exactly the two lines it read are taken.
+    assert_eq!(again, 4998, "a rerun must deliver exactly what the reader never took");
 }
 
 #[test]
@@ -916,4 +918,67 @@ fn create_on_a_full_disk_removes_what_it_made_and_succeeds_once_there_is_room() 
     std::fs::remove_file(&filler).unwrap();
     let out = backwater(&args);
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// The positions of every record, oldest first.
+fn positions(dir: &Path) -> Vec<u64> {
+    let out = backwater(&["dump", path(dir), "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    out.stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn replay_without_ack_fails_when_the_reader_stops_early_and_counts_only_what_it_committed() {
+    // 100 short records go into the pipe in one write, before the child reads.
+    let dir = journal_with_lines(100);
+    let records = positions(dir.path());
+    let all = lines(100);
+    let all: Vec<&[u8]> = all.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let check = |out: &Output, cursor: &str| {
+        let message = stderr_of(out);
+        assert_eq!(out.status.code(), Some(1), "the reader stopped before the end: {message}");
+        let position = cursor_position(dir.path(), cursor).unwrap();
+        assert_eq!(position, records[1], "the one record taken is committed: {message}");
+        assert!(
+            message.contains(&format!("cursor '{cursor}' committed at position {position} (1 of 100 handed over"))
+                && message.contains("rerun"),
+            "{message}"
+        );
+        assert!(!message.contains("replayed 100"), "{message}");
+        let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", cursor], b"", Duration::from_secs(20));
+        assert!(rerun.status.success(), "{}", stderr_of(&rerun));
+        let again: Vec<&[u8]> = rerun.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(again[..], all[1..], "a rerun resumes after the record taken");
+        assert!(stderr_of(&rerun).contains("replayed 99 records"), "{}", stderr_of(&rerun));
+    };
+
+    // A child that takes one line (sh's read takes a pipe byte by byte) and exits 0.
+    let args = ["replay", path(dir.path()), "--cursor", "child", "--create", "--exec", "read -r line"];
+    check(&run_bounded(&args, b"", Duration::from_secs(20)), "child");
+
+    // A reader on stdout that takes one line once all 100 are in the pipe, then goes away.
+    let mut replay = KillOnDrop(
+        Command::new(BIN)
+            .args(["replay", path(dir.path()), "--cursor", "stdout", "--create"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = replay.0.stdout.take().unwrap();
+    let total = lines(100).len() as u64;
+    wait_for("every record in the pipe", Duration::from_secs(20), || {
+        rustix::io::ioctl_fionread(&stdout).is_ok_and(|unread| unread == total)
+    });
+    let mut first = vec![0; all[0].len() + 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut replay.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = replay.0.wait().unwrap();
+    check(&Output { status, stdout: Vec::new(), stderr }, "stdout");
 }

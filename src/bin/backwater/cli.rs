@@ -84,7 +84,8 @@ pub enum Command {
         Without --ack, a record counts as delivered once the reader has taken it out of the pipe\n\
         (a file or terminal takes it when written), and the last stretch only once a --exec child\n\
         has exited successfully: after a failure a rerun delivers every record after the cursor\n\
-        again. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
+        again. A reader that stops before the end (`| head`, a child that exits early, even with\n\
+        status 0) fails the replay with exit 1, saying where the cursor is. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
         end-to-end at-least-once.\n\n\
         After records were deleted before the cursor read them (drop-oldest, evict-slowest), a\n\
         rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.")]

@@ -3,7 +3,8 @@
 //! is committed only past records the consumer has provably taken: with
 //! `--ack`, those the child acknowledged; without, those it read out of the
 //! pipe (a pipe's unread bytes are asked of the kernel), and at the end only
-//! once the child has exited successfully.
+//! once the child has exited successfully. A reader that stops before the end
+//! fails the replay (exit 1) with the cursor past what it took.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
@@ -86,7 +87,9 @@ struct Counted {
 impl Write for Counted {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let written = match &mut self.sink {
-            Sink::Stdout(out) => out.write(bytes),
+            // Past std's line buffer, straight to the descriptor: bytes held
+            // in that buffer would count as sent, and then as taken.
+            Sink::Stdout(out) => rustix::io::write(out.as_fd(), bytes).map_err(std::io::Error::from),
             Sink::Child(stdin) => stdin.write(bytes),
         }?;
         self.sent += written as u64;
@@ -177,6 +180,7 @@ impl Replay<'_> {
     /// and writes each, then flushes.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
         let Some(out) = self.out.as_mut() else { return Ok(0) };
+        let pending_before = self.pending.len();
         let (format, pacer, pending, journal) =
             (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
@@ -193,12 +197,14 @@ impl Replay<'_> {
             self.consumer.poll_wait(handler, limit, wait)
         };
         let flushed = written.and_then(|()| out.flush());
+        // Counted even when the write failed: they are pending, and may have been taken.
+        let handed = self.pending.len() - pending_before;
+        self.handed += handed as u64;
         let read = polled.map_err(|e| self.poll_failed(e))?;
         flushed.map_err(|e| child_gone(&e))?;
         if read > 0 && self.pending.len() == read {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
-        self.handed += read as u64;
         Ok(read)
     }
 
@@ -332,16 +338,28 @@ impl Replay<'_> {
             Some(Err(e)) => Some(format!("waiting for the child failed: {e}")),
             _ => None,
         };
-        if result.is_ok() && exit.is_none() && self.acks.is_none() {
-            // The reader ended well (or is still reading): what it took is consumed.
-            result = self.commit_through(taken);
+        if exit.is_none() && self.acks.is_none() {
+            // The reader ended well, or went away (a pipe reader has no exit
+            // status): what it took out of the pipe is consumed.
+            let committed = self.commit_through(taken);
+            result = result.and(committed);
+            if result.is_ok() && !self.pending.is_empty() {
+                result = Err(Failure::new(
+                    EXIT_FINDING,
+                    format!(
+                        "the consumer stopped reading before the end: it left the last {} records handed over \
+                         in the pipe",
+                        self.pending.len()
+                    ),
+                ));
+            }
         }
         self.progress.done();
         match (result, exit) {
             (Ok(()), None) => {
                 eprintln!(
                     "replayed {} records; cursor '{}' committed at {}",
-                    self.handed, self.args.cursor, self.committed_at
+                    self.committed, self.args.cursor, self.committed_at
                 );
                 Ok(())
             }
@@ -355,7 +373,7 @@ impl Replay<'_> {
         } else {
             format!("{} of {} handed over known to be taken", self.committed, self.handed)
         };
-        let next = self.advice.clone().unwrap_or_else(|| "a rerun delivers every record after it".into());
+        let next = self.advice.clone().unwrap_or_else(|| "a rerun resumes there".into());
         Failure::new(
             EXIT_FINDING,
             format!(
