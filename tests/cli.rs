@@ -982,3 +982,35 @@ fn replay_without_ack_fails_when_the_reader_stops_early_and_counts_only_what_it_
     let status = replay.0.wait().unwrap();
     check(&Output { status, stdout: Vec::new(), stderr }, "stdout");
 }
+
+#[test]
+fn replay_ack_commits_an_ack_that_arrives_with_the_end_of_the_childs_output() {
+    // More records than a pipe holds, so replay is still writing when the child goes.
+    let dir = journal_with_lines(20_000);
+    let records = positions(dir.path());
+    let sinks = [
+        "head -n 3 >/dev/null; echo 3; exit 0",
+        // The ack comes after replay's writes already fail.
+        "head -n 3 >/dev/null; exec 0<&-; echo 3; exit 0",
+    ];
+    // Both cursors first: a cursor that has read everything must not let the
+    // first segment go before the other one exists.
+    for cursor in ["c0", "c1"] {
+        assert!(backwater(&["cursor", path(dir.path()), "reset", cursor, "start"]).status.success());
+    }
+    for (i, sink) in sinks.into_iter().enumerate() {
+        let cursor = format!("c{i}");
+        let args = ["replay", path(dir.path()), "--cursor", &cursor, "--ack", "--format", "json", "--exec", sink];
+        let out = run_bounded(&args, b"", Duration::from_secs(30));
+        let message = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{sink}: the child stopped before the end: {message}");
+        assert_eq!(cursor_position(dir.path(), &cursor), Some(records[3]), "{sink}: the 3 acked records: {message}");
+        assert!(
+            message.contains(&format!("committed at position {} (3 acknowledged of", records[3])),
+            "{sink}: {message}"
+        );
+        let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", &cursor], b"", Duration::from_secs(30));
+        assert!(rerun.status.success(), "{}", stderr_of(&rerun));
+        assert_eq!(rerun.stdout.iter().filter(|&&b| b == b'\n').count(), 19_997, "{sink}");
+    }
+}

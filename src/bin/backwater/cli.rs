@@ -79,8 +79,9 @@ pub enum Command {
         committed only up to acknowledged records; at most --window records are unacknowledged.\n\
         A sink must also acknowledge what it holds when its input pauses (replay waits for acks\n\
         before sending more once the window is full, and with --follow at the tail) and at the end\n\
-        of its input (replay closes it at the tail without --follow). A child that acknowledges\n\
-        nothing for --ack-timeout while it owes acks fails the replay.\n\n\
+        of its input (replay closes it at the tail without --follow). Acks count until the child\n\
+        closes its stdout, even those written after its input broke or ended (as it exits). A\n\
+        child that acknowledges nothing for --ack-timeout while it owes acks fails the replay.\n\n\
         Without --ack, a record counts as delivered once the reader has taken it out of the pipe\n\
         (a file or terminal takes it when written), and the last stretch only once a --exec child\n\
         has exited successfully: after a failure a rerun delivers every record after the cursor\n\

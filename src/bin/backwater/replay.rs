@@ -57,6 +57,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         handed: 0,
         committed: 0,
         advice: None,
+        acks_broken: false,
         args: &args,
     };
     let result = replay.run();
@@ -141,6 +142,8 @@ struct Replay<'a> {
     committed_at: u64,
     /// What to do next, when a rerun would not help.
     advice: Option<String>,
+    /// The child broke the ack protocol: its later lines are not trusted.
+    acks_broken: bool,
     args: &'a ReplayArgs,
 }
 
@@ -257,22 +260,21 @@ impl Replay<'_> {
         let first = match acks.recv_timeout(wait) {
             Ok(ack) => Some(ack),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(child_gone(&std::io::Error::other("the child closed its stdout")));
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
         };
         let arrived: Vec<Ack> = first.into_iter().chain(acks.try_iter()).collect();
         for ack in arrived {
-            let count = match ack {
-                Ack::Records(count) => count,
-                Ack::Garbage(line) => {
-                    return Err(Failure::new(
-                        EXIT_FINDING,
-                        format!("the child wrote '{line}' on stdout; with --ack each line must be a record count"),
-                    ));
-                }
-            };
-            if count > self.pending.len() as u64 {
+            self.apply_ack(ack)?;
+        }
+        self.check_ack_timeout()
+    }
+
+    /// Commits past the records one ack line acknowledges.
+    fn apply_ack(&mut self, ack: Ack) -> Outcome {
+        let count = match ack {
+            Ack::Records(count) if count <= self.pending.len() as u64 => count,
+            Ack::Records(count) => {
+                self.acks_broken = true;
                 return Err(Failure::new(
                     EXIT_FINDING,
                     format!(
@@ -281,10 +283,36 @@ impl Replay<'_> {
                     ),
                 ));
             }
-            self.commit_first(count as usize)?;
-            self.last_ack = Instant::now();
+            Ack::Garbage(line) => {
+                self.acks_broken = true;
+                return Err(Failure::new(
+                    EXIT_FINDING,
+                    format!("the child wrote '{line}' on stdout; with --ack each line must be a record count"),
+                ));
+            }
+        };
+        self.commit_first(count as usize)?;
+        self.last_ack = Instant::now();
+        Ok(())
+    }
+
+    /// With `--ack`, once the child's input is closed (at the tail, or after
+    /// a failure such as a broken pipe): applies the acks it still writes
+    /// until its stdout closes, so that an ack sent as it exits still counts.
+    /// Stops early when nothing is owed, after a broken ack line, or when it
+    /// acknowledges nothing for `--ack-timeout`.
+    fn last_acks(&mut self) -> Outcome {
+        while !self.pending.is_empty() && !self.acks_broken {
+            let Some(next) = self.acks.as_ref().map(|acks| acks.recv_timeout(Duration::from_millis(100))) else {
+                return Ok(());
+            };
+            match next {
+                Ok(ack) => self.apply_ack(ack)?,
+                Err(RecvTimeoutError::Timeout) => self.check_ack_timeout()?,
+                Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
+            }
         }
-        self.check_ack_timeout()
+        Ok(())
     }
 
     /// Fails when the child owes acks and has acknowledged nothing for `--ack-timeout`.
@@ -330,9 +358,8 @@ impl Replay<'_> {
         let mut result = result.and_then(|()| self.settle(child.as_mut()));
         let taken = self.taken();
         drop(self.out.take()); // the child sees the end of its input
-        while result.is_ok() && self.acks.is_some() && !self.pending.is_empty() {
-            result = self.take_acks(Duration::from_millis(100));
-        }
+        let last_acks = self.last_acks();
+        result = result.and(last_acks);
         let exit = match child.as_mut().map(Child::wait) {
             Some(Ok(status)) if !status.success() => Some(format!("the child exited with {status}")),
             Some(Err(e)) => Some(format!("waiting for the child failed: {e}")),
@@ -384,6 +411,10 @@ impl Replay<'_> {
             ),
         )
     }
+}
+
+fn stdout_closed() -> Failure {
+    child_gone(&std::io::Error::other("the child closed its stdout"))
 }
 
 fn child_gone(error: &std::io::Error) -> Failure {
