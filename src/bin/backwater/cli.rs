@@ -130,7 +130,8 @@ pub struct LimitArgs {
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The journal directory (created if absent; must be empty)
+    /// The journal directory: created if absent; else it must be empty, or hold only what a failed
+    /// create leaves (journal.lock, .tmp-* files). A create that fails removes what it made
     pub dir: PathBuf,
     /// Segment file size: a power of two from 64KiB to 1GiB
     #[arg(long, value_parser = units::size, default_value = "64MiB")]
