@@ -480,10 +480,12 @@ fn replay_without_ack_commits_only_what_the_child_took() {
         .unwrap();
     assert!(reader.success());
     let out = replay.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "the reader stopped before the end: {}", stderr_of(&out));
     assert!(!stderr_of(&out).contains("acknowledged"), "{}", stderr_of(&out));
     let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", "piped"], b"", Duration::from_secs(20));
     let again = rerun.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
-    assert!(again >= 4998, "a rerun must deliver what the reader never took; it got {again}");
+    // sh's read takes a pipe byte by byte: exactly the two lines it read are taken.
+    assert_eq!(again, 4998, "a rerun must deliver exactly what the reader never took");
 }
 
 #[test]
@@ -826,4 +828,189 @@ fn permissions_are_reported_as_such_and_config_shows_a_read_only_journal() {
     chmod(0o750);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("64.0 MiB"));
+}
+
+#[test]
+fn negative_exponents_parse_and_rates_near_zero_and_a_zero_ack_timeout_are_refused() {
+    let dir = journal_with_lines(10);
+    let d = path(dir.path());
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--ack", "--format", "json", "--exec", "cat", "--ack-timeout", "0"], "--ack-timeout"),
+        (vec!["--ack", "--format", "json", "--exec", "cat", "--ack-timeout", "0s"], "--ack-timeout"),
+        (vec!["--rate", "1e-300"], "--rate"),
+        (vec!["--bytes-rate", "1e-9/s"], "--bytes-rate"),
+        (vec!["--rate", "0.5/h"], "--rate"),
+    ];
+    for (flags, flag) in refused {
+        let mut args = vec!["replay", d, "--cursor", "x", "--create"];
+        args.extend(flags);
+        let out = run_bounded(&args, b"", Duration::from_secs(10));
+        let message = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {message}");
+        assert!(message.contains("error: invalid value") && message.contains(flag), "{args:?}: {message}");
+        assert!(!message.contains("unknown unit"), "{args:?}: a number in scientific notation is a number: {message}");
+        if flag != "--ack-timeout" {
+            assert!(message.contains("1/h"), "{args:?}: the message names the minimum: {message}");
+        }
+    }
+    assert_eq!(cursor_position(dir.path(), "x"), None, "nothing ran");
+
+    // A negative exponent is an ordinary number: 1e-3MiB/s is 1048.576 bytes a second.
+    let out = run_bounded(
+        &["replay", d, "--cursor", "y", "--create", "--bytes-rate", "1e-3MiB/s", "--rate", "2.5e+3/s"],
+        b"",
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.stdout, lines(10));
+    let out = backwater_with_input(&["append", d, "--timeout", "5e-1s"], b"z\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let help = String::from_utf8_lossy(&backwater(&["replay", "--help"]).stdout).into_owned();
+    assert!(help.contains("at least 1/h"), "--help documents the smallest rate: {help}");
+}
+
+#[test]
+fn create_accepts_what_a_failed_create_leaves_behind() {
+    // What the library itself accepts in a directory without journal.meta: its
+    // lock file and unfinished temporary files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("journal.lock"), b"").unwrap();
+    std::fs::write(dir.path().join(".tmp-a1b2c3"), b"half a metadata file").unwrap();
+    create(dir.path(), &[]);
+    assert_eq!(info_json(dir.path())["appended"], 0);
+    // Anything else is still refused, and so is an existing journal.
+    let out = backwater(&["create", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("already a journal"), "{}", stderr_of(&out));
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("journal.lock"), b"").unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    let out = backwater(&["create", path(other.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("not empty"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn create_on_a_full_disk_removes_what_it_made_and_succeeds_once_there_is_room() {
+    let Some(tmpfs) = common::Tmpfs::mount(2) else { return };
+    let filler = tmpfs.path().join("filler");
+    tmpfs.fill(&filler);
+    let journal = tmpfs.path().join("j2");
+    let args = ["create", path(&journal), "--segment-size", "64KiB", "--min-free", "0"];
+    let out = backwater(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("No space left on device"), "{}", stderr_of(&out));
+    assert!(!journal.exists(), "a failed create leaves nothing behind: {:?}", std::fs::read_dir(&journal).ok());
+    std::fs::remove_file(&filler).unwrap();
+    let out = backwater(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(backwater_with_input(&["append", path(&journal)], b"after all\n").status.success());
+    assert_eq!(info_json(&journal)["appended"], 1);
+
+    // Into a directory that already existed: the directory stays, and create
+    // accepts what is left in it.
+    let existing = tmpfs.path().join("j3");
+    std::fs::create_dir(&existing).unwrap();
+    tmpfs.fill(&filler);
+    let args = ["create", path(&existing), "--segment-size", "64KiB", "--min-free", "0"];
+    let out = backwater(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    std::fs::remove_file(&filler).unwrap();
+    let out = backwater(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// The positions of every record, oldest first.
+fn positions(dir: &Path) -> Vec<u64> {
+    let out = backwater(&["dump", path(dir), "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    out.stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn replay_without_ack_fails_when_the_reader_stops_early_and_counts_only_what_it_committed() {
+    // 100 short records go into the pipe in one write, before the child reads.
+    let dir = journal_with_lines(100);
+    let records = positions(dir.path());
+    let all = lines(100);
+    let all: Vec<&[u8]> = all.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let check = |out: &Output, cursor: &str| {
+        let message = stderr_of(out);
+        assert_eq!(out.status.code(), Some(1), "the reader stopped before the end: {message}");
+        let position = cursor_position(dir.path(), cursor).unwrap();
+        assert_eq!(position, records[1], "the one record taken is committed: {message}");
+        assert!(
+            message.contains(&format!("cursor '{cursor}' committed at position {position} (1 of 100 handed over"))
+                && message.contains("rerun"),
+            "{message}"
+        );
+        assert!(!message.contains("replayed 100"), "{message}");
+        let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", cursor], b"", Duration::from_secs(20));
+        assert!(rerun.status.success(), "{}", stderr_of(&rerun));
+        let again: Vec<&[u8]> = rerun.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(again[..], all[1..], "a rerun resumes after the record taken");
+        assert!(stderr_of(&rerun).contains("replayed 99 records"), "{}", stderr_of(&rerun));
+    };
+
+    // A child that takes one line (sh's read takes a pipe byte by byte) and exits 0.
+    let args = ["replay", path(dir.path()), "--cursor", "child", "--create", "--exec", "read -r line"];
+    check(&run_bounded(&args, b"", Duration::from_secs(20)), "child");
+
+    // A reader on stdout that takes one line once all 100 are in the pipe, then goes away.
+    let mut replay = KillOnDrop(
+        Command::new(BIN)
+            .args(["replay", path(dir.path()), "--cursor", "stdout", "--create"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = replay.0.stdout.take().unwrap();
+    let total = lines(100).len() as u64;
+    wait_for("every record in the pipe", Duration::from_secs(20), || {
+        rustix::io::ioctl_fionread(&stdout).is_ok_and(|unread| unread == total)
+    });
+    let mut first = vec![0; all[0].len() + 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut replay.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = replay.0.wait().unwrap();
+    check(&Output { status, stdout: Vec::new(), stderr }, "stdout");
+}
+
+#[test]
+fn replay_ack_commits_an_ack_that_arrives_with_the_end_of_the_childs_output() {
+    // More records than a pipe holds, so replay is still writing when the child goes.
+    let dir = journal_with_lines(20_000);
+    let records = positions(dir.path());
+    let sinks = [
+        "head -n 3 >/dev/null; echo 3; exit 0",
+        // The ack comes after replay's writes already fail.
+        "head -n 3 >/dev/null; exec 0<&-; echo 3; exit 0",
+    ];
+    // Both cursors first: a cursor that has read everything must not let the
+    // first segment go before the other one exists.
+    for cursor in ["c0", "c1"] {
+        assert!(backwater(&["cursor", path(dir.path()), "reset", cursor, "start"]).status.success());
+    }
+    for (i, sink) in sinks.into_iter().enumerate() {
+        let cursor = format!("c{i}");
+        let args = ["replay", path(dir.path()), "--cursor", &cursor, "--ack", "--format", "json", "--exec", sink];
+        let out = run_bounded(&args, b"", Duration::from_secs(30));
+        let message = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{sink}: the child stopped before the end: {message}");
+        assert_eq!(cursor_position(dir.path(), &cursor), Some(records[3]), "{sink}: the 3 acked records: {message}");
+        assert!(
+            message.contains(&format!("committed at position {} (3 acknowledged of", records[3])),
+            "{sink}: {message}"
+        );
+        let rerun = run_bounded(&["replay", path(dir.path()), "--cursor", &cursor], b"", Duration::from_secs(30));
+        assert!(rerun.status.success(), "{}", stderr_of(&rerun));
+        assert_eq!(rerun.stdout.iter().filter(|&&b| b == b'\n').count(), 19_997, "{sink}");
+    }
 }

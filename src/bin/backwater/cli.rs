@@ -17,8 +17,8 @@ use crate::units;
         Exit codes: 0 fine, 1 a finding (corruption, lost data) or a failure, 2 usage or not a journal, \
         75 still back-pressured after --timeout.\n\n\
         Every flag reads numbers the same way. Sizes: 4096, 64MiB, 1.5GiB (KiB, MiB, GiB, TiB are powers \
-        of 1024; k, M, G, KB, MB, GB powers of 1000). Rates: 2000/s, 1.5k/s, 120/m, 10MiB/s. Durations: \
-        5s, 100ms, 1h30m, 1.5 (seconds). Times: RFC 3339 (2026-11-28T10:00:00Z, 2026-11-28T12:00:00+02:00) \
+        of 1024; k, M, G, KB, MB, GB powers of 1000). Rates: 2000/s, 1.5k/s, 120/m, 10MiB/s, at least 1/h. \
+        Durations: 5s, 100ms, 1h30m, 1.5 (seconds). Numbers may have an exponent: 1e3, 2.5e-3. Times: RFC 3339 (2026-11-28T10:00:00Z, 2026-11-28T12:00:00+02:00) \
         or nanoseconds since the epoch.",
     after_help = "Start with: backwater demo"
 )]
@@ -79,12 +79,14 @@ pub enum Command {
         committed only up to acknowledged records; at most --window records are unacknowledged.\n\
         A sink must also acknowledge what it holds when its input pauses (replay waits for acks\n\
         before sending more once the window is full, and with --follow at the tail) and at the end\n\
-        of its input (replay closes it at the tail without --follow). A child that acknowledges\n\
-        nothing for --ack-timeout while it owes acks fails the replay.\n\n\
+        of its input (replay closes it at the tail without --follow). Acks count until the child\n\
+        closes its stdout, even those written after its input broke or ended (as it exits). A\n\
+        child that acknowledges nothing for --ack-timeout while it owes acks fails the replay.\n\n\
         Without --ack, a record counts as delivered once the reader has taken it out of the pipe\n\
         (a file or terminal takes it when written), and the last stretch only once a --exec child\n\
         has exited successfully: after a failure a rerun delivers every record after the cursor\n\
-        again. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
+        again. A reader that stops before the end (`| head`, a child that exits early, even with\n\
+        status 0) fails the replay with exit 1, saying where the cursor is. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
         end-to-end at-least-once.\n\n\
         After records were deleted before the cursor read them (drop-oldest, evict-slowest), a\n\
         rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.")]
@@ -128,7 +130,8 @@ pub struct LimitArgs {
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The journal directory (created if absent; must be empty)
+    /// The journal directory: created if absent; else it must be empty, or hold only what a failed
+    /// create leaves (journal.lock, .tmp-* files). A create that fails removes what it made
     pub dir: PathBuf,
     /// Segment file size: a power of two from 64KiB to 1GiB
     #[arg(long, value_parser = units::size, default_value = "64MiB")]
@@ -338,11 +341,11 @@ pub struct ReplayArgs {
     pub exec: Option<String>,
     #[arg(long, value_enum, default_value = "lines")]
     pub format: ReplayFormat,
-    /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m (a token bucket: after a
-    /// pause, at most 10 ms worth, and at least one record, go out back to back)
+    /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m, 2e-2/s; at least 1/h (a
+    /// token bucket: after a pause, at most 10 ms worth, and at least one record, go out back to back)
     #[arg(long, value_parser = units::rate)]
     pub rate: Option<f64>,
-    /// At most this many bytes per second, e.g. 10MiB/s (the same bucket, in bytes)
+    /// At most this many bytes per second, e.g. 10MiB/s; at least 1/h (the same bucket, in bytes)
     #[arg(long, value_parser = units::rate)]
     pub bytes_rate: Option<f64>,
     #[arg(long, value_enum, default_value = "free")]
@@ -356,8 +359,9 @@ pub struct ReplayArgs {
     /// The child acknowledges durable progress on its stdout (see below); needs --format json or len
     #[arg(long, requires = "exec")]
     pub ack: bool,
-    /// With --ack: fail when the child owes acks and has acknowledged nothing for this long
-    #[arg(long, default_value = "60s", value_parser = units::duration)]
+    /// With --ack: fail when the child owes acks and has acknowledged nothing for this long (at
+    /// least 1ms)
+    #[arg(long, default_value = "60s", value_parser = units::timeout)]
     pub ack_timeout: Duration,
     /// With --ack: at most this many unacknowledged records (at least 1)
     #[arg(long, default_value = "1000", value_parser = units::positive_count)]

@@ -1,18 +1,120 @@
 //! `backwater create` and `backwater config`.
 
-use backwater::{Config, Flush, Journal, Limits, WhenFull};
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
-use crate::Outcome;
+use backwater::{Config, Error, Flush, Journal, Limits, WhenFull};
+
 use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
 use crate::output::{human_bytes, open_existing, open_read_only, require_new_or_empty};
+use crate::{Failure, Outcome};
 
 pub fn create(args: CreateArgs) -> Outcome {
     require_new_or_empty(&args.dir, "a new journal")?;
+    let before = Before::note(&args.dir);
     let config = apply(Config::default().segment_size(args.segment_size), &args.limits);
-    let journal = Journal::open(&args.dir, config)?;
+    let journal = Journal::open(&args.dir, config).map_err(|error| before.undo(error))?;
     say!("created journal {}", args.dir.display());
     print_limits(&journal);
     Ok(())
+}
+
+/// The directory as `create` found it (absent, or holding at most what a
+/// failed create leaves), so that a failed create removes what it made and
+/// nothing else.
+struct Before {
+    dir: PathBuf,
+    existed: bool,
+    /// The directories (`dir` and missing parents) the open will make.
+    missing: Vec<PathBuf>,
+    names: HashSet<OsString>,
+}
+
+impl Before {
+    fn note(dir: &Path) -> Before {
+        let names = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        let missing = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        Before { dir: dir.to_path_buf(), existed: dir.exists(), missing, names }
+    }
+
+    /// After a failed open (a full disk, say): removes what this create made,
+    /// so that nothing half-made stays behind, and says so.
+    fn undo(&self, error: Error) -> Failure {
+        // These mean a journal someone else made is there now: not ours to remove.
+        let theirs = matches!(
+            error,
+            Error::NotAJournal { .. }
+                | Error::NewerFormat { .. }
+                | Error::SegmentSizeMismatch { .. }
+                | Error::InUse { .. }
+        );
+        let mut failure = Failure::from(error);
+        if theirs || !self.dir.exists() {
+            return failure;
+        }
+        let note = match self.remove_new() {
+            Ok(true) => format!("; removed what it had created in {}: a rerun starts afresh", self.dir.display()),
+            Ok(false) => format!("; left {} as it is: another process is using it", self.dir.display()),
+            Err(e) => format!(
+                "; could not remove what it had created in {} ({e}); `backwater create` accepts it once only \
+                 journal.lock is left",
+                self.dir.display()
+            ),
+        };
+        failure.message.push_str(&note);
+        failure
+    }
+
+    /// Removes the entries this create made (and the directory, if it made
+    /// that); `false` when another process has the journal open.
+    fn remove_new(&self) -> std::io::Result<bool> {
+        let lock_path = self.dir.join("journal.lock");
+        // Held while removing: nobody else is in the middle of opening it.
+        let _lock = match std::fs::File::open(&lock_path) {
+            Ok(lock) => match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => Some(lock),
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if self.dir.join("journal.meta").exists() && !self.untouched()? {
+            return Ok(false);
+        }
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            // Unlinking a lock file in a directory that stays would let two
+            // openers lock different files: journal.lock goes only with its directory.
+            if self.names.contains(&name) || (self.existed && name == "journal.lock") {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        for made in &self.missing {
+            std::fs::remove_dir(made)?;
+        }
+        Ok(true)
+    }
+
+    /// Whether the journal in the directory holds nothing yet: no record, no
+    /// cursor, no live process (a half-made one of ours, not another's in use).
+    fn untouched(&self) -> std::io::Result<bool> {
+        let journal = Journal::open_read_only(&self.dir).map_err(std::io::Error::other)?;
+        let cursors = journal.cursor_names().map_err(std::io::Error::other)?;
+        let others = journal.processes().iter().any(|&(pid, alive)| alive && pid != std::process::id());
+        Ok(journal.stats().appended == 0 && cursors.is_empty() && !others)
+    }
 }
 
 pub fn config(args: ConfigArgs) -> Outcome {

@@ -46,23 +46,35 @@ fn require_journal(dir: &Path) -> Result<(), Failure> {
 }
 
 /// Refuses `dir` unless it is absent or an empty directory: `what` (a new
-/// journal, the demo) must not write into anything else.
+/// journal, the demo) must not write into anything else. What a failed create
+/// leaves (`journal.lock`, unfinished `.tmp-*` files) counts as empty, as it
+/// does for the library.
 pub fn require_new_or_empty(dir: &Path, what: &str) -> Result<(), Failure> {
     let refuse = |why: String| Err(Failure::new(EXIT_USAGE, format!("{what} needs a new or empty directory: {why}")));
     match std::fs::read_dir(dir) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) if dir.join("journal.meta").exists() => {
-                refuse(format!("{} is already a journal (see `backwater info` and `backwater config`)", dir.display()))
+        Ok(entries) => {
+            let mut names = entries.map(|entry| entry.map(|e| e.file_name()));
+            match names.find(|name| !name.as_ref().is_ok_and(|name| left_by_a_failed_create(name))) {
+                None => Ok(()),
+                Some(_) if dir.join("journal.meta").exists() => refuse(format!(
+                    "{} is already a journal (see `backwater info` and `backwater config`)",
+                    dir.display()
+                )),
+                Some(Ok(name)) => refuse(format!("{} is not empty: it holds '{}'", dir.display(), name.display())),
+                Some(Err(e)) => Err(Failure::new(EXIT_FINDING, format!("cannot read {}: {e}", dir.display()))),
             }
-            Some(_) => refuse(format!("{} is not empty", dir.display())),
-        },
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
             refuse(format!("{} is a file, not a directory", dir.display()))
         }
         Err(e) => Err(Failure::new(EXIT_FINDING, format!("cannot read {}: {e}", dir.display()))),
     }
+}
+
+/// The names the library accepts in a directory without `journal.meta`.
+pub fn left_by_a_failed_create(name: &std::ffi::OsStr) -> bool {
+    name == "journal.lock" || name.as_encoded_bytes().starts_with(b".tmp-")
 }
 
 pub fn human_bytes(bytes: u64) -> String {

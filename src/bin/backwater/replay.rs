@@ -3,7 +3,8 @@
 //! is committed only past records the consumer has provably taken: with
 //! `--ack`, those the child acknowledged; without, those it read out of the
 //! pipe (a pipe's unread bytes are asked of the kernel), and at the end only
-//! once the child has exited successfully.
+//! once the child has exited successfully. A reader that stops before the end
+//! fails the replay (exit 1) with the cursor past what it took.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
@@ -56,6 +57,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         handed: 0,
         committed: 0,
         advice: None,
+        acks_broken: false,
         args: &args,
     };
     let result = replay.run();
@@ -86,7 +88,9 @@ struct Counted {
 impl Write for Counted {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let written = match &mut self.sink {
-            Sink::Stdout(out) => out.write(bytes),
+            // Past std's line buffer, straight to the descriptor: bytes held
+            // in that buffer would count as sent, and then as taken.
+            Sink::Stdout(out) => rustix::io::write(out.as_fd(), bytes).map_err(std::io::Error::from),
             Sink::Child(stdin) => stdin.write(bytes),
         }?;
         self.sent += written as u64;
@@ -138,6 +142,8 @@ struct Replay<'a> {
     committed_at: u64,
     /// What to do next, when a rerun would not help.
     advice: Option<String>,
+    /// The child broke the ack protocol: its later lines are not trusted.
+    acks_broken: bool,
     args: &'a ReplayArgs,
 }
 
@@ -177,6 +183,7 @@ impl Replay<'_> {
     /// and writes each, then flushes.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
         let Some(out) = self.out.as_mut() else { return Ok(0) };
+        let pending_before = self.pending.len();
         let (format, pacer, pending, journal) =
             (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
@@ -193,12 +200,14 @@ impl Replay<'_> {
             self.consumer.poll_wait(handler, limit, wait)
         };
         let flushed = written.and_then(|()| out.flush());
+        // Counted even when the write failed: they are pending, and may have been taken.
+        let handed = self.pending.len() - pending_before;
+        self.handed += handed as u64;
         let read = polled.map_err(|e| self.poll_failed(e))?;
         flushed.map_err(|e| child_gone(&e))?;
         if read > 0 && self.pending.len() == read {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
-        self.handed += read as u64;
         Ok(read)
     }
 
@@ -251,22 +260,21 @@ impl Replay<'_> {
         let first = match acks.recv_timeout(wait) {
             Ok(ack) => Some(ack),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(child_gone(&std::io::Error::other("the child closed its stdout")));
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
         };
         let arrived: Vec<Ack> = first.into_iter().chain(acks.try_iter()).collect();
         for ack in arrived {
-            let count = match ack {
-                Ack::Records(count) => count,
-                Ack::Garbage(line) => {
-                    return Err(Failure::new(
-                        EXIT_FINDING,
-                        format!("the child wrote '{line}' on stdout; with --ack each line must be a record count"),
-                    ));
-                }
-            };
-            if count > self.pending.len() as u64 {
+            self.apply_ack(ack)?;
+        }
+        self.check_ack_timeout()
+    }
+
+    /// Commits past the records one ack line acknowledges.
+    fn apply_ack(&mut self, ack: Ack) -> Outcome {
+        let count = match ack {
+            Ack::Records(count) if count <= self.pending.len() as u64 => count,
+            Ack::Records(count) => {
+                self.acks_broken = true;
                 return Err(Failure::new(
                     EXIT_FINDING,
                     format!(
@@ -275,10 +283,36 @@ impl Replay<'_> {
                     ),
                 ));
             }
-            self.commit_first(count as usize)?;
-            self.last_ack = Instant::now();
+            Ack::Garbage(line) => {
+                self.acks_broken = true;
+                return Err(Failure::new(
+                    EXIT_FINDING,
+                    format!("the child wrote '{line}' on stdout; with --ack each line must be a record count"),
+                ));
+            }
+        };
+        self.commit_first(count as usize)?;
+        self.last_ack = Instant::now();
+        Ok(())
+    }
+
+    /// With `--ack`, once the child's input is closed (at the tail, or after
+    /// a failure such as a broken pipe): applies the acks it still writes
+    /// until its stdout closes, so that an ack sent as it exits still counts.
+    /// Stops early when nothing is owed, after a broken ack line, or when it
+    /// acknowledges nothing for `--ack-timeout`.
+    fn last_acks(&mut self) -> Outcome {
+        while !self.pending.is_empty() && !self.acks_broken {
+            let Some(next) = self.acks.as_ref().map(|acks| acks.recv_timeout(Duration::from_millis(100))) else {
+                return Ok(());
+            };
+            match next {
+                Ok(ack) => self.apply_ack(ack)?,
+                Err(RecvTimeoutError::Timeout) => self.check_ack_timeout()?,
+                Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
+            }
         }
-        self.check_ack_timeout()
+        Ok(())
     }
 
     /// Fails when the child owes acks and has acknowledged nothing for `--ack-timeout`.
@@ -324,24 +358,35 @@ impl Replay<'_> {
         let mut result = result.and_then(|()| self.settle(child.as_mut()));
         let taken = self.taken();
         drop(self.out.take()); // the child sees the end of its input
-        while result.is_ok() && self.acks.is_some() && !self.pending.is_empty() {
-            result = self.take_acks(Duration::from_millis(100));
-        }
+        let last_acks = self.last_acks();
+        result = result.and(last_acks);
         let exit = match child.as_mut().map(Child::wait) {
             Some(Ok(status)) if !status.success() => Some(format!("the child exited with {status}")),
             Some(Err(e)) => Some(format!("waiting for the child failed: {e}")),
             _ => None,
         };
-        if result.is_ok() && exit.is_none() && self.acks.is_none() {
-            // The reader ended well (or is still reading): what it took is consumed.
-            result = self.commit_through(taken);
+        if exit.is_none() && self.acks.is_none() {
+            // The reader ended well, or went away (a pipe reader has no exit
+            // status): what it took out of the pipe is consumed.
+            let committed = self.commit_through(taken);
+            result = result.and(committed);
+            if result.is_ok() && !self.pending.is_empty() {
+                result = Err(Failure::new(
+                    EXIT_FINDING,
+                    format!(
+                        "the consumer stopped reading before the end: it left the last {} records handed over \
+                         in the pipe",
+                        self.pending.len()
+                    ),
+                ));
+            }
         }
         self.progress.done();
         match (result, exit) {
             (Ok(()), None) => {
                 eprintln!(
                     "replayed {} records; cursor '{}' committed at {}",
-                    self.handed, self.args.cursor, self.committed_at
+                    self.committed, self.args.cursor, self.committed_at
                 );
                 Ok(())
             }
@@ -355,7 +400,7 @@ impl Replay<'_> {
         } else {
             format!("{} of {} handed over known to be taken", self.committed, self.handed)
         };
-        let next = self.advice.clone().unwrap_or_else(|| "a rerun delivers every record after it".into());
+        let next = self.advice.clone().unwrap_or_else(|| "a rerun resumes there".into());
         Failure::new(
             EXIT_FINDING,
             format!(
@@ -366,6 +411,10 @@ impl Replay<'_> {
             ),
         )
     }
+}
+
+fn stdout_closed() -> Failure {
+    child_gone(&std::io::Error::other("the child closed its stdout"))
 }
 
 fn child_gone(error: &std::io::Error) -> Failure {

@@ -26,11 +26,23 @@ fn number(text: &str, what: &str) -> Result<f64, String> {
     Ok(value)
 }
 
-/// Splits `64MiB` into `("64", "MiB")`.
+/// Splits `64MiB` into `("64", "MiB")`: the longest leading decimal number
+/// (digits, a fraction, an exponent such as `e3`, `e+3` or `e-9`), then the
+/// rest. An `e` not followed by digits is not an exponent (`5e` is 5 and `e`).
 fn split_unit(text: &str) -> (&str, &str) {
-    let at = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E')).unwrap_or(text.len());
-    // `1e3` is a number, but `5e` is not a unit: keep a trailing `e` out of it.
-    let at = if text[..at].ends_with(['e', 'E']) { at - 1 } else { at };
+    let bytes = text.as_bytes();
+    let digits_from = |at: usize| at + bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut at = digits_from(0);
+    if bytes.get(at) == Some(&b'.') {
+        at = digits_from(at + 1);
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
+        let end = digits_from(at + 1 + sign);
+        if end > at + 1 + sign {
+            at = end;
+        }
+    }
     (&text[..at], text[at..].trim())
 }
 
@@ -67,7 +79,12 @@ pub fn size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// Records or bytes per second: `2000/s`, `1.5k/s`, `10MiB/s`, `120/m`.
+/// The smallest rate `--rate` and `--bytes-rate` take: one an hour. Below it
+/// a rate is effectively zero (a token bucket would wait years for a record).
+pub const MIN_RATE_PER_SEC: f64 = 1.0 / 3600.0;
+
+/// Records or bytes per second: `2000/s`, `1.5k/s`, `10MiB/s`, `120/m`, at
+/// least one an hour (`1/h`).
 pub fn rate(text: &str) -> Result<f64, String> {
     let (value, per) = text.trim().split_once('/').unwrap_or((text, "s"));
     let seconds = match per.trim() {
@@ -79,6 +96,9 @@ pub fn rate(text: &str) -> Result<f64, String> {
     let rate = amount(value)? / seconds;
     if rate <= 0.0 || !rate.is_finite() {
         return Err(format!("rate '{text}' must be above zero"));
+    }
+    if rate < MIN_RATE_PER_SEC {
+        return Err(format!("rate '{text}' is effectively zero: the smallest rate is 1/h (one an hour)"));
     }
     Ok(rate)
 }
@@ -111,6 +131,18 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         rest = next.trim_start();
     }
     seconds_to_duration(total, text)
+}
+
+/// The smallest `--ack-timeout`: a shorter one fails any real sink at once.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// A duration of at least 1 ms (a timeout that must be able to pass).
+pub fn timeout(text: &str) -> Result<Duration, String> {
+    let value = duration(text)?;
+    if value < MIN_TIMEOUT {
+        return Err(format!("'{text}' is too short: a timeout must be at least 1ms"));
+    }
+    Ok(value)
 }
 
 fn seconds_to_duration(seconds: f64, text: &str) -> Result<Duration, String> {
@@ -272,6 +304,26 @@ mod tests {
         assert_eq!(rate("10MiB/s"), Ok((10 << 20) as f64));
         for bad in ["0/s", "-5/s", "NaN/s", "inf/s", "5/fortnight", "fast"] {
             assert!(rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exponents_may_be_negative_and_rates_have_a_floor() {
+        assert_eq!(rate("2.5e+3/s"), Ok(2500.0));
+        assert_eq!(rate("1e-3k/s"), Ok(1.0));
+        assert_eq!(rate("1/h"), Ok(MIN_RATE_PER_SEC));
+        assert_eq!(size("1e-3KiB"), Ok(1));
+        assert_eq!(size("2E3"), Ok(2000));
+        assert_eq!(duration("5e-1s"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1e-3"), Ok(Duration::from_millis(1)));
+        for tiny in ["1e-300", "1e-9/s", "0.5/h", "1e-4/s"] {
+            let error = rate(tiny).unwrap_err();
+            assert!(error.contains("effectively zero") && error.contains("1/h"), "{tiny}: {error}");
+        }
+        assert!(size("5e").is_err() && size("1e-").is_err() && rate("1e/s").is_err());
+        assert_eq!(timeout("1ms"), Ok(Duration::from_millis(1)));
+        for short in ["0", "0s", "1us", "1e-9"] {
+            assert!(timeout(short).is_err(), "{short}");
         }
     }
 
