@@ -592,6 +592,13 @@ impl Inner {
     /// only) when `create` is set.
     pub fn open_cursor(&self, name: &str, create: bool) -> Result<CursorFile> {
         if self.writable() && create {
+            if let Ok(existing) = CursorFile::open(&self.dir, name, self.identity.journal_id, true) {
+                return Ok(existing);
+            }
+            // Under the journal lock, as retention decides what to delete: a
+            // new cursor then either holds the first position it starts at,
+            // or starts after what retention deleted.
+            let _guard = self.lock()?;
             let first = self.meta.first_position().load(Ordering::Acquire);
             CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
         } else {

@@ -493,3 +493,28 @@ fn idle_readers_never_wedge_a_drop_oldest_ring() {
     assert!(journal.stats().lost_bytes > 30 * SEGMENT, "the ring wrapped");
     assert!(!journal.segment_indexes().unwrap().is_empty(), "the ring keeps its tail segment");
 }
+
+/// A new durable cursor starts at the oldest record and holds it: retention
+/// running at the same moment never deletes what the new cursor starts on.
+#[test]
+fn a_cursor_created_during_retention_never_starts_on_deleted_data() {
+    for _ in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = small_journal(dir.path());
+        let publisher = journal.publisher();
+        while journal.tail_position() < 3 * SEGMENT {
+            publisher.append(&[1u8; 500]).unwrap();
+        }
+        let mut done = journal.consumer("done").unwrap();
+        common::drain(&mut done).unwrap();
+        let retention = {
+            let journal = journal.clone();
+            std::thread::spawn(move || journal.apply_retention())
+        };
+        done.commit().unwrap();
+        let mut late = journal.consumer("late").unwrap();
+        let read = common::drain(&mut late).expect("a new cursor's records are never deleted under it");
+        retention.join().unwrap().unwrap();
+        assert!(!read.is_empty() || late.position() == journal.tail_position());
+    }
+}
