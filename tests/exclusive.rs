@@ -277,19 +277,30 @@ fn consumed_segments_become_the_next_ones_while_an_exclusive_publisher_appends()
         }
         consumer.commit().unwrap();
     };
+    let mut files = std::collections::HashSet::new();
     while journal.tail_position() < 40 * SEGMENT {
         publisher.offer(&next_seq.to_le_bytes()).unwrap();
         next_seq += 1;
         if next_seq.is_multiple_of(500) {
             read_all(&mut consumer);
             journal.apply_retention().unwrap();
+            for index in journal.segment_indexes().unwrap() {
+                let path = common::segment_path(dir.path(), SEGMENT, index * SEGMENT);
+                // Inode numbers are reused after an unlink: with the birth
+                // time, a file is told apart from a new one with its number.
+                files.extend(std::fs::metadata(path).map(|m| (m.ino(), m.created().ok())));
+            }
         }
     }
     read_all(&mut consumer);
     assert_eq!(expected, next_seq, "every record read once, in order");
-    // Segment 1's file was not unlinked: it lives on as a later segment.
-    assert_eq!(watched.metadata().unwrap().nlink(), 1, "segment 1's file was unlinked, not recycled");
-    assert!(header_base(&watched) > 3 * SEGMENT, "segment 1's file holds a later segment");
+    // About 38 segments went through a handful of files. (Which file is
+    // reused when is not fixed: a spare that any process maps at that
+    // moment, e.g. a child between fork and exec, waits for a later turn.)
+    assert!(files.len() <= 12, "{} files for ~38 segments: consumed files were not recycled", files.len());
+    if watched.metadata().unwrap().nlink() == 1 {
+        assert!(header_base(&watched) > 3 * SEGMENT, "segment 1's file holds a later segment");
+    }
     assert!(journal.segment_indexes().unwrap().len() <= 4, "consumed segments are gone from the journal");
     drop((publisher, consumer, journal));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
