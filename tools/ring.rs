@@ -1,0 +1,641 @@
+//! The recycling soak: an `ExclusivePublisher` process on a small
+//! `DropOldest` ring, so consumed segment files are recycled continually,
+//! and two reader processes (an anonymous consumer of a read-only handle, and
+//! one of a read-write handle) that check every payload they read.
+//!
+//! At random a reader holds a record inside its poll handler and says so;
+//! the soak SIGSTOPs it for 0.1-3 s while the ring moves on by many segments,
+//! then SIGCONTs it (or SIGKILLs it, now and then); the handler reads the
+//! payload again, byte by volatile byte, and says whether it changed. Every
+//! process is also SIGKILLed and restarted at random; a reader resumes where
+//! the last of its line said it was. At the end each reader line is drained
+//! to the tail, and then every record a publisher reported committed must
+//! have been read by every line at the position reported, or lie in a range
+//! the line was told it lost (`Error::Lost`); no held payload may have
+//! changed, no payload may fail its check, and `verify` must be clean.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use backwater::{Config, Error, Journal, Record, Seek, WhenFull};
+use rustix::process::{Pid, Signal};
+
+use crate::payload::{self, Rng};
+use crate::soak::{Committed, LostRanges, Res, writer_command};
+
+/// 64 KiB segments, 8 of them: the ring wraps every 512 KiB.
+const SEGMENT: u64 = 64 << 10;
+const BUDGET_SEGMENTS: u64 = 8;
+/// Records of 24 B to 1 KiB at 12,000 a second, about 6.5 MiB/s: the
+/// shortest stop (0.1 s) sees more than a whole ring of segments recycled.
+const RATE: &str = "12000";
+const MAX_RECORD: &str = "1024";
+/// How long a reader runs, on average, between two holds.
+const HOLD_EVERY_MS: u64 = 1500;
+const READERS: [Reader; 2] =
+    [Reader { name: "read-only", read_only: true }, Reader { name: "read-write", read_only: false }];
+
+#[derive(Clone, Copy)]
+struct Reader {
+    name: &'static str,
+    read_only: bool,
+}
+
+/// `read`: the reader process of the recycling soak.
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    dir: PathBuf,
+    /// The position to start at (moved to the oldest record, with a `lost`
+    /// line, when it was deleted meanwhile)
+    #[arg(long)]
+    from: u64,
+    /// Read through `Journal::open_read_only` (default: a read-write handle)
+    #[arg(long)]
+    read_only: bool,
+    /// Hold a record about this often, waiting inside the handler for a
+    /// line on stdin (0: never)
+    #[arg(long, default_value = "0")]
+    hold_every_ms: u64,
+    /// Stop at the tail (the drain once the soak's writers are gone)
+    #[arg(long)]
+    drain: bool,
+}
+
+/// Reads from `--from`, printing per record `r POSITION NEXT ID SEQ` (or
+/// `bad POSITION NEXT WHY` when the payload fails its check), `lost FROM TO`
+/// per `Error::Lost`, and around a hold `holding POSITION` then `held
+/// POSITION same|changed`; any other error is printed as `error WHY` and
+/// ends the process.
+pub fn read(args: ReadArgs) -> Res<()> {
+    let journal =
+        if args.read_only { Journal::open_read_only(&args.dir)? } else { Journal::open(&args.dir, Config::default())? };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut consumer = journal.anonymous_consumer();
+    if !start_at(&journal, &mut consumer, args.from, args.drain, &mut out)? {
+        return Ok(());
+    }
+    let mut holds = Holds::new(args.hold_every_ms);
+    loop {
+        let polled = consumer.poll_wait(|record| take(&record, &mut holds, &mut out), 256, Duration::from_millis(50));
+        match polled {
+            Ok(0) if args.drain && consumer.lag() == 0 => break,
+            Ok(_) => {}
+            Err(Error::Lost { from, to }) => writeln!(out, "lost {from} {to}")?,
+            Err(other) => {
+                writeln!(out, "error {other}")?;
+                out.flush()?;
+                return Err(other.into());
+            }
+        }
+        out.flush()?;
+    }
+    Ok(out.flush()?)
+}
+
+/// Moves a new consumer to `from`; to the oldest record, with a `lost`
+/// line, when `from` was deleted. `false` when a drain has nothing to read.
+fn start_at(
+    journal: &Journal,
+    consumer: &mut backwater::Consumer,
+    from: u64,
+    drain: bool,
+    out: &mut impl Write,
+) -> Res<bool> {
+    // The last reader may have read a frame committed just before its
+    // publisher died, before the tail word moved past it: `from` is past
+    // the tail until the next publisher settles the tail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while from > journal.tail_position() {
+        if drain {
+            return Ok(false);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("position {from} stayed past the tail {}", journal.tail_position()).into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match consumer.seek(Seek::Position(from)) {
+        Ok(()) => Ok(true),
+        Err(error) if from >= journal.first_position() => Err(error.into()),
+        Err(_) => {
+            consumer.seek(Seek::Start)?;
+            writeln!(out, "lost {from} {}", consumer.position())?;
+            Ok(true)
+        }
+    }
+}
+
+/// When the next hold is due.
+struct Holds {
+    every_ms: u64,
+    next: Instant,
+    rng: Rng,
+}
+
+impl Holds {
+    fn new(every_ms: u64) -> Holds {
+        let mut holds = Holds { every_ms, next: Instant::now(), rng: Rng::from_entropy() };
+        holds.schedule();
+        holds
+    }
+
+    fn schedule(&mut self) {
+        self.next = Instant::now() + self.rng.millis(self.every_ms / 2, self.every_ms * 3 / 2);
+    }
+
+    fn due(&mut self) -> bool {
+        if self.every_ms == 0 || Instant::now() < self.next {
+            return false;
+        }
+        self.schedule();
+        true
+    }
+}
+
+/// The handler: checks and reports one record, and holds it when a hold is due.
+fn take(record: &Record<'_>, holds: &mut Holds, out: &mut impl Write) {
+    let (position, next) = (record.position(), record.next_position());
+    let _ = match payload::check(record.payload()) {
+        Ok((id, seq)) => writeln!(out, "r {position} {next} {id} {seq}"),
+        Err(why) => writeln!(out, "bad {position} {next} {why}"),
+    };
+    if holds.due() {
+        let _ = hold(record.payload(), position, out);
+    }
+}
+
+/// Says `holding`, waits for a line on stdin (the soak stops and continues
+/// this process meanwhile), then reads the payload again.
+fn hold(payload: &[u8], position: u64, out: &mut impl Write) -> std::io::Result<()> {
+    let before = payload.to_vec();
+    writeln!(out, "holding {position}")?;
+    out.flush()?;
+    std::io::stdin().lock().read_line(&mut String::new())?;
+    let verdict = if read_again(payload) == before { "same" } else { "changed" };
+    writeln!(out, "held {position} {verdict}")
+}
+
+/// The bytes behind `payload` as they are now: volatile reads, so that the
+/// compiler cannot answer from what it read before (a `&[u8]` is assumed
+/// not to change, which is exactly the promise under test).
+fn read_again(payload: &[u8]) -> Vec<u8> {
+    // SAFETY: every pointer comes from the slice: in bounds and aligned.
+    payload.iter().map(|byte| unsafe { std::ptr::read_volatile(byte) }).collect()
+}
+
+/// What one reader line (a reader and its restarts) reported.
+struct ReaderLine {
+    reader: Reader,
+    /// Where the next restart starts: after the last record read or lost.
+    resume: u64,
+    /// Writer id → the position each of its records was read at, by seq (0: unread).
+    reads: HashMap<u32, Vec<u64>>,
+    lost: LostRanges,
+    deliveries: u64,
+    /// A record read at two positions.
+    moved: Vec<String>,
+    bad: Vec<String>,
+    errors: Vec<String>,
+    held: u64,
+    changed: Vec<u64>,
+    starts: u64,
+    unexpected_exits: Vec<String>,
+}
+
+impl ReaderLine {
+    fn new(reader: Reader, first: u64) -> ReaderLine {
+        ReaderLine {
+            reader,
+            resume: first,
+            reads: HashMap::new(),
+            lost: LostRanges::default(),
+            deliveries: 0,
+            moved: vec![],
+            bad: vec![],
+            errors: vec![],
+            held: 0,
+            changed: vec![],
+            starts: 0,
+            unexpected_exits: vec![],
+        }
+    }
+
+    /// Takes one line of the reader's output; `Some(position)` for `holding`.
+    fn take(&mut self, line: &str) -> Option<u64> {
+        let fields: Vec<&str> = line.splitn(5, ' ').collect();
+        let number = |at: usize| fields.get(at).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        match fields[0] {
+            "r" => self.read(number(1), number(2), number(3) as u32, number(4)),
+            "bad" => {
+                self.resume = number(2);
+                self.bad.push(line.to_string());
+            }
+            "lost" => {
+                self.lost.add(number(1), number(2));
+                self.resume = number(2);
+            }
+            "holding" => return Some(number(1)),
+            "held" if fields.get(2) == Some(&"same") => self.held += 1,
+            "held" => {
+                self.held += 1;
+                self.changed.push(number(1));
+            }
+            _ => self.errors.push(line.to_string()),
+        }
+        None
+    }
+
+    fn read(&mut self, position: u64, next: u64, id: u32, seq: u64) {
+        self.resume = next;
+        self.deliveries += 1;
+        let positions = self.reads.entry(id).or_default();
+        let seq = seq as usize;
+        if positions.len() <= seq {
+            positions.resize(seq + 1, 0);
+        }
+        if positions[seq] != 0 && positions[seq] != position {
+            self.moved.push(format!("writer {id} seq {seq} read at {} and at {position}", positions[seq]));
+        }
+        positions[seq] = position;
+    }
+
+    fn position_read(&self, id: u32, seq: usize) -> u64 {
+        self.reads.get(&id).and_then(|positions| positions.get(seq)).copied().unwrap_or(0)
+    }
+}
+
+/// Reads a reader's output into its line, asking the supervisor to stop
+/// the reader at each `holding`; gives the line back when the output ends.
+fn parse_output(stdout: ChildStdout, mut line: ReaderLine, holds: Sender<Event>) {
+    for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(position) = line.take(&text) {
+            let _ = holds.send(Event::Holding(position));
+        }
+    }
+    let _ = holds.send(Event::Ended(Box::new(line)));
+}
+
+enum Event {
+    Holding(u64),
+    Ended(Box<ReaderLine>),
+}
+
+/// What the stops of the readers saw.
+#[derive(Default)]
+struct Stops {
+    count: u64,
+    killed_while_stopped: u64,
+    /// Segments the tail moved through during each stop.
+    segments_passed: Vec<u64>,
+    /// Segment files that became another segment during each stop.
+    files_recycled: Vec<u64>,
+    /// Stops during which the held record's segment left the ring.
+    held_segment_deleted: u64,
+    failures: Vec<String>,
+}
+
+/// Where the soak runs, shared by its supervisors.
+struct Ring {
+    exe: PathBuf,
+    dir: PathBuf,
+    work: PathBuf,
+    deadline: Instant,
+    observer: Journal,
+}
+
+impl Ring {
+    fn stderr_file(&self, name: &str) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).append(true).open(self.work.join(format!("{name}.stderr")))
+    }
+
+    fn last_stderr_line(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.work.join(format!("{name}.stderr"))).unwrap_or_default();
+        text.lines().last().unwrap_or("").to_string()
+    }
+
+    fn reader_command(&self, reader: Reader, from: u64, hold_every_ms: u64) -> Command {
+        let mut command = Command::new(&self.exe);
+        command.arg("read").arg(&self.dir).args(["--from", &from.to_string()]);
+        command.args(["--hold-every-ms", &hold_every_ms.to_string()]);
+        if reader.read_only {
+            command.arg("--read-only");
+        }
+        command
+    }
+}
+
+/// The exclusive publisher's supervisor: one writer process after another,
+/// each SIGKILLed after 1-5 s, until the deadline.
+fn run_writers(ring: &Ring) -> Res<(Committed, u64, Vec<String>)> {
+    let (mut committed, mut rng, mut failures) = (Committed::default(), Rng::from_entropy(), vec![]);
+    let mut id = 0;
+    while Instant::now() < ring.deadline {
+        id += 1;
+        let mut command = writer_command(&ring.exe, &ring.dir, id);
+        command.args(["--exclusive", "--rate", RATE, "--size", "24", "--max-size", MAX_RECORD]);
+        command.args(["--segment-size", &SEGMENT.to_string()]);
+        let mut child = command.stderr(ring.stderr_file("writer")?).spawn()?;
+        let positions = crate::soak::positions_of(&mut child);
+        let lives = ring.deadline.min(Instant::now() + rng.millis(1000, 5000));
+        match positions.recv_timeout(lives.saturating_duration_since(Instant::now())) {
+            Ok(positions) => {
+                let status = child.wait()?;
+                failures.push(format!("writer {id} ended by itself ({status}): {}", ring.last_stderr_line("writer")));
+                committed.add(id, positions);
+            }
+            Err(_) => {
+                kill(&mut child);
+                committed.add(id, positions.recv()?);
+            }
+        }
+    }
+    Ok((committed, u64::from(id), failures))
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A reader's supervisor: one reader process after another, each
+/// SIGKILLed after 3-10 s, stopped and continued at each hold, until the
+/// deadline.
+fn run_reader(ring: &Ring, reader: Reader, first: u64) -> Res<(ReaderLine, Stops)> {
+    let (mut line, mut stops, mut rng) = (ReaderLine::new(reader, first), Stops::default(), Rng::from_entropy());
+    while Instant::now() < ring.deadline {
+        line.starts += 1;
+        let mut command = ring.reader_command(reader, line.resume, HOLD_EVERY_MS);
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(ring.stderr_file(reader.name)?).spawn()?;
+        let (stdin, events) = watch_reader(&mut child, line)?;
+        let lives = ring.deadline.min(Instant::now() + rng.millis(3000, 10_000));
+        line = supervise_reader(ring, &mut child, stdin, &events, lives, &mut stops, &mut rng)?;
+    }
+    Ok((line, stops))
+}
+
+/// Starts reading the reader's output on a thread of its own.
+fn watch_reader(child: &mut Child, line: ReaderLine) -> Res<(ChildStdin, Receiver<Event>)> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stdin = child.stdin.take().ok_or("no stdin")?;
+    let (sender, events) = mpsc::channel();
+    std::thread::spawn(move || parse_output(stdout, line, sender));
+    Ok((stdin, events))
+}
+
+/// Runs one reader process until `lives` (pausing it at each hold) or its
+/// own end, and returns its line.
+fn supervise_reader(
+    ring: &Ring,
+    child: &mut Child,
+    mut stdin: ChildStdin,
+    events: &Receiver<Event>,
+    lives: Instant,
+    stops: &mut Stops,
+    rng: &mut Rng,
+) -> Res<ReaderLine> {
+    loop {
+        match events.recv_timeout(lives.saturating_duration_since(Instant::now())) {
+            Ok(Event::Holding(position)) => {
+                if !pause(ring, child, position, stops, rng)? {
+                    break;
+                }
+                // The reader may be gone meanwhile (its end arrives next).
+                let _ = writeln!(stdin, "go");
+            }
+            Ok(Event::Ended(mut line)) => {
+                let status = child.wait()?;
+                let name = line.reader.name;
+                line.unexpected_exits.push(format!("{status}: {}", ring.last_stderr_line(name)));
+                return Ok(*line);
+            }
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return Err("a reader's output thread vanished".into()),
+        }
+    }
+    kill(child);
+    wait_for_end(events)
+}
+
+/// The line back from the output thread once the killed reader's output ended.
+fn wait_for_end(events: &Receiver<Event>) -> Res<ReaderLine> {
+    loop {
+        if let Event::Ended(line) = events.recv()? {
+            return Ok(*line);
+        }
+    }
+}
+
+/// SIGSTOPs a reader that holds the record at `position` for 0.1-3 s while
+/// the ring moves on; then SIGCONTs it (`true`), or, one time in five,
+/// leaves it stopped for the caller to SIGKILL (`false`).
+fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut Rng) -> Res<bool> {
+    let pid = Pid::from_child(child);
+    rustix::process::kill_process(pid, Signal::STOP)?;
+    if let Err(why) = wait_until_stopped(child.id(), Duration::from_secs(5)) {
+        stops.failures.push(why);
+    }
+    stops.count += 1;
+    let (tail, files) = (ring.observer.tail_position(), segment_files(&ring.dir)?);
+    std::thread::sleep(rng.millis(100, 3000));
+    stops.segments_passed.push(ring.observer.tail_position().saturating_sub(tail) / SEGMENT);
+    stops.files_recycled.push(renamed(&files, &segment_files(&ring.dir)?));
+    if position < ring.observer.first_position() {
+        stops.held_segment_deleted += 1;
+    }
+    if rng.below(5) == 0 {
+        stops.killed_while_stopped += 1;
+        return Ok(false);
+    }
+    rustix::process::kill_process(pid, Signal::CONT)?;
+    Ok(true)
+}
+
+/// The segment files in `dir`: inode → name.
+fn segment_files(dir: &Path) -> std::io::Result<HashMap<u64, String>> {
+    use std::os::unix::fs::DirEntryExt;
+    let mut files = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(backwater::segment::SUFFIX) {
+            files.insert(entry.ino(), name);
+        }
+    }
+    Ok(files)
+}
+
+/// How many files of `before` are another segment in `after`: recycled.
+fn renamed(before: &HashMap<u64, String>, after: &HashMap<u64, String>) -> u64 {
+    after.iter().filter(|(ino, name)| before.get(ino).is_some_and(|old| old != *name)).count() as u64
+}
+
+/// Waits until `/proc` shows the process stopped (state `T`).
+fn wait_until_stopped(pid: u32, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let stat = format!("/proc/{pid}/stat");
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(&stat).map_err(|e| format!("{stat}: {e}"))?;
+        let state = text.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        if state == Some('T') {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Err(format!("reader {pid} not stopped after {limit:?}"))
+}
+
+/// Reads a line on to the tail after the fleet has stopped.
+fn drain(ring: &Ring, mut line: ReaderLine) -> Res<ReaderLine> {
+    let reader = Reader { name: line.reader.name, read_only: true };
+    let mut child = ring.reader_command(reader, line.resume, 0).arg("--drain").stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        line.take(&text);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        line.errors.push(format!("the drain ended {status}"));
+    }
+    Ok(line)
+}
+
+/// A line's account of the records the writers reported committed.
+#[derive(Default)]
+struct Account {
+    read: u64,
+    lost: u64,
+    /// Neither read nor in a reported loss.
+    unexplained: Vec<String>,
+    /// Read at another position than its writer reported.
+    foreign: Vec<String>,
+}
+
+fn account(line: &ReaderLine, committed: &Committed) -> Account {
+    let mut account = Account::default();
+    for (id, seq, position) in committed.iter() {
+        match line.position_read(id, seq) {
+            read if read == position => account.read += 1,
+            0 if line.lost.covers(position) => account.lost += 1,
+            0 => account.unexplained.push(format!("writer {id} seq {seq} at {position}")),
+            read => account.foreign.push(format!("writer {id} seq {seq}: committed at {position}, read at {read}")),
+        }
+    }
+    account
+}
+
+fn ring_config() -> Config {
+    Config::default()
+        .segment_size(SEGMENT)
+        .max_disk_bytes(BUDGET_SEGMENTS * SEGMENT)
+        .min_free_disk(0)
+        .when_full(WhenFull::DropOldest)
+}
+
+/// The recycling soak for `seconds` in `dir` (logs in `work`): `true` when
+/// it passed.
+pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
+    let first = Journal::open(dir, ring_config())?.first_position();
+    let ring = Ring {
+        exe: std::env::current_exe()?,
+        dir: dir.to_path_buf(),
+        work: work.to_path_buf(),
+        deadline: Instant::now() + Duration::from_secs(seconds),
+        observer: Journal::open_read_only(dir)?,
+    };
+    let (writers, readers) = std::thread::scope(|scope| {
+        let ring = &ring;
+        let supervise = |reader| scope.spawn(move || run_reader(ring, reader, first).map_err(|e| e.to_string()));
+        let readers: Vec<_> = READERS.into_iter().map(supervise).collect();
+        let writers = run_writers(ring);
+        let joined = |r: std::thread::ScopedJoinHandle<'_, _>| r.join().map_err(|_| "a reader supervisor panicked");
+        (writers, readers.into_iter().map(joined).collect::<Vec<_>>())
+    });
+    let (committed, writer_processes, mut failures) = writers?;
+    let mut lines = vec![];
+    for reader in readers {
+        let (line, stops) = reader??;
+        lines.push((drain(&ring, line)?, stops));
+    }
+    let verify = backwater::recovery::verify(dir, |_, _| {})?;
+    let stats = ring.observer.stats();
+    println!(
+        "ring: {seconds} s, {} KiB segments, budget {BUDGET_SEGMENTS} segments, exclusive publisher processes \
+         {writer_processes}; journal appended {} lost bytes {} ({:.0} ring wraps)",
+        SEGMENT >> 10,
+        stats.appended,
+        stats.lost_bytes,
+        stats.tail_position as f64 / (BUDGET_SEGMENTS * SEGMENT) as f64,
+    );
+    println!("ring: records committed and reported {}", committed.len());
+    for (line, stops) in &lines {
+        failures.extend(report_line(line, stops, &account(line, &committed)));
+    }
+    let verdict = if verify.findings.is_empty() { "clean".to_string() } else { format!("{:?}", verify.findings) };
+    println!("ring: verify {verdict} ({} segments, {} records)", verify.segments, verify.records);
+    if !verify.findings.is_empty() {
+        failures.push("verify found problems".into());
+    }
+    for failure in failures.iter().take(20) {
+        println!("ring: FAILURE {failure}");
+    }
+    println!("ring: {}", if failures.is_empty() { "PASS" } else { "FAIL" });
+    Ok(failures.is_empty())
+}
+
+/// `min/median/max` of some counts.
+fn spread(counts: &[u64]) -> String {
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable();
+    let at = |i: usize| sorted.get(i).copied().unwrap_or(0);
+    format!("{}/{}/{} (min/median/max)", at(0), at(sorted.len() / 2), at(sorted.len().saturating_sub(1)))
+}
+
+/// Prints a line's figures; returns what makes the soak fail.
+fn report_line(line: &ReaderLine, stops: &Stops, account: &Account) -> Vec<String> {
+    let name = line.reader.name;
+    println!(
+        "ring {name}: processes {} (unexpected exits {}), deliveries {}, committed records read {} lost {} \
+         (in {} reported losses) unexplained {}; foreign {} bad {} moved {}",
+        line.starts,
+        line.unexpected_exits.len(),
+        line.deliveries,
+        account.read,
+        account.lost,
+        line.lost.len(),
+        account.unexplained.len(),
+        account.foreign.len(),
+        line.bad.len(),
+        line.moved.len(),
+    );
+    println!(
+        "ring {name}: stops {} (SIGKILLed while stopped {}), per stop segments appended {} and files recycled {}, \
+         held record's segment left the ring in {}; held payloads checked {} changed {}",
+        stops.count,
+        stops.killed_while_stopped,
+        spread(&stops.segments_passed),
+        spread(&stops.files_recycled),
+        stops.held_segment_deleted,
+        line.held,
+        line.changed.len(),
+    );
+    let mut failures = vec![];
+    let mut fail = |what: &str, items: Vec<String>| {
+        if let Some(sample) = items.first() {
+            failures.push(format!("{name}: {} {what}, e.g. {sample}", items.len()));
+        }
+    };
+    fail("changed payloads", line.changed.iter().map(|p| format!("at {p}")).collect());
+    fail("unexplained records", account.unexplained.clone());
+    fail("foreign records", account.foreign.clone());
+    fail("bad payloads", line.bad.clone());
+    fail("records read at two positions", line.moved.clone());
+    fail("reader errors", line.errors.clone());
+    fail("unexpected reader exits", line.unexpected_exits.clone());
+    fail("stop failures", stops.failures.clone());
+    failures
+}
