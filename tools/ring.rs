@@ -34,15 +34,20 @@ const BUDGET_SEGMENTS: u64 = 8;
 /// shortest stop (0.1 s) sees more than a whole ring of segments recycled.
 const RATE: &str = "12000";
 const MAX_RECORD: &str = "1024";
-/// How long a reader runs, on average, between two holds.
-const HOLD_EVERY_MS: u64 = 1500;
-const READERS: [Reader; 2] =
-    [Reader { name: "read-only", read_only: true }, Reader { name: "read-write", read_only: false }];
+const READERS: [Reader; 2] = [
+    Reader { name: "read-only", read_only: true, hold_every_ms: 1500 },
+    Reader { name: "read-write", read_only: false, hold_every_ms: 3000 },
+];
+/// The longest a drain to the tail may take: a reader that never gets
+/// there is wedged.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy)]
 struct Reader {
     name: &'static str,
     read_only: bool,
+    /// How long it reads, on average, between two holds (0: never holds).
+    hold_every_ms: u64,
 }
 
 /// `read`: the reader process of the recycling soak.
@@ -224,8 +229,9 @@ impl ReaderLine {
         }
     }
 
-    /// Takes one line of the reader's output; `Some(position)` for `holding`.
-    fn take(&mut self, line: &str) -> Option<u64> {
+    /// Takes one line of the reader's output; what the supervisor must hear
+    /// of (`holding`, `held`).
+    fn take(&mut self, line: &str) -> Option<Event> {
         let fields: Vec<&str> = line.splitn(5, ' ').collect();
         let number = |at: usize| fields.get(at).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
         match fields[0] {
@@ -238,11 +244,13 @@ impl ReaderLine {
                 self.lost.add(number(1), number(2));
                 self.resume = number(2);
             }
-            "holding" => return Some(number(1)),
-            "held" if fields.get(2) == Some(&"same") => self.held += 1,
+            "holding" => return Some(Event::Holding(number(1))),
             "held" => {
                 self.held += 1;
-                self.changed.push(number(1));
+                if fields.get(2) != Some(&"same") {
+                    self.changed.push(number(1));
+                }
+                return Some(Event::Held);
             }
             _ => self.errors.push(line.to_string()),
         }
@@ -270,19 +278,27 @@ impl ReaderLine {
 
 /// Reads a reader's output into its line, asking the supervisor to stop
 /// the reader at each `holding`; gives the line back when the output ends.
-fn parse_output(stdout: ChildStdout, mut line: ReaderLine, holds: Sender<Event>) {
+fn parse_output(stdout: ChildStdout, mut line: ReaderLine, events: Sender<Event>) {
     for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(position) = line.take(&text) {
-            let _ = holds.send(Event::Holding(position));
+        if let Some(event) = line.take(&text) {
+            let _ = events.send(event);
         }
     }
-    let _ = holds.send(Event::Ended(Box::new(line)));
+    let _ = events.send(Event::Ended(Box::new(line)));
 }
 
+/// What a reader's supervisor hears from its output thread.
 enum Event {
+    /// The reader holds the record at this position, waiting to be stopped.
     Holding(u64),
+    /// It read the held payload again after the stop.
+    Held,
+    /// Its output ended: the line so far.
     Ended(Box<ReaderLine>),
 }
+
+/// The longest a continued reader may take to read its held payload again.
+const VERDICT_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the stops of the readers saw.
 #[derive(Default)]
@@ -317,14 +333,18 @@ impl Ring {
         text.lines().last().unwrap_or("").to_string()
     }
 
-    fn reader_command(&self, reader: Reader, from: u64, hold_every_ms: u64) -> Command {
+    /// A reader process from `from`, its output and input piped.
+    fn spawn_reader(&self, reader: Reader, from: u64, drain: bool) -> std::io::Result<Child> {
         let mut command = Command::new(&self.exe);
         command.arg("read").arg(&self.dir).args(["--from", &from.to_string()]);
-        command.args(["--hold-every-ms", &hold_every_ms.to_string()]);
+        command.args(["--hold-every-ms", &reader.hold_every_ms.to_string()]);
         if reader.read_only {
             command.arg("--read-only");
         }
-        command
+        if drain {
+            command.arg("--drain");
+        }
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(self.stderr_file(reader.name)?).spawn()
     }
 }
 
@@ -338,17 +358,17 @@ fn run_writers(ring: &Ring) -> Res<(Committed, u64, Vec<String>)> {
         let mut command = writer_command(&ring.exe, &ring.dir, id);
         command.args(["--exclusive", "--rate", RATE, "--size", "24", "--max-size", MAX_RECORD]);
         command.args(["--segment-size", &SEGMENT.to_string()]);
-        let mut child = command.stderr(ring.stderr_file("writer")?).spawn()?;
-        let positions = crate::soak::positions_of(&mut child);
+        let mut child = Reaped(command.stderr(ring.stderr_file("writer")?).spawn()?);
+        let positions = crate::soak::positions_of(&mut child.0);
         let lives = ring.deadline.min(Instant::now() + rng.millis(1000, 5000));
         match positions.recv_timeout(lives.saturating_duration_since(Instant::now())) {
             Ok(positions) => {
-                let status = child.wait()?;
+                let status = child.0.wait()?;
                 failures.push(format!("writer {id} ended by itself ({status}): {}", ring.last_stderr_line("writer")));
                 committed.add(id, positions);
             }
             Err(_) => {
-                kill(&mut child);
+                kill(&mut child.0);
                 committed.add(id, positions.recv()?);
             }
         }
@@ -361,6 +381,16 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A child process SIGKILLed when dropped: none outlives a supervisor
+/// that gives up on an error.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 /// A reader's supervisor: one reader process after another, each
 /// SIGKILLed after 3-10 s, stopped and continued at each hold, until the
 /// deadline.
@@ -368,12 +398,10 @@ fn run_reader(ring: &Ring, reader: Reader, first: u64) -> Res<(ReaderLine, Stops
     let (mut line, mut stops, mut rng) = (ReaderLine::new(reader, first), Stops::default(), Rng::from_entropy());
     while Instant::now() < ring.deadline {
         line.starts += 1;
-        let mut command = ring.reader_command(reader, line.resume, HOLD_EVERY_MS);
-        let mut child =
-            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(ring.stderr_file(reader.name)?).spawn()?;
-        let (stdin, events) = watch_reader(&mut child, line)?;
+        let mut child = Reaped(ring.spawn_reader(reader, line.resume, false)?);
+        let (stdin, events) = watch_reader(&mut child.0, line)?;
         let lives = ring.deadline.min(Instant::now() + rng.millis(3000, 10_000));
-        line = supervise_reader(ring, &mut child, stdin, &events, lives, &mut stops, &mut rng)?;
+        line = supervise_reader(ring, &mut child.0, stdin, &events, lives, &mut stops, &mut rng)?;
     }
     Ok((line, stops))
 }
@@ -387,8 +415,9 @@ fn watch_reader(child: &mut Child, line: ReaderLine) -> Res<(ChildStdin, Receive
     Ok((stdin, events))
 }
 
-/// Runs one reader process until `lives` (pausing it at each hold) or its
-/// own end, and returns its line.
+/// Runs one reader process until `lives` (pausing it at each hold, and
+/// after it, waiting for its verdict on the held payload) or its own end,
+/// and returns its line.
 fn supervise_reader(
     ring: &Ring,
     child: &mut Child,
@@ -398,14 +427,22 @@ fn supervise_reader(
     stops: &mut Stops,
     rng: &mut Rng,
 ) -> Res<ReaderLine> {
+    let mut verdict_due: Option<Instant> = None;
     loop {
-        match events.recv_timeout(lives.saturating_duration_since(Instant::now())) {
+        let until = verdict_due.unwrap_or(lives);
+        match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(Event::Holding(position)) => {
                 if !pause(ring, child, position, stops, rng)? {
                     break;
                 }
                 // The reader may be gone meanwhile (its end arrives next).
                 let _ = writeln!(stdin, "go");
+                verdict_due = Some(Instant::now() + VERDICT_LIMIT);
+            }
+            Ok(Event::Held) => verdict_due = None,
+            Err(RecvTimeoutError::Timeout) if verdict_due.is_some() => {
+                stops.failures.push(format!("no verdict on a held payload after {VERDICT_LIMIT:?}"));
+                break;
             }
             Ok(Event::Ended(mut line)) => {
                 let status = child.wait()?;
@@ -489,18 +526,23 @@ fn wait_until_stopped(pid: u32, limit: Duration) -> Result<(), String> {
     Err(format!("reader {pid} not stopped after {limit:?}"))
 }
 
-/// Reads a line on to the tail after the fleet has stopped.
-fn drain(ring: &Ring, mut line: ReaderLine) -> Res<ReaderLine> {
-    let reader = Reader { name: line.reader.name, read_only: true };
-    let mut child = ring.reader_command(reader, line.resume, 0).arg("--drain").stdout(Stdio::piped()).spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-        line.take(&text);
+/// Reads a line on to the tail after the fleet has stopped (read-only,
+/// holding nothing), within `DRAIN_LIMIT`.
+fn drain(ring: &Ring, line: ReaderLine) -> Res<ReaderLine> {
+    let reader = Reader { read_only: true, hold_every_ms: 0, ..line.reader };
+    let mut child = Reaped(ring.spawn_reader(reader, line.resume, true)?);
+    let (_stdin, events) = watch_reader(&mut child.0, line)?;
+    let ended = events.recv_timeout(DRAIN_LIMIT);
+    if let Ok(Event::Ended(mut line)) = ended {
+        let status = child.0.wait()?;
+        if !status.success() {
+            line.errors.push(format!("the drain ended {status}: {}", ring.last_stderr_line(reader.name)));
+        }
+        return Ok(*line);
     }
-    let status = child.wait()?;
-    if !status.success() {
-        line.errors.push(format!("the drain ended {status}"));
-    }
+    kill(&mut child.0);
+    let mut line = wait_for_end(&events)?;
+    line.errors.push(format!("the drain did not reach the tail in {DRAIN_LIMIT:?}"));
     Ok(line)
 }
 
@@ -571,10 +613,23 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
         stats.lost_bytes,
         stats.tail_position as f64 / (BUDGET_SEGMENTS * SEGMENT) as f64,
     );
-    println!("ring: records committed and reported {}", committed.len());
-    for (line, stops) in &lines {
-        failures.extend(report_line(line, stops, &account(line, &committed)));
+    let accounts: Vec<_> = lines.iter().map(|(line, _)| account(line, &committed)).collect();
+    for ((line, stops), account) in lines.iter().zip(&accounts) {
+        failures.extend(report_line(line, stops, account));
     }
+    let per_line = |figure: &dyn Fn(&ReaderLine, &Account) -> usize| {
+        let figures: Vec<_> = lines.iter().zip(&accounts).map(|((l, _), a)| figure(l, a).to_string()).collect();
+        figures.join(" / ")
+    };
+    println!(
+        "ring: records committed {}; by reader line ({}): read {}, lost {}, changed {}, unexplained {}",
+        committed.len(),
+        READERS.map(|r| r.name).join(" / "),
+        per_line(&|_, a| a.read as usize),
+        per_line(&|_, a| a.lost as usize),
+        per_line(&|l, _| l.changed.len()),
+        per_line(&|_, a| a.unexplained.len()),
+    );
     let verdict = if verify.findings.is_empty() { "clean".to_string() } else { format!("{:?}", verify.findings) };
     println!("ring: verify {verdict} ({} segments, {} records)", verify.segments, verify.records);
     if !verify.findings.is_empty() {
