@@ -1,14 +1,17 @@
 //! The recycling soak: an `ExclusivePublisher` process on a small
 //! `DropOldest` ring, so consumed segment files are recycled continually,
-//! and two reader processes (an anonymous consumer of a read-only handle, and
-//! one of a read-write handle) that check every payload they read.
+//! and three reader processes that check every payload they read: an
+//! anonymous consumer of a read-only handle, one of a read-write handle, and
+//! a durable consumer that commits after every poll (so retention recycles
+//! what it consumed, besides the drops).
 //!
 //! At random a reader holds a record inside its poll handler and says so;
 //! the soak SIGSTOPs it for 0.1-3 s while the ring moves on by many segments,
 //! then SIGCONTs it (or SIGKILLs it, now and then); the handler reads the
-//! payload again, byte by volatile byte, and says whether it changed. Every
-//! process is also SIGKILLed and restarted at random; a reader resumes where
-//! the last of its line said it was. At the end each reader line is drained
+//! payload again, byte by volatile byte, and says whether it changed. Readers
+//! are also stopped for 0.1-1 s at arbitrary points, and every process is
+//! SIGKILLed and restarted at random; a reader resumes where the last of its
+//! line said it was (the durable one at its cursor). At the end each reader line is drained
 //! to the tail, and then every record a publisher reported committed must
 //! have been read by every line at the position reported, or lie in a range
 //! the line was told it lost (`Error::Lost`); no held payload may have
@@ -18,6 +21,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -34,10 +38,16 @@ const BUDGET_SEGMENTS: u64 = 8;
 /// shortest stop (0.1 s) sees more than a whole ring of segments recycled.
 const RATE: &str = "12000";
 const MAX_RECORD: &str = "1024";
-const READERS: [Reader; 2] = [
-    Reader { name: "read-only", read_only: true, hold_every_ms: 1500 },
-    Reader { name: "read-write", read_only: false, hold_every_ms: 3000 },
+const READERS: [Reader; 3] = [
+    Reader { name: "read-only", read_only: true, durable: false, hold_every_ms: 1500 },
+    Reader { name: "read-write", read_only: false, durable: false, hold_every_ms: 3000 },
+    Reader { name: "cursor", read_only: false, durable: true, hold_every_ms: 2000 },
 ];
+/// The longest the tail may stand still while the soak runs. A reader
+/// process stopped while its housekeeper holds the journal lock stalls the
+/// publisher for the whole stop (up to 3 s here; see
+/// `tests/soak_findings.rs`); longer is a wedge.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
 /// The longest a drain to the tail may take: a reader that never gets
 /// there is wedged.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -46,6 +56,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 struct Reader {
     name: &'static str,
     read_only: bool,
+    /// Reads with the durable consumer `name` (else an anonymous one).
+    durable: bool,
     /// How long it reads, on average, between two holds (0: never holds).
     hold_every_ms: u64,
 }
@@ -61,6 +73,10 @@ pub struct ReadArgs {
     /// Read through `Journal::open_read_only` (default: a read-write handle)
     #[arg(long)]
     read_only: bool,
+    /// Read with this durable consumer, from its cursor (not `--from`),
+    /// committing after every poll
+    #[arg(long, conflicts_with = "read_only")]
+    cursor: Option<String>,
     /// Hold a record about this often, waiting inside the handler for a
     /// line on stdin (0: never)
     #[arg(long, default_value = "0")]
@@ -70,7 +86,7 @@ pub struct ReadArgs {
     drain: bool,
 }
 
-/// Reads from `--from`, printing per record `r POSITION NEXT ID SEQ` (or
+/// Reads from `--from` (or the cursor), printing per record `r POSITION NEXT ID SEQ` (or
 /// `bad POSITION NEXT WHY` when the payload fails its check), `lost FROM TO`
 /// per `Error::Lost`, and around a hold `holding POSITION` then `held
 /// POSITION same|changed`; any other error is printed as `error WHY` and
@@ -79,8 +95,11 @@ pub fn read(args: ReadArgs) -> Res<()> {
     let journal =
         if args.read_only { Journal::open_read_only(&args.dir)? } else { Journal::open(&args.dir, Config::default())? };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut consumer = journal.anonymous_consumer();
-    if !start_at(&journal, &mut consumer, args.from, args.drain, &mut out)? {
+    let mut consumer = match &args.cursor {
+        Some(name) => journal.existing_consumer(name)?,
+        None => journal.anonymous_consumer(),
+    };
+    if args.cursor.is_none() && !start_at(&journal, &mut consumer, args.from, args.drain, &mut out)? {
         return Ok(());
     }
     let mut holds = Holds::new(args.hold_every_ms);
@@ -96,7 +115,10 @@ pub fn read(args: ReadArgs) -> Res<()> {
                 return Err(other.into());
             }
         }
+        // Said before the cursor moves past it: a kill in between
+        // redelivers, never loses.
         out.flush()?;
+        consumer.commit()?;
     }
     Ok(out.flush()?)
 }
@@ -305,6 +327,8 @@ const VERDICT_LIMIT: Duration = Duration::from_secs(10);
 struct Stops {
     count: u64,
     killed_while_stopped: u64,
+    /// Stops at whatever point the reader had reached (not holding).
+    anywhere: u64,
     /// Segments the tail moved through during each stop.
     segments_passed: Vec<u64>,
     /// Segment files that became another segment during each stop.
@@ -321,6 +345,8 @@ struct Ring {
     work: PathBuf,
     deadline: Instant,
     observer: Journal,
+    /// Segment files the watcher saw recycled so far.
+    files_recycled: AtomicU64,
 }
 
 impl Ring {
@@ -340,6 +366,9 @@ impl Ring {
         command.args(["--hold-every-ms", &reader.hold_every_ms.to_string()]);
         if reader.read_only {
             command.arg("--read-only");
+        }
+        if reader.durable {
+            command.args(["--cursor", reader.name]);
         }
         if drain {
             command.arg("--drain");
@@ -416,8 +445,8 @@ fn watch_reader(child: &mut Child, line: ReaderLine) -> Res<(ChildStdin, Receive
 }
 
 /// Runs one reader process until `lives` (pausing it at each hold, and
-/// after it, waiting for its verdict on the held payload) or its own end,
-/// and returns its line.
+/// after it, waiting for its verdict on the held payload; and now and then
+/// wherever it is) or its own end, and returns its line.
 fn supervise_reader(
     ring: &Ring,
     child: &mut Child,
@@ -428,8 +457,9 @@ fn supervise_reader(
     rng: &mut Rng,
 ) -> Res<ReaderLine> {
     let mut verdict_due: Option<Instant> = None;
+    let mut stop_at = Instant::now() + rng.millis(500, 4000);
     loop {
-        let until = verdict_due.unwrap_or(lives);
+        let until = verdict_due.unwrap_or(lives.min(stop_at));
         match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(Event::Holding(position)) => {
                 if !pause(ring, child, position, stops, rng)? {
@@ -443,6 +473,10 @@ fn supervise_reader(
             Err(RecvTimeoutError::Timeout) if verdict_due.is_some() => {
                 stops.failures.push(format!("no verdict on a held payload after {VERDICT_LIMIT:?}"));
                 break;
+            }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < lives => {
+                stop_anywhere(child, stops, rng)?;
+                stop_at = Instant::now() + rng.millis(500, 4000);
             }
             Ok(Event::Ended(mut line)) => {
                 let status = child.wait()?;
@@ -471,16 +505,12 @@ fn wait_for_end(events: &Receiver<Event>) -> Res<ReaderLine> {
 /// the ring moves on; then SIGCONTs it (`true`), or, one time in five,
 /// leaves it stopped for the caller to SIGKILL (`false`).
 fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut Rng) -> Res<bool> {
-    let pid = Pid::from_child(child);
-    rustix::process::kill_process(pid, Signal::STOP)?;
-    if let Err(why) = wait_until_stopped(child.id(), Duration::from_secs(5)) {
-        stops.failures.push(why);
-    }
+    let pid = stop(child, stops)?;
     stops.count += 1;
-    let (tail, files) = (ring.observer.tail_position(), segment_files(&ring.dir)?);
+    let (tail, recycled) = (ring.observer.tail_position(), ring.files_recycled.load(Ordering::Relaxed));
     std::thread::sleep(rng.millis(100, 3000));
     stops.segments_passed.push(ring.observer.tail_position().saturating_sub(tail) / SEGMENT);
-    stops.files_recycled.push(renamed(&files, &segment_files(&ring.dir)?));
+    stops.files_recycled.push(ring.files_recycled.load(Ordering::Relaxed) - recycled);
     if position < ring.observer.first_position() {
         stops.held_segment_deleted += 1;
     }
@@ -492,23 +522,41 @@ fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut
     Ok(true)
 }
 
-/// The segment files in `dir`: inode → name.
-fn segment_files(dir: &Path) -> std::io::Result<HashMap<u64, String>> {
+/// SIGSTOPs a reader wherever it is for 0.1-1 s, then SIGCONTs it.
+fn stop_anywhere(child: &Child, stops: &mut Stops, rng: &mut Rng) -> Res<()> {
+    let pid = stop(child, stops)?;
+    stops.anywhere += 1;
+    std::thread::sleep(rng.millis(100, 1000));
+    Ok(rustix::process::kill_process(pid, Signal::CONT)?)
+}
+
+/// SIGSTOPs a child and waits until it is stopped.
+fn stop(child: &Child, stops: &mut Stops) -> Res<Pid> {
+    let pid = Pid::from_child(child);
+    rustix::process::kill_process(pid, Signal::STOP)?;
+    if let Err(why) = wait_until_stopped(child.id(), Duration::from_secs(5)) {
+        stops.failures.push(why);
+    }
+    Ok(pid)
+}
+
+/// A file for as long as it exists: its inode and birth time (an inode
+/// number alone is soon reused by a new file).
+type FileId = (u64, std::time::SystemTime);
+
+/// The segment files in `dir`, by file.
+fn segment_files(dir: &Path) -> std::io::Result<HashMap<FileId, String>> {
     use std::os::unix::fs::DirEntryExt;
     let mut files = HashMap::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(backwater::segment::SUFFIX) {
-            files.insert(entry.ino(), name);
+        // A file gone between listing and stat was deleted: not a segment any more.
+        if let (true, Ok(metadata)) = (name.ends_with(backwater::segment::SUFFIX), entry.metadata()) {
+            let born = metadata.created().unwrap_or(std::time::UNIX_EPOCH);
+            files.insert((entry.ino(), born), name);
         }
     }
     Ok(files)
-}
-
-/// How many files of `before` are another segment in `after`: recycled.
-fn renamed(before: &HashMap<u64, String>, after: &HashMap<u64, String>) -> u64 {
-    after.iter().filter(|(ino, name)| before.get(ino).is_some_and(|old| old != *name)).count() as u64
 }
 
 /// Waits until `/proc` shows the process stopped (state `T`).
@@ -529,7 +577,7 @@ fn wait_until_stopped(pid: u32, limit: Duration) -> Result<(), String> {
 /// Reads a line on to the tail after the fleet has stopped (read-only,
 /// holding nothing), within `DRAIN_LIMIT`.
 fn drain(ring: &Ring, line: ReaderLine) -> Res<ReaderLine> {
-    let reader = Reader { read_only: true, hold_every_ms: 0, ..line.reader };
+    let reader = Reader { read_only: true, durable: false, hold_every_ms: 0, ..line.reader };
     let mut child = Reaped(ring.spawn_reader(reader, line.resume, true)?);
     let (_stdin, events) = watch_reader(&mut child.0, line)?;
     let ended = events.recv_timeout(DRAIN_LIMIT);
@@ -581,21 +629,29 @@ fn ring_config() -> Config {
 /// The recycling soak for `seconds` in `dir` (logs in `work`): `true` when
 /// it passed.
 pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
-    let first = Journal::open(dir, ring_config())?.first_position();
+    let first = {
+        let journal = Journal::open(dir, ring_config())?;
+        for reader in READERS.iter().filter(|r| r.durable) {
+            journal.consumer(reader.name)?;
+        }
+        journal.first_position()
+    };
     let ring = Ring {
         exe: std::env::current_exe()?,
         dir: dir.to_path_buf(),
         work: work.to_path_buf(),
         deadline: Instant::now() + Duration::from_secs(seconds),
         observer: Journal::open_read_only(dir)?,
+        files_recycled: AtomicU64::new(0),
     };
-    let (writers, readers) = std::thread::scope(|scope| {
+    let (writers, readers, watched) = std::thread::scope(|scope| {
         let ring = &ring;
         let supervise = |reader| scope.spawn(move || run_reader(ring, reader, first).map_err(|e| e.to_string()));
         let readers: Vec<_> = READERS.into_iter().map(supervise).collect();
+        let watched = scope.spawn(|| watch(ring));
         let writers = run_writers(ring);
         let joined = |r: std::thread::ScopedJoinHandle<'_, _>| r.join().map_err(|_| "a reader supervisor panicked");
-        (writers, readers.into_iter().map(joined).collect::<Vec<_>>())
+        (writers, readers.into_iter().map(joined).collect::<Vec<_>>(), watched.join())
     });
     let (committed, writer_processes, mut failures) = writers?;
     let mut lines = vec![];
@@ -613,6 +669,18 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
         stats.lost_bytes,
         stats.tail_position as f64 / (BUDGET_SEGMENTS * SEGMENT) as f64,
     );
+    let Watched { stalls, files_created } = watched.unwrap_or_default();
+    let files_recycled = ring.files_recycled.load(Ordering::Relaxed);
+    let longest = stalls.iter().max().copied().unwrap_or(0);
+    let over_a_second = stalls.iter().filter(|&&ms| ms > 1000).count();
+    println!("ring: segment files seen new {files_created}, recycled {files_recycled} (sampled every 10 ms)");
+    println!(
+        "ring: the tail stood still for more than 100 ms {} times ({over_a_second} over 1 s), longest {longest} ms",
+        stalls.len()
+    );
+    if longest > STALL_LIMIT.as_millis() as u64 {
+        failures.push(format!("the tail stood still for {longest} ms"));
+    }
     let accounts: Vec<_> = lines.iter().map(|(line, _)| account(line, &committed)).collect();
     for ((line, stops), account) in lines.iter().zip(&accounts) {
         failures.extend(report_line(line, stops, account));
@@ -642,6 +710,41 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
     Ok(failures.is_empty())
 }
 
+/// What the watcher saw of the ring while the soak ran.
+#[derive(Default)]
+struct Watched {
+    /// Each time the tail stood still longer than 100 ms: how long, in ms.
+    stalls: Vec<u64>,
+    /// Segment files that appeared new (recycled ones: `Ring::files_recycled`).
+    files_created: u64,
+}
+
+/// Samples the tail and the segment files every 10 ms until the deadline;
+/// a file seen before under another segment's name was recycled.
+fn watch(ring: &Ring) -> Watched {
+    let mut watched = Watched::default();
+    let (mut tail, mut since) = (ring.observer.tail_position(), Instant::now());
+    let mut files_seen = HashMap::new();
+    while Instant::now() < ring.deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = ring.observer.tail_position();
+        if now != tail {
+            if since.elapsed() > Duration::from_millis(100) {
+                watched.stalls.push(since.elapsed().as_millis() as u64);
+            }
+            (tail, since) = (now, Instant::now());
+        }
+        for (file, name) in segment_files(&ring.dir).unwrap_or_default() {
+            match files_seen.insert(file, name.clone()) {
+                None => watched.files_created += 1,
+                Some(old) if old != name => drop(ring.files_recycled.fetch_add(1, Ordering::Relaxed)),
+                Some(_) => {}
+            }
+        }
+    }
+    watched
+}
+
 /// `min/median/max` of some counts.
 fn spread(counts: &[u64]) -> String {
     let mut sorted = counts.to_vec();
@@ -668,10 +771,11 @@ fn report_line(line: &ReaderLine, stops: &Stops, account: &Account) -> Vec<Strin
         line.moved.len(),
     );
     println!(
-        "ring {name}: stops {} (SIGKILLed while stopped {}), per stop segments appended {} and files recycled {}, \
+        "ring {name}: stops holding a record {} (SIGKILLed while stopped {}), elsewhere {}; per stop segments appended {} and files recycled {}, \
          held record's segment left the ring in {}; held payloads checked {} changed {}",
         stops.count,
         stops.killed_while_stopped,
+        stops.anywhere,
         spread(&stops.segments_passed),
         spread(&stops.files_recycled),
         stops.held_segment_deleted,
