@@ -11,11 +11,12 @@
 //! payload again, byte by volatile byte, and says whether it changed. Readers
 //! are also stopped for 0.1-1 s at arbitrary points, and every process is
 //! SIGKILLed and restarted at random; a reader resumes where the last of its
-//! line said it was (the durable one at its cursor). At the end each reader line is drained
-//! to the tail, and then every record a publisher reported committed must
-//! have been read by every line at the position reported, or lie in a range
-//! the line was told it lost (`Error::Lost`); no held payload may have
-//! changed, no payload may fail its check, and `verify` must be clean.
+//! line said it was (the durable one at its cursor). At the end each reader
+//! line is drained to the tail, and then every record a publisher reported
+//! committed must have been read by every line at the position reported, or
+//! lie in a range the line was told it lost (`Error::Lost`); no held payload
+//! may have changed, no payload may fail its check, the tail may not have
+//! stood still for long, and `verify` must be clean.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Write};
@@ -86,11 +87,11 @@ pub struct ReadArgs {
     drain: bool,
 }
 
-/// Reads from `--from` (or the cursor), printing per record `r POSITION NEXT ID SEQ` (or
-/// `bad POSITION NEXT WHY` when the payload fails its check), `lost FROM TO`
-/// per `Error::Lost`, and around a hold `holding POSITION` then `held
-/// POSITION same|changed`; any other error is printed as `error WHY` and
-/// ends the process.
+/// Reads from `--from` (or the cursor), printing per record `r POSITION
+/// NEXT ID SEQ` (or `bad POSITION NEXT WHY` when the payload fails its
+/// check), `lost FROM TO` per `Error::Lost`, and around a hold `holding
+/// POSITION` then `held POSITION same|changed`; any other error is printed
+/// as `error WHY` and ends the process.
 pub fn read(args: ReadArgs) -> Res<()> {
     let journal =
         if args.read_only { Journal::open_read_only(&args.dir)? } else { Journal::open(&args.dir, Config::default())? };

@@ -214,6 +214,15 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// No process outlives a scenario that gave up on an error.
+    fn drop(&mut self) {
+        while !self.children.is_empty() {
+            self.kill(0);
+        }
+    }
+}
+
 /// The evict scenario for `seconds` in `dir` (logs in `work`): `true` when
 /// it passed.
 fn run_evict(seconds: u64, budget_mib: u64, dir: &Path, work: &Path) -> Res<bool> {
