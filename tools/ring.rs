@@ -44,11 +44,13 @@ const READERS: [Reader; 3] = [
     Reader { name: "read-write", read_only: false, durable: false, hold_every_ms: 3000 },
     Reader { name: "cursor", read_only: false, durable: true, hold_every_ms: 2000 },
 ];
-/// The longest the tail may stand still while the soak runs. A reader
-/// process stopped while its housekeeper holds the journal lock stalls the
-/// publisher for the whole stop (up to 3 s here; see
+/// The longest the tail may stand still while the soak runs. A read-write
+/// reader process stopped while its housekeeper holds the journal lock
+/// stalls the publisher for the whole stop (up to 3 s here; see
 /// `tests/soak_findings.rs`); longer is a wedge.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// The longest the tail may stand still while no read-write reader is stopped.
+const UNEXPLAINED_STALL_LIMIT: Duration = Duration::from_secs(2);
 /// The longest a drain to the tail may take: a reader that never gets
 /// there is wedged.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -336,7 +338,30 @@ struct Stops {
     files_recycled: Vec<u64>,
     /// Stops during which the held record's segment left the ring.
     held_segment_deleted: u64,
+    /// When the reader was stopped, every time.
+    spans: Vec<Span>,
     failures: Vec<String>,
+}
+
+/// A stretch of time.
+#[derive(Clone, Copy)]
+struct Span {
+    from: Instant,
+    to: Instant,
+}
+
+impl Span {
+    fn since(from: Instant) -> Span {
+        Span { from, to: Instant::now() }
+    }
+
+    fn len(&self) -> Duration {
+        self.to.saturating_duration_since(self.from)
+    }
+
+    fn overlap(&self, other: &Span) -> Duration {
+        self.to.min(other.to).saturating_duration_since(self.from.max(other.from))
+    }
 }
 
 /// Where the soak runs, shared by its supervisors.
@@ -380,11 +405,12 @@ impl Ring {
 
 /// The exclusive publisher's supervisor: one writer process after another,
 /// each SIGKILLed after 1-5 s, until the deadline.
-fn run_writers(ring: &Ring) -> Res<(Committed, u64, Vec<String>)> {
+fn run_writers(ring: &Ring) -> Res<(Committed, Vec<Instant>, Vec<String>)> {
     let (mut committed, mut rng, mut failures) = (Committed::default(), Rng::from_entropy(), vec![]);
-    let mut id = 0;
+    let (mut id, mut starts) = (0, vec![]);
     while Instant::now() < ring.deadline {
         id += 1;
+        starts.push(Instant::now());
         let mut command = writer_command(&ring.exe, &ring.dir, id);
         command.args(["--exclusive", "--rate", RATE, "--size", "24", "--max-size", MAX_RECORD]);
         command.args(["--segment-size", &SEGMENT.to_string()]);
@@ -403,7 +429,7 @@ fn run_writers(ring: &Ring) -> Res<(Committed, u64, Vec<String>)> {
             }
         }
     }
-    Ok((committed, u64::from(id), failures))
+    Ok((committed, starts, failures))
 }
 
 fn kill(child: &mut Child) {
@@ -506,7 +532,7 @@ fn wait_for_end(events: &Receiver<Event>) -> Res<ReaderLine> {
 /// the ring moves on; then SIGCONTs it (`true`), or, one time in five,
 /// leaves it stopped for the caller to SIGKILL (`false`).
 fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut Rng) -> Res<bool> {
-    let pid = stop(child, stops)?;
+    let (pid, stopped) = (stop(child, stops)?, Instant::now());
     stops.count += 1;
     let (tail, recycled) = (ring.observer.tail_position(), ring.files_recycled.load(Ordering::Relaxed));
     std::thread::sleep(rng.millis(100, 3000));
@@ -515,6 +541,7 @@ fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut
     if position < ring.observer.first_position() {
         stops.held_segment_deleted += 1;
     }
+    stops.spans.push(Span::since(stopped));
     if rng.below(5) == 0 {
         stops.killed_while_stopped += 1;
         return Ok(false);
@@ -525,9 +552,10 @@ fn pause(ring: &Ring, child: &Child, position: u64, stops: &mut Stops, rng: &mut
 
 /// SIGSTOPs a reader wherever it is for 0.1-1 s, then SIGCONTs it.
 fn stop_anywhere(child: &Child, stops: &mut Stops, rng: &mut Rng) -> Res<()> {
-    let pid = stop(child, stops)?;
+    let (pid, stopped) = (stop(child, stops)?, Instant::now());
     stops.anywhere += 1;
     std::thread::sleep(rng.millis(100, 1000));
+    stops.spans.push(Span::since(stopped));
     Ok(rustix::process::kill_process(pid, Signal::CONT)?)
 }
 
@@ -654,7 +682,8 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
         let joined = |r: std::thread::ScopedJoinHandle<'_, _>| r.join().map_err(|_| "a reader supervisor panicked");
         (writers, readers.into_iter().map(joined).collect::<Vec<_>>(), watched.join())
     });
-    let (committed, writer_processes, mut failures) = writers?;
+    let (committed, writer_starts, mut failures) = writers?;
+    let writer_processes = writer_starts.len();
     let mut lines = vec![];
     for reader in readers {
         let (line, stops) = reader??;
@@ -672,16 +701,8 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
     );
     let Watched { stalls, files_created } = watched.unwrap_or_default();
     let files_recycled = ring.files_recycled.load(Ordering::Relaxed);
-    let longest = stalls.iter().max().copied().unwrap_or(0);
-    let over_a_second = stalls.iter().filter(|&&ms| ms > 1000).count();
     println!("ring: segment files seen new {files_created}, recycled {files_recycled} (sampled every 10 ms)");
-    println!(
-        "ring: the tail stood still for more than 100 ms {} times ({over_a_second} over 1 s), longest {longest} ms",
-        stalls.len()
-    );
-    if longest > STALL_LIMIT.as_millis() as u64 {
-        failures.push(format!("the tail stood still for {longest} ms"));
-    }
+    failures.extend(report_stalls(&stalls, &lines, &writer_starts));
     let accounts: Vec<_> = lines.iter().map(|(line, _)| account(line, &committed)).collect();
     for ((line, stops), account) in lines.iter().zip(&accounts) {
         failures.extend(report_line(line, stops, account));
@@ -714,8 +735,8 @@ pub fn run(seconds: u64, dir: &Path, work: &Path) -> Res<bool> {
 /// What the watcher saw of the ring while the soak ran.
 #[derive(Default)]
 struct Watched {
-    /// Each time the tail stood still longer than 100 ms: how long, in ms.
-    stalls: Vec<u64>,
+    /// Each time the tail stood still longer than 100 ms.
+    stalls: Vec<Span>,
     /// Segment files that appeared new (recycled ones: `Ring::files_recycled`).
     files_created: u64,
 }
@@ -731,7 +752,7 @@ fn watch(ring: &Ring) -> Watched {
         let now = ring.observer.tail_position();
         if now != tail {
             if since.elapsed() > Duration::from_millis(100) {
-                watched.stalls.push(since.elapsed().as_millis() as u64);
+                watched.stalls.push(Span::since(since));
             }
             (tail, since) = (now, Instant::now());
         }
@@ -744,6 +765,52 @@ fn watch(ring: &Ring) -> Watched {
         }
     }
     watched
+}
+
+/// Prints how long the tail stood still, and how much of it a stopped
+/// read-write reader explains (it may hold the journal lock); returns what
+/// makes the soak fail.
+fn report_stalls(stalls: &[Span], lines: &[(ReaderLine, Stops)], writer_starts: &[Instant]) -> Vec<String> {
+    let read_write_stops: Vec<Span> =
+        lines.iter().filter(|(line, _)| !line.reader.read_only).flat_map(|(_, stops)| stops.spans.clone()).collect();
+    let stopped_during = |stall: &Span| read_write_stops.iter().map(|stop| stop.overlap(stall)).sum::<Duration>();
+    let unexplained = |stall: &&Span| stopped_during(stall) < stall.len() / 2;
+    let long: Vec<&Span> = stalls.iter().filter(|stall| stall.len() > Duration::from_secs(1)).collect();
+    let longest = stalls.iter().map(Span::len).max().unwrap_or_default();
+    let longest_unexplained = stalls.iter().filter(unexplained).map(Span::len).max().unwrap_or_default();
+    println!(
+        "ring: the tail stood still over 100 ms {} times, over 1 s {} times ({} of them with read-write readers \
+         stopped for half of it or more); longest {} ms, longest otherwise {} ms",
+        stalls.len(),
+        long.len(),
+        long.iter().filter(|stall| !unexplained(stall)).count(),
+        longest.as_millis(),
+        longest_unexplained.as_millis(),
+    );
+    let mut failures = vec![];
+    if longest > STALL_LIMIT {
+        failures.push(format!("the tail stood still for {} ms", longest.as_millis()));
+    }
+    for stall in stalls.iter().filter(unexplained).filter(|stall| stall.len() > UNEXPLAINED_STALL_LIMIT) {
+        failures.push(describe_stall(stall, lines, writer_starts));
+    }
+    failures
+}
+
+/// What went on while the tail stood still: writer starts and reader stops.
+fn describe_stall(stall: &Span, lines: &[(ReaderLine, Stops)], writer_starts: &[Instant]) -> String {
+    let starts = writer_starts.iter().filter(|&&at| at >= stall.from && at <= stall.to).count();
+    let mut stopped = vec![];
+    for (line, stops) in lines {
+        let overlap: Duration = stops.spans.iter().map(|stop| stop.overlap(stall)).sum();
+        stopped.push(format!("{} {} ms", line.reader.name, overlap.as_millis()));
+    }
+    format!(
+        "the tail stood still for {} ms with no read-write reader stopped for half of it \
+         (writer processes started meanwhile {starts}; readers stopped {})",
+        stall.len().as_millis(),
+        stopped.join(", ")
+    )
 }
 
 /// `min/median/max` of some counts.
