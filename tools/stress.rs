@@ -2,14 +2,17 @@
 //! `tools/soak`, `tools/mp-bench`) spawn, kill and count.
 //!
 //! `write DIR --id N --count C`: appends C records `(id, seq, monotonic ns)`
-//! padded to `--size`, printing `committed SEQ` every `--report` records
-//! (only after those records' `append` returned), and its rate on stderr;
-//! `--exclusive` appends through an `ExclusivePublisher`.
+//! padded to `--size` (up to `--max-size`) and checksummed (`payload.rs`),
+//! printing `committed SEQ` every `--report` records (only after those
+//! records' `append` returned), and its rate on stderr; `--exclusive`
+//! appends through an `ExclusivePublisher`.
 //!
 //! `follow DIR`: reads from the start (a read-write handle, so it unblocks
 //! holes left by dead claimers) and prints `ID SEQ` per record until it
 //! reads the sentinel record `END`; then prints on stderr the record count,
 //! the longest stall behind the tail, and publish→receive latency percentiles.
+//!
+//! `consume`, `read`: the consumer and reader processes of `soak`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 use backwater::{Config, Journal};
 use clap::{Parser, Subcommand};
 
+mod payload;
+mod ring;
 mod soak;
 
 #[derive(Parser)]
@@ -36,9 +41,12 @@ enum Command {
         id: u32,
         #[arg(long)]
         count: u64,
-        /// Payload bytes per record (at least 20)
+        /// Payload bytes per record (at least 24)
         #[arg(long, default_value = "64")]
         size: usize,
+        /// Vary the record length from `--size` up to this (a function of the seq)
+        #[arg(long)]
+        max_size: Option<usize>,
         /// Print `committed SEQ` every this many records
         #[arg(long, default_value = "100")]
         report: u64,
@@ -74,6 +82,9 @@ enum Command {
         #[arg(long, default_value = "0")]
         delay_us: u64,
     },
+    /// Read with an anonymous consumer from a position, checking every
+    /// payload, holding a record now and then (the ring soak's reader)
+    Read(ring::ReadArgs),
     /// The soak: publishers and consumers killed at random for a while, then
     /// every accepted record accounted for
     Soak(soak::SoakArgs),
@@ -95,6 +106,7 @@ fn main() -> ExitCode {
             id,
             count,
             size,
+            max_size,
             report,
             segment_size,
             threads,
@@ -103,8 +115,10 @@ fn main() -> ExitCode {
             positions,
             exclusive,
         } => {
-            let spec =
-                WriteSpec { id, count, size: size.max(20), report, threads: threads.max(1) as u64, rate, positions };
+            let size = size.max(payload::MIN_LEN);
+            let max_size = max_size.unwrap_or(size).max(size);
+            let threads = threads.max(1) as u64;
+            let spec = WriteSpec { id, count, size, max_size, report, threads, rate, positions };
             if exclusive {
                 write_exclusive(&dir, segment_size, spec).map_err(Into::into)
             } else {
@@ -114,6 +128,7 @@ fn main() -> ExitCode {
         Command::Consume { dir, name, log, delay_us } => {
             soak::consume(&dir, &name, &log, Duration::from_micros(delay_us))
         }
+        Command::Read(args) => ring::read(args),
         Command::Soak(args) => soak::run(args),
         Command::Follow { dir, unblock_timeout_ms, quiet } => {
             follow(&dir, Duration::from_millis(unblock_timeout_ms), quiet).map_err(Into::into)
@@ -147,6 +162,7 @@ struct WriteSpec {
     id: u32,
     count: u64,
     size: usize,
+    max_size: usize,
     report: u64,
     threads: u64,
     rate: Option<f64>,
@@ -192,9 +208,8 @@ fn write_records(
     started: Instant,
     mut append: impl FnMut(&[u8]) -> backwater::Result<u64>,
 ) -> backwater::Result<()> {
-    let WriteSpec { id, count, size, report, threads, rate, positions } = spec;
-    // Not zeroes past the numbers: a torn record must look like garbage, not like free space.
-    let mut record = vec![0xA5u8; size];
+    let WriteSpec { id, count, size, max_size, report, threads, rate, positions } = spec;
+    let mut record = vec![0u8; max_size];
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let first = count * thread / threads;
     let last = count * (thread + 1) / threads;
@@ -203,10 +218,9 @@ fn write_records(
             let due = started + Duration::from_secs_f64((seq - first) as f64 * threads as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        record[..4].copy_from_slice(&id.to_le_bytes());
-        record[4..12].copy_from_slice(&seq.to_le_bytes());
-        record[12..20].copy_from_slice(&monotonic_ns().to_le_bytes());
-        let position = append(&record)?;
+        let record = &mut record[..payload::len_of(seq, size, max_size)];
+        payload::encode(record, id, seq, monotonic_ns());
+        let position = append(record)?;
         if positions {
             let _ = writeln!(out, "c {seq} {position}");
         }
