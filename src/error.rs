@@ -60,6 +60,9 @@ pub enum Error {
     /// The journal has handed out every position its tail word can hold
     /// (2^56 bytes); it takes no more records.
     PositionsExhausted { path: PathBuf, position: u64 },
+    /// The journal lock has been held by another process for too long (one
+    /// stopped while holding it): room could not be made now.
+    JournalBusy { path: PathBuf },
     /// The record at `position` was committed (readers see it) but the msync
     /// that `Flush::Always` asks for failed: do not append it again; it may
     /// not survive a power loss.
@@ -164,6 +167,12 @@ impl std::fmt::Display for Error {
             Error::PositionsExhausted { path, position } => {
                 write!(f, "{} has used every position up to {position}: create a new journal", path.display())
             }
+            Error::JournalBusy { path } => write!(
+                f,
+                "{}'s journal lock is held by a process that does not let go (stopped?); \
+                 see `backwater info` for its processes",
+                path.display()
+            ),
             Error::CommittedNotFlushed { position, source } => write!(
                 f,
                 "the record at position {position} was committed but not flushed ({source}); \

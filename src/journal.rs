@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Limits};
 use crate::consumer::Consumer;
@@ -26,6 +26,11 @@ use crate::writers::WriterLock;
 use crate::{housekeeper, process, recovery, retention};
 
 pub(crate) const LOCK_FILE: &str = "journal.lock";
+
+/// How long a publisher's path waits for the journal lock before it counts
+/// as stuck (its holders otherwise keep it for a retention pass: at most a
+/// few directory syncs).
+const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
 /// Distinguishes handles in the publishers' thread-local segment cache.
 static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
@@ -123,6 +128,8 @@ pub(crate) struct Inner {
     /// The publisher lock of this handle's live `Publisher`s, if any.
     pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
     lock_file: Option<Mutex<File>>,
+    /// Set when `lock_for_publisher` waited `LOCK_PATIENCE` in vain.
+    lock_stuck: AtomicBool,
     /// This handle's hold on the writers' lock (writable handles only): how
     /// other openers know a writer is alive.
     writer_lock: Option<WriterLock>,
@@ -488,6 +495,7 @@ impl Inner {
             segment_creation: Mutex::new(()),
             publisher_group: Mutex::new(std::sync::Weak::new()),
             lock_file: lock,
+            lock_stuck: AtomicBool::new(false),
             writer_lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
@@ -507,6 +515,41 @@ impl Inner {
 
     pub fn require_writable(&self) -> Result<()> {
         if self.writable() { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
+    }
+
+    /// The journal lock for work on a publisher's path (making room,
+    /// creating a segment): waits at most `LOCK_PATIENCE` for it, and not at
+    /// all once it was found stuck (held that long: a process stopped while
+    /// holding it, by SIGSTOP or a debugger), until it is free again. So a
+    /// publisher never blocks on another process; the caller turns
+    /// `Error::JournalBusy` into back-pressure.
+    pub fn lock_for_publisher(&self) -> Result<JournalLock<'_>> {
+        let Some(lock) = &self.lock_file else { return Err(Error::ReadOnly { path: self.dir.clone() }) };
+        let patience = if self.lock_stuck.load(Ordering::Acquire) { Duration::ZERO } else { LOCK_PATIENCE };
+        let deadline = Instant::now() + patience;
+        let mut idle = crate::idle::Idle::default();
+        loop {
+            let file = match lock.try_lock() {
+                Ok(file) => Some(file),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(file) = file {
+                match rustix::fs::flock(&*file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => {
+                        self.lock_stuck.store(false, Ordering::Release);
+                        return Ok(JournalLock { file });
+                    }
+                    Err(rustix::io::Errno::WOULDBLOCK) => {}
+                    Err(e) => return Err(Error::io(self.dir.join(LOCK_FILE), "flock", e.into())),
+                }
+            }
+            if Instant::now() >= deadline {
+                self.lock_stuck.store(true, Ordering::Release);
+                return Err(Error::JournalBusy { path: self.dir.clone() });
+            }
+            idle.idle(Some(deadline));
+        }
     }
 
     /// Takes the journal lock (this process's mutex, then `flock`).
@@ -560,7 +603,13 @@ impl Inner {
             return Ok(segment);
         }
         let rebuilt = retention::rebuilt_spare(self, index);
-        let _guard = self.lock()?;
+        let _guard = match self.lock_for_publisher() {
+            Ok(guard) => guard,
+            Err(busy) => {
+                rebuilt.into_iter().for_each(|spare| retention::return_spare(self, spare));
+                return Err(busy);
+            }
+        };
         if let Err(no_room) = retention::check_room_for_segment(self, index, rebuilt.is_some()) {
             rebuilt.into_iter().for_each(|spare| retention::return_spare(self, spare));
             return Err(no_room);

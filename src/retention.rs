@@ -255,7 +255,7 @@ fn raise_level(inner: &Inner, level: Level) {
 /// errors are returned as they are.
 pub(crate) fn rotation_failed(inner: &Inner, error: Error) -> Result<(), OfferError> {
     let full = match &error {
-        Error::BackPressured { .. } => true,
+        Error::BackPressured { .. } | Error::JournalBusy { .. } => true,
         Error::Io { source, .. } => {
             source.kind() == std::io::ErrorKind::StorageFull || source.raw_os_error() == Some(28)
         }
@@ -277,7 +277,7 @@ pub(crate) fn rotation_failed(inner: &Inner, error: Error) -> Result<(), OfferEr
 /// Applies the dropping policy to the oldest segment if it is not the tail's:
 /// `true` if one went.
 fn drop_oldest_segment(inner: &Inner) -> Result<bool, OfferError> {
-    let _guard = inner.lock()?;
+    let Ok(_guard) = inner.lock_for_publisher() else { return Ok(false) };
     let size = inner.segment_size();
     let oldest = segment::list(&inner.dir, size)?.first().copied();
     match oldest {
@@ -526,7 +526,8 @@ pub(crate) fn remove_spares(inner: &Inner) {
 
 /// Applies `DropOldest` or `EvictSlowest` until fill is below `resume`.
 fn make_room(inner: &Inner) -> Result<(), OfferError> {
-    let guard = inner.lock()?;
+    // Busy: no room now; the caller reports back-pressure.
+    let Ok(guard) = inner.lock_for_publisher() else { return Ok(()) };
     let limits = inner.meta.limits();
     let size = inner.segment_size();
     // Walk the files that exist, oldest first: positions come from a shared
