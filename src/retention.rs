@@ -274,10 +274,20 @@ pub(crate) fn rotation_failed(inner: &Inner, error: Error) -> Result<(), OfferEr
     Err(OfferError::BackPressured { fill: fill.ratio(), capacity: fill.capacity })
 }
 
+/// The journal lock for a publisher's path, or `None` while another process
+/// holds it stuck (`Error::JournalBusy`); other errors are errors.
+fn lock_unless_stuck(inner: &Inner) -> Result<Option<crate::journal::JournalLock<'_>>> {
+    match inner.lock_for_publisher() {
+        Ok(guard) => Ok(Some(guard)),
+        Err(Error::JournalBusy { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
 /// Applies the dropping policy to the oldest segment if it is not the tail's:
 /// `true` if one went.
 fn drop_oldest_segment(inner: &Inner) -> Result<bool, OfferError> {
-    let Ok(_guard) = inner.lock_for_publisher() else { return Ok(false) };
+    let Some(_guard) = lock_unless_stuck(inner)? else { return Ok(false) };
     let size = inner.segment_size();
     let oldest = segment::list(&inner.dir, size)?.first().copied();
     match oldest {
@@ -306,7 +316,7 @@ pub(crate) fn check_room_for_segment(inner: &Inner, index: u64, from_spare: bool
     // (Retired files do not count here: each is a deleted segment that one
     // reader still maps, at most one per reader; counting them would let
     // idle readers shrink a ring to nothing.)
-    let spares = paths_named(&inner.dir, SPARE_PREFIX)?.len() as u64;
+    let spares = spare_paths(&inner.dir)?.len() as u64;
     let spares = spares.saturating_sub(u64::from(from_spare));
     let files = index - first_index + 1 + spares;
     // Two segments at least (the tail's and the next), the budget at most:
@@ -526,8 +536,8 @@ pub(crate) fn remove_spares(inner: &Inner) {
 
 /// Applies `DropOldest` or `EvictSlowest` until fill is below `resume`.
 fn make_room(inner: &Inner) -> Result<(), OfferError> {
-    // Busy: no room now; the caller reports back-pressure.
-    let Ok(guard) = inner.lock_for_publisher() else { return Ok(()) };
+    // Stuck: no room now; the caller reports back-pressure.
+    let Some(guard) = lock_unless_stuck(inner)? else { return Ok(()) };
     let limits = inner.meta.limits();
     let size = inner.segment_size();
     // Walk the files that exist, oldest first: positions come from a shared
