@@ -121,9 +121,14 @@ impl Publisher {
         self.check_len(payload.len())?;
         let aligned = frame::aligned_frame_len(payload.len());
         let word = claimed_word(priority, payload.len(), self.owner());
+        // Computed before the claim, so that the time between claiming and
+        // committing (the window others may wait on) is only the copy.
+        let crc = frame::crc(payload);
         loop {
             let claimed = self.claim_range(priority, aligned)?;
-            if with_segment(self.inner.arc(), claimed.index, |segment| write_frame(segment, claimed, word, payload))? {
+            if with_segment(self.inner.arc(), claimed.index, |segment| {
+                write_frame(segment, claimed, word, crc, payload)
+            })? {
                 self.committed(claimed, aligned, 1)?;
                 return Ok(claimed.position);
             }
@@ -435,8 +440,8 @@ pub(crate) fn header_fields(position: u64, crc: u32) -> [u8; HEADER_LEN - 8] {
 /// Writes and commits one frame; `false` if an unblocker took the range over
 /// (the caller claims again: the record was not appended).
 #[inline]
-fn write_frame(segment: &Segment, at: Claimed, word: Word0, payload: &[u8]) -> bool {
-    if !write_claim_header(segment, at, word, frame::crc(payload)) {
+fn write_frame(segment: &Segment, at: Claimed, word: Word0, crc: u32, payload: &[u8]) -> bool {
+    if !write_claim_header(segment, at, word, crc) {
         return false;
     }
     segment.file().write(at.offset + HEADER_LEN, payload);
@@ -452,7 +457,7 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
         let payload = record.as_ref();
         let word = claimed_word(Priority::Normal, payload.len(), owner);
         if written == records.len() {
-            if !write_frame(segment, at, word, payload) {
+            if !write_frame(segment, at, word, frame::crc(payload), payload) {
                 written = index;
             }
         } else if write_claim_header(segment, at, word, 0) {
