@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN};
+use crate::handle::Handle;
 use crate::idle::Idle;
-use crate::journal::{Inner, Shared};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
+use crate::state::JournalState;
 use crate::{Flush, Priority};
 
 /// One record, borrowed from the mapped segment (zero-copy).
@@ -76,7 +77,7 @@ pub enum Seek {
 /// A named consumer's position lives in a durable cursor: `commit` persists
 /// it, and a new `Journal::consumer` with the same name resumes there.
 pub struct Consumer {
-    inner: Shared,
+    inner: Handle,
     cursor: Option<CursorFile>,
     /// Held by a writable named consumer: one writer per cursor.
     _writer: Option<WriterLock>,
@@ -86,7 +87,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn named(inner: Shared, name: &str, create: bool) -> Result<Consumer> {
+    pub(crate) fn named(inner: Handle, name: &str, create: bool) -> Result<Consumer> {
         let cursor = inner.open_cursor(name, create)?;
         let writer = if inner.writable() { Some(cursor::lock_writer(cursor.path(), name)?) } else { None };
         let mut position = cursor.position();
@@ -116,7 +117,7 @@ impl Consumer {
         Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None })
     }
 
-    pub(crate) fn anonymous(inner: Shared) -> Consumer {
+    pub(crate) fn anonymous(inner: Handle) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
         Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None }
     }
@@ -357,7 +358,7 @@ impl Consumer {
         Self::check_boundary(&self.inner, position, first).map(drop)
     }
 
-    fn check_boundary(inner: &Inner, position: u64, first: u64) -> Result<u64> {
+    fn check_boundary(inner: &JournalState, position: u64, first: u64) -> Result<u64> {
         let tail = inner.meta.tail_position();
         let size = inner.segment_size();
         let refuse = |reason: String| Err(Error::NotAFrameBoundary { position, reason });
@@ -414,7 +415,7 @@ impl Consumer {
 /// At an uncommitted frame: `true` if it was turned into padding (read on),
 /// `false` to stop and wait (the end of the data, or a hole not yet old enough).
 fn unblock(
-    inner: &Inner,
+    inner: &JournalState,
     segment: &Segment,
     position: u64,
     claimed: Option<usize>,
@@ -450,7 +451,7 @@ fn unblock(
 /// A claimer died before publishing its claim: take over every untouched slot
 /// up to the next claimed or committed frame (so a claimer that was only
 /// stalled fails and claims again), then make the run one padding frame.
-fn pad_empty(inner: &Inner, segment: &Segment, offset: usize) -> bool {
+fn pad_empty(inner: &JournalState, segment: &Segment, offset: usize) -> bool {
     let size = inner.segment_size();
     let tail = inner.meta.tail_position();
     let limit = if tail / size == segment.index { (tail % size) as usize } else { size as usize };

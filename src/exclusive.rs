@@ -13,26 +13,27 @@
 //! never a hole below the tail for an unblocker to pad, and a frame it died
 //! writing lies past the tail: the next publisher settles it
 //! (`recovery::settle_tail`). Both facts make the segments it wrote alone
-//! safe to recycle once consumed (`retention::Recycling`).
+//! safe to recycle once consumed (`window`, `state::Recycling`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal};
 use crate::error::{Error, OfferError, Result};
+use crate::frame::Word0;
 use crate::frame::{self, HEADER_LEN};
-use crate::journal::Shared;
+use crate::handle::Handle;
 use crate::meta::TailCodec;
-use crate::publisher::{committed_not_flushed, committed_word, count_refusal, header_fields, wait_after_refusal};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
-use crate::{Priority, retention};
+use crate::{Priority, retention, window};
 
 /// The only publisher of a journal while it lives (`Journal::exclusive_publisher`).
 ///
 /// `Send`, not `Clone`: appends take `&mut self`. The same back-pressure
 /// contract as `Publisher`: `offer` never blocks, `append` waits.
 pub struct ExclusivePublisher {
-    inner: Shared,
+    inner: Handle,
     codec: TailCodec,
     /// The tail's segment and the offset of the next frame in it.
     segment: Arc<Segment>,
@@ -45,17 +46,17 @@ pub struct ExclusivePublisher {
 }
 
 impl ExclusivePublisher {
-    pub(crate) fn new(inner: Shared) -> Result<ExclusivePublisher> {
+    pub(crate) fn new(inner: Handle) -> Result<ExclusivePublisher> {
         let lock = PublisherLock::acquire(&inner, Mode::Exclusive)?;
         let codec = inner.meta.tail;
         let (index, offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
-        let segment = inner.write_segment(index)?;
+        let segment = window::write_segment(&inner, index)?;
         let owner = inner.owner_tag();
         let segment_len = inner.segment_size() as usize;
         let offset = (offset as usize).min(segment_len);
         let appended = inner.meta.appended().load(Ordering::Acquire);
         // Segments after this one will hold our frames alone: recyclable.
-        if let Ok(mut recycling) = inner.recycling.lock() {
+        if let Some(mut recycling) = inner.recycling() {
             recycling.from_index = Some(index + 1);
         }
         Ok(ExclusivePublisher { inner, codec, segment, offset, segment_len, owner, appended, _lock: lock })
@@ -109,9 +110,9 @@ impl ExclusivePublisher {
         }
         let aligned = frame::aligned_frame_len(payload.len());
         let position = self.room_for(priority, aligned)?;
-        let word = committed_word(priority, payload.len(), self.owner);
+        let word = Word0::data(priority, payload.len(), self.owner);
         let (segment, offset) = (&self.segment, self.offset);
-        let fields = header_fields(position, frame::crc(payload));
+        let fields = frame::header_fields(position, frame::now_ns(), frame::crc(payload));
         let file = segment.file();
         // SAFETY: `room_for` made `offset + aligned <= segment_len`, which is
         // the mapping's length (segments are exactly that long), and `aligned`
@@ -164,7 +165,7 @@ impl ExclusivePublisher {
             self.offset = size;
             meta.raw_tail().store(self.codec.pack(index, size as u64), Ordering::Release);
         }
-        let next = match self.inner.write_segment(index + 1) {
+        let next = match window::write_segment(&self.inner, index + 1) {
             Ok(next) => next,
             // `Ok` when room was made: the caller's loop rotates again.
             Err(error) => return retention::rotation_failed(&self.inner, error),
@@ -181,11 +182,11 @@ impl Drop for ExclusivePublisher {
     fn drop(&mut self) {
         // Every frame is committed and the tail word is past it: nothing to
         // settle. (The lock itself is released right after, with `_lock`.)
-        if let Ok(mut recycling) = self.inner.recycling.lock() {
+        if let Some(mut recycling) = self.inner.recycling() {
             recycling.from_index = None;
         }
         // Nothing recycles them any more: give their disk back.
-        retention::remove_spares(&self.inner);
+        window::remove_spares(&self.inner);
         self.inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
 }

@@ -35,6 +35,9 @@ pub const CRC_OFFSET: usize = 24;
 pub const TYPE_DATA: u8 = 1;
 /// Frame type: filler that consumers skip (segment tails, abandoned claims).
 pub const TYPE_PADDING: u8 = 2;
+/// Frame type of a slot an unblocker has taken over (see [`cover`]). Only
+/// ever found inside a padding frame's body, never where a reader looks.
+pub const TYPE_COVERED: u8 = 3;
 
 const FLAG_PRIORITY_LOW: u8 = 0b0000_0001;
 
@@ -90,11 +93,37 @@ impl Word0 {
     pub const fn padding(length: usize) -> Word0 {
         Word0 { length: length as i32, frame_type: TYPE_PADDING, flags: 0, owner: 0 }
     }
+
+    /// The word of a committed data frame of `payload_len` bytes.
+    #[inline]
+    pub const fn data(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+        Word0 {
+            length: (HEADER_LEN + payload_len) as i32,
+            frame_type: TYPE_DATA,
+            flags: priority_flags(priority),
+            owner,
+        }
+    }
+
+    /// The word of the same frame while it is claimed, not yet committed
+    /// (the length negated).
+    #[inline]
+    pub const fn claimed(self) -> Word0 {
+        Word0 { length: -self.length, ..self }
+    }
 }
 
-/// Frame type of a slot an unblocker has taken over (see `cover`). Only ever
-/// found inside a padding frame's body, never where a reader looks.
-pub const TYPE_COVERED: u8 = 3;
+/// A frame's header after word 0, to be written at [`POSITION_OFFSET`]:
+/// position, timestamp and CRC (the last 4 bytes stay zero).
+#[inline]
+pub fn header_fields(position: u64, timestamp: u64, crc: u32) -> [u8; HEADER_LEN - POSITION_OFFSET] {
+    let mut fields = [0u8; HEADER_LEN - POSITION_OFFSET];
+    let at = |offset: usize| offset - POSITION_OFFSET;
+    fields[at(POSITION_OFFSET)..at(TIMESTAMP_OFFSET)].copy_from_slice(&position.to_le_bytes());
+    fields[at(TIMESTAMP_OFFSET)..at(CRC_OFFSET)].copy_from_slice(&timestamp.to_le_bytes());
+    fields[at(CRC_OFFSET)..at(CRC_OFFSET) + 4].copy_from_slice(&crc.to_le_bytes());
+    fields
+}
 
 /// The atomic operations the frame protocol needs on a header word: std's
 /// `AtomicU64` in the journal, loom's in the model-checking test.

@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::journal::Inner;
-use crate::{flush, retention, thread_cache};
+use crate::state::JournalState;
+use crate::{capacity, flush, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
 
-pub(crate) fn start(inner: &Arc<Inner>) {
+pub(crate) fn start(inner: &Arc<JournalState>) {
     let owned = Arc::clone(inner);
     let spawned = std::thread::Builder::new().name("backwater-housekeeper".into()).spawn(move || run(owned));
     // Without the thread publishers still work: they create segments themselves.
@@ -27,7 +27,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
     }
 }
 
-fn run(inner: Arc<Inner>) {
+fn run(inner: Arc<JournalState>) {
     // Background work must never take a core from a publisher or a spinning
     // consumer: on a small machine it is exactly what makes tail latency.
     // (Best effort; on Linux the nice value of a thread is its own.)
@@ -44,11 +44,11 @@ fn run(inner: Arc<Inner>) {
         let _ = prepare(&inner, inner.segments_ahead);
         if last_refresh.is_none_or(|at| at.elapsed() >= TICK) {
             last_refresh = Some(Instant::now());
-            let _ = retention::refresh(&inner);
+            let _ = capacity::refresh(&inner);
             let _ = retention::run(&inner);
             reclaim_deleted(&inner, &mut reclaimed_below);
             thread_cache::reclaim_closed();
-            let _ = retention::reclaim_retired(&inner);
+            let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
         std::thread::park_timeout(TICK);
@@ -57,7 +57,7 @@ fn run(inner: Arc<Inner>) {
 
 /// After retention moved the first position, takes the deleted segments'
 /// mappings back from threads that cached them (idle ones included).
-fn reclaim_deleted(inner: &Arc<Inner>, reclaimed_below: &mut u64) {
+fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
     let first = inner.meta.first_position().load(Ordering::Acquire);
     if first > *reclaimed_below {
         let first_index = first / inner.segment_size();
@@ -67,10 +67,10 @@ fn reclaim_deleted(inner: &Arc<Inner>, reclaimed_below: &mut u64) {
 }
 
 /// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
-pub(crate) fn prepare(inner: &Inner, ahead: u64) -> Result<()> {
+pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
-        inner.write_segment(index)?.populate();
+        window::write_segment(inner, index)?.populate();
     }
     Ok(())
 }

@@ -1,39 +1,30 @@
-//! `Journal`: opening a journal directory and the state every handle shares.
+//! `Journal`: the user's handle on a journal directory.
 //!
-//! Owns: the directory, the metadata mapping, the journal lock (held only for
-//! rare steps: creating, recovering, creating or deleting segments, changing
-//! limits), the window of mapped segments, this process's slot in the process
-//! table, and the background housekeeper thread. Publishers and consumers hold
-//! an `Arc` of the shared state and never take the lock per record.
+//! Owns: opening (creating the directory and metadata, taking the writers'
+//! lock, running recovery when no other writer is alive, starting the
+//! housekeeper) and the public operations on a journal: making publishers
+//! and consumers, limits, stats, cursors, flush, retention on demand,
+//! repair. The state it opens is `state::JournalState`, shared through a
+//! `handle::Handle` by every publisher and consumer made from it; closing is
+//! the handle's lifetime's work.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Limits};
 use crate::consumer::Consumer;
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, Result};
 use crate::exclusive::ExclusivePublisher;
+use crate::handle::Handle;
 use crate::meta::{self, Level, META_FILE, Meta, NewJournal};
 use crate::publisher::Publisher;
-use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
+use crate::recovery::RecoveryReport;
+use crate::segment::{self, SEGMENT_HEADER_LEN};
+use crate::state::{JournalState, LOCK_FILE};
 use crate::writers::WriterLock;
-use crate::{housekeeper, process, recovery, retention};
-
-pub(crate) const LOCK_FILE: &str = "journal.lock";
-
-/// How long a publisher's path waits for the journal lock before it counts
-/// as stuck (its holders otherwise keep it for a retention pass: at most a
-/// few directory syncs).
-const LOCK_PATIENCE: Duration = Duration::from_millis(200);
-
-/// Distinguishes handles in the publishers' thread-local segment cache.
-static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+use crate::{capacity, housekeeper, process, recovery, retention, window};
 
 /// An open journal. Cheap to share: publishers and consumers made from it keep
 /// the journal open for as long as they live.
@@ -53,88 +44,9 @@ static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 /// ```
 #[derive(Clone)]
 pub struct Journal {
-    pub(crate) inner: Shared,
-}
-
-/// What every user-facing handle holds: the shared state plus a share of the
-/// housekeeper's lifetime. The last share to go stops and joins the
-/// housekeeper on the dropping thread, so the journal is closed (process slot
-/// released, final flush done) before that thread moves on or exits.
-#[derive(Clone)]
-pub(crate) struct Shared {
-    inner: Arc<Inner>,
-    _lifetime: Arc<Lifetime>,
-}
-
-struct Lifetime {
-    inner: Arc<Inner>,
-}
-
-impl Drop for Lifetime {
-    fn drop(&mut self) {
-        self.inner.stop_housekeeper();
-        // No thread keeps this handle's segments mapped past its close.
-        crate::thread_cache::reclaim(self.inner.handle_id, |_| true);
-    }
-}
-
-impl std::ops::Deref for Shared {
-    type Target = Inner;
-
-    fn deref(&self) -> &Inner {
-        &self.inner
-    }
-}
-
-impl Shared {
-    pub(crate) fn arc(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
-    fn new(inner: Inner) -> Shared {
-        let inner = Arc::new(inner);
-        Shared { _lifetime: Arc::new(Lifetime { inner: Arc::clone(&inner) }), inner }
-    }
-}
-
-/// State shared by every handle made from one `Journal::open`.
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub meta: Meta,
-    pub identity: SegmentIdentity,
-    pub handle_id: u64,
-    pub max_payload: usize,
-    pub file_mode: u32,
-    pub append_timeout: Option<Duration>,
-    pub unblock_timeout: Duration,
-    /// Segments past the tail's that the housekeeper keeps ready.
-    pub segments_ahead: u64,
-    /// Segments mapped for writing: the tail's and the one prepared ahead.
-    pub window: Mutex<BTreeMap<u64, Arc<Segment>>>,
-    /// Set when the flush policy is `Always`, read on the hot path.
-    pub flush_always: AtomicBool,
-    /// Everything before this position has been msynced by this handle.
-    pub flushed_position: AtomicU64,
-    pub process_slot: Option<usize>,
-    pub level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
+    pub(crate) inner: Handle,
     /// What recovery changed when this handle opened the journal.
-    pub recovery: Mutex<Option<recovery::RecoveryReport>>,
-    /// The level this handle's watchers were last told about.
-    pub last_level: AtomicU32,
-    /// Consumed segments kept for reuse while an exclusive publisher lives.
-    pub recycling: Mutex<retention::Recycling>,
-    /// Held while this handle creates a segment.
-    segment_creation: Mutex<()>,
-    /// The publisher lock of this handle's live `Publisher`s, if any.
-    pub publisher_group: Mutex<std::sync::Weak<crate::publisher::PublisherGroup>>,
-    lock_file: Option<Mutex<File>>,
-    /// Set when `lock_for_publisher` waited `LOCK_PATIENCE` in vain.
-    lock_stuck: AtomicBool,
-    /// This handle's hold on the writers' lock (writable handles only): how
-    /// other openers know a writer is alive.
-    writer_lock: Option<WriterLock>,
-    stopping: AtomicBool,
-    housekeeper: Mutex<Option<JoinHandle<()>>>,
+    recovery: Option<Arc<RecoveryReport>>,
 }
 
 /// Which writers `Journal::open_as` lets in beside the new handle.
@@ -142,17 +54,6 @@ pub(crate) struct Inner {
 enum Writers {
     Any,
     OnlyThisOne,
-}
-
-/// Holds the journal lock (a mutex for this process plus `flock` for others).
-pub(crate) struct JournalLock<'a> {
-    file: MutexGuard<'a, File>,
-}
-
-impl Drop for JournalLock<'_> {
-    fn drop(&mut self) {
-        let _ = rustix::fs::flock(&*self.file, rustix::fs::FlockOperation::Unlock);
-    }
 }
 
 impl Journal {
@@ -194,29 +95,27 @@ impl Journal {
             return Err(Error::InUse { path: dir });
         }
         let writer_lock = Some(writer_lock);
-        let inner = Shared::new(Inner::new(dir, meta, &config, Some(Mutex::new(lock_file)), writer_lock)?);
+        let inner = Handle::new(JournalState::new(dir, meta, &config, Some(Mutex::new(lock_file)), writer_lock)?);
+        let mut recovery = None;
         {
             let _guard = inner.lock()?;
             if alone {
-                let report = recovery::recover(&inner)?;
-                if let Ok(mut slot) = inner.recovery.lock() {
-                    *slot = Some(report);
-                }
+                recovery = Some(Arc::new(recovery::recover(&inner)?));
             }
             inner.meta.check_positions()?;
-            inner.ensure_first_segment()?;
+            window::ensure_first_segment(&inner)?;
             if writers == Writers::Any
-                && let Some(lock) = &inner.writer_lock
+                && let Some(lock) = inner.writer_lock()
             {
                 lock.share(&inner.dir)?;
             }
         }
-        retention::refresh(&inner)?;
+        capacity::refresh(&inner)?;
         // The first appends land in the tail's segment: fault it in now, so
         // they do not race the housekeeper for its pages (best effort).
         let _ = housekeeper::prepare(&inner, 0);
-        housekeeper::start(&inner.inner);
-        Ok(Journal { inner })
+        housekeeper::start(inner.state());
+        Ok(Journal { inner, recovery })
     }
 
     /// Opens an existing journal for reading only: no file is written, no
@@ -230,8 +129,8 @@ impl Journal {
         crate::mapped::refuse_symlink(&meta_path)?;
         let meta = Meta::open(&meta_path, false)?;
         meta.check_positions()?;
-        let inner = Inner::new(dir, meta, &Config::default(), None, None)?;
-        Ok(Journal { inner: Shared::new(inner) })
+        let inner = JournalState::new(dir, meta, &Config::default(), None, None)?;
+        Ok(Journal { inner: Handle::new(inner), recovery: None })
     }
 
     /// A new publisher handle (cheap; clone it freely). Publishers in any
@@ -334,7 +233,7 @@ impl Journal {
             self.inner.meta.set_limits(&limits);
             self.inner.meta.flush()?;
         }
-        retention::refresh(&self.inner)
+        capacity::refresh(&self.inner)
     }
 
     /// Creates and faults in the tail's segment and `Config::segments_ahead`
@@ -347,16 +246,12 @@ impl Journal {
 
     /// Counters and levels for monitoring (shared by every process).
     pub fn stats(&self) -> crate::Stats {
-        retention::stats(&self.inner)
+        capacity::stats(&self.inner)
     }
 
     /// A channel that receives the new level at every level transition.
     pub fn watch_level(&self) -> std::sync::mpsc::Receiver<Level> {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        if let Ok(mut watchers) = self.inner.level_watchers.lock() {
-            watchers.push(sender);
-        }
-        receiver
+        self.inner.watch_level()
     }
 
     /// Forces everything committed so far (records, cursors, metadata) to
@@ -370,14 +265,14 @@ impl Journal {
     /// every 100 ms on its own).
     pub fn apply_retention(&self) -> Result<()> {
         self.inner.require_writable()?;
-        retention::refresh(&self.inner)?;
+        capacity::refresh(&self.inner)?;
         retention::run(&self.inner)
     }
 
     /// What recovery changed when this handle opened the journal (`None` if
     /// it did not run: another writer was alive, or the handle is read-only).
-    pub fn recovery_report(&self) -> Option<recovery::RecoveryReport> {
-        self.inner.recovery.lock().ok().and_then(|report| report.clone())
+    pub fn recovery_report(&self) -> Option<RecoveryReport> {
+        self.recovery.as_deref().cloned()
     }
 
     /// Names of the durable cursors.
@@ -431,6 +326,20 @@ impl Journal {
         cursor::delete(&self.inner.dir, name, force)
     }
 
+    /// `verify --repair`: opens the journal in `dir` as its only writer
+    /// (which recovers the tail), then pads every hole and replaces every
+    /// damaged frame in every segment with padding. Returns everything it
+    /// changed.
+    ///
+    /// # Errors
+    /// `Error::InUse` while another handle has the journal open for writing;
+    /// I/O errors.
+    pub fn repair(dir: impl AsRef<Path>) -> Result<RecoveryReport> {
+        let journal = Journal::open_alone(dir.as_ref())?;
+        let recovered = journal.recovery_report().unwrap_or_default();
+        recovery::repair(&journal.inner, recovered)
+    }
+
     /// The processes that have this journal open for writing: `(pid, alive)`.
     pub fn processes(&self) -> Vec<(u32, bool)> {
         process::list(&self.inner.meta)
@@ -453,262 +362,6 @@ pub struct CursorInfo {
     pub committed_ns: u64,
     /// `Some((from, to))` if `EvictSlowest` detached it.
     pub evicted: Option<(u64, u64)>,
-}
-
-impl Inner {
-    /// `lock` is the journal lock of a read-write handle; read-only handles
-    /// have none, and that is what makes them read-only.
-    fn new(
-        dir: PathBuf,
-        meta: Meta,
-        config: &Config,
-        lock: Option<Mutex<File>>,
-        writer_lock: Option<WriterLock>,
-    ) -> Result<Inner> {
-        let writable = lock.is_some();
-        if let Some(requested) = config.segment_size
-            && requested != meta.segment_size
-        {
-            return Err(Error::SegmentSizeMismatch { path: dir, existing: meta.segment_size, requested });
-        }
-        let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
-        let process_slot = if writable { process::register(&meta) } else { None };
-        let level = meta.level().load(Ordering::Acquire);
-        Ok(Inner {
-            max_payload: (meta.segment_size / 8) as usize,
-            flush_always: AtomicBool::new(meta.limits().flush == crate::Flush::Always),
-            flushed_position: AtomicU64::new(0),
-            dir,
-            meta,
-            identity,
-            handle_id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
-            file_mode: config.file_mode_or_default(),
-            append_timeout: config.append_timeout,
-            unblock_timeout: config.unblock_timeout_or_default(),
-            segments_ahead: config.segments_ahead_or_default(),
-            window: Mutex::new(BTreeMap::new()),
-            process_slot,
-            level_watchers: Mutex::new(Vec::new()),
-            recovery: Mutex::new(None),
-            last_level: AtomicU32::new(level),
-            recycling: Mutex::new(retention::Recycling::default()),
-            segment_creation: Mutex::new(()),
-            publisher_group: Mutex::new(std::sync::Weak::new()),
-            lock_file: lock,
-            lock_stuck: AtomicBool::new(false),
-            writer_lock,
-            stopping: AtomicBool::new(false),
-            housekeeper: Mutex::new(None),
-        })
-    }
-
-    /// Whether this handle may write (it holds the journal lock file).
-    pub fn writable(&self) -> bool {
-        self.lock_file.is_some()
-    }
-
-    /// What frames appended through this handle carry as their owner: its
-    /// slot in the process table + 1 (0 when the table was full).
-    pub fn owner_tag(&self) -> u16 {
-        self.process_slot.map_or(0, |slot| slot as u16 + 1)
-    }
-
-    pub fn require_writable(&self) -> Result<()> {
-        if self.writable() { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
-    }
-
-    /// The journal lock for work on a publisher's path (making room,
-    /// creating a segment): waits at most `LOCK_PATIENCE` for it, and not at
-    /// all once it was found stuck (held that long: a process stopped while
-    /// holding it, by SIGSTOP or a debugger), until it is free again. So a
-    /// publisher never blocks on another process; the caller turns
-    /// `Error::JournalBusy` into back-pressure.
-    pub fn lock_for_publisher(&self) -> Result<JournalLock<'_>> {
-        let Some(lock) = &self.lock_file else { return Err(Error::ReadOnly { path: self.dir.clone() }) };
-        let patience = if self.lock_stuck.load(Ordering::Acquire) { Duration::ZERO } else { LOCK_PATIENCE };
-        let deadline = Instant::now() + patience;
-        let mut idle = crate::idle::Idle::default();
-        loop {
-            let file = match lock.try_lock() {
-                Ok(file) => Some(file),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            };
-            if let Some(file) = file {
-                match rustix::fs::flock(&*file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                    Ok(()) => {
-                        self.lock_stuck.store(false, Ordering::Release);
-                        return Ok(JournalLock { file });
-                    }
-                    Err(rustix::io::Errno::WOULDBLOCK) => {}
-                    Err(e) => return Err(Error::io(self.dir.join(LOCK_FILE), "flock", e.into())),
-                }
-            }
-            if Instant::now() >= deadline {
-                self.lock_stuck.store(true, Ordering::Release);
-                return Err(Error::JournalBusy { path: self.dir.clone() });
-            }
-            idle.idle(Some(deadline));
-        }
-    }
-
-    /// Takes the journal lock (this process's mutex, then `flock`).
-    pub fn lock(&self) -> Result<JournalLock<'_>> {
-        match &self.lock_file {
-            Some(lock) => lock_exclusive(lock),
-            None => Err(Error::ReadOnly { path: self.dir.clone() }),
-        }
-    }
-
-    pub fn segment_size(&self) -> u64 {
-        self.identity.segment_size
-    }
-
-    /// Maps segment `index` for reading (the window's mapping when it has one).
-    pub fn read_segment(&self, index: u64) -> Result<Arc<Segment>> {
-        if let Some(segment) = self.window_get(index) {
-            return Ok(segment);
-        }
-        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable())?))
-    }
-
-    fn window_get(&self, index: u64) -> Option<Arc<Segment>> {
-        self.window.lock().ok()?.get(&index).cloned()
-    }
-
-    /// The mapping of segment `index` for writing, creating the file if it does
-    /// not exist yet (the housekeeper normally has, ahead of need).
-    pub fn write_segment(&self, index: u64) -> Result<Arc<Segment>> {
-        if let Some(segment) = self.window_get(index) {
-            return Ok(segment);
-        }
-        if index > self.meta.tail.max_index() {
-            return Err(Error::PositionsExhausted { path: self.dir.clone(), position: index * self.segment_size() });
-        }
-        match Segment::open(&self.dir, index, self.identity, true) {
-            Ok(segment) => Ok(self.window_insert(index, Arc::new(segment))),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                self.create_segment(index)
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Creates segment `index`, from a spare when this handle has one. One
-    /// thread of the handle at a time: a publisher reaching a segment the
-    /// housekeeper is building waits for it rather than building another.
-    fn create_segment(&self, index: u64) -> Result<Arc<Segment>> {
-        let _one_at_a_time = self.segment_creation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(segment) = self.window_get(index) {
-            return Ok(segment);
-        }
-        let rebuilt = retention::rebuilt_spare(self, index);
-        let _guard = match self.lock_for_publisher() {
-            Ok(guard) => guard,
-            Err(busy) => {
-                rebuilt.into_iter().for_each(|spare| retention::return_spare(self, spare));
-                return Err(busy);
-            }
-        };
-        if let Err(no_room) = retention::check_room_for_segment(self, index, rebuilt.is_some()) {
-            rebuilt.into_iter().for_each(|spare| retention::return_spare(self, spare));
-            return Err(no_room);
-        }
-        let segment = retention::create_segment(self, index, rebuilt)?;
-        Ok(self.window_insert(index, Arc::new(segment)))
-    }
-
-    /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
-    pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
-        let Ok(mut window) = self.window.lock() else { return segment };
-        let tail_index = self.meta.tail_index();
-        window.retain(|&i, _| i + 1 >= tail_index.min(index));
-        Arc::clone(window.entry(index).or_insert(segment))
-    }
-
-    /// Creates segment 0 of a new journal, or the tail's segment if it is
-    /// missing (the caller holds the lock).
-    fn ensure_first_segment(&self) -> Result<()> {
-        let tail_index = self.meta.tail_index();
-        if !segment::path_of(&self.dir, tail_index, self.segment_size()).exists() {
-            let created = Segment::create(&self.dir, tail_index, self.identity, self.file_mode)?;
-            self.window_insert(tail_index, Arc::new(created));
-        }
-        Ok(())
-    }
-
-    /// Opens the named cursor for this handle, creating it (writable handles
-    /// only) when `create` is set.
-    pub fn open_cursor(&self, name: &str, create: bool) -> Result<CursorFile> {
-        if self.writable() && create {
-            if let Ok(existing) = CursorFile::open(&self.dir, name, self.identity.journal_id, true) {
-                return Ok(existing);
-            }
-            // Under the journal lock, as retention decides what to delete: a
-            // new cursor then either holds the first position it starts at,
-            // or starts after what retention deleted.
-            let _guard = self.lock()?;
-            let first = self.meta.first_position().load(Ordering::Acquire);
-            CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
-        } else {
-            CursorFile::open(&self.dir, name, self.identity.journal_id, self.writable())
-        }
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    pub fn set_housekeeper(&self, handle: JoinHandle<()>) {
-        if let Ok(mut slot) = self.housekeeper.lock() {
-            *slot = Some(handle);
-        }
-    }
-
-    /// Wakes the housekeeper (after a rollover) so it prepares the next segment.
-    pub fn wake_housekeeper(&self) {
-        if let Ok(slot) = self.housekeeper.lock()
-            && let Some(handle) = slot.as_ref()
-        {
-            handle.thread().unpark();
-        }
-    }
-
-    /// Stops the housekeeper and waits for it (called when the last handle goes).
-    fn stop_housekeeper(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let handle = self.housekeeper.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(handle) = handle {
-            handle.thread().unpark();
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        retention::remove_spares(self);
-        let _ = retention::reclaim_retired(self);
-        if let Some(writer_lock) = &self.writer_lock {
-            // Under the journal lock: no opener probes while this handle lets
-            // go of its hold and flushes. The last writer to close flushes
-            // whatever the policy, so that the next recovery needs to look
-            // only past that point.
-            let _guard = self.lock();
-            let last_writer = writer_lock.release(&self.dir);
-            if self.meta.limits().flush != crate::Flush::Never || last_writer.is_some() {
-                let _ = crate::flush::flush_all(self);
-            }
-        }
-        process::unregister(&self.meta, self.process_slot);
-    }
-}
-
-fn lock_exclusive(lock: &Mutex<File>) -> Result<JournalLock<'_>> {
-    let file = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    rustix::fs::flock(&*file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| Error::io(LOCK_FILE, "flock", e.into()))?;
-    Ok(JournalLock { file })
 }
 
 fn create_dir(dir: &Path, file_mode: u32) -> Result<()> {

@@ -37,6 +37,8 @@
 //!
 //! The on-disk format is documented byte by byte in `docs/FORMAT.md`.
 
+mod appender;
+mod capacity;
 mod config;
 mod consumer;
 mod cursor;
@@ -44,6 +46,7 @@ mod error;
 mod exclusive;
 mod flush;
 pub mod frame;
+mod handle;
 mod housekeeper;
 mod idle;
 pub mod inspect;
@@ -56,9 +59,11 @@ mod publisher_lock;
 pub mod recovery;
 mod retention;
 pub mod segment;
+mod state;
 #[doc(hidden)]
 pub mod sync_trace;
 mod thread_cache;
+mod window;
 mod writers;
 
 pub use config::{

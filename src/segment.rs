@@ -291,6 +291,62 @@ pub fn path_of(dir: &Path, index: u64, segment_size: u64) -> PathBuf {
     dir.join(file_name(index * segment_size))
 }
 
+/// How spare segment files are named (`.tmp-`: recovery removes them).
+const SPARE_PREFIX: &str = ".tmp-spare-";
+
+/// How deleted segments that a reader still has mapped are named until the
+/// last mapping goes (`.tmp-`: recovery removes them).
+const RETIRED_PREFIX: &str = ".tmp-retired-";
+
+/// Where the consumed segment `index` waits as a spare, to be rebuilt.
+pub(crate) fn spare_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{SPARE_PREFIX}{index}"))
+}
+
+/// Where the deleted segment `index` waits for its last reader to unmap it.
+pub(crate) fn retired_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{RETIRED_PREFIX}{index}"))
+}
+
+/// Every spare file in `dir` (any handle's).
+pub(crate) fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    paths_named(dir, SPARE_PREFIX)
+}
+
+/// Every retired segment file in `dir`.
+pub(crate) fn retired_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    paths_named(dir, RETIRED_PREFIX)
+}
+
+fn paths_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    let matching = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix));
+    Ok(matching.map(|e| e.path()).collect())
+}
+
+/// Whether anyone has a file mapped, by its `flock` (every `Segment` holds
+/// its file's lock shared).
+pub(crate) enum Mappings {
+    /// Nobody: the file, locked exclusively until dropped.
+    None(std::fs::File),
+    Some,
+    /// The file is gone.
+    Gone,
+}
+
+pub(crate) fn mappings_of(path: &Path) -> Result<Mappings> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Mappings::Gone),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Mappings::None(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(Mappings::Some),
+        Err(e) => Err(Error::io(path, "flock", e.into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
