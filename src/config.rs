@@ -28,6 +28,46 @@ pub enum WhenFull {
     EvictSlowest,
 }
 
+impl WhenFull {
+    /// Every policy, in the order of their codes.
+    pub const ALL: [WhenFull; 3] = [WhenFull::Block, WhenFull::DropOldest, WhenFull::EvictSlowest];
+
+    /// The policy's name, as the CLI takes it and `--json` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WhenFull::Block => "block",
+            WhenFull::DropOldest => "drop-oldest",
+            WhenFull::EvictSlowest => "evict-slowest",
+        }
+    }
+
+    /// The policy's code in `journal.meta` (docs/FORMAT.md).
+    pub const fn code(self) -> u32 {
+        match self {
+            WhenFull::Block => 0,
+            WhenFull::DropOldest => 1,
+            WhenFull::EvictSlowest => 2,
+        }
+    }
+
+    /// The policy stored as `code`, if it is one.
+    pub fn from_code(code: u32) -> Option<WhenFull> {
+        WhenFull::ALL.into_iter().find(|policy| policy.code() == code)
+    }
+}
+
+impl std::str::FromStr for WhenFull {
+    type Err = String;
+
+    /// Parses a policy's [`name`](WhenFull::name).
+    fn from_str(name: &str) -> Result<WhenFull, String> {
+        WhenFull::ALL.into_iter().find(|policy| policy.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = WhenFull::ALL.iter().map(|policy| policy.name()).collect();
+            format!("unknown policy '{name}': use one of {}", names.join(", "))
+        })
+    }
+}
+
 /// When committed records are forced to stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Flush {

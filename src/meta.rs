@@ -354,11 +354,7 @@ impl Meta {
             2 => Flush::Always,
             _ => Flush::Never,
         };
-        let when_full = match load32(WHEN_FULL_AT) {
-            1 => WhenFull::DropOldest,
-            2 => WhenFull::EvictSlowest,
-            _ => WhenFull::Block,
-        };
+        let when_full = WhenFull::from_code(load32(WHEN_FULL_AT)).unwrap_or_default();
         let stored = Watermarks {
             shed: load32(SHED_AT) as f64 / PPM,
             high: load32(HIGH_AT) as f64 / PPM,
@@ -396,14 +392,7 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
     store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);
     store32(HIGH_AT, (limits.watermarks.high * PPM).round() as u32);
     store32(RESUME_AT, (limits.watermarks.resume * PPM).round() as u32);
-    store32(
-        WHEN_FULL_AT,
-        match limits.when_full {
-            WhenFull::Block => 0,
-            WhenFull::DropOldest => 1,
-            WhenFull::EvictSlowest => 2,
-        },
-    );
+    store32(WHEN_FULL_AT, limits.when_full.code());
     let (kind, interval) = match limits.flush {
         Flush::Never => (0, 0),
         Flush::Interval(every) => (1, every.as_nanos().min(u64::MAX as u128) as u64),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backwater::{Flush, Priority, Seek, WhenFull};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::units;
@@ -115,8 +116,8 @@ pub struct LimitArgs {
     #[arg(long, value_parser = units::fraction)]
     pub resume: Option<f64>,
     /// What happens at the high watermark
-    #[arg(long, value_enum)]
-    pub when_full: Option<WhenFullArg>,
+    #[arg(long, value_parser = when_full_parser())]
+    pub when_full: Option<WhenFull>,
     /// never | interval:100ms | always
     #[arg(long, value_parser = units::flush)]
     pub flush: Option<Flush>,
@@ -158,21 +159,9 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum WhenFullArg {
-    Block,
-    DropOldest,
-    EvictSlowest,
-}
-
-impl From<WhenFullArg> for WhenFull {
-    fn from(arg: WhenFullArg) -> WhenFull {
-        match arg {
-            WhenFullArg::Block => WhenFull::Block,
-            WhenFullArg::DropOldest => WhenFull::DropOldest,
-            WhenFullArg::EvictSlowest => WhenFull::EvictSlowest,
-        }
-    }
+/// `--when-full`: the library's policy names, listed in `--help`.
+fn when_full_parser() -> impl TypedValueParser<Value = WhenFull> {
+    PossibleValuesParser::new(WhenFull::ALL.map(WhenFull::name)).try_map(|name| name.parse::<WhenFull>())
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
