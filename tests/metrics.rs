@@ -544,3 +544,23 @@ fn a_real_prometheus_scrapes_each_level_and_the_lag_info_reports() {
     assert_eq!(levels, [0.0, 1.0, 2.0], "backwater_level as Prometheus stored it");
     eprintln!("the real-Prometheus scenario took {:.1} s", began.elapsed().as_secs_f64());
 }
+
+#[test]
+fn the_demo_says_how_to_watch_it_and_that_works_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("demo");
+    let mut demo = Command::new(BIN)
+        .args(["demo", path(&journal_dir), "--seconds", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the demo");
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let command = lines.find(|line| line.contains("backwater exporter")).expect("the demo names the exporter");
+    let watched = command.split_whitespace().last().unwrap().to_string();
+    assert_eq!(watched, path(&journal_dir), "{command}");
+    let out = backwater(&["metrics", &watched]);
+    let samples = parse_exposition(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(value(&samples, "backwater_up", &watched, None), 1.0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lines.any(|line| line.contains("nothing lost")), "the demo goes on and ends well");
+    assert!(demo.wait().unwrap().success());
+}
