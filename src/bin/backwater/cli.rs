@@ -42,7 +42,7 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print Prometheus metrics (text format 0.0.4) for one or more journals
     #[command(after_help = "Examples:\n  backwater metrics /var/lib/feed\n  \
-        backwater metrics /var/lib/feed /var/lib/audit > /var/lib/node_exporter/backwater.prom\n\n\
+        backwater metrics /var/lib/feed /var/lib/audit | grep -E 'level|fill_ratio|lag_seconds'\n\n\
         Each sample is labelled journal=\"DIR\" (and cursor=\"NAME\" for backwater_cursor_*); the README\n\
         has the table of metrics. A journal that cannot be read is backwater_up 0: the others are\n\
         printed all the same, the reason goes to stderr and the exit code is 1 (2 if it is not a journal).\n\
