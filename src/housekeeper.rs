@@ -5,15 +5,17 @@
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
 //! the publication limits, and flushes under `Flush::Interval`. Publishers
-//! wake it at every rollover.
+//! wake it at every rollover. It reports level transitions to the `log`
+//! facade (target `backwater`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::capacity::Fill;
 use crate::error::Result;
 use crate::state::JournalState;
-use crate::{capacity, flush, retention, thread_cache, window};
+use crate::{Level, capacity, flush, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -35,6 +37,7 @@ fn run(inner: Arc<JournalState>) {
     let mut last_refresh: Option<Instant> = None;
     let mut last_flush = Instant::now();
     let mut reclaimed_below = inner.meta.first_position().load(Ordering::Acquire);
+    let mut logged_level = stored_level(&inner);
     loop {
         if inner.stopping() {
             return;
@@ -46,6 +49,7 @@ fn run(inner: Arc<JournalState>) {
             last_refresh = Some(Instant::now());
             let _ = capacity::refresh(&inner);
             let _ = retention::run(&inner);
+            log_level_change(&inner, &mut logged_level);
             reclaim_deleted(&inner, &mut reclaimed_below);
             thread_cache::reclaim_closed();
             let _ = window::reclaim_retired(&inner);
@@ -53,6 +57,31 @@ fn run(inner: Arc<JournalState>) {
         let _ = flush::tick(&inner, &mut last_flush);
         std::thread::park_timeout(TICK);
     }
+}
+
+fn stored_level(inner: &JournalState) -> Level {
+    Level::from_u32(inner.meta.level().load(Ordering::Acquire))
+}
+
+/// Tells the `log` facade about a level transition since the last one it
+/// was told about: a warning when the level rises, info when it falls. Done
+/// here, once a tick, rather than where the level changes, so that a
+/// publisher reaching a watermark never waits on a logger; a level held for
+/// less than a tick (100 ms) may go unlogged. Each writable handle logs what
+/// it sees.
+fn log_level_change(inner: &JournalState, logged: &mut Level) {
+    let level = stored_level(inner);
+    if level == *logged {
+        return;
+    }
+    let fill = Fill::read(&inner.meta).ratio() * 100.0;
+    let (dir, from, to) = (inner.dir.display(), logged.name(), level.name());
+    if level > *logged {
+        log::warn!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
+    } else {
+        log::info!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
+    }
+    *logged = level;
 }
 
 /// After retention moved the first position, takes the deleted segments'

@@ -114,6 +114,22 @@ impl Journal {
         Ok(infos)
     }
 
+    /// The timestamp of the first record at or after `position` (a frame
+    /// boundary, e.g. a cursor's), if there is one: how old the oldest record
+    /// a consumer at `position` has yet to read is. `None` when it is caught
+    /// up, or when the frames there cannot be read.
+    pub fn first_record_timestamp(&self, position: u64) -> Option<u64> {
+        let mut found = None;
+        self.walk_frames(position, |frame| {
+            if frame.kind == FrameKind::Data {
+                found = Some(frame.timestamp);
+            }
+            found.is_none()
+        })
+        .ok()?;
+        found
+    }
+
     /// Walks frames from `from` (a frame boundary) to the tail, calling
     /// `visit` for each until it returns `false`. Damaged frames are shown
     /// and skipped to the next valid frame; padding is shown too.

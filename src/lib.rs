@@ -53,6 +53,7 @@ pub mod inspect;
 mod journal;
 mod mapped;
 mod meta;
+pub mod metrics;
 mod process;
 mod publisher;
 mod publisher_lock;

@@ -10,7 +10,9 @@ mod create;
 mod cursor;
 mod demo;
 mod dump;
+mod exporter;
 mod info;
+mod metrics;
 mod replay;
 mod segments;
 mod tail;
@@ -74,6 +76,8 @@ fn main() -> ExitCode {
         Command::Create(args) => create::create(args),
         Command::Config(args) => create::config(args),
         Command::Info(args) => info::run(args),
+        Command::Metrics(args) => metrics::run(args),
+        Command::Exporter(args) => exporter::run(args),
         Command::Segments(args) => segments::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Verify(args) => verify::run(args),
