@@ -72,8 +72,11 @@ impl Drop for Lifetime {
     }
 }
 
-/// Gives back what the handle held on disk and in the metadata.
+/// Gives back what a writable handle held on disk and in the metadata.
 fn close(state: &JournalState) {
+    if !state.writable() {
+        return; // a read-only handle holds nothing and writes nothing
+    }
     window::remove_spares(state);
     let _ = window::reclaim_retired(state);
     if let Some(writer_lock) = state.writer_lock() {
