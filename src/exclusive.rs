@@ -28,10 +28,37 @@ use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::{Priority, retention, window};
 
-/// The only publisher of a journal while it lives (`Journal::exclusive_publisher`).
+/// The only publisher of a journal while it lives, in every process
+/// ([`Journal::exclusive_publisher`](crate::Journal::exclusive_publisher)).
 ///
-/// `Send`, not `Clone`: appends take `&mut self`. The same back-pressure
-/// contract as `Publisher`: `offer` never blocks, `append` waits.
+/// `Send`, not `Clone`: appends take `&mut self`. Each record is claimed by
+/// moving its own tail and committed with a release store (no locked
+/// instruction), and segments it wrote alone are recycled once consumed.
+/// The same back-pressure contract as [`Publisher`](crate::Publisher):
+/// [`ExclusivePublisher::offer`] never blocks, [`ExclusivePublisher::append`]
+/// waits. Dropping it lets [`Publisher`](crate::Publisher)s append again.
+///
+/// ```
+/// use backwater::{Config, Journal, OfferError, Priority};
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), Config::default().segment_size(1 << 20))?;
+/// journal.prepare()?;                       // fault the first segments in now
+/// let mut publisher = journal.exclusive_publisher()?;
+/// let first = publisher.offer(b"one")?;
+/// let second = publisher.append(b"two")?;
+/// assert_eq!(publisher.tail_position(), journal.tail_position());
+/// match publisher.offer_with(Priority::Low, b"debug") {
+///     Ok(_) | Err(OfferError::Dropped { .. }) => {}
+///     Err(other) => return Err(other.into()),
+/// }
+/// assert!(second > first);
+///
+/// // Another thread may own it: it is `Send`.
+/// let handle = std::thread::spawn(move || publisher.append(b"three"));
+/// handle.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ExclusivePublisher {
     inner: Handle,
     codec: TailCodec,
@@ -64,25 +91,47 @@ impl ExclusivePublisher {
 
     /// Appends `payload` with normal priority below the high watermark; never
     /// blocks. Returns the record's position.
+    ///
+    /// # Errors
+    /// - [`OfferError::BackPressured`] when fill is at the high watermark;
+    ///   nothing was written.
+    /// - [`OfferError::Failed`] with [`Error::RecordTooLarge`] (longer than
+    ///   [`Journal::max_record_len`](crate::Journal::max_record_len)),
+    ///   [`Error::PositionsExhausted`], [`Error::CommittedNotFlushed`] (under
+    ///   [`Flush::Always`](crate::Flush::Always): the record *was* appended)
+    ///   or [`Error::Io`].
     #[inline]
     pub fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
         self.offer_with(Priority::Normal, payload)
     }
 
-    /// Appends with a priority; `Priority::Low` records are dropped (and
+    /// Appends with a priority; [`Priority::Low`] records are dropped (and
     /// counted) from the shed watermark on.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority record at or above the shed
+    /// watermark; otherwise those of [`ExclusivePublisher::offer`].
     #[inline]
     pub fn offer_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.try_offer(priority, payload).inspect_err(|e| count_refusal(&self.inner.meta, e))
     }
 
     /// Appends with normal priority, waiting while back-pressured, up to
-    /// `Config::append_timeout`.
+    /// [`Config::append_timeout`](crate::Config::append_timeout).
+    ///
+    /// # Errors
+    /// [`Error::StillBackPressured`] when the timeout passed (nothing was
+    /// appended); otherwise the [`OfferError::Failed`] errors of
+    /// [`ExclusivePublisher::offer`], as an [`Error`].
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }
 
-    /// `append` with a priority (a shed record returns `Error::Dropped` at once).
+    /// [`ExclusivePublisher::append`] with a priority (a shed record returns
+    /// [`Error::Dropped`] at once).
+    ///
+    /// # Errors
+    /// [`Error::Dropped`], and those of [`ExclusivePublisher::append`].
     #[inline]
     pub fn append_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64> {
         match self.try_offer(priority, payload) {
@@ -98,7 +147,8 @@ impl ExclusivePublisher {
         wait_after_refusal(&inner, refused, || self.try_offer(priority, payload))
     }
 
-    /// The position the next record will get.
+    /// The position the next record will get (no shared load: this publisher
+    /// owns the tail).
     pub fn tail_position(&self) -> u64 {
         self.codec.position(self.codec.pack(self.segment.index, self.offset as u64))
     }

@@ -26,8 +26,13 @@ use crate::state::{JournalState, LOCK_FILE};
 use crate::writers::WriterLock;
 use crate::{capacity, housekeeper, process, recovery, retention, window};
 
-/// An open journal. Cheap to share: publishers and consumers made from it keep
-/// the journal open for as long as they live.
+/// An open journal. Cheap to share (`Clone + Send + Sync`): publishers and
+/// consumers made from it keep the journal open for as long as they live.
+///
+/// Open one with [`Journal::open`] (read-write, creating it if absent) or
+/// [`Journal::open_read_only`]; append through a [`Publisher`] (any number,
+/// any threads and processes) or one [`ExclusivePublisher`]; read through
+/// [`Consumer`]s; watch it with [`Journal::stats`] and [`Journal::watch_level`].
 ///
 /// ```
 /// use backwater::{Config, Journal};
@@ -60,13 +65,29 @@ impl Journal {
     /// Opens the journal in `dir`, creating it (and the directory) if absent.
     ///
     /// When no other handle (in any process) has it open for writing, this
-    /// one runs recovery first: see [`Journal::recovery_report`].
+    /// one runs recovery first: see [`Journal::recovery_report`]. Persisted
+    /// settings that `config` sets explicitly are written to the journal's
+    /// [`Limits`] (see [`Config`]); this handle also starts a housekeeper
+    /// thread that prepares segments, runs retention and flushes.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidConfig`] when `config` fails [`Config::validate`], or its
+    ///   limits do not fit the existing journal's segment size.
+    /// - [`Error::SegmentSizeMismatch`] when the journal exists with another
+    ///   segment size than [`Config::segment_size`] asked for.
+    /// - [`Error::NotAJournal`] when the directory holds other files but no
+    ///   journal, or the metadata is not a journal's.
+    /// - [`Error::NewerFormat`] when it was written by a newer backwater.
+    /// - [`Error::Corrupt`] when a segment header (or the metadata's positions)
+    ///   fails its checks.
+    /// - [`Error::InUse`] while a [`Journal::repair`] has the journal to itself.
+    /// - [`Error::Io`] when creating, locking or mapping a file failed.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
         Self::open_as(dir.as_ref(), config, Writers::Any)
     }
 
     /// Opens the journal as its only writer, holding every other writer out
-    /// until dropped (`verify --repair`); `Error::InUse` if another has it open.
+    /// until dropped (`verify --repair`); [`Error::InUse`] if another has it open.
     pub(crate) fn open_alone(dir: &Path) -> Result<Journal> {
         Self::open_as(dir, Config::default(), Writers::OnlyThisOne)
     }
@@ -119,7 +140,13 @@ impl Journal {
     }
 
     /// Opens an existing journal for reading only: no file is written, no
-    /// recovery runs, and consumers cannot commit durable cursors.
+    /// recovery runs, no housekeeper starts, and consumers cannot commit
+    /// durable cursors. Every write through it fails with [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    /// [`Error::NotAJournal`] when `dir` has no journal metadata (nothing is
+    /// created); [`Error::NewerFormat`], [`Error::Corrupt`] or [`Error::Io`]
+    /// when the metadata cannot be read.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Journal> {
         let dir = dir.as_ref().to_path_buf();
         let meta_path = dir.join(META_FILE);
@@ -135,18 +162,27 @@ impl Journal {
 
     /// A new publisher handle (cheap; clone it freely). Publishers in any
     /// number of threads and processes append at once; while an
-    /// `ExclusivePublisher` exists their appends fail with
-    /// `Error::ExclusivelyPublished`.
+    /// [`ExclusivePublisher`] exists their appends fail with
+    /// [`Error::ExclusivelyPublished`]. Making one never fails: the checks
+    /// come with the first append (a read-only handle's publisher gets
+    /// [`Error::ReadOnly`]).
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.inner.clone())
     }
 
     /// The one publisher of this journal, in every process, until it is
     /// dropped: appends without a locked instruction (Aeron's
-    /// `ExclusivePublication`). Fails with `Error::PublishersActive` while any
-    /// `Publisher` that has appended is still alive (after waiting up to a
-    /// second for them to go); `Publisher`s get `Error::ExclusivelyPublished`
-    /// meanwhile.
+    /// `ExclusivePublication`). [`Publisher`]s get
+    /// [`Error::ExclusivelyPublished`] meanwhile.
+    ///
+    /// # Errors
+    /// - [`Error::PublishersActive`] while any [`Publisher`] that has appended
+    ///   (in any process) is still alive, or another [`ExclusivePublisher`]
+    ///   exists, after waiting up to a second for them to go.
+    /// - [`Error::ReadOnly`] on a handle from [`Journal::open_read_only`].
+    /// - [`Error::Io`], [`Error::JournalBusy`], [`Error::PositionsExhausted`],
+    ///   [`Error::BackPressured`] when taking the publisher lock, or mapping
+    ///   (or creating) the tail's segment, failed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -165,25 +201,42 @@ impl Journal {
     /// The durable consumer `name`, resuming at its committed position; a new
     /// name starts at the earliest retained record. A writable consumer holds
     /// its cursor's writer lock while it lives: a second one of the same name,
-    /// in any process, gets `Error::CursorInUse`.
+    /// in any process, gets [`Error::CursorInUse`]. On a read-only handle the
+    /// cursor must exist already, as with [`Journal::existing_consumer`].
+    ///
+    /// # Errors
+    /// - [`Error::BadCursorName`] when `name` is empty, longer than 64 bytes,
+    ///   starts with `.` or has characters other than `[A-Za-z0-9._-]`.
+    /// - [`Error::CursorInUse`] while another consumer of `name` is open.
+    /// - [`Error::NoSuchCursor`] only on a read-only handle, for a name that
+    ///   has no cursor.
+    /// - [`Error::Corrupt`] when the cursor does not point at a record.
+    /// - [`Error::NotAJournal`], [`Error::NewerFormat`], [`Error::Io`] when the
+    ///   cursor file cannot be created or read.
     pub fn consumer(&self, name: &str) -> Result<Consumer> {
         Consumer::named(self.inner.clone(), name, true)
     }
 
-    /// The durable consumer `name` if its cursor exists: like `consumer`,
-    /// but fails with `Error::NoSuchCursor` instead of creating it (so a
-    /// mistyped name cannot start a new cursor at the oldest record).
+    /// The durable consumer `name` if its cursor exists: like
+    /// [`Journal::consumer`], but fails with [`Error::NoSuchCursor`] instead of
+    /// creating it (so a mistyped name cannot start a new cursor at the
+    /// oldest record).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchCursor`] when there is no cursor `name`; otherwise those
+    /// of [`Journal::consumer`].
     pub fn existing_consumer(&self, name: &str) -> Result<Consumer> {
         Consumer::named(self.inner.clone(), name, false)
     }
 
     /// A consumer without a durable cursor, starting at the earliest retained
     /// record. It does not hold retention: if its data is deleted it gets
-    /// `Error::Lost`.
+    /// [`Error::Lost`]. Its [`Consumer::commit`] does nothing.
     pub fn anonymous_consumer(&self) -> Consumer {
         Consumer::anonymous(self.inner.clone())
     }
 
+    /// The journal's directory, as given to [`Journal::open`].
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -195,25 +248,30 @@ impl Journal {
         self.inner.identity.journal_id
     }
 
+    /// The size of every segment file in bytes, fixed when the journal was
+    /// created ([`Config::segment_size`]).
     pub fn segment_size(&self) -> u64 {
         self.inner.identity.segment_size
     }
 
-    /// The largest record this journal takes (`segment_size / 8`).
+    /// The largest record this journal takes, in bytes (`segment_size / 8`);
+    /// a larger one is [`Error::RecordTooLarge`].
     pub fn max_record_len(&self) -> usize {
         self.inner.max_payload
     }
 
-    /// The position the next record will get.
+    /// The position the next record will get (shared by every process).
     pub fn tail_position(&self) -> u64 {
         self.inner.meta.tail_position()
     }
 
-    /// The position of the oldest retained record slot.
+    /// The position of the oldest retained record slot: where
+    /// [`Seek::Start`](crate::Seek::Start) and a new consumer begin.
     pub fn first_position(&self) -> u64 {
         self.inner.meta.first_position().load(Ordering::Acquire)
     }
 
+    /// Whether this handle was opened with [`Journal::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.inner.writable()
     }
@@ -225,6 +283,24 @@ impl Journal {
 
     /// Changes the persisted limits of a running journal (every handle in
     /// every process sees them within one housekeeping tick).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// use backwater::WhenFull;
+    /// let mut limits = journal.limits();
+    /// limits.max_disk_bytes = 32 << 20;
+    /// limits.when_full = WhenFull::DropOldest;
+    /// journal.set_limits(limits)?;
+    /// assert_eq!(journal.limits().when_full, WhenFull::DropOldest);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `limits` fail [`Limits::validate`] for
+    /// this journal's segment size (nothing changes); [`Error::ReadOnly`] on a
+    /// read-only handle; [`Error::Io`] when the metadata cannot be flushed or
+    /// the filesystem's free space cannot be read.
     pub fn set_limits(&self, limits: Limits) -> Result<()> {
         self.inner.require_writable()?;
         limits.validate(self.segment_size())?;
@@ -236,33 +312,84 @@ impl Journal {
         capacity::refresh(&self.inner)
     }
 
-    /// Creates and faults in the tail's segment and `Config::segments_ahead`
-    /// more, now, on this thread (the housekeeper does it in the background):
-    /// for a publisher whose first burst must run at memory speed.
+    /// Creates and faults in the tail's segment and
+    /// [`Config::segments_ahead`] more, now, on this thread (the housekeeper
+    /// does it in the background): for a publisher whose first burst must run
+    /// at memory speed.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::BackPressured`]
+    /// when the budget has no room for a segment; [`Error::JournalBusy`],
+    /// [`Error::PositionsExhausted`] or [`Error::Io`] when one cannot be
+    /// created.
     pub fn prepare(&self) -> Result<()> {
         self.inner.require_writable()?;
         housekeeper::prepare(&self.inner, self.inner.segments_ahead)
     }
 
-    /// Counters and levels for monitoring (shared by every process).
+    /// Counters and levels for monitoring (shared by every process); see
+    /// [`Stats`](crate::Stats) for an example.
     pub fn stats(&self) -> crate::Stats {
         capacity::stats(&self.inner)
     }
 
-    /// A channel that receives the new level at every level transition.
+    /// A channel that receives the new [`Level`] at every level transition
+    /// this handle sees: those its own publishers cause at once, and those
+    /// caused elsewhere (other handles, consumers freeing space) when its
+    /// housekeeper next recomputes the level (every 100 ms). A read-only
+    /// handle has no housekeeper, so its channel stays silent. The channel
+    /// is unbounded: drain it, or drop the receiver to stop watching.
+    ///
+    /// ```
+    /// use backwater::{Config, Journal, Level, OfferError};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let journal = Journal::open(dir.path(), Config::default()
+    ///     .segment_size(64 << 10)
+    ///     .max_disk_bytes(256 << 10)
+    ///     .min_free_disk(0))?;
+    /// let levels = journal.watch_level();
+    /// let publisher = journal.publisher();
+    /// // Nobody consumes: fill the journal until it pushes back.
+    /// loop {
+    ///     match publisher.offer(&[7u8; 1000]) {
+    ///         Ok(_) => {}
+    ///         Err(OfferError::BackPressured { .. }) => break,
+    ///         Err(other) => return Err(other.into()),
+    ///     }
+    /// }
+    /// let seen: Vec<Level> = levels.try_iter().collect();
+    /// assert_eq!(seen.last(), Some(&Level::BackPressured));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn watch_level(&self) -> std::sync::mpsc::Receiver<Level> {
         self.inner.watch_level()
     }
 
     /// Forces everything committed so far (records, cursors, metadata) to
-    /// stable storage.
+    /// stable storage, whatever the [`Flush`](crate::Flush) policy. Does
+    /// nothing on a read-only handle.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when an msync or fsync fails (what it covered may not
+    /// survive a power loss).
     pub fn flush(&self) -> Result<()> {
         crate::flush::flush_all(&self.inner)
     }
 
-    /// Runs one retention pass now: deletes the segments every durable cursor
-    /// has moved past and recomputes the limits (the housekeeper does this
-    /// every 100 ms on its own).
+    /// Runs one retention pass now: deletes the segments every attached
+    /// durable cursor has moved past (beyond the replay window of
+    /// [`Limits::retain_bytes`] and [`Limits::retain_for`]; none while the
+    /// journal has no attached durable cursor) and recomputes the limits (the
+    /// housekeeper does this every 100 ms on its own). Under a dropping
+    /// [`WhenFull`] policy at the high watermark it also makes room.
+    ///
+    /// [`WhenFull`]: crate::WhenFull
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::Io`] (and the
+    /// cursor errors of [`Journal::cursors`]) when files cannot be read,
+    /// flushed or deleted.
     pub fn apply_retention(&self) -> Result<()> {
         self.inner.require_writable()?;
         capacity::refresh(&self.inner)?;
@@ -276,11 +403,20 @@ impl Journal {
     }
 
     /// Names of the durable cursors.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the cursor directory cannot be read.
     pub fn cursor_names(&self) -> Result<Vec<String>> {
         cursor::list(&self.inner.dir)
     }
 
     /// Every durable cursor with its committed position and lag.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the cursor directory or a cursor file cannot be
+    /// read; [`Error::NotAJournal`] or [`Error::NewerFormat`] for a cursor
+    /// file that is not this journal's or is newer. (A cursor deleted while
+    /// listing is skipped.)
     pub fn cursors(&self) -> Result<Vec<CursorInfo>> {
         let tail = self.tail_position();
         let mut infos = Vec::new();
@@ -307,15 +443,22 @@ impl Journal {
         self.inner.meta.created_ns
     }
 
-    /// Deletes a durable cursor: it no longer holds retention. Refused with
-    /// `Error::CursorInUse` while a consumer of it (any process) is open.
+    /// Deletes a durable cursor: it no longer holds retention.
+    ///
+    /// # Errors
+    /// [`Error::CursorInUse`] while a consumer of it (any process) is open;
+    /// [`Error::NoSuchCursor`] when there is none; [`Error::BadCursorName`];
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::Io`].
     pub fn delete_cursor(&self, name: &str) -> Result<()> {
         self.delete_cursor_with(name, false)
     }
 
-    /// `delete_cursor`, even while a consumer of it is open: that consumer
-    /// goes on, but its commits reach a deleted file and are lost, so the
-    /// next consumer of the name starts anew at the oldest record.
+    /// [`Journal::delete_cursor`], even while a consumer of it is open: that
+    /// consumer goes on, but its commits reach a deleted file and are lost, so
+    /// the next consumer of the name starts anew at the oldest record.
+    ///
+    /// # Errors
+    /// Those of [`Journal::delete_cursor`] but [`Error::CursorInUse`].
     pub fn force_delete_cursor(&self, name: &str) -> Result<()> {
         self.delete_cursor_with(name, true)
     }
@@ -332,35 +475,47 @@ impl Journal {
     /// changed.
     ///
     /// # Errors
-    /// `Error::InUse` while another handle has the journal open for writing;
-    /// I/O errors.
+    /// [`Error::InUse`] while another handle has the journal open for
+    /// writing; the errors of [`Journal::open`]; [`Error::Io`] while
+    /// rewriting frames.
     pub fn repair(dir: impl AsRef<Path>) -> Result<RecoveryReport> {
         let journal = Journal::open_alone(dir.as_ref())?;
         let recovered = journal.recovery_report().unwrap_or_default();
         recovery::repair(&journal.inner, recovered)
     }
 
-    /// The processes that have this journal open for writing: `(pid, alive)`.
+    /// The processes that have this journal open for writing, from the
+    /// metadata's process table (64 slots, informational): `(pid, alive)`,
+    /// where a dead one is a process that exited without closing the journal.
     pub fn processes(&self) -> Vec<(u32, bool)> {
         process::list(&self.inner.meta)
     }
 
-    /// The segment indexes on disk, oldest first.
+    /// The segment indexes on disk, oldest first (segment `i` holds positions
+    /// `i * segment_size ..`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be read; [`Error::NotAJournal`]
+    /// for a segment file name that is not a multiple of the segment size.
     pub fn segment_indexes(&self) -> Result<Vec<u64>> {
         segment::list(&self.inner.dir, self.inner.identity.segment_size)
     }
 }
 
-/// A durable cursor as `Journal::cursors` reports it.
+/// A durable cursor as [`Journal::cursors`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CursorInfo {
+    /// The cursor's name, as given to [`Journal::consumer`].
     pub name: String,
+    /// The committed position: the next record its consumer will read.
     pub position: u64,
     /// Bytes between the cursor and the tail.
     pub lag_bytes: u64,
     /// When it was last committed (ns since the epoch).
     pub committed_ns: u64,
-    /// `Some((from, to))` if `EvictSlowest` detached it.
+    /// `Some((from, to))` if [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest)
+    /// detached it: positions `from..to` were deleted unread. `None` once
+    /// [`Consumer::reattach`] re-attaches it.
     pub evicted: Option<(u64, u64)>,
 }
 

@@ -128,15 +128,26 @@ impl TailCodec {
     }
 }
 
-/// The level a journal is at, by its fill and the watermarks.
+/// The level a journal is at, by its fill and the watermarks
+/// ([`Stats::level`](crate::Stats::level), [`Journal::watch_level`](crate::Journal::watch_level)).
+/// Levels are ordered: `Normal < Shedding < BackPressured`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// Below the shed watermark (or back below `resume`): every record is taken.
     Normal = 0,
+    /// At or above the shed watermark: [`Priority::Low`](crate::Priority::Low)
+    /// records are dropped, normal ones taken.
     Shedding = 1,
+    /// At or above the high watermark: offers are refused with
+    /// [`OfferError::BackPressured`](crate::OfferError::BackPressured) and
+    /// appends wait (under [`WhenFull::Block`](crate::WhenFull::Block); the
+    /// dropping policies make room instead).
     BackPressured = 2,
 }
 
 impl Level {
+    /// The level stored as `raw` in the metadata (its discriminant); an
+    /// unknown value reads as [`Level::Normal`].
     pub fn from_u32(raw: u32) -> Level {
         match raw {
             1 => Level::Shedding,
@@ -145,6 +156,8 @@ impl Level {
         }
     }
 
+    /// The name tools print and JSON carries (`"normal"`, `"shedding"`,
+    /// `"back-pressured"`).
     pub fn name(self) -> &'static str {
         match self {
             Level::Normal => "normal",

@@ -20,9 +20,11 @@ use crate::{CursorInfo, Journal, Level, Limits, Stats};
 /// One journal's figures, gathered at one moment.
 #[derive(Clone, Debug)]
 pub struct Figures {
+    /// Counters, fill and level ([`Journal::stats`]).
     pub stats: Stats,
     /// Segment files in the directory.
     pub segments: u64,
+    /// The persisted limits in force ([`Journal::limits`]).
     pub limits: Limits,
     /// Every durable cursor, by name.
     pub cursors: Vec<CursorFigures>,
@@ -31,6 +33,8 @@ pub struct Figures {
 /// One durable cursor and how long its oldest unread record has waited.
 #[derive(Clone, Debug)]
 pub struct CursorFigures {
+    /// The cursor's name, committed position and lag in bytes
+    /// ([`Journal::cursors`]).
     pub cursor: CursorInfo,
     /// The timestamp (ns since the epoch) of the oldest record the cursor has
     /// yet to read; `None` when it is caught up.
@@ -43,6 +47,10 @@ impl Journal {
     /// Counters, levels, disk use and every cursor with its lag in bytes and
     /// in time, gathered at once (reads the metadata, lists the directory,
     /// and reads one frame header per cursor).
+    ///
+    /// # Errors
+    /// Those of [`Journal::segment_indexes`] and [`Journal::cursors`]
+    /// ([`Error::Io`] when the directory or a cursor file cannot be read).
     pub fn figures(&self) -> Result<Figures> {
         let stats = self.stats();
         let segments = self.segment_indexes()?.len() as u64;
@@ -77,6 +85,10 @@ impl Journal {
     /// assert!(text.contains("\",cursor=\"indexer\"} "));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`Journal::figures`]; [`Error::Io`] when writing to `out`
+    /// fails.
     pub fn write_metrics(&self, out: &mut impl Write) -> Result<()> {
         let figures = self.figures()?;
         let label = self.dir().to_string_lossy();
@@ -89,13 +101,19 @@ impl Journal {
 /// `None` when it could not be read (it is then `backwater_up 0`).
 #[derive(Clone, Copy, Debug)]
 pub struct JournalMetrics<'a> {
+    /// The value of its `journal` label (its directory, say).
     pub journal: &'a str,
+    /// Its figures ([`Journal::figures`]), or `None` for a journal that could
+    /// not be read.
     pub figures: Option<&'a Figures>,
 }
 
 /// Writes the exposition of several journals: each metric family once, with
 /// its `# HELP` and `# TYPE`, then one sample per journal (per cursor for
 /// the `backwater_cursor_*` families). A family without samples is left out.
+///
+/// # Errors
+/// The first error writing to `out`.
 pub fn write_exposition(out: &mut impl Write, journals: &[JournalMetrics<'_>]) -> io::Result<()> {
     let up = journals
         .iter()

@@ -26,7 +26,15 @@ use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::thread_cache::with_segment;
 use crate::{Priority, retention, window};
 
-/// A handle for appending records. `Clone + Send + Sync`; cheap to clone.
+/// A handle for appending records, from [`Journal::publisher`](crate::Journal::publisher).
+/// `Clone + Send + Sync`; cheap to clone.
+///
+/// Every append returns the record's position. The `offer` family never
+/// blocks: under back-pressure it returns [`OfferError::BackPressured`], and
+/// a [`Priority::Low`] record above the shed watermark
+/// [`OfferError::Dropped`]. The `append` family waits while back-pressured
+/// (up to [`Config::append_timeout`](crate::Config::append_timeout)).
+/// [`Publisher::claim`] writes a record in place.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -68,13 +76,29 @@ impl Publisher {
 
     /// Appends `payload` with normal priority if the journal is below its high
     /// watermark; never blocks. Returns the record's position.
+    ///
+    /// # Errors
+    /// - [`OfferError::BackPressured`] when fill is at the high watermark (under
+    ///   [`WhenFull::Block`](crate::WhenFull::Block), or when a dropping
+    ///   policy could not make room); nothing was written.
+    /// - [`OfferError::Failed`] with [`Error::RecordTooLarge`] (longer than
+    ///   [`Journal::max_record_len`](crate::Journal::max_record_len)),
+    ///   [`Error::ExclusivelyPublished`] (an [`ExclusivePublisher`](crate::ExclusivePublisher)
+    ///   exists), [`Error::ReadOnly`], [`Error::PositionsExhausted`],
+    ///   [`Error::CommittedNotFlushed`] (under [`Flush::Always`](crate::Flush::Always):
+    ///   the record *was* appended) or [`Error::Io`].
     #[inline]
     pub fn offer(&self, payload: &[u8]) -> Result<u64, OfferError> {
         self.offer_with(Priority::Normal, payload)
     }
 
-    /// Appends with the given priority; `Priority::Low` records are dropped
-    /// (and counted) from the shed watermark on.
+    /// Appends with the given priority; [`Priority::Low`] records are dropped
+    /// (and counted in [`Stats::dropped_low`](crate::Stats::dropped_low)) from
+    /// the shed watermark on.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority record at or above the shed
+    /// watermark; otherwise those of [`Publisher::offer`].
     #[inline]
     pub fn offer_with(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.try_offer(priority, payload).inspect_err(|e| self.count_refusal(e))
@@ -112,13 +136,22 @@ impl Publisher {
     }
 
     /// Appends with normal priority, waiting (spin, yield, park) while the
-    /// journal is back-pressured, up to `Config::append_timeout`.
+    /// journal is back-pressured, up to
+    /// [`Config::append_timeout`](crate::Config::append_timeout).
+    ///
+    /// # Errors
+    /// [`Error::StillBackPressured`] when the timeout passed (nothing was
+    /// appended); otherwise the [`OfferError::Failed`] errors of
+    /// [`Publisher::offer`], as an [`Error`].
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }
 
-    /// `append` with a priority. A shed low-priority record returns
-    /// `Error::Dropped` at once rather than waiting.
+    /// [`Publisher::append`] with a priority. A shed low-priority record
+    /// returns [`Error::Dropped`] at once rather than waiting.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`], and those of [`Publisher::append`].
     #[inline]
     pub fn append_with(&self, priority: Priority, payload: &[u8]) -> Result<u64> {
         match self.try_offer(priority, payload) {
@@ -131,11 +164,32 @@ impl Publisher {
     /// per up to `segment_size / 8` bytes); never blocks. Returns the
     /// position of the first record. All or nothing per claim: on
     /// back-pressure the records of earlier claims stay appended.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// let first = publisher.offer_batch(&[&b"one"[..], b"two", b"three"])?;
+    /// let mut consumer = journal.anonymous_consumer();
+    /// let mut seen = Vec::new();
+    /// consumer.poll(|record| seen.push(record.payload().to_vec()), 10)?;
+    /// assert_eq!(seen, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    /// assert_eq!(journal.first_position(), first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Publisher::offer`], for the claim that failed (the records
+    /// of earlier claims stay appended).
     pub fn offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
         self.batch(records, false).inspect_err(|e| self.count_refusal(e))
     }
 
-    /// `offer_batch`, waiting under back-pressure like `append`.
+    /// [`Publisher::offer_batch`], waiting under back-pressure like
+    /// [`Publisher::append`].
+    ///
+    /// # Errors
+    /// Those of [`Publisher::append`].
     pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64> {
         Ok(self.batch(records, true)?)
     }
@@ -188,8 +242,13 @@ impl Publisher {
     }
 
     /// Claims room for a `len`-byte record to be written in place; commit it
-    /// with `Claim::commit`. Dropping the claim uncommitted turns it into
+    /// with [`Claim::commit`]. Dropping the claim uncommitted turns it into
     /// padding. Never blocks.
+    ///
+    /// Consumers wait at an uncommitted claim (records after it are not
+    /// read until it is committed or padded), so fill it promptly: one held
+    /// past [`Config::unblock_timeout`](crate::Config::unblock_timeout) is
+    /// turned into padding by a consumer.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -201,11 +260,19 @@ impl Publisher {
     /// # assert!(position > 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`Publisher::offer`] (but [`Error::CommittedNotFlushed`],
+    /// which [`Claim::commit`] reports).
     pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
         self.claim_with(Priority::Normal, len)
     }
 
-    /// `claim` with a priority.
+    /// [`Publisher::claim`] with a priority.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority claim at or above the shed
+    /// watermark; otherwise those of [`Publisher::claim`].
     pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
         let result = self.try_claim(priority, len);
         result.inspect_err(|e| self.count_refusal(e))
@@ -343,10 +410,32 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
     written
 }
 
-/// Room claimed for one record, written in place (zero-copy).
+/// Room claimed for one record by [`Publisher::claim`], written in place
+/// (zero-copy).
 ///
-/// Commit it with `commit`; if dropped uncommitted it becomes padding that
-/// readers skip.
+/// Fill [`Claim::payload_mut`], then [`Claim::commit`]; if aborted or dropped
+/// uncommitted it becomes padding that readers skip. Consumers wait at it
+/// until then, so hold it briefly.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// let publisher = journal.publisher();
+///
+/// // Serialize straight into the journal.
+/// let mut claim = publisher.claim(8)?;
+/// claim.payload_mut().copy_from_slice(&42u64.to_le_bytes());
+/// let position = claim.commit()?;
+///
+/// // Changed our mind: the room becomes padding, nothing is appended.
+/// publisher.claim(100)?.abort();
+///
+/// let mut consumer = journal.anonymous_consumer();
+/// let mut seen = Vec::new();
+/// consumer.poll(|record| seen.push((record.position(), record.payload().to_vec())), 10)?;
+/// assert_eq!(seen, [(position, 42u64.to_le_bytes().to_vec())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Claim {
     inner: Handle,
     segment: Arc<Segment>,
@@ -357,7 +446,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The record's position.
+    /// The record's position (what [`Claim::commit`] returns).
     pub fn position(&self) -> u64 {
         self.claimed.position
     }
@@ -371,6 +460,13 @@ impl Claim {
     }
 
     /// Computes the CRC and commits the record; returns its position.
+    ///
+    /// # Errors
+    /// [`Error::ClaimUnblocked`] when the claim was held past a consumer's
+    /// [`Config::unblock_timeout`](crate::Config::unblock_timeout) and turned
+    /// into padding: the record was not appended. [`Error::CommittedNotFlushed`]
+    /// under [`Flush::Always`](crate::Flush::Always) when the msync failed:
+    /// the record *was* appended.
     pub fn commit(mut self) -> Result<u64> {
         self.done = true;
         let start = self.claimed.offset + HEADER_LEN;
@@ -388,7 +484,7 @@ impl Claim {
         Ok(self.claimed.position)
     }
 
-    /// Gives the room up: it becomes padding.
+    /// Gives the room up: it becomes padding (as dropping the claim does).
     pub fn abort(mut self) {
         self.pad();
     }

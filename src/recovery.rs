@@ -1,7 +1,7 @@
 //! Recovery and verification: walking a segment's frames to find the true
 //! tail, holes left by dead claimers, and damaged frames.
 //!
-//! Owns: the segment scan (shared by recovery at open, `verify` and
+//! Owns: the segment scan (shared by recovery at open, [`verify`] and
 //! `segments`), cutting a torn tail and padding holes. Recovery runs under the
 //! journal lock and only when no other writer process is alive, so nothing
 //! it pads or cuts can belong to a live claim. It never pads over a frame
@@ -32,7 +32,9 @@ pub struct SegmentScan {
     pub faults: Vec<(usize, usize, String)>,
     /// What stopped the walk at `end`, if it was not the segment's end or clean zeros.
     pub torn: Option<String>,
+    /// The timestamp (ns since the epoch) of the first valid data frame, if any.
     pub first_timestamp: Option<u64>,
+    /// The timestamp (ns since the epoch) of the last valid data frame, if any.
     pub last_timestamp: Option<u64>,
 }
 
@@ -100,23 +102,27 @@ fn is_empty(segment: &Segment) -> bool {
     last_non_zero(&segment.bytes()[SEGMENT_HEADER_LEN as usize..]).is_none()
 }
 
-/// What recovery changed.
+/// What recovery changed, from [`Journal::recovery_report`](crate::Journal::recovery_report)
+/// (at open) or [`Journal::repair`](crate::Journal::repair).
 #[derive(Debug, Default, Clone)]
 pub struct RecoveryReport {
     /// Holes turned into padding: `(position, len)`.
     pub padded: Vec<(u64, usize)>,
     /// A torn tail zeroed: `(position, len)`.
     pub cut: Option<(u64, usize)>,
-    /// Damaged frames replaced by padding (`repair` only): `(position, len, reason)`.
+    /// Damaged frames replaced by padding ([`Journal::repair`](crate::Journal::repair)
+    /// only): `(position, len, reason)`.
     pub discarded: Vec<(u64, usize, String)>,
     /// Segments past the data that could not be read (a header that never
     /// reached the media), removed: their base positions.
     pub removed: Vec<u64>,
     /// Bytes past the last flush that a power loss left damaged, cut from
-    /// the first damaged frame on (also counted in `Stats::lost_bytes`).
+    /// the first damaged frame on (also counted in
+    /// [`Stats::lost_bytes`](crate::Stats::lost_bytes)).
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
+    /// The tail position recovery found (or kept): where the next record goes.
     pub tail_position: u64,
 }
 
@@ -376,19 +382,26 @@ fn check_contiguous(dir: &Path, indexes: &[u64], size: u64) -> Result<()> {
     Ok(())
 }
 
-/// One problem `verify` found.
+/// One problem [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// The file with the problem (empty when the error named none).
     pub path: PathBuf,
+    /// The journal position of the damaged frame or hole (a segment's base
+    /// for its header; 0 when there is no position).
     pub position: u64,
+    /// What is wrong, for a person to read.
     pub reason: String,
 }
 
-/// The result of `verify`.
+/// The result of [`verify`].
 #[derive(Debug, Default, Clone)]
 pub struct VerifyReport {
+    /// Segment files opened and walked.
     pub segments: u64,
+    /// Data frames that passed every check, in all segments.
     pub records: u64,
+    /// Every problem found; empty for a sound journal.
     pub findings: Vec<Finding>,
 }
 
@@ -398,6 +411,21 @@ pub struct VerifyReport {
 /// An uncommitted region after the last committed frame of the tail segment
 /// is reported only when no writer has the journal open (a live writer may
 /// be filling it); everywhere else a hole or a bad frame is a finding.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// journal.publisher().append(b"checked")?;
+/// let report = backwater::recovery::verify(journal.dir(), |_done, _total| {})?;
+/// assert!(report.findings.is_empty());
+/// assert_eq!(report.records, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// Only for what stops the check as a whole: [`Error::NotAJournal`],
+/// [`Error::NewerFormat`] or [`Error::Io`] for the metadata or the
+/// directory. A damaged segment is a [`Finding`], not an error.
 pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<VerifyReport> {
     let meta = Meta::open(&dir.join(META_FILE), false)?;
     let size = meta.segment_size;
