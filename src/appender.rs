@@ -1,18 +1,22 @@
-//! What both publishers share: the refusal counters and the blocking wait
-//! of `append` (spin, yield, park while back-pressured, up to the append
-//! timeout), and the error for a record committed but not flushed.
+//! What both publishers share: the refusal counters, the wait of `append`
+//! while back-pressured (spin, then sleep on the wake word, up to the
+//! append timeout) and of `append_async` (the background waiter), and the
+//! error for a record committed but not flushed.
 //!
 //! Owns no state. Touches the metadata's refusal counters. `Publisher` and
 //! `ExclusivePublisher` import this, never each other (Aeron's appenders
 //! share `FrameDescriptor` the same way).
 
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Instant;
 
 use crate::error::{Error, OfferError, Result};
-use crate::idle::Idle;
+use crate::handle::Handle;
 use crate::meta::Meta;
 use crate::state::JournalState;
+use crate::waiter::Registration;
+use crate::wake::Sleeper;
 
 /// The error for a record committed under `Flush::Always` whose msync failed:
 /// the caller must know it is in the journal, so that it does not append it again.
@@ -47,32 +51,70 @@ pub(crate) fn wait_after_refusal(
     }
 }
 
-/// Retries `attempt` while it is back-pressured (spin, yield, park), up to
-/// the append timeout: what every blocking `append` does.
+/// Retries `attempt` while it is back-pressured (spin, then sleep until a
+/// level change releases back-pressure), up to the append timeout: what
+/// every blocking `append` does.
 pub(crate) fn wait_while_back_pressured<T>(
     inner: &JournalState,
     mut attempt: impl FnMut() -> Result<T, OfferError>,
 ) -> Result<T> {
     let mut started = None;
-    let mut idle = Idle::default();
+    let mut sleeper = Sleeper::new(&inner.meta);
     loop {
-        match attempt() {
-            Ok(done) => return Ok(done),
-            Err(OfferError::BackPressured { fill, .. }) => {
-                let start = *started.get_or_insert_with(|| {
-                    inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
-                    Instant::now()
-                });
-                let deadline = inner.append_timeout.map(|timeout| start + timeout);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::StillBackPressured { waited: start.elapsed(), fill });
-                }
-                idle.idle(deadline);
-            }
-            Err(other) => {
-                count_refusal(&inner.meta, &other);
-                return Err(other.into());
-            }
+        if let Some(done) = judge(inner, attempt(), &mut started) {
+            return done;
+        }
+        sleeper.idle(append_deadline(inner, started));
+    }
+}
+
+/// What every `append_async` does: `attempt`, and while it is
+/// back-pressured, wait for the background waiter's wake-up (a level change
+/// in any process) without blocking the thread, up to the append timeout.
+///
+/// Cancel-safe: each poll of the future makes whole attempts, and one that
+/// appends completes the future in that same poll, so a future dropped
+/// before it completed appended nothing.
+pub(crate) async fn wait_async<T>(handle: &Handle, mut attempt: impl FnMut() -> Result<T, OfferError>) -> Result<T> {
+    let mut started = None;
+    let mut registration: Option<Registration> = None;
+    std::future::poll_fn(|cx| {
+        if let Some(done) = judge(handle, attempt(), &mut started) {
+            return Poll::Ready(done);
+        }
+        let registration = registration.get_or_insert_with(|| handle.async_waiter().registration());
+        registration.arm(cx.waker(), append_deadline(handle, started));
+        // The re-check after arming: progress made before it is seen here,
+        // progress after it wakes the waker.
+        match judge(handle, attempt(), &mut started) {
+            Some(done) => Poll::Ready(done),
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The outcome of one attempt: `None` while it is back-pressured and the
+/// append timeout (counted from the first refusal, `started`) has not passed.
+fn judge<T>(inner: &JournalState, outcome: Result<T, OfferError>, started: &mut Option<Instant>) -> Option<Result<T>> {
+    match outcome {
+        Ok(done) => Some(Ok(done)),
+        Err(OfferError::BackPressured { fill, .. }) => {
+            let start = *started.get_or_insert_with(|| {
+                inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
+                Instant::now()
+            });
+            let expired = append_deadline(inner, Some(start)).is_some_and(|d| Instant::now() >= d);
+            expired.then(|| Err(Error::StillBackPressured { waited: start.elapsed(), fill }))
+        }
+        Err(other) => {
+            count_refusal(&inner.meta, &other);
+            Some(Err(other.into()))
         }
     }
+}
+
+/// When a wait that `started` gives up (`None`: never, or not started).
+fn append_deadline(inner: &JournalState, started: Option<Instant>) -> Option<Instant> {
+    Some(started? + inner.append_timeout?)
 }

@@ -17,8 +17,8 @@ use crate::Stats;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::meta::{Level, Meta};
-use crate::segment;
 use crate::state::JournalState;
+use crate::{segment, wake};
 
 /// A snapshot of how full the journal is.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +69,8 @@ fn next_level(previous: Level, fill: f64, limits: &Limits) -> Level {
 }
 
 /// Recomputes the level and the publication limits from the metadata (no
-/// syscalls), and tells level watchers about a transition.
+/// syscalls unless a raised limit wakes sleeping publishers), and tells
+/// level watchers about a transition.
 pub(crate) fn recompute_limits(inner: &JournalState) -> Level {
     let meta = &inner.meta;
     let limits = meta.limits();
@@ -85,9 +86,14 @@ pub(crate) fn recompute_limits(inner: &JournalState) -> Level {
         Level::Normal => fill.position_at(limits.watermarks.shed).min(normal),
         _ => fill.tail.min(fill.position_at(limits.watermarks.shed)),
     };
+    let released = normal > meta.normal_limit().load(Ordering::Relaxed);
     meta.normal_limit().store(normal, Ordering::Release);
     meta.low_limit().store(low, Ordering::Release);
     meta.level().store(level as u32, Ordering::Release);
+    if released {
+        // Publishers waiting under back-pressure may fit now.
+        wake::notify(meta);
+    }
     inner.tell_watchers(level);
     level
 }

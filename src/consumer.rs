@@ -9,15 +9,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN};
 use crate::handle::Handle;
-use crate::idle::Idle;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::state::JournalState;
+use crate::waiter::Registration;
+use crate::wake::Sleeper;
 use crate::{Flush, Priority};
 
 /// One record, borrowed from the mapped segment (zero-copy): what
@@ -307,9 +309,12 @@ impl Consumer {
         Ok((count, true))
     }
 
-    /// [`Consumer::poll`], but waits (spin, yield, park) up to `timeout` for
-    /// at least one record. Returns 0 only when the timeout passed with
-    /// nothing new.
+    /// [`Consumer::poll`], but waits up to `timeout` for at least one
+    /// record: it spins briefly, then sleeps in the kernel until a publisher
+    /// (in any process) commits a record. Returns 0 only when the timeout
+    /// passed with nothing new. (A consumer of a read-only handle, which
+    /// cannot tell publishers it sleeps, parks for up to 1 ms at a time
+    /// instead.)
     ///
     /// # Errors
     /// Those of [`Consumer::poll`].
@@ -320,14 +325,65 @@ impl Consumer {
         timeout: Duration,
     ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
-        let mut idle = Idle::default();
+        let handle = self.inner.clone();
+        let mut sleeper = Sleeper::new(&handle.meta);
         loop {
             let count = self.poll(&mut handler, limit)?;
             if count > 0 || Instant::now() >= deadline {
                 return Ok(count);
             }
-            idle.idle(Some(deadline));
+            sleeper.idle(Some(deadline));
         }
+    }
+
+    /// [`Consumer::poll`] for `async` tasks: waits for at least one record
+    /// without blocking the thread (the handle's background waiter wakes the
+    /// task when a publisher in any process commits), then hands out up to
+    /// `limit` records as `poll` does and returns how many (0 only when
+    /// `limit` is 0). Runtime-agnostic (std [`Future`](std::future::Future)
+    /// and [`Waker`](std::task::Waker)).
+    ///
+    /// Cancel-safe: records are handed out only in the poll that completes
+    /// the future, so a future dropped before it completed handed out
+    /// nothing and left the position where it was.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// let mut consumer = journal.consumer("async")?;
+    /// let read = futures_executor::block_on(async {
+    ///     publisher.append_async(b"hello").await?;
+    ///     consumer.poll_async(|record| assert_eq!(record.payload(), b"hello"), 16).await
+    /// })?;
+    /// assert_eq!(read, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Consumer::poll`].
+    pub async fn poll_async<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut registration: Option<Registration> = None;
+        std::future::poll_fn(|cx| {
+            match self.poll(&mut handler, limit) {
+                Ok(0) => {}
+                done => return Poll::Ready(done),
+            }
+            let registration = registration.get_or_insert_with(|| self.inner.async_waiter().registration());
+            // At a hole, poll again once it may be unblocked; otherwise at a commit.
+            let unblock_at = self.hole.map(|(_, since)| since + self.inner.unblock_timeout);
+            registration.arm(cx.waker(), unblock_at);
+            // The re-check after arming: a commit before it is read here, a
+            // commit after it wakes the waker.
+            match self.poll(&mut handler, limit) {
+                Ok(0) => Poll::Pending,
+                done => Poll::Ready(done),
+            }
+        })
+        .await
     }
 
     /// Persists the position in the durable cursor (a no-op for anonymous

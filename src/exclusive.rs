@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal};
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async};
 use crate::error::{Error, OfferError, Result};
 use crate::frame::Word0;
 use crate::frame::{self, HEADER_LEN};
@@ -26,7 +26,7 @@ use crate::handle::Handle;
 use crate::meta::TailCodec;
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
-use crate::{Priority, retention, window};
+use crate::{Priority, retention, wake, window};
 
 /// The only publisher of a journal while it lives, in every process
 /// ([`Journal::exclusive_publisher`](crate::Journal::exclusive_publisher)).
@@ -127,6 +127,18 @@ impl ExclusivePublisher {
         self.append_with(Priority::Normal, payload)
     }
 
+    /// [`ExclusivePublisher::append`] without blocking the thread: waits
+    /// under back-pressure as [`Publisher::append_async`](crate::Publisher::append_async)
+    /// does (cancel-safe the same way: a future dropped before it completed
+    /// appended nothing).
+    ///
+    /// # Errors
+    /// Those of [`ExclusivePublisher::append`].
+    pub async fn append_async(&mut self, payload: &[u8]) -> Result<u64> {
+        let inner = self.inner.clone();
+        wait_async(&inner, || self.try_offer(Priority::Normal, payload)).await
+    }
+
     /// [`ExclusivePublisher::append`] with a priority (a shed record returns
     /// [`Error::Dropped`] at once).
     ///
@@ -181,6 +193,7 @@ impl ExclusivePublisher {
         // No other publisher exists: the count is ours to store.
         self.appended += 1;
         meta.appended().store(self.appended, Ordering::Relaxed);
+        wake::notify(meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             segment.file().flush_range(offset, aligned).map_err(|e| committed_not_flushed(position, e))?;
         }

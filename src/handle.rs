@@ -2,18 +2,19 @@
 //! of the handle's lifetime.
 //!
 //! Owns: close-time work. The last share of a `Journal::open` to go stops
-//! and joins the housekeeper on the dropping thread, takes this handle's
+//! and joins the async waiter and the housekeeper on the dropping thread, takes this handle's
 //! segments back from every thread's cache, gives spares back, releases the
 //! writers' lock (flushing if it was the last writer) and the process-table
 //! slot, so the journal is closed before that thread moves on or exits. Also
-//! the registry of this handle's shared publisher lock. Touches the state,
+//! the registry of this handle's shared publisher lock, and its async waiter. Touches the state,
 //! the window (spares), flush, and the thread caches.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::config::Flush;
 use crate::publisher_lock::PublisherGroup;
 use crate::state::JournalState;
+use crate::waiter::AsyncWaiter;
 use crate::{flush, process, thread_cache, window};
 
 /// A handle's share of one `Journal::open`: cheap to clone, derefs to the
@@ -29,12 +30,16 @@ struct Lifetime {
     state: Arc<JournalState>,
     /// The publisher lock of this handle's live `Publisher`s, if any.
     publisher_group: Mutex<Weak<PublisherGroup>>,
+    /// The background waiter of this handle's async futures (its thread
+    /// starts with the first future that waits).
+    waiter: OnceLock<Arc<AsyncWaiter>>,
 }
 
 impl Handle {
     pub fn new(state: JournalState) -> Handle {
         let state = Arc::new(state);
-        let lifetime = Lifetime { state: Arc::clone(&state), publisher_group: Mutex::new(Weak::new()) };
+        let lifetime =
+            Lifetime { state: Arc::clone(&state), publisher_group: Mutex::new(Weak::new()), waiter: OnceLock::new() };
         Handle { state, lifetime: Arc::new(lifetime) }
     }
 
@@ -55,6 +60,13 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// This handle's background waiter for async futures.
+    pub fn async_waiter(&self) -> &Arc<AsyncWaiter> {
+        self.lifetime.waiter.get_or_init(|| Arc::new(AsyncWaiter::new(Arc::clone(&self.state))))
+    }
+}
+
 impl std::ops::Deref for Handle {
     type Target = JournalState;
 
@@ -65,6 +77,9 @@ impl std::ops::Deref for Handle {
 
 impl Drop for Lifetime {
     fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.get() {
+            waiter.stop();
+        }
         self.state.stop_housekeeper();
         // No thread keeps this handle's segments mapped past its close.
         thread_cache::reclaim(self.state.handle_id, |_| true);

@@ -75,6 +75,8 @@ mod state;
 #[doc(hidden)]
 pub mod sync_trace;
 mod thread_cache;
+mod waiter;
+mod wake;
 mod window;
 mod writers;
 

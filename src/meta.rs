@@ -62,6 +62,13 @@ const UNBLOCKED_AT: usize = 288;
 /// `flush_all` (recovery keeps it untouched).
 const FLUSHED_POSITION_AT: usize = 296;
 
+// The wake-up line (`wake`): a futex word that committing publishers and
+// releases of back-pressure bump when someone sleeps, and the count of
+// sleepers. Its own cache line: nobody writes it while nobody sleeps, so
+// the publishers' load of the count stays a hit in their cache.
+const WAKE_WORD_AT: usize = 320;
+const SLEEPERS_AT: usize = 324;
+
 // Process table: `PROCESS_SLOTS` entries of (pid u32, pad u32, start time u64).
 pub const PROCESS_TABLE_AT: usize = 512;
 pub const PROCESS_SLOTS: usize = 64;
@@ -260,6 +267,11 @@ impl Meta {
         self.file.path()
     }
 
+    /// Whether this mapping may be written (a read-write handle's).
+    pub fn writable(&self) -> bool {
+        self.file.writable()
+    }
+
     #[inline]
     pub fn raw_tail(&self) -> &AtomicU64 {
         self.file.atomic_u64(RAW_TAIL_AT)
@@ -346,6 +358,20 @@ impl Meta {
     #[inline]
     pub fn flushed_position(&self) -> &AtomicU64 {
         self.file.atomic_u64(FLUSHED_POSITION_AT)
+    }
+
+    /// The futex word sleepers wait on: bumped (then woken) by whoever
+    /// makes progress they may wait for, when the sleepers count is not 0.
+    #[inline]
+    pub fn wake_word(&self) -> &AtomicU32 {
+        self.file.atomic_u32(WAKE_WORD_AT)
+    }
+
+    /// How many threads, in every process, sleep on (or are about to sleep
+    /// on) the wake word.
+    #[inline]
+    pub fn sleepers(&self) -> &AtomicU32 {
+        self.file.atomic_u32(SLEEPERS_AT)
     }
 
     #[inline]

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, compiler_fence};
 
-use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_while_back_pressured};
+use crate::appender::{
+    committed_not_flushed, count_refusal, wait_after_refusal, wait_async, wait_while_back_pressured,
+};
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, HEADER_LEN, Word0};
 use crate::handle::Handle;
@@ -24,7 +26,7 @@ use crate::meta::TailCodec;
 use crate::publisher_lock::PublisherGroup;
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::thread_cache::with_segment;
-use crate::{Priority, retention, window};
+use crate::{Priority, retention, wake, window};
 
 /// A handle for appending records, from [`Journal::publisher`](crate::Journal::publisher).
 /// `Clone + Send + Sync`; cheap to clone.
@@ -128,6 +130,7 @@ impl Publisher {
     #[inline]
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
+        wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
                 .map_err(|e| committed_not_flushed(at.position, e))?;
@@ -145,6 +148,32 @@ impl Publisher {
     /// [`Publisher::offer`], as an [`Error`].
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
+    }
+
+    /// [`Publisher::append`] without blocking the thread: an `async` task
+    /// waits under back-pressure until a level change releases it (in any
+    /// process; the handle's background waiter wakes the task), up to
+    /// [`Config::append_timeout`](crate::Config::append_timeout).
+    /// Runtime-agnostic (std [`Future`](std::future::Future) and
+    /// [`Waker`](std::task::Waker)).
+    ///
+    /// Cancel-safe: the record is appended, whole, in the same poll that
+    /// completes the future; a future dropped before it completed appended
+    /// nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// let position = futures_executor::block_on(publisher.append_async(b"from a task"))?;
+    /// # assert!(position > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Publisher::append`].
+    pub async fn append_async(&self, payload: &[u8]) -> Result<u64> {
+        wait_async(&self.inner, || self.try_offer(Priority::Normal, payload)).await
     }
 
     /// [`Publisher::append`] with a priority. A shed low-priority record
@@ -476,6 +505,7 @@ impl Claim {
             return Err(Error::ClaimUnblocked { position: self.claimed.position });
         }
         self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
+        wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
             let flushed = self.segment.file().flush_range(self.claimed.offset, aligned);

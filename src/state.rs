@@ -117,6 +117,10 @@ impl JournalState {
         }
         let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
         let process_slot = if writable { process::register(&meta) } else { None };
+        if writable {
+            // Its publishers and limit changes wake sleepers without a fence.
+            crate::wake::register_process();
+        }
         let level = meta.level().load(Ordering::Acquire);
         Ok(JournalState {
             max_payload: (meta.segment_size / 8) as usize,

@@ -1,0 +1,170 @@
+//! Cross-process wake-ups: threads that wait for a record (followers) or
+//! for room (publishers under back-pressure), in any process, sleep in the
+//! kernel on one futex word of `journal.meta`, and whoever makes progress
+//! they may be waiting for wakes them, making the syscall only when
+//! somebody sleeps.
+//!
+//! Owns: the protocol on the wake word and the sleepers count (their offsets
+//! are `meta`'s), the process's registration for the asymmetric barrier, and
+//! [`Sleeper`], the wait strategy (spin, then sleep) of `poll_wait` and of a
+//! blocking `append`. Touches nothing else.
+//!
+//! # The lost wake-up, and why there is none
+//!
+//! A sleeper does: (S1) add one to the sleepers count; (S2) an asymmetric
+//! heavy barrier (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`); (S3) load
+//! the wake word, `seq`; (S4) check its condition again (poll, or try the
+//! append); (S5) `futex_wait(word, seq)`, which the kernel refuses at once
+//! if the word is no longer `seq`. A waker does: (W1) make progress (commit a
+//! frame, raise a publication limit); (W2) load the sleepers count, relaxed
+//! (the only cost on the publishers' hot path); if it is not 0, (W3) add one
+//! to the wake word and (W4) `futex_wake` every sleeper.
+//!
+//! The race: W1 is a store (the exclusive publisher's is a plain release
+//! store) and W2 a load of another word, and S1 a store and S4 a load, so
+//! without a full barrier on *both* sides each could miss the other's write
+//! (the store-buffer litmus test): the waker sees no sleeper, the sleeper
+//! sees no progress, and it sleeps through the record. A full fence between
+//! W1 and W2 would close it at a cost on every record; instead S2 makes every
+//! thread of every process registered for the barrier (each process with a
+//! writable handle: every waker) execute a full barrier at some point B
+//! during the call, and B is ordered with W1 and W2 by program order:
+//! - B before W1: B follows S1, which is globally visible before S2 starts,
+//!   so W2 (after W1, after B) sees the sleeper and wakes it;
+//! - B after W1: W1 is visible when S2 returns, so S4 sees the progress and
+//!   the sleeper does not sleep.
+//!
+//! And between S3 and S5: if W3 bumps the word after S3, S5 finds the word
+//! changed and returns at once; if W3 came before S3, S3 (acquire) sees it
+//! and therefore S4 sees W1. A wake-up is never lost, it is at worst
+//! spurious (a sleeper re-checks and sleeps again).
+//!
+//! Where the barrier is not available (an old kernel, a seccomp filter), a
+//! sleeper uses a full fence instead and never sleeps longer than
+//! `UNSURE_CAP` at a time: a missed wake-up then costs at most that, as the
+//! 1 ms park did before. A read-only handle cannot count itself as a sleeper
+//! and parks for up to 1 ms at a time, as before.
+//!
+//! A process killed while asleep leaves the count one too high: publishers
+//! then make a needless wake call per commit (correct, a little slower)
+//! until the journal is created anew.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+use rustix::thread::{MembarrierCommand, membarrier};
+
+use crate::idle::{Idle, Spin};
+use crate::meta::Meta;
+
+/// The longest one sleep lasts when no wake-up can be missed (a safety net:
+/// the sleeper re-checks and sleeps again).
+const SURE_CAP: Duration = Duration::from_millis(100);
+/// The longest one sleep lasts when the barrier is unavailable.
+const UNSURE_CAP: Duration = Duration::from_millis(1);
+
+/// Whether this process has the asymmetric barrier (registered at first use).
+static BARRIER: OnceLock<bool> = OnceLock::new();
+
+/// Registers this process for the barrier sleepers issue (S2), so that
+/// its publishers need no fence (W1 → W2). Called when a writable handle
+/// opens; idempotent and cheap after the first call.
+pub(crate) fn register_process() -> bool {
+    *BARRIER.get_or_init(|| membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok())
+}
+
+/// W2–W4, after progress: wakes every sleeper if there is any. Inlined into
+/// the commit paths: one relaxed load when nobody sleeps.
+#[inline]
+pub(crate) fn notify(meta: &Meta) {
+    if meta.sleepers().load(Ordering::Relaxed) != 0 {
+        wake_all(meta);
+    }
+}
+
+/// W3–W4: bumps the wake word and wakes every sleeper, in every process.
+#[cold]
+#[inline(never)]
+pub(crate) fn wake_all(meta: &Meta) {
+    if !meta.writable() {
+        return;
+    }
+    meta.wake_word().fetch_add(1, Ordering::Release);
+    let _ = futex::wake(meta.wake_word(), futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// S1–S3: counts the caller as a sleeper, orders that with every waker, and
+/// returns the wake word to sleep on. The caller checks its condition next,
+/// then sleeps with [`sleep`] (or not), and always calls [`retract`].
+pub(crate) fn announce(meta: &Meta) -> u32 {
+    meta.sleepers().fetch_add(1, Ordering::SeqCst);
+    if !(barrier_available() && membarrier(MembarrierCommand::GlobalExpedited).is_ok()) {
+        fence(Ordering::SeqCst);
+    }
+    meta.wake_word().load(Ordering::Acquire)
+}
+
+/// Undoes [`announce`].
+pub(crate) fn retract(meta: &Meta) {
+    meta.sleepers().fetch_sub(1, Ordering::Release);
+}
+
+/// S5: sleeps while the wake word is `seq`, up to `deadline` and at most
+/// the safety cap; returns early on any wake-up (spurious ones included).
+pub(crate) fn sleep(word: &AtomicU32, seq: u32, deadline: Option<Instant>) {
+    let cap = if barrier_available() { SURE_CAP } else { UNSURE_CAP };
+    let timeout = deadline.map_or(cap, |d| d.saturating_duration_since(Instant::now()).min(cap));
+    if timeout.is_zero() {
+        return;
+    }
+    let timeout = futex::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
+    // EAGAIN (the word moved), EINTR and ETIMEDOUT all mean: check again.
+    let _ = futex::wait(word, futex::Flags::empty(), seq, Some(&timeout));
+}
+
+fn barrier_available() -> bool {
+    register_process()
+}
+
+/// The wait strategy of one waiter: spin briefly, then sleep on the wake
+/// word. Call [`Sleeper::idle`] after each attempt that found nothing; the
+/// first call after the spin only announces the sleeper, so that the
+/// caller's next attempt is the re-check (S4) before the call that sleeps.
+pub(crate) struct Sleeper<'a> {
+    meta: &'a Meta,
+    spin: Spin,
+    /// Announced, with the wake word seen then.
+    announced: Option<u32>,
+    /// For read-only handles, which cannot announce themselves.
+    park: Idle,
+}
+
+impl<'a> Sleeper<'a> {
+    pub fn new(meta: &'a Meta) -> Sleeper<'a> {
+        Sleeper { meta, spin: Spin::default(), announced: None, park: Idle::default() }
+    }
+
+    /// Waits a little after a failed attempt, never past `deadline`.
+    pub fn idle(&mut self, deadline: Option<Instant>) {
+        if let Some(seq) = self.announced.take() {
+            sleep(self.meta.wake_word(), seq, deadline);
+            retract(self.meta);
+        } else if !self.spin.spin() {
+            if self.meta.writable() {
+                self.announced = Some(announce(self.meta));
+            } else {
+                self.park.idle(deadline);
+            }
+        }
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        if self.announced.take().is_some() {
+            retract(self.meta);
+        }
+    }
+}
