@@ -145,6 +145,9 @@ pub struct Consumer {
     position: u64,
     segment: Option<Arc<Segment>>,
     hole: Option<(u64, Instant)>,
+    /// The last `poll_wait` timed out: the next one sleeps without spinning
+    /// first (an idle follower costs no CPU; one that reads spins).
+    quiet: bool,
 }
 
 impl Consumer {
@@ -175,12 +178,12 @@ impl Consumer {
                 ),
             ));
         }
-        Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None })
+        Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None, quiet: false })
     }
 
     pub(crate) fn anonymous(inner: Handle) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
-        Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None }
+        Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None, quiet: false }
     }
 
     /// The cursor's name (`None` for an anonymous consumer).
@@ -310,8 +313,9 @@ impl Consumer {
     }
 
     /// [`Consumer::poll`], but waits up to `timeout` for at least one
-    /// record: it spins briefly, then sleeps in the kernel until a publisher
-    /// (in any process) commits a record. Returns 0 only when the timeout
+    /// record: it spins briefly (not after a call that timed out), then
+    /// sleeps in the kernel until a publisher (in any process) commits a
+    /// record. Returns 0 only when the timeout
     /// passed with nothing new. (A consumer of a read-only handle, which
     /// cannot tell publishers it sleeps, parks for up to 1 ms at a time
     /// instead.)
@@ -327,9 +331,13 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         let handle = self.inner.clone();
         let mut sleeper = Sleeper::new(&handle.meta);
+        if self.quiet {
+            sleeper.skip_spin();
+        }
         loop {
             let count = self.poll(&mut handler, limit)?;
             if count > 0 || Instant::now() >= deadline {
+                self.quiet = count == 0;
                 return Ok(count);
             }
             sleeper.idle(Some(deadline));
@@ -560,6 +568,7 @@ impl Consumer {
             position: first,
             segment: None,
             hole: None,
+            quiet: false,
         };
         let mut found = None;
         loop {

@@ -20,13 +20,20 @@ const SPIN_FOR: Duration = Duration::from_micros(50);
 pub struct Spin {
     backoff: Backoff,
     since: Option<Instant>,
+    finished: bool,
 }
 
 impl Spin {
+    /// Ends the busy phase now.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
     /// Spins (or yields) once; `false` when the busy phase is over.
     pub fn spin(&mut self) -> bool {
         let since = *self.since.get_or_insert_with(Instant::now);
-        if self.backoff.is_completed() && since.elapsed() >= SPIN_FOR {
+        if self.finished || self.backoff.is_completed() && since.elapsed() >= SPIN_FOR {
+            self.finished = true;
             return false;
         }
         self.backoff.snooze();

@@ -161,7 +161,9 @@ fn run(shared: &Shared) {
         let (due, next) = collect_due(shared);
         due.into_iter().for_each(Waker::wake);
         match next {
-            Some(Sleep { seq, deadline }) => wake::sleep(meta.wake_word(), seq, deadline),
+            Some(Sleep { seq, deadline }) => {
+                wake::sleep(meta.wake_word(), seq, deadline);
+            }
             None => std::thread::park(),
         }
     }

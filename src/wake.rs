@@ -113,15 +113,16 @@ pub(crate) fn retract(meta: &Meta) {
 
 /// S5: sleeps while the wake word is `seq`, up to `deadline` and at most
 /// the safety cap; returns early on any wake-up (spurious ones included).
-pub(crate) fn sleep(word: &AtomicU32, seq: u32, deadline: Option<Instant>) {
+/// `false` when the sleep ran out its time.
+pub(crate) fn sleep(word: &AtomicU32, seq: u32, deadline: Option<Instant>) -> bool {
     let cap = if barrier_available() { SURE_CAP } else { UNSURE_CAP };
     let timeout = deadline.map_or(cap, |d| d.saturating_duration_since(Instant::now()).min(cap));
     if timeout.is_zero() {
-        return;
+        return false;
     }
     let timeout = futex::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
     // EAGAIN (the word moved), EINTR and ETIMEDOUT all mean: check again.
-    let _ = futex::wait(word, futex::Flags::empty(), seq, Some(&timeout));
+    futex::wait(word, futex::Flags::empty(), seq, Some(&timeout)) != Err(rustix::io::Errno::TIMEDOUT)
 }
 
 fn barrier_available() -> bool {
@@ -146,6 +147,12 @@ impl<'a> Sleeper<'a> {
         Sleeper { meta, spin: Spin::default(), announced: None, park: Idle::default() }
     }
 
+    /// Sleeps from the first [`Sleeper::idle`] on (after announcing): for
+    /// a waiter that has been waiting a while already.
+    pub fn skip_spin(&mut self) {
+        self.spin.finish();
+    }
+
     /// Waits a little after a failed attempt, never past `deadline`.
     pub fn idle(&mut self, deadline: Option<Instant>) {
         if let Some(seq) = self.announced.take() {
@@ -166,5 +173,79 @@ impl Drop for Sleeper<'_> {
         if self.announced.take().is_some() {
             retract(self.meta);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::meta::{META_FILE, META_LEN, NewJournal};
+
+    fn meta(dir: &std::path::Path) -> Meta {
+        let new = NewJournal {
+            segment_size: 1 << 20,
+            journal_id: 1,
+            created_ns: 1,
+            header_len: 64,
+            limits: Limits::default(),
+        };
+        crate::mapped::create_file(dir, META_FILE, META_LEN as u64, 0o600, |file| Meta::initialize(file, &new))
+            .unwrap();
+        Meta::open(&dir.join(META_FILE), true).unwrap()
+    }
+
+    #[test]
+    fn a_commit_with_nobody_asleep_leaves_the_word_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta(dir.path());
+        notify(&meta);
+        assert_eq!(meta.wake_word().load(Ordering::Relaxed), 0);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn progress_after_the_announcement_is_never_slept_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta(dir.path());
+        let seq = announce(&meta);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 1);
+        notify(&meta); // between the re-check and the sleep
+        assert_eq!(meta.wake_word().load(Ordering::Relaxed), seq.wrapping_add(1));
+        // The word moved: the sleep returns at once rather than at its deadline.
+        let started = Instant::now();
+        assert!(sleep(meta.wake_word(), seq, Some(Instant::now() + Duration::from_secs(30))));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        retract(&meta);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_sleeper_in_another_thread_is_woken() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::sync::Arc::new(meta(dir.path()));
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sleeper, seen) = (std::sync::Arc::clone(&meta), std::sync::Arc::clone(&progress));
+        let asleep = std::thread::spawn(move || {
+            let mut timed_out = 0;
+            loop {
+                let seq = announce(&sleeper);
+                if seen.load(Ordering::Relaxed) {
+                    retract(&sleeper);
+                    return timed_out;
+                }
+                timed_out += u32::from(!sleep(sleeper.wake_word(), seq, None));
+                retract(&sleeper);
+            }
+        });
+        while meta.sleepers().load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        progress.store(true, Ordering::Relaxed);
+        notify(&meta);
+        // Woken (or the re-check saw the progress): no sleep ran out its
+        // 100 ms, which is what a lost wake-up would take.
+        assert_eq!(asleep.join().unwrap(), 0);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
     }
 }
