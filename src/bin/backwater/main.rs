@@ -11,6 +11,7 @@ mod cursor;
 mod demo;
 mod dump;
 mod info;
+mod nats;
 mod replay;
 mod segments;
 mod tail;
