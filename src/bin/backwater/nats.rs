@@ -27,6 +27,8 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, ServerAddr};
 use backwater::Record;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::cli::ReplayArgs;
 use crate::output::priority_name;
@@ -94,22 +96,37 @@ pub fn summary(stats: &Stats) -> String {
 /// Replay's handle on the forwarder: records go in, acks come back on the
 /// channel given to [`start`].
 pub struct Publisher {
-    records: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    records: tokio::sync::mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// Records handed over since the last flush: one wake-up per batch.
+    batch: Vec<Outgoing>,
     pub stats: Arc<Stats>,
 }
 
 impl Publisher {
-    /// Hands a record to the forwarder; fails only once the forwarder has stopped.
-    pub fn send(&mut self, record: &Record<'_>) -> std::io::Result<()> {
-        let outgoing = Outgoing {
+    /// Queues a record for the forwarder (sent on [`Publisher::flush`]).
+    pub fn send(&mut self, record: &Record<'_>) {
+        self.batch.push(Outgoing {
             position: record.position(),
             timestamp: record.timestamp(),
             priority: priority_name(record.priority()),
             payload: bytes::Bytes::copy_from_slice(record.payload()),
-        };
+        });
+    }
+
+    /// Hands the queued records to the forwarder; fails only once it has stopped.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
         self.records
-            .send(outgoing)
+            .send(std::mem::take(&mut self.batch))
             .map_err(|_| std::io::Error::other("the NATS forwarder has stopped"))
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.flush(); // what was handed over goes out before the channel closes
     }
 }
 
@@ -150,7 +167,9 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         stats: stats.clone(),
         unsent: VecDeque::new(),
         in_flight: VecDeque::new(),
+        pub_acks: FuturesOrdered::new(),
         resend: Vec::new(),
+        unreported: 0,
         trouble: None,
         backoff: FIRST_BACKOFF,
         troubled_since: None,
@@ -159,7 +178,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         .name("nats-forwarder".into())
         .spawn(move || runtime.block_on(forwarder.run(receiver)))
         .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS forwarder: {e}")))?;
-    Ok(Publisher { records, stats })
+    Ok(Publisher { records, batch: Vec::new(), stats })
 }
 
 /// A connection that reconnects forever with backoff, saying so on stderr;
@@ -254,7 +273,6 @@ type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, jetstream::conte
 
 struct InFlight {
     record: Outgoing,
-    ack: AckFuture,
     sent: Instant,
 }
 
@@ -269,8 +287,13 @@ struct Forwarder {
     unsent: VecDeque<Outgoing>,
     /// Published, PubAck awaited, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// Their PubAcks, all awaited at once (each one's timeout runs from its
+    /// publish), yielded in publishing order.
+    pub_acks: FuturesOrdered<AckFuture>,
     /// Records to re-send after the trouble: the failed one and all after it.
     resend: Vec<Outgoing>,
+    /// PubAcks not yet reported to replay (reported once per wake-up).
+    unreported: u64,
     /// The first failure since publishing last went well: nothing new is
     /// published until the in-flight publishes have settled.
     trouble: Option<jetstream::context::PublishError>,
@@ -280,14 +303,15 @@ struct Forwarder {
 
 /// What woke the loop.
 enum Event {
-    Record(Option<Outgoing>),
+    Records(Option<Vec<Outgoing>>),
     Settled(Result<PublishAck, jetstream::context::PublishError>),
 }
 
 impl Forwarder {
-    async fn run(mut self, mut records: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+    async fn run(mut self, mut records: tokio::sync::mpsc::UnboundedReceiver<Vec<Outgoing>>) {
         let mut open = true;
         loop {
+            self.report_acks();
             if self.trouble.is_some() && self.in_flight.is_empty() {
                 if let Err(rejected) = self.recover().await {
                     let _ = self.acks.send(Ack::Rejected(rejected));
@@ -299,13 +323,16 @@ impl Forwarder {
                 return;
             }
             let event = tokio::select! {
-                record = records.recv(), if open => Event::Record(record),
-                settled = front_ack(&mut self.in_flight), if !self.in_flight.is_empty() => Event::Settled(settled),
+                records = records.recv(), if open => Event::Records(records),
+                Some(settled) = self.pub_acks.next(), if !self.in_flight.is_empty() => Event::Settled(settled),
             };
             match event {
-                Event::Record(Some(record)) => self.unsent.push_back(record),
-                Event::Record(None) => open = false,
-                Event::Settled(result) => self.settle_front(result),
+                Event::Records(Some(records)) => self.unsent.extend(records),
+                Event::Records(None) => open = false,
+                Event::Settled(result) => {
+                    self.settle_front(result);
+                    self.settle_ready();
+                }
             }
         }
     }
@@ -317,7 +344,10 @@ impl Forwarder {
             let Some(record) = self.unsent.pop_front() else { return };
             let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record));
             match self.context.send_publish(self.subject.clone(), publish).await {
-                Ok(ack) => self.in_flight.push_back(InFlight { record, ack: ack.into_future(), sent: Instant::now() }),
+                Ok(ack) => {
+                    self.in_flight.push_back(InFlight { record, sent: Instant::now() });
+                    self.pub_acks.push_back(ack.into_future());
+                }
                 Err(error) => {
                     self.unsent.push_front(record);
                     self.trouble = Some(error);
@@ -350,6 +380,19 @@ impl Forwarder {
         }
     }
 
+    /// Settles the in-flight publishes whose PubAck is already here, oldest first.
+    fn settle_ready(&mut self) {
+        while let Some(Some(result)) = self.pub_acks.next().now_or_never() {
+            self.settle_front(result);
+        }
+    }
+
+    fn report_acks(&mut self) {
+        if self.unreported > 0 {
+            let _ = self.acks.send(Ack::Records(std::mem::take(&mut self.unreported)));
+        }
+    }
+
     fn acknowledge(&mut self, ack: &PublishAck) {
         self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
         if ack.duplicate {
@@ -362,7 +405,7 @@ impl Forwarder {
             );
         }
         self.backoff = FIRST_BACKOFF;
-        let _ = self.acks.send(Ack::Records(1));
+        self.unreported += 1;
     }
 
     /// Every in-flight publish has settled after a failure: a refusal ends the
@@ -403,14 +446,6 @@ impl Forwarder {
             }
             _ => None,
         }
-    }
-}
-
-/// The oldest in-flight publish's PubAck (cancel-safe: the future stays in place).
-async fn front_ack(in_flight: &mut VecDeque<InFlight>) -> Result<PublishAck, jetstream::context::PublishError> {
-    match in_flight.front_mut() {
-        Some(front) => (&mut front.ack).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -131,7 +131,10 @@ impl Destination {
     fn send(&mut self, record: &Record<'_>, format: ReplayFormat, journal: &str) -> std::io::Result<()> {
         match self {
             Destination::Bytes(out) => frame(out, format, record, journal),
-            Destination::Nats(publisher) => publisher.send(record),
+            Destination::Nats(publisher) => {
+                publisher.send(record);
+                Ok(())
+            }
         }
     }
 
@@ -147,7 +150,7 @@ impl Destination {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Destination::Bytes(out) => out.flush(),
-            Destination::Nats(_) => Ok(()),
+            Destination::Nats(publisher) => publisher.flush(),
         }
     }
 
