@@ -371,7 +371,9 @@ impl Forwarder {
     fn settle_front(&mut self, result: Result<PublishAck, jetstream::context::PublishError>) {
         let Some(front) = self.in_flight.pop_front() else { return };
         match result {
-            Ok(ack) if self.trouble.is_none() => self.acknowledge(&ack),
+            // In order: only if no earlier publish failed (a failed send stops
+            // later ones; the publishes before it are acknowledged as usual).
+            Ok(ack) if self.resend.is_empty() => self.acknowledge(&ack),
             Ok(_) => self.resend.push(front.record),
             Err(error) => {
                 self.trouble.get_or_insert(error);
