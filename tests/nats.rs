@@ -103,18 +103,40 @@ impl NatsServer {
             store.path().display()
         );
         std::fs::write(&config, text).unwrap();
-        let child = Command::new("nats-server")
+        let child = Self::spawn(store.path());
+        let server = NatsServer { child, port, monitor, _store: store };
+        server.wait_healthy();
+        Some(server)
+    }
+
+    fn spawn(store: &Path) -> Child {
+        Command::new("nats-server")
             .arg("-c")
-            .arg(&config)
+            .arg(store.join("server.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nats-server");
-        let server = NatsServer { child, port, monitor, _store: store };
+            .expect("start nats-server")
+    }
+
+    fn wait_healthy(&self) {
         wait_for("nats-server to be healthy", Duration::from_secs(20), || {
-            server.http("/healthz").is_some_and(|body| body.contains("ok"))
+            self.http("/healthz").is_some_and(|body| body.contains("ok"))
         });
-        Some(server)
+    }
+
+    /// Stops the server (SIGTERM, as an operator does) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same ports and store.
+    fn restart(&mut self) {
+        self.child = Self::spawn(self._store.path());
+        self.wait_healthy();
     }
 
     fn url(&self) -> String {
@@ -315,6 +337,41 @@ fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_dup
     );
     assert_eq!(server.messages("EDGE"), 1000, "re-sent, and dropped as duplicates: each record once");
     assert!(cursor_position(journal.path(), "nats") > start);
+}
+
+#[test]
+fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
+    let Some(mut server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(300_000));
+    let log = journal.path().join("replay.log");
+    let mut replay = Command::new(BIN)
+        .args(["replay", path(journal.path()), "--cursor", "nats", "--create", "--to", &server.url()])
+        .args(["--subject", "edge", "--stream", "EDGE", "--ack-timeout", "60s"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("records in the stream", Duration::from_secs(30), || server.messages("EDGE") > 1000);
+    server.stop();
+    // Down long enough for several rounds of re-sends to fill the client's buffer, so
+    // that sends fail too, with nothing in flight (a forwarder that then waited for
+    // PubAcks, not for a retry, hung until --ack-timeout: seen failing before the fix).
+    wait_for("replay to report failed publishes", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().matches("failed (timed out").count() >= 4
+    });
+    server.restart();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = replay.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "replay still running 120 s after the restart");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("NATS publishing again after"), "{stderr}");
+    assert!(stderr.contains("replayed 300000 records"), "{stderr}");
+    assert_eq!(server.messages("EDGE"), 300_000, "each record once: re-sends were dropped as duplicates");
 }
 
 #[test]

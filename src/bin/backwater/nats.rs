@@ -319,6 +319,9 @@ impl Forwarder {
                 }
             }
             self.publish_ready().await;
+            if self.trouble.is_some() && self.in_flight.is_empty() {
+                continue; // a send failed with nothing in flight: nothing to wait for
+            }
             if !open && self.unsent.is_empty() && self.in_flight.is_empty() && self.trouble.is_none() {
                 return;
             }
