@@ -64,7 +64,10 @@ fn numbered(count: usize) -> Vec<Vec<u8>> {
 fn cursor_position(dir: &Path, name: &str) -> u64 {
     let listed = backwater(&["cursor", path(dir), "list", "--json"]);
     let cursors: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("cursor list --json");
-    cursors.as_array().and_then(|all| all.iter().find(|c| c["name"] == name)).and_then(|c| c["position"].as_u64())
+    cursors
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["position"].as_u64())
         .expect("the cursor exists")
 }
 
@@ -239,7 +242,11 @@ fn a_stream_that_does_not_take_the_subject_is_a_clear_error() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let out = replay_to(journal.path(), &server.url(), "metrics.cpu", &["--stream", "ORDERS"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("stream 'ORDERS' takes subjects [orders.eu], not 'metrics.cpu'"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("stream 'ORDERS' takes subjects [orders.eu], not 'metrics.cpu'"),
+        "{}",
+        stderr_of(&out)
+    );
     // No stream at all for a subject, and no --stream to create one.
     let out = replay_to(journal.path(), &server.url(), "nobody.listens", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));

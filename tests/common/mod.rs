@@ -109,12 +109,18 @@ pub fn example(name: &str) -> PathBuf {
 /// Runs `tools/<tool>` with `env` (and the binaries it needs: BACKWATER,
 /// PG_SINK, NATS_EDGE); `None` when it skipped (exit 77, its message printed).
 /// Fails the test if it runs longer than `limit` (it is terminated first).
-pub fn run_tool(tool: &str, env: &[(&str, &str)], limit: std::time::Duration) -> Option<(std::process::Output, String)> {
+pub fn run_tool(
+    tool: &str,
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Option<(std::process::Output, String)> {
     let script = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
     let mut command = std::process::Command::new("bash");
     // option_env!: the binary exists only with the default feature `cli`, and
     // the tests that do not run it still compile without it.
-    let backwater = option_env!("CARGO_BIN_EXE_backwater").expect("the backwater binary (feature cli)");
+    let Some(backwater) = option_env!("CARGO_BIN_EXE_backwater") else {
+        panic!("tools/{tool} needs the backwater binary (the default feature cli)");
+    };
     command.arg(script).env("BACKWATER", backwater).envs(env.iter().copied());
     for (var, name) in [("PG_SINK", "pg_sink"), ("NATS_EDGE", "nats_edge")] {
         if example(name).exists() {

@@ -217,7 +217,9 @@ async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject:
         return context.stream_by_subject(subject).await.map_err(|e| {
             Failure::new(
                 EXIT_USAGE,
-                format!("no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"),
+                format!(
+                    "no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"
+                ),
             )
         });
     };
@@ -229,12 +231,16 @@ async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject:
         ..Default::default()
     };
     let info = match context.get_stream(name).await {
-        Ok(mut existing) => existing.info().await.map(|info| info.config.clone()).map_err(|e| {
-            Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}"))
-        })?,
-        Err(e) if is_not_found(&e) => context.create_stream(config).await.map(|created| created.cached_info().config.clone()).map_err(|e| {
-            Failure::new(EXIT_USAGE, format!("cannot create stream '{name}' for subject '{subject}': {e}"))
-        })?,
+        Ok(mut existing) => existing
+            .info()
+            .await
+            .map(|info| info.config.clone())
+            .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}")))?,
+        Err(e) if is_not_found(&e) => {
+            context.create_stream(config).await.map(|created| created.cached_info().config.clone()).map_err(|e| {
+                Failure::new(EXIT_USAGE, format!("cannot create stream '{name}' for subject '{subject}': {e}"))
+            })?
+        }
         Err(e) => return Err(Failure::new(EXIT_FINDING, format!("cannot look up stream '{name}': {e}"))),
     };
     if !info.subjects.iter().any(|filter| subject_matches(filter, subject)) {
@@ -312,11 +318,12 @@ impl Forwarder {
         let mut open = true;
         loop {
             self.report_acks();
-            if self.trouble.is_some() && self.in_flight.is_empty() {
-                if let Err(rejected) = self.recover().await {
-                    let _ = self.acks.send(Ack::Rejected(rejected));
-                    return;
-                }
+            if self.trouble.is_some()
+                && self.in_flight.is_empty()
+                && let Err(rejected) = self.recover().await
+            {
+                let _ = self.acks.send(Ack::Rejected(rejected));
+                return;
             }
             self.publish_ready().await;
             if self.trouble.is_some() && self.in_flight.is_empty() {
@@ -343,7 +350,7 @@ impl Forwarder {
     /// Publishes the records waiting, unless there is trouble or the oldest
     /// publish has waited for its PubAck longer than [`STALL`].
     async fn publish_ready(&mut self) {
-        while self.trouble.is_none() && !self.in_flight.front().is_some_and(|f| f.sent.elapsed() > STALL) {
+        while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
             let Some(record) = self.unsent.pop_front() else { return };
             let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record));
             match self.context.send_publish(self.subject.clone(), publish).await {
@@ -404,10 +411,7 @@ impl Forwarder {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(since) = self.troubled_since.take() {
-            eprintln!(
-                "backwater replay: NATS publishing again after {:.1} s",
-                since.elapsed().as_secs_f64()
-            );
+            eprintln!("backwater replay: NATS publishing again after {:.1} s", since.elapsed().as_secs_f64());
         }
         self.backoff = FIRST_BACKOFF;
         self.unreported += 1;

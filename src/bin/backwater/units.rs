@@ -403,4 +403,3 @@ mod tests {
         assert!(positive_count("0").is_err() && positive_count("-1").is_err());
     }
 }
-
