@@ -97,8 +97,8 @@ pub enum Command {
         --window publishes are unacknowledged; the cursor is committed only up to records whose\n\
         PubAck arrived, in journal order. Lost connections, leader elections and timeouts are\n\
         retried with backoff (on stderr) for up to --ack-timeout without a PubAck; a refusal (a\n\
-        record larger than the server's max_payload, a full stream) ends replay with exit 1, saying\n\
-        at which position the cursor stays.\n  \
+        record larger than the server's max_payload, an error the stream answers) ends replay\n\
+        with exit 1, saying at which position the cursor stays.\n  \
         backwater replay /var/lib/feed --cursor nats --to nats://10.0.0.1:4222,10.0.0.2:4222 \\\n      \
         --subject feed.host1 --stream FEED --replicas 3 --follow")]
     Replay(ReplayArgs),
@@ -374,7 +374,8 @@ pub struct ReplayArgs {
     /// (at least 1ms; with --to, how long a NATS outage may last before replay gives up)
     #[arg(long, default_value = "60s", value_parser = units::timeout)]
     pub ack_timeout: Duration,
-    /// With --ack or --to: at most this many unacknowledged records (at least 1)
+    /// With --ack or --to: at most this many unacknowledged records (at least 1; with --to at most
+    /// 100000)
     #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub window: usize,
     /// Without --ack: commit the cursor after every this many records handed over (at least 1)

@@ -39,6 +39,8 @@ use crate::{EXIT_FINDING, EXIT_USAGE, Failure};
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// No new publish while the oldest unacknowledged one has waited this long.
 const STALL: Duration = Duration::from_secs(1);
+/// The largest `--window` with `--to` (the client reserves a permit per publish in flight).
+const MAX_WINDOW: usize = 100_000;
 /// Backoff between re-sends: from the first to the longest, doubling.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
@@ -143,6 +145,9 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
             "--subject-from-key: not yet: records have no keys (keyed records come with conflation)",
         ));
     }
+    if args.window > MAX_WINDOW {
+        return Err(Failure::new(EXIT_USAGE, format!("--window is at most {MAX_WINDOW} with --to")));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,7 +156,8 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         let client = connect(&servers.0).await?;
         let context = jetstream::ContextBuilder::new()
             .timeout(ACK_TIMEOUT)
-            .max_ack_inflight(args.window.saturating_add(1))
+            // More permits than publishes in flight: a send never waits for one.
+            .max_ack_inflight(args.window + 1)
             .build(client);
         let stream = ensure_stream(&context, args, subject).await?;
         eprintln!("backwater replay: publishing on '{subject}' into stream '{stream}' via {}", servers.0.join(","));
