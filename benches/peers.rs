@@ -4,16 +4,18 @@
 //! then read back. Contenders run interleaved in rounds on fresh directories
 //! (with `sync` in between, so nobody pays for another's writeback), and the
 //! table reports medians and ratios. `tools/bench-table` prints it for the
-//! README. Environment: `PEERS_RECORDS` (default 2,000,000), `PEERS_ROUNDS` (5).
+//! README. Environment: `PEERS_RECORDS` (default 2,000,000), `PEERS_ROUNDS` (5),
+//! `PEERS_ONLY` (comma-separated parts of names: run only those contenders).
 //!
-//! - backwater: `offer` into 64 MiB segments through a `Publisher` (fetch-add
-//!   claims, any number of threads and processes) and an `ExclusivePublisher`
-//!   (the only publisher: plain stores), each on a fresh journal and
+//! - backwater: `append` (blocking, as a user writes it) and `offer` (never
+//!   blocks) into 64 MiB segments, through an `ExclusivePublisher` (the only
+//!   publisher: plain stores) and a `Publisher` (fetch-add claims, any number
+//!   of threads and processes; also with 2 threads), on a fresh journal,
 //!   "prepared" (`Config::segments_ahead` + `Journal::prepare`: every segment
 //!   of the run created and faulted in before the clock starts, like the raw
-//!   resident contender), and the exclusive one in its steady state: a
-//!   `DropOldest` ring that has wrapped, so it writes recycled segments.
-//!   Read with a consumer (CRC checked).
+//!   resident contender), and in the steady state of a full `DropOldest` ring
+//!   that has wrapped (every segment written is a recycled one). Every row
+//!   reads its records back with a consumer (CRC checked).
 //! - khata-rs 0.1: Chronicle-Queue-style mmap queue (no CRC on read).
 //! - yaque 0.6: file queue, driven by `futures::executor::block_on`.
 //! - commitlog 0.2: Kafka-style segmented log.
@@ -30,46 +32,104 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const PAYLOAD: [u8; 64] = [0x5A; 64];
+const SEGMENT: u64 = 64 << 20;
 
 struct Timing {
     append: Duration,
     read: Duration,
 }
 
-/// Which backwater publisher, and whether its segments are ready before the clock starts.
+/// Which backwater publisher, which call, and where it writes.
 #[derive(Clone, Copy)]
 struct Setup {
-    exclusive: bool,
-    prepared: bool,
+    publisher: Kind,
+    /// `append` (blocking, as a user writes it) or `offer` (never blocks).
+    append: bool,
+    space: Space,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Exclusive,
+    Shared { threads: u64 },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Space {
+    /// A fresh journal with the default `segments_ahead`.
+    Fresh,
+    /// Every segment of the run created and faulted in before the clock
+    /// starts (`Config::segments_ahead` + `Journal::prepare`), like the raw
+    /// resident contender.
+    Prepared,
+    /// A `DropOldest` ring at its budget that has already wrapped, so every
+    /// segment written is a recycled one (the steady state).
+    FullRing,
 }
 
 fn backwater(dir: &Path, n: u64, setup: Setup) -> Timing {
-    use backwater::{Config, Journal};
-    const SEGMENT: u64 = 64 << 20;
+    use backwater::{Config, Journal, Seek, WhenFull};
     let mut config = Config::default().segment_size(SEGMENT).min_free_disk(0);
-    if setup.prepared {
-        // Enough segments for the whole run, faulted in before timing (as the
-        // raw resident-pages contender is).
-        config = config.segments_ahead((n * 96 / SEGMENT) as u32 + 1);
+    // Twice the timed bytes and two segments: after `DropOldest` trims the
+    // ring to its resume mark, the timed records are all still there.
+    let ring_budget = (n * 96 * 2).next_multiple_of(SEGMENT) + 2 * SEGMENT;
+    match setup.space {
+        Space::Fresh => {}
+        Space::Prepared => config = config.segments_ahead((n * 96 / SEGMENT) as u32 + 1),
+        Space::FullRing => config = config.max_disk_bytes(ring_budget).when_full(WhenFull::DropOldest),
     }
     let journal = Journal::open(dir, config).unwrap();
-    if setup.prepared {
-        journal.prepare().unwrap();
+    match setup.space {
+        Space::Fresh => {}
+        Space::Prepared => journal.prepare().unwrap(),
+        Space::FullRing => {
+            let mut publisher = journal.exclusive_publisher().unwrap();
+            while journal.tail_position() < ring_budget * 3 / 2 {
+                publisher.offer(&PAYLOAD).unwrap();
+            }
+        }
     }
+    let first = journal.tail_position();
     let start = Instant::now();
-    if setup.exclusive {
-        let mut publisher = journal.exclusive_publisher().unwrap();
-        for _ in 0..n {
-            publisher.offer(&PAYLOAD).unwrap();
+    match setup.publisher {
+        Kind::Exclusive => {
+            let mut publisher = journal.exclusive_publisher().unwrap();
+            for _ in 0..n {
+                if setup.append {
+                    publisher.append(&PAYLOAD).map(drop).unwrap()
+                } else {
+                    publisher.offer(&PAYLOAD).map(drop).unwrap()
+                }
+            }
         }
-    } else {
-        let publisher = journal.publisher();
-        for _ in 0..n {
-            publisher.offer(&PAYLOAD).unwrap();
-        }
+        Kind::Shared { threads } => std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let publisher = journal.publisher();
+                scope.spawn(move || {
+                    for _ in 0..n / threads {
+                        if setup.append {
+                            publisher.append(&PAYLOAD).map(drop).unwrap()
+                        } else {
+                            publisher.offer(&PAYLOAD).map(drop).unwrap()
+                        }
+                    }
+                });
+            }
+        }),
     }
     let append = start.elapsed();
-    Timing { append, read: read_back(&mut journal.anonymous_consumer(), n) }
+    let mut consumer = journal.anonymous_consumer();
+    consumer.seek(Seek::Position(first)).unwrap();
+    Timing { append, read: read_back(&mut consumer, n / setup.threads() * setup.threads()) }
+}
+
+impl Setup {
+    fn threads(&self) -> u64 {
+        match self.publisher {
+            Kind::Exclusive => 1,
+            Kind::Shared { threads } => threads,
+        }
+    }
 }
 
 /// Times reading `n` records through `consumer` (CRC checked).
@@ -81,41 +141,6 @@ fn read_back(consumer: &mut backwater::Consumer, n: u64) -> Duration {
     }
     std::hint::black_box(sum);
     start.elapsed()
-}
-
-/// backwater in its steady state: an `ExclusivePublisher` appending into a
-/// `DropOldest` ring that has already wrapped, so every segment it writes is
-/// a recycled one (zeroed pages, already allocated and resident). The clock
-/// covers `n` records appended after the ring has wrapped once and a half.
-fn backwater_ring(dir: &Path, n: u64) -> Timing {
-    use backwater::{Config, Journal, Seek, WhenFull};
-    const SEGMENT: u64 = 64 << 20;
-    // Twice the timed bytes and two segments: after `DropOldest` trims the
-    // ring to its resume mark (70 %), the timed records are all still there.
-    let budget = (n * 96 * 2).next_multiple_of(SEGMENT) + 2 * SEGMENT;
-    let config = Config::default()
-        .segment_size(SEGMENT)
-        .min_free_disk(0)
-        .max_disk_bytes(budget)
-        .when_full(WhenFull::DropOldest)
-        .segments_ahead(2); // the housekeeper's memset gets a segment of slack
-    let journal = Journal::open(dir, config).unwrap();
-    let mut publisher = journal.exclusive_publisher().unwrap();
-    while journal.tail_position() < budget * 3 / 2 {
-        publisher.offer(&PAYLOAD).unwrap();
-    }
-    let mut first = publisher.tail_position();
-    if first.is_multiple_of(SEGMENT) {
-        first += 64; // the next segment's first frame, past its header
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        publisher.offer(&PAYLOAD).unwrap();
-    }
-    let append = start.elapsed();
-    let mut consumer = journal.anonymous_consumer();
-    consumer.seek(Seek::Position(first)).unwrap();
-    Timing { append, read: read_back(&mut consumer, n) }
 }
 
 fn khata(dir: &Path, n: u64) -> Timing {
@@ -221,27 +246,58 @@ fn raw(dir: &Path, n: u64, resident: bool) -> Timing {
     Timing { append, read: start.elapsed() }
 }
 
+/// A backwater row of the table.
+const fn ours(publisher: Kind, append: bool, space: Space) -> Setup {
+    Setup { publisher, append, space }
+}
+
+const EXCLUSIVE: Kind = Kind::Exclusive;
+const SHARED: Kind = Kind::Shared { threads: 1 };
+
+type Contender = (&'static str, Box<dyn Fn(&Path, u64) -> Timing>);
+
+fn contenders() -> Vec<Contender> {
+    let backwater_rows = [
+        ("backwater ExclusivePublisher append, fresh", ours(EXCLUSIVE, true, Space::Fresh)),
+        ("backwater ExclusivePublisher append, prepared", ours(EXCLUSIVE, true, Space::Prepared)),
+        ("backwater ExclusivePublisher offer, prepared", ours(EXCLUSIVE, false, Space::Prepared)),
+        ("backwater ExclusivePublisher append, full ring", ours(EXCLUSIVE, true, Space::FullRing)),
+        ("backwater Publisher append, fresh", ours(SHARED, true, Space::Fresh)),
+        ("backwater Publisher append, prepared", ours(SHARED, true, Space::Prepared)),
+        ("backwater Publisher offer, prepared", ours(SHARED, false, Space::Prepared)),
+        ("backwater Publisher append, 2 threads, prepared", ours(Kind::Shared { threads: 2 }, true, Space::Prepared)),
+    ];
+    let mut all: Vec<Contender> = backwater_rows
+        .into_iter()
+        .map(|(name, setup)| (name, Box::new(move |dir: &Path, n| backwater(dir, n, setup)) as _))
+        .collect();
+    all.push(("khata-rs 0.1", Box::new(khata)));
+    all.push(("yaque 0.6", Box::new(yaque)));
+    all.push(("commitlog 0.2", Box::new(commitlog)));
+    all.push(("raw, fresh space", Box::new(|dir: &Path, n| raw(dir, n, false))));
+    all.push((RAW_RESIDENT, Box::new(|dir: &Path, n| raw(dir, n, true))));
+    all
+}
+
+const RAW_RESIDENT: &str = "raw, resident pages (hot-path limit)";
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and `--list` probes: nothing to run
     }
     let n: u64 = std::env::var("PEERS_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
     let rounds: usize = std::env::var("PEERS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    type Contender = (&'static str, fn(&Path, u64) -> Timing);
-    let contenders: [Contender; 10] = [
-        ("backwater Publisher", |dir, n| backwater(dir, n, Setup { exclusive: false, prepared: false })),
-        ("backwater ExclusivePublisher", |dir, n| backwater(dir, n, Setup { exclusive: true, prepared: false })),
-        ("backwater Publisher, prepared", |dir, n| backwater(dir, n, Setup { exclusive: false, prepared: true })),
-        ("backwater ExclusivePublisher, prepared", |dir, n| {
-            backwater(dir, n, Setup { exclusive: true, prepared: true })
-        }),
-        ("backwater ExclusivePublisher, recycling ring", backwater_ring),
-        ("khata-rs 0.1", khata),
-        ("yaque 0.6", yaque),
-        ("commitlog 0.2", commitlog),
-        ("raw, fresh space", |dir, n| raw(dir, n, false)),
-        ("raw, resident pages (hot-path limit)", |dir, n| raw(dir, n, true)),
-    ];
+    // `PEERS_ONLY=ring,raw`: only the contenders whose names contain one of these.
+    let only = std::env::var("PEERS_ONLY").ok();
+    let contenders: Vec<Contender> = contenders()
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|only| only.split(',').any(|part| name.contains(part))))
+        .collect();
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); contenders.len()];
     for round in 0..rounds {
         for (i, (name, run)) in contenders.iter().enumerate() {
@@ -258,35 +314,57 @@ fn main() {
             );
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     println!("| contender | append (M rec/s) | read (M rec/s) |");
     println!("|---|---:|---:|");
     for ((name, _), (append, read)) in contenders.iter().zip(&results) {
         println!("| {name} | {:.2} | {:.2} |", median(append.clone()) / 1e6, median(read.clone()) / 1e6);
     }
-    // Ratios are taken within each round (same machine state), then the median.
+    print_ratios(&contenders, &results, rounds);
+    println!(
+        "\n{n} records of 64 B appended one by one then read back (CRC checked), {rounds} interleaved rounds, medians."
+    );
+}
+
+/// The ratio table: taken within each round (same machine state), then the median.
+fn print_ratios(contenders: &[Contender], results: &[(Vec<f64>, Vec<f64>)], rounds: usize) {
     let ratio = |ours: &[f64], theirs: &[f64]| median(ours.iter().zip(theirs).map(|(a, b)| a / b).collect());
-    let index = |wanted: &str| contenders.iter().position(|(name, _)| *name == wanted).unwrap_or(0);
-    let (khata, raw_resident) = (index("khata-rs 0.1"), index("raw, resident pages (hot-path limit)"));
-    let peers = [khata, index("yaque 0.6"), index("commitlog 0.2")];
+    let index = |wanted: &str| contenders.iter().position(|(name, _)| *name == wanted);
+    let (Some(khata), Some(raw_resident)) = (index("khata-rs 0.1"), index(RAW_RESIDENT)) else {
+        return; // a filtered run: no reference to divide by
+    };
+    let peers: Vec<usize> = ["khata-rs 0.1", "yaque 0.6", "commitlog 0.2"].iter().filter_map(|p| index(p)).collect();
     let fastest_peer: Vec<f64> =
         (0..rounds).map(|round| peers.iter().map(|&p| results[p].0[round]).fold(0.0, f64::max)).collect();
     println!();
-    println!(
-        "| backwater | append ÷ fastest peer (target ≥ 2.5×) | append ÷ raw resident (≥ 0.8×) | read ÷ khata-rs (≥ 0.3×) |"
-    );
-    println!("|---|---:|---:|---:|");
+    println!("| backwater | append ÷ fastest peer | append ÷ raw resident | read ÷ khata-rs | target |");
+    println!("|---|---:|---:|---:|---|");
     for (i, (name, _)) in contenders.iter().enumerate().filter(|(_, (name, _))| name.starts_with("backwater")) {
         println!(
-            "| {} | {:.2}× | {:.2}× | {:.2}× |",
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {} |",
             name.trim_start_matches("backwater "),
             ratio(&results[i].0, &fastest_peer),
             ratio(&results[i].0, &results[raw_resident].0),
             ratio(&results[i].1, &results[khata].1),
+            target(name),
         );
     }
-    println!("\n{n} records of 64 B appended one by one then read back, {rounds} interleaved rounds, medians.");
+    let shared = index("backwater Publisher append, prepared");
+    if let (Some(one), Some(two)) = (shared, index("backwater Publisher append, 2 threads, prepared")) {
+        println!(
+            "\n2 publisher threads ÷ 1 (aggregate, prepared): {:.2}× (target ≥ 0.8×)",
+            ratio(&results[two].0, &results[one].0)
+        );
+    }
+}
+
+/// The acceptance for a row, as the table prints it.
+fn target(name: &str) -> &'static str {
+    match name.trim_start_matches("backwater ") {
+        "ExclusivePublisher append, fresh" => "≥ 2.5× fastest peer",
+        "ExclusivePublisher append, prepared" => "≥ 0.8× raw",
+        "ExclusivePublisher append, full ring" => "≥ 0.7× raw",
+        "Publisher append, fresh" => "≥ 1.5× fastest peer",
+        "Publisher append, prepared" => "≥ 0.5× raw; read ≥ 0.4× khata-rs or ≥ 100 M/s",
+        _ => "",
+    }
 }

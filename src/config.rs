@@ -16,19 +16,66 @@ pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 /// Default segment size (64 MiB).
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 
-/// What happens when fill reaches the high watermark.
+/// What happens when fill reaches the high watermark (persisted; set with
+/// [`Config::when_full`] or [`Journal::set_limits`](crate::Journal::set_limits)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum WhenFull {
-    /// Push back: `offer` fails with `BackPressured`, `append` waits.
+    /// Push back: [`Publisher::offer`](crate::Publisher::offer) fails with
+    /// [`OfferError::BackPressured`](crate::OfferError::BackPressured),
+    /// [`Publisher::append`](crate::Publisher::append) waits.
     #[default]
     Block,
-    /// Ring mode: delete the oldest segments; lagging consumers get `Error::Lost`.
+    /// Ring mode: delete the oldest segments; lagging consumers get
+    /// [`Error::Lost`](crate::Error::Lost).
     DropOldest,
-    /// Detach the durable cursor(s) pinning the oldest segment; they get `Error::Evicted`.
+    /// Detach the durable cursor(s) pinning the oldest segment; they get
+    /// [`Error::Evicted`](crate::Error::Evicted).
     EvictSlowest,
 }
 
-/// When committed records are forced to stable storage.
+impl WhenFull {
+    /// Every policy, in the order of their codes.
+    pub const ALL: [WhenFull; 3] = [WhenFull::Block, WhenFull::DropOldest, WhenFull::EvictSlowest];
+
+    /// The policy's name, as the CLI takes it and `--json` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WhenFull::Block => "block",
+            WhenFull::DropOldest => "drop-oldest",
+            WhenFull::EvictSlowest => "evict-slowest",
+        }
+    }
+
+    /// The policy's code in `journal.meta` (docs/FORMAT.md).
+    pub const fn code(self) -> u32 {
+        match self {
+            WhenFull::Block => 0,
+            WhenFull::DropOldest => 1,
+            WhenFull::EvictSlowest => 2,
+        }
+    }
+
+    /// The policy stored as `code`, if it is one.
+    pub fn from_code(code: u32) -> Option<WhenFull> {
+        WhenFull::ALL.into_iter().find(|policy| policy.code() == code)
+    }
+}
+
+impl std::str::FromStr for WhenFull {
+    type Err = String;
+
+    /// Parses a policy's [`name`](WhenFull::name).
+    fn from_str(name: &str) -> Result<WhenFull, String> {
+        WhenFull::ALL.into_iter().find(|policy| policy.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = WhenFull::ALL.iter().map(|policy| policy.name()).collect();
+            format!("unknown policy '{name}': use one of {}", names.join(", "))
+        })
+    }
+}
+
+/// When committed records are forced to stable storage (persisted; set with
+/// [`Config::flush`]). [`Journal::flush`](crate::Journal::flush) forces
+/// everything at any time, whatever the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Flush {
     /// Never msync; the kernel writes back in its own time (about 30 s on Linux).
@@ -38,23 +85,36 @@ pub enum Flush {
     /// A background thread msyncs what was committed, every interval.
     /// A power loss loses at most about one interval.
     Interval(Duration),
-    /// Every commit is msynced before `offer`/`append` returns. Slow.
+    /// Every commit is msynced before `offer`/`append` returns. Slow. A failed
+    /// msync is [`Error::CommittedNotFlushed`](crate::Error::CommittedNotFlushed).
     Always,
 }
 
 /// The priority a record is offered with. Low-priority records are shed first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Priority {
+    /// Taken up to the high watermark ([`Watermarks::high`]).
     #[default]
     Normal,
+    /// Taken only below the shed watermark ([`Watermarks::shed`]); from there
+    /// on dropped and counted ([`OfferError::Dropped`](crate::OfferError::Dropped),
+    /// [`Stats::dropped_low`](crate::Stats::dropped_low)).
     Low,
 }
 
-/// The three watermarks, as fractions of capacity.
+/// The three watermarks, as fractions of capacity (0.0 to 1.0; see
+/// [`Stats::fill`](crate::Stats::fill)). Set with [`Config::watermarks`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Watermarks {
+    /// From this fill on, [`Priority::Low`] records are shed and the level is
+    /// [`Level::Shedding`](crate::Level::Shedding) (default 0.80).
     pub shed: f64,
+    /// From this fill on, [`Priority::Normal`] records are refused too: the
+    /// level is [`Level::BackPressured`](crate::Level::BackPressured) and the
+    /// [`WhenFull`] policy applies (default 0.95).
     pub high: f64,
+    /// Once shedding or back-pressured, the level stays there until fill
+    /// falls below this (hysteresis; default 0.70).
     pub resume: f64,
 }
 
@@ -65,7 +125,10 @@ impl Default for Watermarks {
 }
 
 impl Watermarks {
-    /// Checks `resume < shed <= high <= 1`.
+    /// Checks `0 < resume < shed <= high <= 1`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when they are out of that order.
     pub fn validate(&self) -> Result<()> {
         let Watermarks { shed, high, resume } = *self;
         let ordered = 0.0 < resume && resume < shed && shed <= high && high <= 1.0;
@@ -79,19 +142,32 @@ impl Watermarks {
     }
 }
 
-/// The settings that live in the metadata file.
+/// The settings that live in the metadata file, shared by every handle in
+/// every process: read them with [`Journal::limits`](crate::Journal::limits),
+/// change them on a running journal with
+/// [`Journal::set_limits`](crate::Journal::set_limits). The `Config` setters
+/// marked *persisted* set them at open.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
-    /// The journal's disk budget in bytes (every segment file counts).
+    /// The journal's disk budget in bytes (every segment file counts,
+    /// prepared and spare ones included); at least two segments. Default
+    /// `u64::MAX`: bounded only by the filesystem.
     pub max_disk_bytes: u64,
-    /// Free space the filesystem must keep.
+    /// Free space in bytes the filesystem must keep: capacity is the smaller
+    /// of the budget and what the files hold plus the free space above this
+    /// (default 256 MiB).
     pub min_free_disk: u64,
+    /// The shed, high and resume watermarks.
     pub watermarks: Watermarks,
+    /// What happens at the high watermark.
     pub when_full: WhenFull,
+    /// When committed records are forced to stable storage.
     pub flush: Flush,
-    /// Consumed bytes kept for replay.
+    /// Consumed bytes kept for replay, in bytes (default 0). Retention keeps
+    /// them only while fill is below the shed watermark.
     pub retain_bytes: u64,
-    /// Consumed segments younger than this are kept for replay.
+    /// Consumed segments younger than this are kept for replay (default
+    /// zero), while fill is below the shed watermark.
     pub retain_for: Duration,
 }
 
@@ -101,7 +177,7 @@ impl Limits {
     /// `backwater config` all make.
     ///
     /// # Errors
-    /// `InvalidConfig` when the watermarks are out of order, the budget holds
+    /// [`Error::InvalidConfig`] when the watermarks are out of order, the budget holds
     /// fewer than two segments (a journal needs the tail's segment and the
     /// next one to rotate), or a flush interval is zero.
     pub fn validate(&self, segment_size: u64) -> Result<()> {
@@ -135,15 +211,45 @@ impl Default for Limits {
     }
 }
 
-/// How to open (or create) a journal. Every setter returns `self`.
+/// How to open (or create) a journal with [`Journal::open`](crate::Journal::open).
+/// Every setter returns `self`; a setting left unset keeps its default (for a
+/// new journal) or the journal's stored value (for an existing one).
+///
+/// Settings marked *persisted* are the journal's [`Limits`]: written to its
+/// metadata at creation, or whenever a handle sets them explicitly on open,
+/// so every handle and process agrees on them. The others belong to the
+/// handle being opened.
+///
+/// A journal with a 16 MiB budget in 1 MiB segments that sheds low-priority
+/// records from half full, pushes back from 80 %, resumes below 40 %, and
+/// flushes every 50 ms:
 ///
 /// ```
-/// use backwater::{Config, WhenFull};
+/// use std::time::Duration;
+/// use backwater::{Config, Flush, Journal, Level, WhenFull};
+///
 /// let config = Config::default()
 ///     .segment_size(1 << 20)
-///     .max_disk_bytes(64 << 20)
-///     .when_full(WhenFull::DropOldest);
-/// assert!(config.validate().is_ok());
+///     .max_disk_bytes(16 << 20)
+///     .min_free_disk(0)
+///     .watermarks(0.50, 0.80, 0.40)
+///     .when_full(WhenFull::Block)
+///     .flush(Flush::Interval(Duration::from_millis(50)))
+///     .append_timeout(Duration::from_secs(5));
+/// config.validate()?;
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), config)?;
+/// let limits = journal.limits();
+/// assert_eq!(limits.max_disk_bytes, 16 << 20);
+/// assert_eq!(limits.watermarks.high, 0.80);
+/// assert_eq!(limits.when_full, WhenFull::Block);
+/// assert_eq!(journal.stats().level, Level::Normal);
+///
+/// // Out-of-order watermarks are refused before anything is created.
+/// let bad = Config::default().watermarks(0.9, 0.8, 0.7);
+/// assert!(matches!(bad.validate(), Err(backwater::Error::InvalidConfig(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -162,38 +268,44 @@ pub struct Config {
 }
 
 impl Config {
-    /// Segment file size: a power of two from 64 KiB to 1 GiB (default 64 MiB).
-    /// Persisted at creation; reopening with another size is an error.
+    /// Segment file size in bytes: a power of two from [`MIN_SEGMENT_SIZE`]
+    /// (64 KiB) to [`MAX_SEGMENT_SIZE`] (1 GiB); default
+    /// [`DEFAULT_SEGMENT_SIZE`] (64 MiB). Persisted at creation; reopening
+    /// with another size is [`Error::SegmentSizeMismatch`]. The largest record
+    /// is an eighth of it.
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = Some(bytes);
         self
     }
 
-    /// The disk budget (persisted; default: unlimited).
+    /// The disk budget in bytes, at least two segments (persisted; default:
+    /// unlimited). See [`Limits::max_disk_bytes`].
     pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
         self.max_disk_bytes = Some(bytes);
         self
     }
 
-    /// Free space the filesystem must keep (persisted; default 256 MiB).
+    /// Free space in bytes the filesystem must keep (persisted; default
+    /// 256 MiB). See [`Limits::min_free_disk`].
     pub fn min_free_disk(mut self, bytes: u64) -> Self {
         self.min_free_disk = Some(bytes);
         self
     }
 
-    /// The shed, high and resume watermarks (persisted; default 0.80 / 0.95 / 0.70).
+    /// The shed, high and resume watermarks as fractions of capacity
+    /// (persisted; default 0.80 / 0.95 / 0.70). See [`Watermarks`].
     pub fn watermarks(mut self, shed: f64, high: f64, resume: f64) -> Self {
         self.watermarks = Some(Watermarks { shed, high, resume });
         self
     }
 
-    /// The policy at the high watermark (persisted; default `Block`).
+    /// The policy at the high watermark (persisted; default [`WhenFull::Block`]).
     pub fn when_full(mut self, policy: WhenFull) -> Self {
         self.when_full = Some(policy);
         self
     }
 
-    /// The flush policy (persisted; default `Never`).
+    /// The flush policy (persisted; default [`Flush::Never`]).
     pub fn flush(mut self, policy: Flush) -> Self {
         self.flush = Some(policy);
         self
@@ -211,14 +323,19 @@ impl Config {
         self
     }
 
-    /// How long `append` waits under back-pressure (this handle; default: forever).
+    /// How long [`Publisher::append`](crate::Publisher::append) (and the other
+    /// blocking appends) wait under back-pressure before giving up with
+    /// [`Error::StillBackPressured`] (this handle; default: forever).
     pub fn append_timeout(mut self, timeout: Duration) -> Self {
         self.append_timeout = Some(timeout);
         self
     }
 
-    /// How long a claim may stay uncommitted before a reader turns it into
-    /// padding (this handle; default 1 s).
+    /// How long a claim may stay uncommitted before a consumer of this handle
+    /// turns it into padding (this handle; default 1 s; read-only handles
+    /// never do): a publisher that died mid-record blocks this handle's
+    /// consumers for no longer than this. A [`Claim`](crate::Claim) held past
+    /// some reading handle's timeout fails with [`Error::ClaimUnblocked`].
     pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
         self.unblock_timeout = Some(timeout);
         self
@@ -226,8 +343,9 @@ impl Config {
 
     /// How many segments past the tail's this handle's housekeeper keeps
     /// created and faulted in (default 1): each absorbs `segment_size` bytes
-    /// of burst at memory speed, and holds that much disk. `Journal::prepare`
-    /// does the same work at once, on the caller's thread.
+    /// of burst at memory speed, and holds that much disk.
+    /// [`Journal::prepare`](crate::Journal::prepare) does the same work at
+    /// once, on the caller's thread.
     pub fn segments_ahead(mut self, segments: u32) -> Self {
         self.segments_ahead = Some(segments);
         self
@@ -279,7 +397,14 @@ impl Config {
             || self.retain_for.is_some()
     }
 
-    /// Checks every value that is set.
+    /// Checks every value that is set, as [`Journal::open`](crate::Journal::open)
+    /// does before touching the disk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the segment size is not a power of two
+    /// in range, or the limits fail [`Limits::validate`] (checked against the
+    /// segment size asked for, or the smallest one when none is: opening an
+    /// existing journal checks them again against its own).
     pub fn validate(&self) -> Result<()> {
         let size = self.segment_size_or_default();
         if !size.is_power_of_two() || !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) {

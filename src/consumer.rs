@@ -14,12 +14,32 @@ use std::time::{Duration, Instant};
 use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, HEADER_LEN};
+use crate::handle::Handle;
 use crate::idle::Idle;
-use crate::journal::{Inner, Shared};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
+use crate::state::JournalState;
 use crate::{Flush, Priority};
 
-/// One record, borrowed from the mapped segment (zero-copy).
+/// One record, borrowed from the mapped segment (zero-copy): what
+/// [`Consumer::poll`] hands its handler. Copy out what must outlive the
+/// handler call.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// use backwater::Priority;
+/// let publisher = journal.publisher();
+/// let position = publisher.append(b"hello")?;
+/// let mut consumer = journal.consumer("records")?;
+/// consumer.poll(|record| {
+///     assert_eq!(record.position(), position);
+///     assert_eq!(record.payload(), b"hello");
+///     assert_eq!(record.priority(), Priority::Normal);
+///     assert!(record.next_position() > record.position());
+///     assert!(record.timestamp() > 0);              // ns since the epoch
+/// }, 1)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
     position: u64,
@@ -36,7 +56,7 @@ impl<'a> Record<'a> {
     }
 
     /// The position right after this record: where a consumer that has
-    /// processed it resumes (`Consumer::commit_at`).
+    /// processed it resumes ([`Consumer::commit_at`]).
     pub fn next_position(&self) -> u64 {
         self.next_position
     }
@@ -58,25 +78,65 @@ impl<'a> Record<'a> {
     }
 }
 
-/// Where `Consumer::seek` moves to.
+/// Where [`Consumer::seek`] moves to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seek {
     /// The earliest retained record.
     Start,
     /// The current tail: only records appended from now on.
     End,
-    /// A frame boundary (a record's position, or the tail).
+    /// A frame boundary (a [`Record::position`], a [`Record::next_position`],
+    /// or the tail).
     Position(u64),
-    /// The first record stamped at or after this many ns since the epoch.
+    /// The first record stamped at or after this many ns since the epoch
+    /// ([`Record::timestamp`]); the tail if there is none. Reads the journal
+    /// from the start to find it.
     Time(u64),
 }
 
 /// Reads the journal forward from its own position.
 ///
-/// A named consumer's position lives in a durable cursor: `commit` persists
-/// it, and a new `Journal::consumer` with the same name resumes there.
+/// A named consumer ([`Journal::consumer`](crate::Journal::consumer)) keeps
+/// its position in a durable cursor: [`Consumer::commit`] persists it, a new
+/// consumer with the same name resumes there, and retention keeps every
+/// segment from it on. An anonymous one
+/// ([`Journal::anonymous_consumer`](crate::Journal::anonymous_consumer))
+/// holds nothing and commits nothing.
+///
+/// ```
+/// use backwater::{Config, Journal, Seek};
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), Config::default().segment_size(1 << 20))?;
+/// let publisher = journal.publisher();
+/// for n in 0..5u8 {
+///     publisher.append(&[n])?;
+/// }
+///
+/// let mut consumer = journal.consumer("audit")?;
+/// let mut seen = Vec::new();
+/// assert_eq!(consumer.poll(|record| seen.push(record.payload()[0]), 3)?, 3);
+/// consumer.commit()?;                      // durable: resumes after record 2
+/// assert_eq!(consumer.poll(|record| seen.push(record.payload()[0]), 10)?, 2);
+/// assert_eq!(seen, [0, 1, 2, 3, 4]);
+/// assert_eq!(consumer.lag(), 0);
+///
+/// drop(consumer);                          // the committed position stays
+/// let mut consumer = journal.consumer("audit")?;
+/// let mut again = Vec::new();
+/// consumer.poll(|record| again.push(record.payload()[0]), 10)?;
+/// assert_eq!(again, [3, 4]);
+///
+/// consumer.seek(Seek::Start)?;             // replay what is retained
+/// let mut replayed = 0;
+/// consumer.poll(|_| replayed += 1, 10)?;
+/// assert_eq!(replayed, 5);
+/// consumer.seek(Seek::End)?;               // only what comes next
+/// assert_eq!(consumer.poll(|_| unreachable!(), 10)?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Consumer {
-    inner: Shared,
+    inner: Handle,
     cursor: Option<CursorFile>,
     /// Held by a writable named consumer: one writer per cursor.
     _writer: Option<WriterLock>,
@@ -86,7 +146,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn named(inner: Shared, name: &str, create: bool) -> Result<Consumer> {
+    pub(crate) fn named(inner: Handle, name: &str, create: bool) -> Result<Consumer> {
         let cursor = inner.open_cursor(name, create)?;
         let writer = if inner.writable() { Some(cursor::lock_writer(cursor.path(), name)?) } else { None };
         let mut position = cursor.position();
@@ -116,7 +176,7 @@ impl Consumer {
         Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None })
     }
 
-    pub(crate) fn anonymous(inner: Shared) -> Consumer {
+    pub(crate) fn anonymous(inner: Handle) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
         Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None }
     }
@@ -131,17 +191,27 @@ impl Consumer {
         self.position
     }
 
-    /// Bytes between this consumer and the tail.
+    /// Bytes between this consumer's position and the tail.
     pub fn lag(&self) -> u64 {
         self.inner.meta.tail_position().saturating_sub(self.position)
     }
 
     /// Hands up to `limit` new records to `handler`, in order; returns how
-    /// many (0 when there is nothing new). Never blocks.
+    /// many (0 when there is nothing new). Never blocks. Padding is skipped;
+    /// a claim not yet committed stops the poll there (after
+    /// [`Config::unblock_timeout`](crate::Config::unblock_timeout) a writable
+    /// handle turns an abandoned one into padding and reads on).
     ///
-    /// Errors: `Corrupt` names the position of a frame that fails its checks;
-    /// `Lost` and `Evicted` report data deleted before it was read (the next
-    /// poll continues at the oldest retained record).
+    /// # Errors
+    /// - [`Error::Corrupt`] names the position of a frame that fails its
+    ///   checks (or a position that is not a frame boundary); the consumer
+    ///   stays there.
+    /// - [`Error::Lost`] when data was deleted before it was read; the next poll
+    ///   continues at the oldest retained record.
+    /// - [`Error::Evicted`] when [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest)
+    ///   detached this consumer's cursor; every poll reports it until
+    ///   [`Consumer::reattach`].
+    /// - [`Error::Io`] when a segment cannot be mapped.
     pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
         self.check_attached()?;
         let size = self.inner.segment_size();
@@ -237,8 +307,12 @@ impl Consumer {
         Ok((count, true))
     }
 
-    /// `poll`, but waits (spin, yield, park) up to `timeout` for at least one
-    /// record. Returns 0 only when the timeout passed with nothing new.
+    /// [`Consumer::poll`], but waits (spin, yield, park) up to `timeout` for
+    /// at least one record. Returns 0 only when the timeout passed with
+    /// nothing new.
+    ///
+    /// # Errors
+    /// Those of [`Consumer::poll`].
     pub fn poll_wait<F: FnMut(Record<'_>)>(
         &mut self,
         mut handler: F,
@@ -258,18 +332,46 @@ impl Consumer {
 
     /// Persists the position in the durable cursor (a no-op for anonymous
     /// consumers). Visible to other processes at once; survives a process
-    /// crash; flushed to disk under `Flush::Always`.
+    /// crash; flushed to disk under [`Flush::Always`] (otherwise with the
+    /// next flush, or by the kernel).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for a named consumer of a read-only handle;
+    /// [`Error::Io`] when the flush under [`Flush::Always`] fails.
     pub fn commit(&mut self) -> Result<()> {
         self.commit_at(self.position)
     }
 
-    /// Persists `position` (a `Record::next_position` this consumer has
+    /// Persists `position` (a [`Record::next_position`] this consumer has
     /// passed) rather than the current read position: for consumers that
-    /// read ahead of what their sink has acknowledged.
+    /// read ahead of what their sink has acknowledged. A position past the
+    /// read position commits the read position.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// # let publisher = journal.publisher();
+    /// # for _ in 0..3 { publisher.append(b"x")?; }
+    /// let mut consumer = journal.consumer("sink")?;
+    /// let mut acknowledged = None;
+    /// let mut n = 0;
+    /// consumer.poll(|record| {
+    ///     n += 1;
+    ///     if n == 2 {
+    ///         acknowledged = Some(record.next_position());
+    ///     }
+    /// }, 10)?;
+    /// consumer.commit_at(acknowledged.unwrap())?;   // the third record is read again
+    /// # drop(consumer);
+    /// # let mut consumer = journal.consumer("sink")?;
+    /// # assert_eq!(consumer.poll(|_| {}, 10)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `NotAFrameBoundary` when `position` is not one this consumer could
-    /// resume at: a cursor is never committed at a non-position.
+    /// [`Error::NotAFrameBoundary`] when `position` is not one this consumer
+    /// could resume at: a cursor is never committed at a non-position.
+    /// Otherwise those of [`Consumer::commit`].
     pub fn commit_at(&mut self, position: u64) -> Result<()> {
         if self.cursor.is_none() {
             return Ok(());
@@ -287,7 +389,14 @@ impl Consumer {
         Ok(())
     }
 
-    /// Moves the consumer (the cursor is persisted by the next `commit`).
+    /// Moves the consumer (the cursor is persisted by the next
+    /// [`Consumer::commit`]).
+    ///
+    /// # Errors
+    /// [`Error::NotAFrameBoundary`] for a [`Seek::Position`] outside the
+    /// journal's range or where no frame starts; for [`Seek::Time`], the
+    /// errors of [`Consumer::poll`] met while searching. The position is
+    /// unchanged on error.
     pub fn seek(&mut self, to: Seek) -> Result<()> {
         let first = self.inner.meta.first_position().load(Ordering::Acquire);
         self.position = match to {
@@ -300,8 +409,12 @@ impl Consumer {
         Ok(())
     }
 
-    /// Re-attaches a cursor evicted by `WhenFull::EvictSlowest` at the oldest
-    /// retained record.
+    /// Re-attaches a cursor evicted by
+    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest) at the oldest
+    /// retained record (for any consumer, moves it there).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only handle.
     pub fn reattach(&mut self) -> Result<()> {
         self.inner.require_writable()?;
         let first = self.inner.meta.first_position().load(Ordering::Acquire);
@@ -357,7 +470,7 @@ impl Consumer {
         Self::check_boundary(&self.inner, position, first).map(drop)
     }
 
-    fn check_boundary(inner: &Inner, position: u64, first: u64) -> Result<u64> {
+    fn check_boundary(inner: &JournalState, position: u64, first: u64) -> Result<u64> {
         let tail = inner.meta.tail_position();
         let size = inner.segment_size();
         let refuse = |reason: String| Err(Error::NotAFrameBoundary { position, reason });
@@ -414,7 +527,7 @@ impl Consumer {
 /// At an uncommitted frame: `true` if it was turned into padding (read on),
 /// `false` to stop and wait (the end of the data, or a hole not yet old enough).
 fn unblock(
-    inner: &Inner,
+    inner: &JournalState,
     segment: &Segment,
     position: u64,
     claimed: Option<usize>,
@@ -450,7 +563,7 @@ fn unblock(
 /// A claimer died before publishing its claim: take over every untouched slot
 /// up to the next claimed or committed frame (so a claimer that was only
 /// stalled fails and claims again), then make the run one padding frame.
-fn pad_empty(inner: &Inner, segment: &Segment, offset: usize) -> bool {
+fn pad_empty(inner: &JournalState, segment: &Segment, offset: usize) -> bool {
     let size = inner.segment_size();
     let tail = inner.meta.tail_position();
     let limit = if tail / size == segment.index { (tail % size) as usize } else { size as usize };

@@ -7,66 +7,206 @@ use std::time::Duration;
 use crate::Priority;
 
 /// Everything that can go wrong in backwater.
+///
+/// Every message (its `Display`) names the file and position involved and,
+/// where there is one, says what to do. Offers report their two
+/// back-pressure outcomes as an [`OfferError`] instead; it converts into
+/// this type with `?` (its [`OfferError::BackPressured`] and
+/// [`OfferError::Dropped`] become [`Error::BackPressured`] and
+/// [`Error::Dropped`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// An I/O call failed on `path`.
-    Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    Io {
+        /// The file or directory the call was made on.
+        path: PathBuf,
+        /// What was being done, for the message (`"open"`, `"flock"`,
+        /// `"statvfs"`, …).
+        op: &'static str,
+        /// The operating system's error. A file that does not exist
+        /// ([`std::io::ErrorKind::NotFound`]) often means retention deleted
+        /// it meanwhile.
+        source: std::io::Error,
+    },
     /// The directory or file is not a backwater journal (or is damaged beyond reading).
-    NotAJournal { path: PathBuf, reason: String },
+    NotAJournal {
+        /// The directory or file that was refused.
+        path: PathBuf,
+        /// Why: a missing metadata file, a wrong magic number, a foreign
+        /// file in a directory without metadata, ….
+        reason: String,
+    },
     /// Written by a newer backwater than this one.
-    NewerFormat { path: PathBuf, found: u32, supported: u32 },
-    /// The journal exists with another segment size than the one asked for.
-    SegmentSizeMismatch { path: PathBuf, existing: u64, requested: u64 },
-    /// A configuration value is out of range.
+    NewerFormat {
+        /// The file (metadata, segment or cursor) with the newer header.
+        path: PathBuf,
+        /// The format version the file carries.
+        found: u32,
+        /// The newest format version this build reads ([`FORMAT_VERSION`](crate::FORMAT_VERSION)).
+        supported: u32,
+    },
+    /// The journal exists with another segment size than the one asked for
+    /// with [`Config::segment_size`](crate::Config::segment_size).
+    SegmentSizeMismatch {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The segment size the journal was created with, in bytes.
+        existing: u64,
+        /// The segment size the [`Config`](crate::Config) asked for, in bytes.
+        requested: u64,
+    },
+    /// A configuration value is out of range; the message says which and why
+    /// (from [`Config::validate`](crate::Config::validate) or
+    /// [`Limits::validate`](crate::Limits::validate)).
     InvalidConfig(String),
     /// A frame or header failed its checks.
-    Corrupt { path: PathBuf, position: u64, reason: String },
-    /// A record larger than `segment_size / 8`.
-    RecordTooLarge { len: usize, max: usize },
-    /// `seek` to a position that is not the start of a frame.
-    NotAFrameBoundary { position: u64, reason: String },
-    /// The consumer's data was deleted before it read it (`WhenFull::DropOldest`,
-    /// or an anonymous consumer outrun by retention). It continues at `to`.
-    Lost { from: u64, to: u64 },
-    /// The named cursor was detached by `WhenFull::EvictSlowest`.
-    Evicted { cursor: String, from: u64, to: u64 },
-    /// The journal was above its high watermark when the offer was made.
-    BackPressured { fill: f64, capacity: u64 },
-    /// A low-priority record was shed above the shed watermark.
-    Dropped { priority: Priority, fill: f64 },
-    /// `append` gave up after `Config::append_timeout`.
-    StillBackPressured { waited: Duration, fill: f64 },
-    /// A claim was held past `unblock_timeout` and turned into padding by another
-    /// handle; the record was not appended.
-    ClaimUnblocked { position: u64 },
-    /// The operation needs the journal to itself, and another process has it open.
-    InUse { path: PathBuf },
-    /// A write through a handle opened with `Journal::open_read_only`.
-    ReadOnly { path: PathBuf },
-    /// A `Publisher` appended while an `ExclusivePublisher` (in process `pid`)
+    Corrupt {
+        /// The file that holds the damaged bytes.
+        path: PathBuf,
+        /// The journal position of the damaged frame; for a damaged segment
+        /// header, the segment's base position; for a cursor that points at
+        /// no record, the position it holds.
+        position: u64,
+        /// Which check failed (length, type, position, CRC, header field).
+        reason: String,
+    },
+    /// A record larger than `segment_size / 8` ([`Journal::max_record_len`](crate::Journal::max_record_len)).
+    RecordTooLarge {
+        /// The payload length offered, in bytes.
+        len: usize,
+        /// The largest payload this journal takes, in bytes.
+        max: usize,
+    },
+    /// [`Consumer::seek`](crate::Consumer::seek) (or
+    /// [`Consumer::commit_at`](crate::Consumer::commit_at),
+    /// [`Journal::walk_frames`](crate::Journal::walk_frames)) to a position
+    /// that is not the start of a frame.
+    NotAFrameBoundary {
+        /// The position asked for.
+        position: u64,
+        /// Why it is not a frame boundary (outside the journal, misaligned,
+        /// no frame there).
+        reason: String,
+    },
+    /// The consumer's data was deleted before it read it
+    /// ([`WhenFull::DropOldest`](crate::WhenFull::DropOldest), or an anonymous
+    /// consumer outrun by retention). It continues at `to`.
+    Lost {
+        /// The first position that was not read (for a consumer, its
+        /// position when the loss was found).
+        from: u64,
+        /// The oldest retained position, where the consumer now is.
+        to: u64,
+    },
+    /// The named cursor was detached by
+    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest). Every
+    /// [`Consumer::poll`](crate::Consumer::poll) reports it until
+    /// [`Consumer::reattach`](crate::Consumer::reattach).
+    Evicted {
+        /// The evicted cursor's name.
+        cursor: String,
+        /// The cursor's position when it was evicted.
+        from: u64,
+        /// The oldest retained position at eviction: `from..to` is gone.
+        to: u64,
+    },
+    /// The journal was above its high watermark when the offer was made
+    /// (an [`OfferError::BackPressured`] passed on with `?`).
+    BackPressured {
+        /// Fill at the time, as a fraction of `capacity` (0.0 to 1.0, a
+        /// little above in a race).
+        fill: f64,
+        /// The capacity fill is measured against, in bytes ([`Stats::capacity`](crate::Stats::capacity)).
+        capacity: u64,
+    },
+    /// A low-priority record was shed above the shed watermark (an
+    /// [`OfferError::Dropped`] passed on, or what
+    /// [`Publisher::append_with`](crate::Publisher::append_with) returns at
+    /// once for a shed record).
+    Dropped {
+        /// The priority the record was offered with (always [`Priority::Low`] today).
+        priority: Priority,
+        /// Fill at the time, as a fraction of capacity.
+        fill: f64,
+    },
+    /// [`Publisher::append`](crate::Publisher::append) gave up after
+    /// [`Config::append_timeout`](crate::Config::append_timeout): nothing was appended.
+    StillBackPressured {
+        /// How long it waited, from the first refusal.
+        waited: Duration,
+        /// Fill at the last refusal, as a fraction of capacity.
+        fill: f64,
+    },
+    /// A [`Claim`](crate::Claim) was held past
+    /// [`Config::unblock_timeout`](crate::Config::unblock_timeout) and turned
+    /// into padding by another handle; the record was not appended.
+    ClaimUnblocked {
+        /// The position the claim had; it now holds padding.
+        position: u64,
+    },
+    /// The operation needs the journal to itself (`verify --repair`,
+    /// [`Journal::repair`](crate::Journal::repair)), and another process has
+    /// it open for writing.
+    InUse {
+        /// The journal's directory.
+        path: PathBuf,
+    },
+    /// A write through a handle opened with
+    /// [`Journal::open_read_only`](crate::Journal::open_read_only).
+    ReadOnly {
+        /// The journal's directory.
+        path: PathBuf,
+    },
+    /// A [`Publisher`](crate::Publisher) appended while an
+    /// [`ExclusivePublisher`](crate::ExclusivePublisher) (in process `pid`)
     /// has the journal's appends to itself.
-    ExclusivelyPublished { path: PathBuf, pid: u32 },
-    /// `exclusive_publisher` while `Publisher`s (in this process or another)
-    /// append to the journal.
-    PublishersActive { path: PathBuf },
-    /// A cursor name with characters other than `[A-Za-z0-9._-]`, or empty.
+    ExclusivelyPublished {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The process that holds the exclusive publisher (0 if none is on
+        /// record: the lock was held only for a moment).
+        pid: u32,
+    },
+    /// [`Journal::exclusive_publisher`](crate::Journal::exclusive_publisher)
+    /// while [`Publisher`](crate::Publisher)s (in this process or another)
+    /// append to the journal, or another exclusive publisher exists.
+    PublishersActive {
+        /// The journal's directory.
+        path: PathBuf,
+    },
+    /// A cursor name that is empty, longer than 64 bytes, starts with `.`,
+    /// or has characters other than `[A-Za-z0-9._-]`; carries the name.
     BadCursorName(String),
-    /// The named cursor does not exist.
+    /// The named cursor does not exist; carries the name.
     NoSuchCursor(String),
     /// Another consumer of this cursor (in this process or another) holds
-    /// its writer lock: a durable cursor has one writer at a time.
+    /// its writer lock: a durable cursor has one writer at a time. Carries
+    /// the name.
     CursorInUse(String),
     /// The journal has handed out every position its tail word can hold
     /// (2^56 bytes); it takes no more records.
-    PositionsExhausted { path: PathBuf, position: u64 },
+    PositionsExhausted {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The base position of the segment that could not be created.
+        position: u64,
+    },
     /// The journal lock has been held by another process for too long (one
     /// stopped while holding it): room could not be made now.
-    JournalBusy { path: PathBuf },
+    JournalBusy {
+        /// The journal's directory.
+        path: PathBuf,
+    },
     /// The record at `position` was committed (readers see it) but the msync
-    /// that `Flush::Always` asks for failed: do not append it again; it may
-    /// not survive a power loss.
-    CommittedNotFlushed { position: u64, source: Box<Error> },
+    /// that [`Flush::Always`](crate::Flush::Always) asks for failed: do not
+    /// append it again; it may not survive a power loss.
+    CommittedNotFlushed {
+        /// The committed record's position.
+        position: u64,
+        /// Why the msync failed (an [`Error::Io`]).
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -192,18 +332,33 @@ impl std::error::Error for Error {
     }
 }
 
-/// Why `offer` did not take a record. The two back-pressure outcomes carry what
-/// the caller needs to decide: retry later, slow the source, or drop.
+/// Why an offer ([`Publisher::offer`](crate::Publisher::offer) and the
+/// other non-blocking appends) did not take a record. The two back-pressure
+/// outcomes carry what the caller needs to decide: retry later, slow the
+/// source, or drop. Converts into [`Error`] with `?`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum OfferError {
     /// Fill is at or above the high watermark (and has not yet fallen below
-    /// `resume`). Nothing was written; try again later or use `append`.
-    BackPressured { fill: f64, capacity: u64 },
-    /// A `Priority::Low` record offered at or above the shed watermark was
-    /// dropped and counted.
-    Dropped { priority: Priority, fill: f64 },
-    /// Anything else (record too large, I/O, read-only handle).
+    /// `resume`), or no segment could be created within the budget. Nothing
+    /// was written; try again later or use
+    /// [`Publisher::append`](crate::Publisher::append), which waits.
+    BackPressured {
+        /// Fill at the time, as a fraction of `capacity` (0.0 to 1.0).
+        fill: f64,
+        /// The capacity fill is measured against, in bytes ([`Stats::capacity`](crate::Stats::capacity)).
+        capacity: u64,
+    },
+    /// A [`Priority::Low`] record offered at or above the shed watermark was
+    /// dropped and counted ([`Stats::dropped_low`](crate::Stats::dropped_low)).
+    Dropped {
+        /// The priority the record was offered with.
+        priority: Priority,
+        /// Fill at the time, as a fraction of capacity.
+        fill: f64,
+    },
+    /// Anything else ([`Error::RecordTooLarge`], I/O, [`Error::ReadOnly`],
+    /// [`Error::ExclusivelyPublished`], …).
     Failed(Error),
 }
 
@@ -244,4 +399,5 @@ impl From<OfferError> for Error {
     }
 }
 
+/// `std::result::Result` with backwater's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

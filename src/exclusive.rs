@@ -13,26 +13,54 @@
 //! never a hole below the tail for an unblocker to pad, and a frame it died
 //! writing lies past the tail: the next publisher settles it
 //! (`recovery::settle_tail`). Both facts make the segments it wrote alone
-//! safe to recycle once consumed (`retention::Recycling`).
+//! safe to recycle once consumed (`window`, `state::Recycling`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal};
 use crate::error::{Error, OfferError, Result};
+use crate::frame::Word0;
 use crate::frame::{self, HEADER_LEN};
-use crate::journal::Shared;
+use crate::handle::Handle;
 use crate::meta::TailCodec;
-use crate::publisher::{committed_not_flushed, committed_word, count_refusal, header_fields, wait_after_refusal};
 use crate::publisher_lock::{Mode, PublisherLock};
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
-use crate::{Priority, retention};
+use crate::{Priority, retention, window};
 
-/// The only publisher of a journal while it lives (`Journal::exclusive_publisher`).
+/// The only publisher of a journal while it lives, in every process
+/// ([`Journal::exclusive_publisher`](crate::Journal::exclusive_publisher)).
 ///
-/// `Send`, not `Clone`: appends take `&mut self`. The same back-pressure
-/// contract as `Publisher`: `offer` never blocks, `append` waits.
+/// `Send`, not `Clone`: appends take `&mut self`. Each record is claimed by
+/// moving its own tail and committed with a release store (no locked
+/// instruction), and segments it wrote alone are recycled once consumed.
+/// The same back-pressure contract as [`Publisher`](crate::Publisher):
+/// [`ExclusivePublisher::offer`] never blocks, [`ExclusivePublisher::append`]
+/// waits. Dropping it lets [`Publisher`](crate::Publisher)s append again.
+///
+/// ```
+/// use backwater::{Config, Journal, OfferError, Priority};
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), Config::default().segment_size(1 << 20))?;
+/// journal.prepare()?;                       // fault the first segments in now
+/// let mut publisher = journal.exclusive_publisher()?;
+/// let first = publisher.offer(b"one")?;
+/// let second = publisher.append(b"two")?;
+/// assert_eq!(publisher.tail_position(), journal.tail_position());
+/// match publisher.offer_with(Priority::Low, b"debug") {
+///     Ok(_) | Err(OfferError::Dropped { .. }) => {}
+///     Err(other) => return Err(other.into()),
+/// }
+/// assert!(second > first);
+///
+/// // Another thread may own it: it is `Send`.
+/// let handle = std::thread::spawn(move || publisher.append(b"three"));
+/// handle.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ExclusivePublisher {
-    inner: Shared,
+    inner: Handle,
     codec: TailCodec,
     /// The tail's segment and the offset of the next frame in it.
     segment: Arc<Segment>,
@@ -45,17 +73,17 @@ pub struct ExclusivePublisher {
 }
 
 impl ExclusivePublisher {
-    pub(crate) fn new(inner: Shared) -> Result<ExclusivePublisher> {
+    pub(crate) fn new(inner: Handle) -> Result<ExclusivePublisher> {
         let lock = PublisherLock::acquire(&inner, Mode::Exclusive)?;
         let codec = inner.meta.tail;
         let (index, offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
-        let segment = inner.write_segment(index)?;
+        let segment = window::write_segment(&inner, index)?;
         let owner = inner.owner_tag();
         let segment_len = inner.segment_size() as usize;
         let offset = (offset as usize).min(segment_len);
         let appended = inner.meta.appended().load(Ordering::Acquire);
         // Segments after this one will hold our frames alone: recyclable.
-        if let Ok(mut recycling) = inner.recycling.lock() {
+        if let Some(mut recycling) = inner.recycling() {
             recycling.from_index = Some(index + 1);
         }
         Ok(ExclusivePublisher { inner, codec, segment, offset, segment_len, owner, appended, _lock: lock })
@@ -63,25 +91,47 @@ impl ExclusivePublisher {
 
     /// Appends `payload` with normal priority below the high watermark; never
     /// blocks. Returns the record's position.
+    ///
+    /// # Errors
+    /// - [`OfferError::BackPressured`] when fill is at the high watermark;
+    ///   nothing was written.
+    /// - [`OfferError::Failed`] with [`Error::RecordTooLarge`] (longer than
+    ///   [`Journal::max_record_len`](crate::Journal::max_record_len)),
+    ///   [`Error::PositionsExhausted`], [`Error::CommittedNotFlushed`] (under
+    ///   [`Flush::Always`](crate::Flush::Always): the record *was* appended)
+    ///   or [`Error::Io`].
     #[inline]
     pub fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
         self.offer_with(Priority::Normal, payload)
     }
 
-    /// Appends with a priority; `Priority::Low` records are dropped (and
+    /// Appends with a priority; [`Priority::Low`] records are dropped (and
     /// counted) from the shed watermark on.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority record at or above the shed
+    /// watermark; otherwise those of [`ExclusivePublisher::offer`].
     #[inline]
     pub fn offer_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.try_offer(priority, payload).inspect_err(|e| count_refusal(&self.inner.meta, e))
     }
 
     /// Appends with normal priority, waiting while back-pressured, up to
-    /// `Config::append_timeout`.
+    /// [`Config::append_timeout`](crate::Config::append_timeout).
+    ///
+    /// # Errors
+    /// [`Error::StillBackPressured`] when the timeout passed (nothing was
+    /// appended); otherwise the [`OfferError::Failed`] errors of
+    /// [`ExclusivePublisher::offer`], as an [`Error`].
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }
 
-    /// `append` with a priority (a shed record returns `Error::Dropped` at once).
+    /// [`ExclusivePublisher::append`] with a priority (a shed record returns
+    /// [`Error::Dropped`] at once).
+    ///
+    /// # Errors
+    /// [`Error::Dropped`], and those of [`ExclusivePublisher::append`].
     #[inline]
     pub fn append_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64> {
         match self.try_offer(priority, payload) {
@@ -97,7 +147,8 @@ impl ExclusivePublisher {
         wait_after_refusal(&inner, refused, || self.try_offer(priority, payload))
     }
 
-    /// The position the next record will get.
+    /// The position the next record will get (no shared load: this publisher
+    /// owns the tail).
     pub fn tail_position(&self) -> u64 {
         self.codec.position(self.codec.pack(self.segment.index, self.offset as u64))
     }
@@ -109,9 +160,9 @@ impl ExclusivePublisher {
         }
         let aligned = frame::aligned_frame_len(payload.len());
         let position = self.room_for(priority, aligned)?;
-        let word = committed_word(priority, payload.len(), self.owner);
+        let word = Word0::data(priority, payload.len(), self.owner);
         let (segment, offset) = (&self.segment, self.offset);
-        let fields = header_fields(position, frame::crc(payload));
+        let fields = frame::header_fields(position, frame::now_ns(), frame::crc(payload));
         let file = segment.file();
         // SAFETY: `room_for` made `offset + aligned <= segment_len`, which is
         // the mapping's length (segments are exactly that long), and `aligned`
@@ -164,7 +215,7 @@ impl ExclusivePublisher {
             self.offset = size;
             meta.raw_tail().store(self.codec.pack(index, size as u64), Ordering::Release);
         }
-        let next = match self.inner.write_segment(index + 1) {
+        let next = match window::write_segment(&self.inner, index + 1) {
             Ok(next) => next,
             // `Ok` when room was made: the caller's loop rotates again.
             Err(error) => return retention::rotation_failed(&self.inner, error),
@@ -181,11 +232,11 @@ impl Drop for ExclusivePublisher {
     fn drop(&mut self) {
         // Every frame is committed and the tail word is past it: nothing to
         // settle. (The lock itself is released right after, with `_lock`.)
-        if let Ok(mut recycling) = self.inner.recycling.lock() {
+        if let Some(mut recycling) = self.inner.recycling() {
             recycling.from_index = None;
         }
         // Nothing recycles them any more: give their disk back.
-        retention::remove_spares(&self.inner);
+        window::remove_spares(&self.inner);
         self.inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
 }

@@ -13,12 +13,12 @@ use crate::config::Flush;
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded};
-use crate::journal::Inner;
 use crate::segment;
+use crate::state::JournalState;
 
 /// msyncs every segment byte from the last flushed position up to the tail,
 /// then the cursors and the metadata.
-pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
+pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
     if !inner.writable() {
         return Ok(());
     }
@@ -57,7 +57,7 @@ pub(crate) fn flush_all(inner: &Inner) -> Result<()> {
 
 /// The first position at or after `from` that does not hold a committed
 /// frame (a claim being written, or bytes no frame explains), or `tail`.
-fn committed_until(inner: &Inner, from: u64, tail: u64) -> u64 {
+fn committed_until(inner: &JournalState, from: u64, tail: u64) -> u64 {
     let size = inner.segment_size();
     let mut position = from;
     let mut mapped: Option<std::sync::Arc<crate::segment::Segment>> = None;
@@ -82,7 +82,7 @@ fn committed_until(inner: &Inner, from: u64, tail: u64) -> u64 {
 }
 
 /// Called by the housekeeper every tick: flushes when the interval is due.
-pub(crate) fn tick(inner: &Inner, last: &mut Instant) -> Result<()> {
+pub(crate) fn tick(inner: &JournalState, last: &mut Instant) -> Result<()> {
     let policy = inner.meta.limits().flush;
     inner.flush_always.store(policy == Flush::Always, Ordering::Relaxed);
     if let Flush::Interval(every) = policy

@@ -23,18 +23,28 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 32;
-/// Every frame starts on a multiple of this; equal to `HEADER_LEN`, so any
+/// Every frame starts on a multiple of this; equal to [`HEADER_LEN`], so any
 /// aligned gap can hold a padding frame.
 pub const FRAME_ALIGNMENT: usize = 32;
 
+/// Offset in the header of the frame's position (`u64`, little-endian): the
+/// journal position the frame was written at, checked by every reader so a
+/// stale or misplaced frame is never taken for a record.
 pub const POSITION_OFFSET: usize = 8;
+/// Offset in the header of the append time (`u64` ns since the Unix epoch,
+/// little-endian, from [`now_ns`]).
 pub const TIMESTAMP_OFFSET: usize = 16;
+/// Offset in the header of the payload's CRC-32 (`u32`, little-endian; see
+/// [`crc`]); the 4 bytes after it are zero.
 pub const CRC_OFFSET: usize = 24;
 
 /// Frame type: a record handed to consumers.
 pub const TYPE_DATA: u8 = 1;
 /// Frame type: filler that consumers skip (segment tails, abandoned claims).
 pub const TYPE_PADDING: u8 = 2;
+/// Frame type of a slot an unblocker has taken over (see [`cover`]). Only
+/// ever found inside a padding frame's body, never where a reader looks.
+pub const TYPE_COVERED: u8 = 3;
 
 const FLAG_PRIORITY_LOW: u8 = 0b0000_0001;
 
@@ -59,14 +69,22 @@ pub const fn aligned_frame_len(payload_len: usize) -> usize {
 /// `length` = 0: nothing written yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Word0 {
+    /// Header plus payload in bytes, unaligned: positive when committed,
+    /// negated while claimed, 0 when nothing was written.
     pub length: i32,
+    /// [`TYPE_DATA`], [`TYPE_PADDING`] or [`TYPE_COVERED`] (0 in an untouched
+    /// slot).
     pub frame_type: u8,
+    /// Bit 0: the record was offered with [`Priority::Low`] (see
+    /// [`priority_flags`]); the other bits are zero.
     pub flags: u8,
     /// Slot of the claiming process in the metadata's process table (+1; 0 = unknown).
     pub owner: u16,
 }
 
 impl Word0 {
+    /// The word as stored: `length` in bits 0..32, `frame_type` in 32..40,
+    /// `flags` in 40..48, `owner` in 48..64 (little-endian on disk).
     #[inline]
     pub const fn pack(self) -> u64 {
         (self.length as u32 as u64)
@@ -75,6 +93,7 @@ impl Word0 {
             | ((self.owner as u64) << 48)
     }
 
+    /// The fields of a stored word (the inverse of [`Word0::pack`]).
     #[inline]
     pub const fn unpack(word: u64) -> Word0 {
         Word0 {
@@ -90,17 +109,47 @@ impl Word0 {
     pub const fn padding(length: usize) -> Word0 {
         Word0 { length: length as i32, frame_type: TYPE_PADDING, flags: 0, owner: 0 }
     }
+
+    /// The word of a committed data frame of `payload_len` bytes.
+    #[inline]
+    pub const fn data(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
+        Word0 {
+            length: (HEADER_LEN + payload_len) as i32,
+            frame_type: TYPE_DATA,
+            flags: priority_flags(priority),
+            owner,
+        }
+    }
+
+    /// The word of the same frame while it is claimed, not yet committed
+    /// (the length negated).
+    #[inline]
+    pub const fn claimed(self) -> Word0 {
+        Word0 { length: -self.length, ..self }
+    }
 }
 
-/// Frame type of a slot an unblocker has taken over (see `cover`). Only ever
-/// found inside a padding frame's body, never where a reader looks.
-pub const TYPE_COVERED: u8 = 3;
+/// A frame's header after word 0, to be written at [`POSITION_OFFSET`]:
+/// position, timestamp and CRC (the last 4 bytes stay zero).
+#[inline]
+pub fn header_fields(position: u64, timestamp: u64, crc: u32) -> [u8; HEADER_LEN - POSITION_OFFSET] {
+    let mut fields = [0u8; HEADER_LEN - POSITION_OFFSET];
+    let at = |offset: usize| offset - POSITION_OFFSET;
+    fields[at(POSITION_OFFSET)..at(TIMESTAMP_OFFSET)].copy_from_slice(&position.to_le_bytes());
+    fields[at(TIMESTAMP_OFFSET)..at(CRC_OFFSET)].copy_from_slice(&timestamp.to_le_bytes());
+    fields[at(CRC_OFFSET)..at(CRC_OFFSET) + 4].copy_from_slice(&crc.to_le_bytes());
+    fields
+}
 
 /// The atomic operations the frame protocol needs on a header word: std's
-/// `AtomicU64` in the journal, loom's in the model-checking test.
+/// [`AtomicU64`] in the journal, loom's in the model-checking test.
 pub trait HeaderWord {
+    /// Loads the word ([`AtomicU64::load`]).
     fn load(&self, order: Ordering) -> u64;
+    /// Stores the word ([`AtomicU64::store`]).
     fn store(&self, value: u64, order: Ordering);
+    /// Replaces `current` with `new` if the word holds `current`; the value
+    /// found either way ([`AtomicU64::compare_exchange`]).
     fn compare_exchange(&self, current: u64, new: u64, success: Ordering, failure: Ordering) -> Result<u64, u64>;
 }
 
@@ -144,7 +193,8 @@ pub fn commit(word: &impl HeaderWord, claimed: Word0) -> bool {
 }
 
 /// Turns the claimed frame whose word is `observed` into padding of the same
-/// length: an abandoned claim, or one held past `unblock_timeout`. `false` if
+/// length: an abandoned claim, or one held past
+/// [`Config::unblock_timeout`](crate::Config::unblock_timeout). `false` if
 /// it was committed (or padded) first.
 #[inline]
 pub fn pad_claimed(word: &impl HeaderWord, observed: u64) -> bool {
@@ -164,12 +214,13 @@ pub fn cover(word: &impl HeaderWord) -> bool {
     word.compare_exchange(0, covered.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
 }
 
-/// Whether the slot was taken over by `cover`.
+/// Whether the slot was taken over by [`cover`].
 #[inline]
 pub fn is_covered(word: &impl HeaderWord) -> bool {
     Word0::unpack(word.load(Ordering::Acquire)).frame_type == TYPE_COVERED
 }
 
+/// The [`Word0::flags`] bits a record of `priority` carries.
 #[inline]
 pub const fn priority_flags(priority: Priority) -> u8 {
     match priority {
@@ -178,6 +229,8 @@ pub const fn priority_flags(priority: Priority) -> u8 {
     }
 }
 
+/// The priority a frame's [`Word0::flags`] record (the inverse of
+/// [`priority_flags`]).
 #[inline]
 pub const fn flags_priority(flags: u8) -> Priority {
     if flags & FLAG_PRIORITY_LOW != 0 { Priority::Low } else { Priority::Normal }
@@ -195,24 +248,55 @@ pub fn crc(payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// What a reader finds at a frame boundary.
+/// What a reader finds at a frame boundary ([`decode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// A committed data frame: payload at `[HEADER_LEN, HEADER_LEN + payload_len)`.
-    Data { payload_len: usize, aligned_len: usize, flags: u8, timestamp: u64 },
+    Data {
+        /// The payload's length in bytes.
+        payload_len: usize,
+        /// Bytes the frame occupies, header included, rounded up to
+        /// [`FRAME_ALIGNMENT`]: the next frame starts this far on.
+        aligned_len: usize,
+        /// The frame's [`Word0::flags`] (see [`flags_priority`]).
+        flags: u8,
+        /// When it was appended, in ns since the Unix epoch.
+        timestamp: u64,
+    },
     /// A committed padding frame to skip.
-    Padding { aligned_len: usize },
+    Padding {
+        /// Bytes to skip, header included (a multiple of [`FRAME_ALIGNMENT`]).
+        aligned_len: usize,
+    },
     /// Nothing committed here yet: `claimed` is the reserved length, if any.
-    Pending { claimed: Option<usize> },
+    Pending {
+        /// The aligned length a publisher has claimed and is writing, or
+        /// `None` for an untouched slot (the tail, or a claim not yet
+        /// published).
+        claimed: Option<usize>,
+    },
 }
 
 /// Why a frame is not valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameFault {
+    /// The header's length (carried) is shorter than a header or runs past
+    /// the segment's end.
     BadLength(i64),
+    /// The header's frame type (carried) is none of the known ones.
     BadType(u8),
-    PositionMismatch { found: u64 },
-    CrcMismatch { stored: u32, computed: u32 },
+    /// The header names another position than the one it was read at.
+    PositionMismatch {
+        /// The position the header holds.
+        found: u64,
+    },
+    /// The payload does not match its CRC.
+    CrcMismatch {
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC of the payload as read.
+        computed: u32,
+    },
 }
 
 impl std::fmt::Display for FrameFault {
@@ -238,6 +322,7 @@ pub fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(raw)
 }
 
+/// Reads a little-endian `u32` at `at`; the caller guarantees the bounds.
 #[inline]
 pub fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut raw = [0u8; 4];
@@ -301,7 +386,8 @@ pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result
 /// Nanoseconds since the Unix epoch from the coarse real-time clock.
 ///
 /// `CLOCK_REALTIME_COARSE` costs a few nanoseconds (no `rdtsc`), with the
-/// resolution of the kernel tick (1–4 ms). Good enough for `seek` by time and
+/// resolution of the kernel tick (1–4 ms). Good enough for
+/// [`Seek::Time`](crate::Seek::Time) and
 /// `replay --pace recorded`; see docs/FORMAT.md.
 #[inline]
 pub fn now_ns() -> u64 {

@@ -5,20 +5,22 @@
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
 //! the publication limits, and flushes under `Flush::Interval`. Publishers
-//! wake it at every rollover.
+//! wake it at every rollover. It reports level transitions to the `log`
+//! facade (target `backwater`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::capacity::Fill;
 use crate::error::Result;
-use crate::journal::Inner;
-use crate::{flush, retention, thread_cache};
+use crate::state::JournalState;
+use crate::{Level, capacity, flush, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
 
-pub(crate) fn start(inner: &Arc<Inner>) {
+pub(crate) fn start(inner: &Arc<JournalState>) {
     let owned = Arc::clone(inner);
     let spawned = std::thread::Builder::new().name("backwater-housekeeper".into()).spawn(move || run(owned));
     // Without the thread publishers still work: they create segments themselves.
@@ -27,7 +29,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
     }
 }
 
-fn run(inner: Arc<Inner>) {
+fn run(inner: Arc<JournalState>) {
     // Background work must never take a core from a publisher or a spinning
     // consumer: on a small machine it is exactly what makes tail latency.
     // (Best effort; on Linux the nice value of a thread is its own.)
@@ -35,6 +37,7 @@ fn run(inner: Arc<Inner>) {
     let mut last_refresh: Option<Instant> = None;
     let mut last_flush = Instant::now();
     let mut reclaimed_below = inner.meta.first_position().load(Ordering::Acquire);
+    let mut logged_level = stored_level(&inner);
     loop {
         if inner.stopping() {
             return;
@@ -44,20 +47,46 @@ fn run(inner: Arc<Inner>) {
         let _ = prepare(&inner, inner.segments_ahead);
         if last_refresh.is_none_or(|at| at.elapsed() >= TICK) {
             last_refresh = Some(Instant::now());
-            let _ = retention::refresh(&inner);
+            let _ = capacity::refresh(&inner);
             let _ = retention::run(&inner);
+            log_level_change(&inner, &mut logged_level);
             reclaim_deleted(&inner, &mut reclaimed_below);
             thread_cache::reclaim_closed();
-            let _ = retention::reclaim_retired(&inner);
+            let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
         std::thread::park_timeout(TICK);
     }
 }
 
+fn stored_level(inner: &JournalState) -> Level {
+    Level::from_u32(inner.meta.level().load(Ordering::Acquire))
+}
+
+/// Tells the `log` facade about a level transition since the last one it
+/// was told about: a warning when the level rises, info when it falls. Done
+/// here, once a tick, rather than where the level changes, so that a
+/// publisher reaching a watermark never waits on a logger; a level held for
+/// less than a tick (100 ms) may go unlogged. Each writable handle logs what
+/// it sees.
+fn log_level_change(inner: &JournalState, logged: &mut Level) {
+    let level = stored_level(inner);
+    if level == *logged {
+        return;
+    }
+    let fill = Fill::read(&inner.meta).ratio() * 100.0;
+    let (dir, from, to) = (inner.dir.display(), logged.name(), level.name());
+    if level > *logged {
+        log::warn!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
+    } else {
+        log::info!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
+    }
+    *logged = level;
+}
+
 /// After retention moved the first position, takes the deleted segments'
 /// mappings back from threads that cached them (idle ones included).
-fn reclaim_deleted(inner: &Arc<Inner>, reclaimed_below: &mut u64) {
+fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
     let first = inner.meta.first_position().load(Ordering::Acquire);
     if first > *reclaimed_below {
         let first_index = first / inner.segment_size();
@@ -67,10 +96,10 @@ fn reclaim_deleted(inner: &Arc<Inner>, reclaimed_below: &mut u64) {
 }
 
 /// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
-pub(crate) fn prepare(inner: &Inner, ahead: u64) -> Result<()> {
+pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
-        inner.write_segment(index)?.populate();
+        window::write_segment(inner, index)?.populate();
     }
     Ok(())
 }

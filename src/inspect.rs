@@ -29,6 +29,7 @@ pub enum SegmentState {
 }
 
 impl SegmentState {
+    /// The lowercase name tools print (`"sealed"`, `"active"`, `"prepared"`).
     pub fn name(self) -> &'static str {
         match self {
             SegmentState::Sealed => "sealed",
@@ -38,17 +39,26 @@ impl SegmentState {
     }
 }
 
-/// One segment, as `backwater segments` shows it.
+/// One segment, as `backwater segments` shows it
+/// ([`Journal::segment_infos`]).
 #[derive(Clone, Debug)]
 pub struct SegmentInfo {
+    /// The segment's number ([`Segment::index`]).
     pub index: u64,
+    /// The position of its first byte ([`Segment::base`]).
     pub base: u64,
+    /// The segment file.
     pub path: PathBuf,
-    /// Bytes from the segment start to the end of its last valid frame.
+    /// Bytes from the segment start to the end of its last valid frame
+    /// (header included).
     pub bytes_used: u64,
+    /// Data frames that pass every check (padding not counted).
     pub records: u64,
+    /// The timestamp (ns since the epoch) of its first valid record, if any.
     pub first_timestamp: Option<u64>,
+    /// The timestamp (ns since the epoch) of its last valid record, if any.
     pub last_timestamp: Option<u64>,
+    /// Where it stands relative to the tail.
     pub state: SegmentState,
     /// Holes or damaged frames found (see `backwater verify`).
     pub problems: usize,
@@ -57,7 +67,9 @@ pub struct SegmentInfo {
 /// What a frame walk found at one position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
+    /// A committed record.
     Data,
+    /// Filler that consumers skip (a segment's tail, an abandoned claim).
     Padding,
     /// Claimed, not yet committed.
     Pending,
@@ -65,15 +77,23 @@ pub enum FrameKind {
     Damaged,
 }
 
-/// One frame as `backwater dump` shows it.
+/// One frame as `backwater dump` shows it ([`Journal::walk_frames`]).
 #[derive(Clone, Debug)]
 pub struct FrameView<'a> {
+    /// The frame's position.
     pub position: u64,
+    /// What the walk found there.
     pub kind: FrameKind,
+    /// The priority in the header's flags (meaningful for data frames).
     pub priority: Priority,
+    /// When a data frame was appended, in ns since the epoch; 0 for other
+    /// kinds.
     pub timestamp: u64,
-    /// Bytes the frame occupies, aligned.
+    /// Bytes the frame occupies, aligned: for a damaged frame, the run up to
+    /// the next valid frame (or the segment's end), which the walk skips.
     pub aligned_len: usize,
+    /// A data frame's payload (whether or not its CRC matches); empty for
+    /// other kinds.
     pub payload: &'a [u8],
     /// `false` for a data frame whose payload fails its CRC.
     pub crc_ok: bool,
@@ -82,7 +102,13 @@ pub struct FrameView<'a> {
 }
 
 impl Journal {
-    /// One summary per segment file, oldest first (reads every frame).
+    /// One summary per segment file, oldest first (reads every frame). A
+    /// segment deleted by retention while this runs is left out.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when the directory or a segment cannot
+    /// be read; [`Error::Corrupt`](crate::Error::Corrupt) for a segment whose
+    /// header fails its checks.
     pub fn segment_infos(&self) -> Result<Vec<SegmentInfo>> {
         let inner = &self.inner;
         let tail_index = self.tail_position() / inner.segment_size();
@@ -114,9 +140,46 @@ impl Journal {
         Ok(infos)
     }
 
+    /// The timestamp of the first record at or after `position` (a frame
+    /// boundary, e.g. a cursor's), if there is one: how old the oldest record
+    /// a consumer at `position` has yet to read is. `None` when it is caught
+    /// up, or when the frames there cannot be read.
+    pub fn first_record_timestamp(&self, position: u64) -> Option<u64> {
+        let mut found = None;
+        self.walk_frames(position, |frame| {
+            if frame.kind == FrameKind::Data {
+                found = Some(frame.timestamp);
+            }
+            found.is_none()
+        })
+        .ok()?;
+        found
+    }
+
     /// Walks frames from `from` (a frame boundary) to the tail, calling
     /// `visit` for each until it returns `false`. Damaged frames are shown
-    /// and skipped to the next valid frame; padding is shown too.
+    /// and skipped to the next valid frame; padding is shown too. Positions
+    /// before the oldest retained one start at it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// use backwater::inspect::FrameKind;
+    /// journal.publisher().append(b"hello")?;
+    /// let mut kinds = Vec::new();
+    /// journal.walk_frames(journal.first_position(), |frame| {
+    ///     kinds.push((frame.kind, frame.payload.to_vec()));
+    ///     true                                   // keep walking
+    /// })?;
+    /// assert_eq!(kinds, [(FrameKind::Data, b"hello".to_vec())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotAFrameBoundary`](crate::Error::NotAFrameBoundary) when
+    /// `from` is not aligned to a frame; [`Error::Io`](crate::Error::Io) or
+    /// [`Error::Corrupt`](crate::Error::Corrupt) when a segment cannot be
+    /// mapped.
     pub fn walk_frames(&self, from: u64, mut visit: impl FnMut(&FrameView<'_>) -> bool) -> Result<()> {
         let size = self.inner.segment_size();
         let tail = self.tail_position();

@@ -31,12 +31,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A single appending thread can take `Journal::exclusive_publisher` instead:
+//! [`Journal`] opens a directory ([`Config`] says how; its [`Limits`] are the
+//! settings every process shares). [`Publisher`] appends, and its
+//! [`OfferError`] says why an offer was refused; [`Consumer`] reads
+//! [`Record`]s and commits its position. [`Journal::stats`] ([`Stats`]) and
+//! [`Journal::watch_level`] show how full the journal is and at which
+//! [`Level`]. Everything else that fails is an [`Error`]. The [`inspect`],
+//! [`recovery`], [`frame`] and [`segment`] modules are for tools that look
+//! inside a journal.
+//!
+//! A single appending thread can take [`Journal::exclusive_publisher`] instead:
 //! the same contract with no locked instruction per record, and consumed
 //! segments recycled as the next ones.
 //!
 //! The on-disk format is documented byte by byte in `docs/FORMAT.md`.
 
+#![warn(missing_docs)]
+
+mod appender;
+mod capacity;
 mod config;
 mod consumer;
 mod cursor;
@@ -44,21 +57,25 @@ mod error;
 mod exclusive;
 mod flush;
 pub mod frame;
+mod handle;
 mod housekeeper;
 mod idle;
 pub mod inspect;
 mod journal;
 mod mapped;
 mod meta;
+pub mod metrics;
 mod process;
 mod publisher;
 mod publisher_lock;
 pub mod recovery;
 mod retention;
 pub mod segment;
+mod state;
 #[doc(hidden)]
 pub mod sync_trace;
 mod thread_cache;
+mod window;
 mod writers;
 
 pub use config::{
@@ -72,31 +89,73 @@ pub use journal::{CursorInfo, Journal};
 pub use meta::Level;
 pub use publisher::{Claim, Publisher};
 
-/// Counters and levels of a journal, shared by every process that has it open.
+/// Counters and levels of a journal, shared by every process that has it
+/// open: a snapshot from [`Journal::stats`].
+///
+/// The counters count from the journal's creation, in every process; `fill`
+/// and `level` are what the watermarks compare against.
+///
+/// ```
+/// use backwater::{Config, Journal, Level};
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = Journal::open(dir.path(), Config::default()
+///     .segment_size(1 << 20)
+///     .max_disk_bytes(8 << 20)
+///     .min_free_disk(0))?;
+/// journal.publisher().append(&[0u8; 1000])?;
+///
+/// let stats = journal.stats();
+/// assert_eq!(stats.appended, 1);
+/// assert!(stats.fill > 0.0 && stats.fill < 0.80);  // below the shed watermark
+/// assert_eq!(stats.level, Level::Normal);
+/// assert!(stats.capacity <= 8 << 20);
+/// println!("{:.1}% of {} bytes, {}", stats.fill * 100.0, stats.capacity, stats.level.name());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
     /// Records committed.
     pub appended: u64,
-    /// Low-priority records shed above the shed watermark.
+    /// Low-priority records shed above the shed watermark
+    /// ([`OfferError::Dropped`], and [`Error::Dropped`] from the blocking appends).
     pub dropped_low: u64,
-    /// Offers refused with `BackPressured`, plus appends that had to wait.
+    /// Offers refused with [`OfferError::BackPressured`], plus blocking
+    /// appends that had to wait (each counted once, however long it waited).
     pub back_pressured: u64,
-    /// Cursors detached by `WhenFull::EvictSlowest`.
+    /// Cursors detached by [`WhenFull::EvictSlowest`].
     pub evictions: u64,
-    /// Unread bytes deleted by `WhenFull::DropOldest` or `EvictSlowest`.
+    /// Unread bytes deleted by [`WhenFull::DropOldest`] or
+    /// [`WhenFull::EvictSlowest`], plus bytes recovery cut after a power loss
+    /// ([`RecoveryReport::lost_bytes`](recovery::RecoveryReport::lost_bytes)).
     pub lost_bytes: u64,
-    /// Abandoned claims turned into padding by an unblocker.
+    /// Claims that a consumer turned into padding after
+    /// [`Config::unblock_timeout`]: held too long, or left by a publisher
+    /// that died mid-record. (A [`Claim`] its owner aborts or drops is not
+    /// counted.)
     pub unblocked: u64,
-    /// Bytes from the oldest segment's start to the tail, over capacity.
+    /// Bytes from the oldest segment's start to the tail, over `capacity`: the
+    /// fraction of capacity in use (0.0 to 1.0) that the [`Watermarks`] are
+    /// compared with.
     pub fill: f64,
-    /// The smaller of the budget and what the filesystem can give.
+    /// The smaller of the budget ([`Limits::max_disk_bytes`]) and what the
+    /// filesystem can give (the bytes the journal holds plus the free space
+    /// above [`Limits::min_free_disk`]), in bytes, as last measured by a
+    /// writable handle (every 100 ms).
     pub capacity: u64,
+    /// The level `fill` puts the journal at, with the hysteresis of
+    /// [`Watermarks::resume`].
     pub level: Level,
+    /// The position of the oldest retained record slot
+    /// ([`Journal::first_position`]).
     pub first_position: u64,
+    /// The position the next record will get ([`Journal::tail_position`]).
     pub tail_position: u64,
-    /// Bytes held by segment files.
+    /// Bytes held by segment files, including prepared segments, spares kept
+    /// for recycling and deleted segments a reader still has mapped (0 if the
+    /// directory could not be listed).
     pub disk_bytes: u64,
-    /// The pid of the process whose `ExclusivePublisher` has the journal's
+    /// The pid of the process whose [`ExclusivePublisher`] has the journal's
     /// appends (or that died holding it, until the next publisher settles it).
     pub exclusive_publisher: Option<u32>,
 }

@@ -128,15 +128,26 @@ impl TailCodec {
     }
 }
 
-/// The level a journal is at, by its fill and the watermarks.
+/// The level a journal is at, by its fill and the watermarks
+/// ([`Stats::level`](crate::Stats::level), [`Journal::watch_level`](crate::Journal::watch_level)).
+/// Levels are ordered: `Normal < Shedding < BackPressured`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// Below the shed watermark (or back below `resume`): every record is taken.
     Normal = 0,
+    /// At or above the shed watermark: [`Priority::Low`](crate::Priority::Low)
+    /// records are dropped, normal ones taken.
     Shedding = 1,
+    /// At or above the high watermark: offers are refused with
+    /// [`OfferError::BackPressured`](crate::OfferError::BackPressured) and
+    /// appends wait (under [`WhenFull::Block`](crate::WhenFull::Block); the
+    /// dropping policies make room instead).
     BackPressured = 2,
 }
 
 impl Level {
+    /// The level stored as `raw` in the metadata (its discriminant); an
+    /// unknown value reads as [`Level::Normal`].
     pub fn from_u32(raw: u32) -> Level {
         match raw {
             1 => Level::Shedding,
@@ -145,6 +156,8 @@ impl Level {
         }
     }
 
+    /// The name tools print and JSON carries (`"normal"`, `"shedding"`,
+    /// `"back-pressured"`).
     pub fn name(self) -> &'static str {
         match self {
             Level::Normal => "normal",
@@ -354,11 +367,7 @@ impl Meta {
             2 => Flush::Always,
             _ => Flush::Never,
         };
-        let when_full = match load32(WHEN_FULL_AT) {
-            1 => WhenFull::DropOldest,
-            2 => WhenFull::EvictSlowest,
-            _ => WhenFull::Block,
-        };
+        let when_full = WhenFull::from_code(load32(WHEN_FULL_AT)).unwrap_or_default();
         let stored = Watermarks {
             shed: load32(SHED_AT) as f64 / PPM,
             high: load32(HIGH_AT) as f64 / PPM,
@@ -396,14 +405,7 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
     store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);
     store32(HIGH_AT, (limits.watermarks.high * PPM).round() as u32);
     store32(RESUME_AT, (limits.watermarks.resume * PPM).round() as u32);
-    store32(
-        WHEN_FULL_AT,
-        match limits.when_full {
-            WhenFull::Block => 0,
-            WhenFull::DropOldest => 1,
-            WhenFull::EvictSlowest => 2,
-        },
-    );
+    store32(WHEN_FULL_AT, limits.when_full.code());
     let (kind, interval) = match limits.flush {
         Flush::Never => (0, 0),
         Flush::Interval(every) => (1, every.as_nanos().min(u64::MAX as u128) as u64),

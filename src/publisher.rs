@@ -6,27 +6,35 @@
 //! tripped segment's tail and moving the tail word to the next segment), the
 //! zero-copy `Claim`, batches and blocking appends. Touches the metadata's
 //! tail word, limits and counters, and the segments' bytes it has claimed.
-//! The slow paths (limits, creating segments) go to `retention` and `journal`.
+//! The slow paths go to `retention` (limits) and `window` (creating
+//! segments); what both publishers share is in `appender`.
 //!
 //! The hot path per record: one relaxed load of the limit and the tail, one
 //! fetch-add, one CRC, one copy, one CAS, one relaxed counter add. No lock, no
 //! syscall, no allocation.
 
-use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, compiler_fence};
 
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_while_back_pressured};
 use crate::error::{Error, OfferError, Result};
-use crate::frame::{self, HEADER_LEN, TYPE_DATA, Word0};
-use crate::idle::Idle;
-use crate::journal::{Inner, Shared};
-use crate::meta::{Meta, TailCodec};
-use crate::publisher_lock::{Mode, PublisherLock};
+use crate::frame::{self, HEADER_LEN, Word0};
+use crate::handle::Handle;
+use crate::meta::TailCodec;
+use crate::publisher_lock::PublisherGroup;
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
 use crate::thread_cache::with_segment;
-use crate::{Priority, retention};
+use crate::{Priority, retention, window};
 
-/// A handle for appending records. `Clone + Send + Sync`; cheap to clone.
+/// A handle for appending records, from [`Journal::publisher`](crate::Journal::publisher).
+/// `Clone + Send + Sync`; cheap to clone.
+///
+/// Every append returns the record's position. The `offer` family never
+/// blocks: under back-pressure it returns [`OfferError::BackPressured`], and
+/// a [`Priority::Low`] record above the shed watermark
+/// [`OfferError::Dropped`]. The `append` family waits while back-pressured
+/// (up to [`Config::append_timeout`](crate::Config::append_timeout)).
+/// [`Publisher::claim`] writes a record in place.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -44,47 +52,10 @@ use crate::{Priority, retention};
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
-    inner: Shared,
+    inner: Handle,
     codec: TailCodec,
     segment_size: u64,
     group: Arc<PublisherGroup>,
-}
-
-/// The publisher lock, held shared for all `Publisher`s of one handle: taken
-/// at their first append, released when the last of them is dropped. While
-/// it is held no `ExclusivePublisher` can exist, in any process.
-#[derive(Default)]
-pub(crate) struct PublisherGroup {
-    held: AtomicBool,
-    lock: Mutex<Option<PublisherLock>>,
-}
-
-impl PublisherGroup {
-    /// The group of `inner`'s live publishers, or a new one.
-    fn of(inner: &Inner) -> Arc<PublisherGroup> {
-        let mut slot = inner.publisher_group.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.upgrade().unwrap_or_else(|| {
-            let group = Arc::new(PublisherGroup::default());
-            *slot = Arc::downgrade(&group);
-            group
-        })
-    }
-
-    /// `Ok` once the lock is held (one load after the first time).
-    #[inline]
-    fn ensure_held(&self, inner: &Inner) -> Result<()> {
-        if self.held.load(Ordering::Acquire) { Ok(()) } else { self.acquire(inner) }
-    }
-
-    #[cold]
-    fn acquire(&self, inner: &Inner) -> Result<()> {
-        let mut lock = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if lock.is_none() {
-            *lock = Some(PublisherLock::acquire(inner, Mode::Shared)?);
-        }
-        self.held.store(true, Ordering::Release);
-        Ok(())
-    }
 }
 
 /// A claimed range, not yet written.
@@ -96,22 +67,38 @@ struct Claimed {
 }
 
 impl Publisher {
-    pub(crate) fn new(inner: Shared) -> Publisher {
+    pub(crate) fn new(inner: Handle) -> Publisher {
         let codec = inner.meta.tail;
         let segment_size = inner.segment_size();
-        let group = PublisherGroup::of(&inner);
+        let group = inner.publisher_group();
         Publisher { inner, codec, segment_size, group }
     }
 
     /// Appends `payload` with normal priority if the journal is below its high
     /// watermark; never blocks. Returns the record's position.
+    ///
+    /// # Errors
+    /// - [`OfferError::BackPressured`] when fill is at the high watermark (under
+    ///   [`WhenFull::Block`](crate::WhenFull::Block), or when a dropping
+    ///   policy could not make room); nothing was written.
+    /// - [`OfferError::Failed`] with [`Error::RecordTooLarge`] (longer than
+    ///   [`Journal::max_record_len`](crate::Journal::max_record_len)),
+    ///   [`Error::ExclusivelyPublished`] (an [`ExclusivePublisher`](crate::ExclusivePublisher)
+    ///   exists), [`Error::ReadOnly`], [`Error::PositionsExhausted`],
+    ///   [`Error::CommittedNotFlushed`] (under [`Flush::Always`](crate::Flush::Always):
+    ///   the record *was* appended) or [`Error::Io`].
     #[inline]
     pub fn offer(&self, payload: &[u8]) -> Result<u64, OfferError> {
         self.offer_with(Priority::Normal, payload)
     }
 
-    /// Appends with the given priority; `Priority::Low` records are dropped
-    /// (and counted) from the shed watermark on.
+    /// Appends with the given priority; [`Priority::Low`] records are dropped
+    /// (and counted in [`Stats::dropped_low`](crate::Stats::dropped_low)) from
+    /// the shed watermark on.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority record at or above the shed
+    /// watermark; otherwise those of [`Publisher::offer`].
     #[inline]
     pub fn offer_with(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.try_offer(priority, payload).inspect_err(|e| self.count_refusal(e))
@@ -120,10 +107,15 @@ impl Publisher {
     fn try_offer(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
         self.check_len(payload.len())?;
         let aligned = frame::aligned_frame_len(payload.len());
-        let word = claimed_word(priority, payload.len(), self.owner());
+        let word = Word0::data(priority, payload.len(), self.owner()).claimed();
+        // Computed before the claim, so that the time between claiming and
+        // committing (the window others may wait on) is only the copy.
+        let crc = frame::crc(payload);
         loop {
             let claimed = self.claim_range(priority, aligned)?;
-            if with_segment(self.inner.arc(), claimed.index, |segment| write_frame(segment, claimed, word, payload))? {
+            if with_segment(self.inner.state(), claimed.index, |segment| {
+                write_frame(segment, claimed, word, crc, payload)
+            })? {
                 self.committed(claimed, aligned, 1)?;
                 return Ok(claimed.position);
             }
@@ -137,20 +129,29 @@ impl Publisher {
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
         if self.inner.flush_always.load(Ordering::Relaxed) {
-            with_segment(self.inner.arc(), at.index, |segment| segment.file().flush_range(at.offset, len))?
+            with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
                 .map_err(|e| committed_not_flushed(at.position, e))?;
         }
         Ok(())
     }
 
     /// Appends with normal priority, waiting (spin, yield, park) while the
-    /// journal is back-pressured, up to `Config::append_timeout`.
+    /// journal is back-pressured, up to
+    /// [`Config::append_timeout`](crate::Config::append_timeout).
+    ///
+    /// # Errors
+    /// [`Error::StillBackPressured`] when the timeout passed (nothing was
+    /// appended); otherwise the [`OfferError::Failed`] errors of
+    /// [`Publisher::offer`], as an [`Error`].
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }
 
-    /// `append` with a priority. A shed low-priority record returns
-    /// `Error::Dropped` at once rather than waiting.
+    /// [`Publisher::append`] with a priority. A shed low-priority record
+    /// returns [`Error::Dropped`] at once rather than waiting.
+    ///
+    /// # Errors
+    /// [`Error::Dropped`], and those of [`Publisher::append`].
     #[inline]
     pub fn append_with(&self, priority: Priority, payload: &[u8]) -> Result<u64> {
         match self.try_offer(priority, payload) {
@@ -163,11 +164,32 @@ impl Publisher {
     /// per up to `segment_size / 8` bytes); never blocks. Returns the
     /// position of the first record. All or nothing per claim: on
     /// back-pressure the records of earlier claims stay appended.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// let first = publisher.offer_batch(&[&b"one"[..], b"two", b"three"])?;
+    /// let mut consumer = journal.anonymous_consumer();
+    /// let mut seen = Vec::new();
+    /// consumer.poll(|record| seen.push(record.payload().to_vec()), 10)?;
+    /// assert_eq!(seen, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    /// assert_eq!(journal.first_position(), first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Publisher::offer`], for the claim that failed (the records
+    /// of earlier claims stay appended).
     pub fn offer_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64, OfferError> {
         self.batch(records, false).inspect_err(|e| self.count_refusal(e))
     }
 
-    /// `offer_batch`, waiting under back-pressure like `append`.
+    /// [`Publisher::offer_batch`], waiting under back-pressure like
+    /// [`Publisher::append`].
+    ///
+    /// # Errors
+    /// Those of [`Publisher::append`].
     pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<u64> {
         Ok(self.batch(records, true)?)
     }
@@ -214,14 +236,19 @@ impl Publisher {
         let claimed = self.claim_range(Priority::Normal, total)?;
         let owner = self.owner();
         let written =
-            with_segment(self.inner.arc(), claimed.index, |segment| write_chunk(segment, claimed, records, owner))?;
+            with_segment(self.inner.state(), claimed.index, |segment| write_chunk(segment, claimed, records, owner))?;
         self.committed(claimed, total, written as u64)?;
         Ok((claimed.position, written))
     }
 
     /// Claims room for a `len`-byte record to be written in place; commit it
-    /// with `Claim::commit`. Dropping the claim uncommitted turns it into
+    /// with [`Claim::commit`]. Dropping the claim uncommitted turns it into
     /// padding. Never blocks.
+    ///
+    /// Consumers wait at an uncommitted claim (records after it are not
+    /// read until it is committed or padded), so fill it promptly: one held
+    /// past [`Config::unblock_timeout`](crate::Config::unblock_timeout) is
+    /// turned into padding by a consumer.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -233,11 +260,19 @@ impl Publisher {
     /// # assert!(position > 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`Publisher::offer`] (but [`Error::CommittedNotFlushed`],
+    /// which [`Claim::commit`] reports).
     pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
         self.claim_with(Priority::Normal, len)
     }
 
-    /// `claim` with a priority.
+    /// [`Publisher::claim`] with a priority.
+    ///
+    /// # Errors
+    /// [`OfferError::Dropped`] for a low-priority claim at or above the shed
+    /// watermark; otherwise those of [`Publisher::claim`].
     pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
         let result = self.try_claim(priority, len);
         result.inspect_err(|e| self.count_refusal(e))
@@ -246,9 +281,9 @@ impl Publisher {
     fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
         self.check_len(len)?;
         let mut claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
-        let word = claimed_word(priority, len, self.owner());
+        let word = Word0::data(priority, len, self.owner()).claimed();
         loop {
-            let segment = with_segment(self.inner.arc(), claimed.index, Arc::clone)?;
+            let segment = with_segment(self.inner.state(), claimed.index, Arc::clone)?;
             if write_claim_header(&segment, claimed, word, 0) {
                 return Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false });
             }
@@ -308,9 +343,9 @@ impl Publisher {
     fn trip(&self, index: u64, offset: u64) -> Result<(), OfferError> {
         if offset < self.segment_size {
             let len = (self.segment_size - offset) as usize;
-            with_segment(self.inner.arc(), index, |segment| segment.write_padding(offset as usize, len))?;
+            with_segment(self.inner.state(), index, |segment| segment.write_padding(offset as usize, len))?;
         }
-        if let Err(error) = self.inner.write_segment(index + 1) {
+        if let Err(error) = window::write_segment(&self.inner, index + 1) {
             // `Ok` when room was made: the caller's loop trips again.
             return retention::rotation_failed(&self.inner, error);
         }
@@ -330,113 +365,23 @@ impl Publisher {
     }
 }
 
-/// The error for a record committed under `Flush::Always` whose msync failed:
-/// the caller must know it is in the journal, so that it does not append it again.
-pub(crate) fn committed_not_flushed(position: u64, source: Error) -> Error {
-    Error::CommittedNotFlushed { position, source: Box::new(source) }
-}
-
-/// Counts an offer refused by back-pressure or shed by priority.
-pub(crate) fn count_refusal(meta: &Meta, error: &OfferError) {
-    match error {
-        OfferError::BackPressured { .. } => meta.back_pressured().fetch_add(1, Ordering::Relaxed),
-        OfferError::Dropped { .. } => meta.dropped_low().fetch_add(1, Ordering::Relaxed),
-        OfferError::Failed(_) => 0,
-    };
-}
-
-/// What a blocking `append` does once its first attempt was `refused`:
-/// waits and retries while back-pressured, or reports the refusal. Kept out
-/// of line, so that an `append` that is not refused costs what `offer` does.
-#[cold]
-pub(crate) fn wait_after_refusal(
-    inner: &Inner,
-    refused: OfferError,
-    attempt: impl FnMut() -> Result<u64, OfferError>,
-) -> Result<u64> {
-    match refused {
-        OfferError::BackPressured { .. } => wait_while_back_pressured(inner, attempt),
-        other => {
-            count_refusal(&inner.meta, &other);
-            Err(other.into())
-        }
-    }
-}
-
-/// Retries `attempt` while it is back-pressured (spin, yield, park), up to
-/// the append timeout: what every blocking `append` does.
-pub(crate) fn wait_while_back_pressured<T>(
-    inner: &Inner,
-    mut attempt: impl FnMut() -> Result<T, OfferError>,
-) -> Result<T> {
-    let mut started = None;
-    let mut idle = Idle::default();
-    loop {
-        match attempt() {
-            Ok(done) => return Ok(done),
-            Err(OfferError::BackPressured { fill, .. }) => {
-                let start = *started.get_or_insert_with(|| {
-                    inner.meta.back_pressured().fetch_add(1, Ordering::Relaxed);
-                    Instant::now()
-                });
-                let deadline = inner.append_timeout.map(|timeout| start + timeout);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::StillBackPressured { waited: start.elapsed(), fill });
-                }
-                idle.idle(deadline);
-            }
-            Err(other) => {
-                count_refusal(&inner.meta, &other);
-                return Err(other.into());
-            }
-        }
-    }
-}
-
-/// The header word of a claimed, uncommitted frame.
-fn claimed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
-    let committed = committed_word(priority, payload_len, owner);
-    Word0 { length: -committed.length, ..committed }
-}
-
-/// The header word of a committed data frame.
-pub(crate) fn committed_word(priority: Priority, payload_len: usize, owner: u16) -> Word0 {
-    Word0 {
-        length: (HEADER_LEN + payload_len) as i32,
-        frame_type: TYPE_DATA,
-        flags: frame::priority_flags(priority),
-        owner,
-    }
-}
-
 /// Writes position, timestamp and CRC, then publishes the claimed word, so an
 /// unblocker that finds it knows the frame's length and position. `false` if
 /// an unblocker covered the slot first (the range is padding now).
 #[inline]
 fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
-    segment.file().write(at.offset + frame::POSITION_OFFSET, &header_fields(at.position, crc));
+    segment.file().write(at.offset + frame::POSITION_OFFSET, &frame::header_fields(at.position, frame::now_ns(), crc));
     let published = frame::publish_claim(segment.word0(at.offset), word);
     // Keep the payload stores after the claimed word in program order.
     compiler_fence(Ordering::SeqCst);
     published
 }
 
-/// A frame's header after word 0: position, timestamp (now) and CRC, to be
-/// written at `frame::POSITION_OFFSET`.
-#[inline]
-pub(crate) fn header_fields(position: u64, crc: u32) -> [u8; HEADER_LEN - 8] {
-    let mut fields = [0u8; HEADER_LEN - 8];
-    fields[..8].copy_from_slice(&position.to_le_bytes());
-    fields[8..16].copy_from_slice(&frame::now_ns().to_le_bytes());
-    fields[16..20].copy_from_slice(&crc.to_le_bytes());
-    fields
-}
-
 /// Writes and commits one frame; `false` if an unblocker took the range over
 /// (the caller claims again: the record was not appended).
 #[inline]
-fn write_frame(segment: &Segment, at: Claimed, word: Word0, payload: &[u8]) -> bool {
-    if !write_claim_header(segment, at, word, frame::crc(payload)) {
+fn write_frame(segment: &Segment, at: Claimed, word: Word0, crc: u32, payload: &[u8]) -> bool {
+    if !write_claim_header(segment, at, word, crc) {
         return false;
     }
     segment.file().write(at.offset + HEADER_LEN, payload);
@@ -450,9 +395,9 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
     let mut written = records.len();
     for (index, record) in records.iter().enumerate() {
         let payload = record.as_ref();
-        let word = claimed_word(Priority::Normal, payload.len(), owner);
+        let word = Word0::data(Priority::Normal, payload.len(), owner).claimed();
         if written == records.len() {
-            if !write_frame(segment, at, word, payload) {
+            if !write_frame(segment, at, word, frame::crc(payload), payload) {
                 written = index;
             }
         } else if write_claim_header(segment, at, word, 0) {
@@ -465,12 +410,34 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
     written
 }
 
-/// Room claimed for one record, written in place (zero-copy).
+/// Room claimed for one record by [`Publisher::claim`], written in place
+/// (zero-copy).
 ///
-/// Commit it with `commit`; if dropped uncommitted it becomes padding that
-/// readers skip.
+/// Fill [`Claim::payload_mut`], then [`Claim::commit`]; if aborted or dropped
+/// uncommitted it becomes padding that readers skip. Consumers wait at it
+/// until then, so hold it briefly.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// let publisher = journal.publisher();
+///
+/// // Serialize straight into the journal.
+/// let mut claim = publisher.claim(8)?;
+/// claim.payload_mut().copy_from_slice(&42u64.to_le_bytes());
+/// let position = claim.commit()?;
+///
+/// // Changed our mind: the room becomes padding, nothing is appended.
+/// publisher.claim(100)?.abort();
+///
+/// let mut consumer = journal.anonymous_consumer();
+/// let mut seen = Vec::new();
+/// consumer.poll(|record| seen.push((record.position(), record.payload().to_vec())), 10)?;
+/// assert_eq!(seen, [(position, 42u64.to_le_bytes().to_vec())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Claim {
-    inner: Shared,
+    inner: Handle,
     segment: Arc<Segment>,
     claimed: Claimed,
     word: Word0,
@@ -479,7 +446,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The record's position.
+    /// The record's position (what [`Claim::commit`] returns).
     pub fn position(&self) -> u64 {
         self.claimed.position
     }
@@ -493,6 +460,13 @@ impl Claim {
     }
 
     /// Computes the CRC and commits the record; returns its position.
+    ///
+    /// # Errors
+    /// [`Error::ClaimUnblocked`] when the claim was held past a consumer's
+    /// [`Config::unblock_timeout`](crate::Config::unblock_timeout) and turned
+    /// into padding: the record was not appended. [`Error::CommittedNotFlushed`]
+    /// under [`Flush::Always`](crate::Flush::Always) when the msync failed:
+    /// the record *was* appended.
     pub fn commit(mut self) -> Result<u64> {
         self.done = true;
         let start = self.claimed.offset + HEADER_LEN;
@@ -510,7 +484,7 @@ impl Claim {
         Ok(self.claimed.position)
     }
 
-    /// Gives the room up: it becomes padding.
+    /// Gives the room up: it becomes padding (as dropping the claim does).
     pub fn abort(mut self) {
         self.pad();
     }

@@ -9,18 +9,46 @@
 //! exclusive-publisher word.
 
 use std::fs::File;
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
 
 use crate::error::{Error, Result};
 use crate::idle::Idle;
-use crate::journal::Inner;
 use crate::mapped::open_lock_file;
-use crate::{recovery, retention};
+use crate::state::JournalState;
+use crate::{recovery, window};
 
 pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";
+
+/// The publisher lock, held shared for all `Publisher`s of one handle: taken
+/// at their first append, released when the last of them is dropped. While
+/// it is held no `ExclusivePublisher` can exist, in any process.
+#[derive(Default)]
+pub(crate) struct PublisherGroup {
+    held: AtomicBool,
+    lock: Mutex<Option<PublisherLock>>,
+}
+
+impl PublisherGroup {
+    /// `Ok` once the lock is held (one load after the first time).
+    #[inline]
+    pub fn ensure_held(&self, inner: &JournalState) -> Result<()> {
+        if self.held.load(Ordering::Acquire) { Ok(()) } else { self.acquire(inner) }
+    }
+
+    #[cold]
+    fn acquire(&self, inner: &JournalState) -> Result<()> {
+        let mut lock = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lock.is_none() {
+            *lock = Some(PublisherLock::acquire(inner, Mode::Shared)?);
+        }
+        self.held.store(true, Ordering::Release);
+        Ok(())
+    }
+}
 
 /// How long a refused lock is retried before it counts as a conflict. A
 /// lock can be held for a moment by nobody who publishes: a child process
@@ -45,7 +73,7 @@ impl PublisherLock {
     /// Takes the lock, or says who holds it the other way: at once when a
     /// live exclusive publisher is on record, else after retrying for up to
     /// `TRANSIENT_HOLD`.
-    pub(crate) fn acquire(inner: &Inner, mode: Mode) -> Result<PublisherLock> {
+    pub(crate) fn acquire(inner: &JournalState, mode: Mode) -> Result<PublisherLock> {
         inner.require_writable()?;
         let file = open_lock_file(&inner.dir, PUBLISHER_LOCK_FILE, inner.file_mode)?;
         let operation = match mode {
@@ -78,7 +106,7 @@ impl PublisherLock {
 /// We hold the publisher lock, so an exclusive publisher still on record is
 /// dead: it may have committed a frame without moving the tail word past it,
 /// or died inside a frame.
-fn settle_after_dead_exclusive(inner: &Inner) -> Result<()> {
+fn settle_after_dead_exclusive(inner: &JournalState) -> Result<()> {
     if inner.meta.exclusive_pid().load(Ordering::Acquire) == 0 {
         return Ok(());
     }
@@ -86,13 +114,13 @@ fn settle_after_dead_exclusive(inner: &Inner) -> Result<()> {
     if inner.meta.exclusive_pid().load(Ordering::Acquire) != 0 {
         recovery::settle_tail(inner)?;
         // Only the exclusive publisher's handle keeps spares: they were its.
-        retention::remove_spare_files(&inner.dir)?;
+        window::remove_spare_files(&inner.dir)?;
         inner.meta.exclusive_pid().store(0, Ordering::Release);
     }
     Ok(())
 }
 
-fn conflict(inner: &Inner, mode: Mode) -> Error {
+fn conflict(inner: &JournalState, mode: Mode) -> Error {
     let path = inner.dir.clone();
     match mode {
         Mode::Shared => {

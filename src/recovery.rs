@@ -1,7 +1,7 @@
 //! Recovery and verification: walking a segment's frames to find the true
 //! tail, holes left by dead claimers, and damaged frames.
 //!
-//! Owns: the segment scan (shared by recovery at open, `verify` and
+//! Owns: the segment scan (shared by recovery at open, [`verify`] and
 //! `segments`), cutting a torn tail and padding holes. Recovery runs under the
 //! journal lock and only when no other writer process is alive, so nothing
 //! it pads or cuts can belong to a live claim. It never pads over a frame
@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, FRAME_ALIGNMENT};
-use crate::journal::Inner;
 use crate::meta::{META_FILE, Meta};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
+use crate::state::{JournalState, LOCK_FILE};
 
 /// What one walk over a segment found.
 #[derive(Debug, Default, Clone)]
@@ -32,7 +32,9 @@ pub struct SegmentScan {
     pub faults: Vec<(usize, usize, String)>,
     /// What stopped the walk at `end`, if it was not the segment's end or clean zeros.
     pub torn: Option<String>,
+    /// The timestamp (ns since the epoch) of the first valid data frame, if any.
     pub first_timestamp: Option<u64>,
+    /// The timestamp (ns since the epoch) of the last valid data frame, if any.
     pub last_timestamp: Option<u64>,
 }
 
@@ -100,23 +102,27 @@ fn is_empty(segment: &Segment) -> bool {
     last_non_zero(&segment.bytes()[SEGMENT_HEADER_LEN as usize..]).is_none()
 }
 
-/// What recovery changed.
+/// What recovery changed, from [`Journal::recovery_report`](crate::Journal::recovery_report)
+/// (at open) or [`Journal::repair`](crate::Journal::repair).
 #[derive(Debug, Default, Clone)]
 pub struct RecoveryReport {
     /// Holes turned into padding: `(position, len)`.
     pub padded: Vec<(u64, usize)>,
     /// A torn tail zeroed: `(position, len)`.
     pub cut: Option<(u64, usize)>,
-    /// Damaged frames replaced by padding (`repair` only): `(position, len, reason)`.
+    /// Damaged frames replaced by padding ([`Journal::repair`](crate::Journal::repair)
+    /// only): `(position, len, reason)`.
     pub discarded: Vec<(u64, usize, String)>,
     /// Segments past the data that could not be read (a header that never
     /// reached the media), removed: their base positions.
     pub removed: Vec<u64>,
     /// Bytes past the last flush that a power loss left damaged, cut from
-    /// the first damaged frame on (also counted in `Stats::lost_bytes`).
+    /// the first damaged frame on (also counted in
+    /// [`Stats::lost_bytes`](crate::Stats::lost_bytes)).
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
+    /// The tail position recovery found (or kept): where the next record goes.
     pub tail_position: u64,
 }
 
@@ -138,7 +144,7 @@ impl RecoveryReport {
 /// Everything below the position the last completed flush recorded is kept
 /// as it is (damage there is corruption, for `verify` to report); past it,
 /// the longest valid prefix is kept.
-pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
+pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     remove_temporaries(&inner.dir)?;
     let size = inner.segment_size();
     let mut report = RecoveryReport::default();
@@ -178,7 +184,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<RecoveryReport> {
 /// segment is linked, so this only follows a power loss on an older version,
 /// or a damaged disk). They hold nothing a flush promised. A damaged segment
 /// at or below the tail's is corruption: opening refuses it.
-fn remove_unreadable_trailing(inner: &Inner, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
+fn remove_unreadable_trailing(inner: &JournalState, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     while let Some(&last) = indexes.last().filter(|&&last| last > tail_index) {
         match Segment::open(&inner.dir, last, inner.identity, true) {
@@ -199,7 +205,7 @@ fn remove_unreadable_trailing(inner: &Inner, indexes: &mut Vec<u64>, report: &mu
 /// (later segments up to `last` included). Returns the tail's segment and
 /// the offset of its end.
 fn repair_from(
-    inner: &Inner,
+    inner: &JournalState,
     from: u64,
     tail_index: u64,
     last: u64,
@@ -225,7 +231,13 @@ fn repair_from(
 
 /// Cuts the log at `offset` of `segment`: zeroes the rest of its data and
 /// removes every later segment up to `last`, counting what went as lost.
-fn cut_after(inner: &Inner, segment: &Segment, offset: usize, last: u64, report: &mut RecoveryReport) -> Result<()> {
+fn cut_after(
+    inner: &JournalState,
+    segment: &Segment,
+    offset: usize,
+    last: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let bytes = segment.bytes();
     let dirty_end = last_non_zero(&bytes[offset..]).map_or(offset, |n| offset + n + 1);
     segment.file().zero(offset, dirty_end - offset);
@@ -247,7 +259,7 @@ fn cut_after(inner: &Inner, segment: &Segment, offset: usize, last: u64, report:
 /// did not: one past the recovered tail goes back to the tail (the records
 /// appended from there on are new ones it has not seen); one inside a hole
 /// that recovery padded goes to the end of the padding.
-fn move_cursors_back(inner: &Inner, tail: u64, report: &mut RecoveryReport) -> Result<()> {
+fn move_cursors_back(inner: &JournalState, tail: u64, report: &mut RecoveryReport) -> Result<()> {
     let size = inner.segment_size();
     for name in crate::cursor::list(&inner.dir)? {
         let Ok(cursor) = crate::cursor::CursorFile::open(&inner.dir, &name, inner.identity.journal_id, true) else {
@@ -304,18 +316,16 @@ fn pad_holes<'a>(segment: &Segment, holes: impl Iterator<Item = &'a (usize, usiz
     }
 }
 
-/// `verify --repair`: opens the journal (which recovers the tail), then, with
-/// no other writer alive, pads every hole and replaces every damaged frame in
-/// every segment with padding. Returns everything it changed.
-pub fn repair(dir: &Path) -> Result<RecoveryReport> {
-    let journal = crate::Journal::open_alone(dir)?;
-    let inner = &journal.inner;
+/// `verify --repair`'s work, with the journal open and no other writer
+/// alive: pads every hole and replaces every damaged frame in every segment
+/// up to the tail with padding, adding what it changed to `report` (which
+/// starts as what opening recovered).
+pub(crate) fn repair(inner: &JournalState, mut report: RecoveryReport) -> Result<RecoveryReport> {
     let _guard = inner.lock()?;
-    let mut report = inner.recovery.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
     let size = inner.segment_size();
     let tail_index = inner.meta.tail.segment_index(inner.meta.tail_position());
-    for index in segment::list(dir, size)?.into_iter().filter(|&i| i <= tail_index) {
-        let segment = Segment::open(dir, index, inner.identity, true)?;
+    for index in segment::list(&inner.dir, size)?.into_iter().filter(|&i| i <= tail_index) {
+        let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
         pad_holes(&segment, scan.holes.iter(), &mut report);
         for (offset, len, reason) in scan.faults {
@@ -333,7 +343,7 @@ pub fn repair(dir: &Path) -> Result<RecoveryReport> {
 /// untouched slots again. The caller holds the journal lock and the publisher
 /// lock, so nothing else appends meanwhile; readers only read below the tail
 /// or committed frames, and this keeps every committed frame.
-pub(crate) fn settle_tail(inner: &Inner) -> Result<()> {
+pub(crate) fn settle_tail(inner: &JournalState) -> Result<()> {
     let codec = inner.meta.tail;
     let (index, tail_offset) = codec.unpack(inner.meta.raw_tail().load(Ordering::Acquire));
     let segment = match Segment::open(&inner.dir, index, inner.identity, true) {
@@ -372,19 +382,26 @@ fn check_contiguous(dir: &Path, indexes: &[u64], size: u64) -> Result<()> {
     Ok(())
 }
 
-/// One problem `verify` found.
+/// One problem [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// The file with the problem (empty when the error named none).
     pub path: PathBuf,
+    /// The journal position of the damaged frame or hole (a segment's base
+    /// for its header; 0 when there is no position).
     pub position: u64,
+    /// What is wrong, for a person to read.
     pub reason: String,
 }
 
-/// The result of `verify`.
+/// The result of [`verify`].
 #[derive(Debug, Default, Clone)]
 pub struct VerifyReport {
+    /// Segment files opened and walked.
     pub segments: u64,
+    /// Data frames that passed every check, in all segments.
     pub records: u64,
+    /// Every problem found; empty for a sound journal.
     pub findings: Vec<Finding>,
 }
 
@@ -394,12 +411,27 @@ pub struct VerifyReport {
 /// An uncommitted region after the last committed frame of the tail segment
 /// is reported only when no writer has the journal open (a live writer may
 /// be filling it); everywhere else a hole or a bad frame is a finding.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+/// journal.publisher().append(b"checked")?;
+/// let report = backwater::recovery::verify(journal.dir(), |_done, _total| {})?;
+/// assert!(report.findings.is_empty());
+/// assert_eq!(report.records, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// Only for what stops the check as a whole: [`Error::NotAJournal`],
+/// [`Error::NewerFormat`] or [`Error::Io`] for the metadata or the
+/// directory. A damaged segment is a [`Finding`], not an error.
 pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<VerifyReport> {
     let meta = Meta::open(&dir.join(META_FILE), false)?;
     let size = meta.segment_size;
     let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: size };
     let indexes = segment::list(dir, size)?;
-    let writer_alive = crate::writers::any_alive(dir, &dir.join(crate::journal::LOCK_FILE))?;
+    let writer_alive = crate::writers::any_alive(dir, &dir.join(LOCK_FILE))?;
     let tail_index = meta.tail.segment_index(meta.tail_position());
     let mut report = VerifyReport::default();
     if let Err(error) = check_contiguous(dir, &indexes, size) {

@@ -16,9 +16,11 @@ use crate::frame::FORMAT_VERSION;
 use crate::frame::{self, Word0};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
 
+/// The first 8 bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
 /// Bytes at the start of every segment before its first frame.
 pub const SEGMENT_HEADER_LEN: u64 = 64;
+/// The extension of segment file names (see [`file_name`]).
 pub const SUFFIX: &str = ".seg";
 
 const VERSION_AT: usize = 8;
@@ -56,13 +58,21 @@ pub fn next_position(position: u64, aligned_len: usize, segment_size: u64) -> u6
 /// The identity every segment of a journal shares.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentIdentity {
+    /// The journal's random id ([`Journal::id`](crate::Journal::id)), in
+    /// every segment header: a segment of another journal is refused.
     pub journal_id: u64,
+    /// The journal's segment size in bytes: every segment file is exactly
+    /// this long.
     pub segment_size: u64,
 }
 
 /// A mapped segment file.
 pub struct Segment {
+    /// The segment's number: it holds positions `index * segment_size` up to
+    /// the next segment's.
     pub index: u64,
+    /// The position of its first byte (`index * segment_size`), also its
+    /// file name; the first frame is at `base +` [`SEGMENT_HEADER_LEN`].
     pub base: u64,
     file: MappedFile,
     populated: Once,
@@ -127,10 +137,12 @@ impl Segment {
         Ok(segment)
     }
 
+    /// The segment file's path.
     pub fn path(&self) -> &Path {
         self.file.path()
     }
 
+    /// The mapped file, for raw reads and writes.
     #[inline]
     pub fn file(&self) -> &MappedFile {
         &self.file
@@ -170,7 +182,8 @@ impl Segment {
 }
 
 /// A retired segment file rebuilt as segment `index` (faulted in, zeroed,
-/// new header) but still under its spare name; `install` puts it in place.
+/// new header) but still under its spare name; [`RebuiltSpare::install`]
+/// puts it in place.
 /// Its blocks and pages already exist, so building it costs a memset where
 /// a new file costs allocating them.
 pub struct RebuiltSpare {
@@ -199,6 +212,7 @@ impl RebuiltSpare {
         Ok(Some(RebuiltSpare { index, base, file }))
     }
 
+    /// Where it is now (its spare name, until [`RebuiltSpare::install`]).
     pub fn path(&self) -> &Path {
         self.file.path()
     }
@@ -287,8 +301,65 @@ pub fn list(dir: &Path, segment_size: u64) -> Result<Vec<u64>> {
     Ok(indexes)
 }
 
+/// The path of segment `index` in the journal directory `dir`.
 pub fn path_of(dir: &Path, index: u64, segment_size: u64) -> PathBuf {
     dir.join(file_name(index * segment_size))
+}
+
+/// How spare segment files are named (`.tmp-`: recovery removes them).
+const SPARE_PREFIX: &str = ".tmp-spare-";
+
+/// How deleted segments that a reader still has mapped are named until the
+/// last mapping goes (`.tmp-`: recovery removes them).
+const RETIRED_PREFIX: &str = ".tmp-retired-";
+
+/// Where the consumed segment `index` waits as a spare, to be rebuilt.
+pub(crate) fn spare_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{SPARE_PREFIX}{index}"))
+}
+
+/// Where the deleted segment `index` waits for its last reader to unmap it.
+pub(crate) fn retired_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{RETIRED_PREFIX}{index}"))
+}
+
+/// Every spare file in `dir` (any handle's).
+pub(crate) fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    paths_named(dir, SPARE_PREFIX)
+}
+
+/// Every retired segment file in `dir`.
+pub(crate) fn retired_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    paths_named(dir, RETIRED_PREFIX)
+}
+
+fn paths_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
+    let matching = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix));
+    Ok(matching.map(|e| e.path()).collect())
+}
+
+/// Whether anyone has a file mapped, by its `flock` (every `Segment` holds
+/// its file's lock shared).
+pub(crate) enum Mappings {
+    /// Nobody: the file, locked exclusively until dropped.
+    None(std::fs::File),
+    Some,
+    /// The file is gone.
+    Gone,
+}
+
+pub(crate) fn mappings_of(path: &Path) -> Result<Mappings> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Mappings::Gone),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Mappings::None(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(Mappings::Some),
+        Err(e) => Err(Error::io(path, "flock", e.into())),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `tests/powerloss.rs`: it records what the media holds at each barrier and
 //! builds the crash images a power loss could leave.
 //!
-//! Owns: the hook. Touches nothing; `mapped` calls [`record`] after each
+//! Owns: the hook. Touches nothing; `mapped` calls `record` after each
 //! barrier returns. With no hook installed the cost is one relaxed load.
 
 use std::path::Path;

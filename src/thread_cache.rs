@@ -10,15 +10,16 @@
 //! caches that are not busy; a thread that sees the revocation takes the
 //! slow path instead. So a deleted segment's mapping outlives retention by at
 //! most one housekeeper tick, whatever the threads that used it are doing.
-//! Touches the journal handle only to map a segment on a miss.
+//! Touches the journal state only to map a segment on a miss (`window`).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::error::Result;
-use crate::journal::Inner;
 use crate::segment::Segment;
+use crate::state::JournalState;
+use crate::window;
 
 /// A segment a thread keeps mapped for appending through one handle.
 struct CachedSegment {
@@ -26,7 +27,7 @@ struct CachedSegment {
     index: u64,
     segment: Arc<Segment>,
     /// Lets a reclaimer drop mappings of journals that have since been closed.
-    handle: Weak<Inner>,
+    handle: Weak<JournalState>,
 }
 
 /// One thread's cache, reachable by reclaimers through the registry.
@@ -79,11 +80,11 @@ impl Drop for Busy<'_> {
 /// Runs `f` on segment `index` of `inner`, mapped from this thread's cache
 /// (or mapped now and cached).
 #[inline]
-pub(crate) fn with_segment<R>(inner: &Arc<Inner>, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
+pub(crate) fn with_segment<R>(inner: &Arc<JournalState>, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
     CACHE.with(|cache| {
         if cache.busy.load(Ordering::Relaxed) {
             // Re-entered from `f`: the outer call holds the cache.
-            return Ok(f(&inner.write_segment(index)?));
+            return Ok(f(&window::write_segment(inner, index)?));
         }
         cache.busy.store(true, Ordering::Relaxed);
         let _busy = Busy(&cache.busy);
@@ -91,7 +92,7 @@ pub(crate) fn with_segment<R>(inner: &Arc<Inner>, index: u64, f: impl FnOnce(&Ar
         // this load sees `revoking`.
         compiler_fence(Ordering::SeqCst);
         if cache.revoking.load(Ordering::Acquire) {
-            return Ok(f(&inner.write_segment(index)?));
+            return Ok(f(&window::write_segment(inner, index)?));
         }
         // SAFETY: busy is set and no reclaimer is revoking (see `ThreadCache`).
         let entries = unsafe { &mut *cache.entries.get() };
@@ -99,7 +100,7 @@ pub(crate) fn with_segment<R>(inner: &Arc<Inner>, index: u64, f: impl FnOnce(&Ar
         if let Some(hit) = entries.iter().find(|e| e.handle_id == id && e.index == index) {
             return Ok(f(&hit.segment));
         }
-        let segment = inner.write_segment(index)?;
+        let segment = window::write_segment(inner, index)?;
         entries.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != id || e.index + 1 >= index));
         if entries.len() >= CACHE_ENTRIES {
             entries.remove(0);

@@ -180,3 +180,21 @@ fn a_failed_open_of_a_damaged_journal_returns_promptly() {
     let error = Journal::open(dir.path(), Config::default()).err().expect("a missing segment must be refused");
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
 }
+
+/// A read-only handle writes nothing, not even when it closes: the retired
+/// segment files a writer's housekeeper reclaims stay for that writer (found
+/// by the metrics review: every exporter scrape opened and closed one).
+#[test]
+fn closing_a_read_only_handle_leaves_every_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 10);
+    // What a writer leaves while a reader still maps a deleted segment.
+    let retired = dir.path().join(".tmp-retired-7");
+    std::fs::write(&retired, b"a retired segment").unwrap();
+    let before = snapshot(dir.path());
+    let reader = Journal::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.stats().appended, 10);
+    drop(reader);
+    assert_eq!(snapshot(dir.path()), before);
+    assert!(retired.exists(), "a read-only handle deleted {}", retired.display());
+}

@@ -229,7 +229,7 @@ fn verify_then_repair(dir: &Path, problems: &mut Vec<Problem>) {
         Err(error) => return problems.push(problem("verify fails", error)),
     };
     problems.push(problem("verify finds damage after recovery", found));
-    if let Err(error) = recovery::repair(dir) {
+    if let Err(error) = Journal::repair(dir) {
         return problems.push(problem("repair fails", error.to_string()));
     }
     match findings(dir) {

@@ -1,9 +1,11 @@
 //! The command line: every subcommand's flags, with an example in each `--help`.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use backwater::{Flush, Priority, Seek, WhenFull};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::units;
@@ -39,6 +41,22 @@ pub enum Command {
         after_help = "Examples:\n  backwater config /var/lib/feed\n  backwater config /var/lib/feed --max-disk 16GiB --high 0.9"
     )]
     Config(ConfigArgs),
+    /// Print Prometheus metrics (text format 0.0.4) for one or more journals
+    #[command(after_help = "Examples:\n  backwater metrics /var/lib/feed\n  \
+        backwater metrics /var/lib/feed /var/lib/audit | grep -E 'level|fill_ratio|lag_seconds'\n\n\
+        Each sample is labelled journal=\"DIR\" (and cursor=\"NAME\" for backwater_cursor_*); the README\n\
+        has the table of metrics. A journal that cannot be read is backwater_up 0: the others are\n\
+        printed all the same, the reason goes to stderr and the exit code is 1 (2 if it is not a journal).\n\
+        Read-only: it never writes to a journal.")]
+    Metrics(MetricsArgs),
+    /// Serve the metrics of one or more journals over HTTP at /metrics, for Prometheus to scrape
+    #[command(after_help = "Examples:\n  backwater exporter /var/lib/feed\n  \
+        backwater exporter --listen 0.0.0.0:9464 /var/lib/feed /var/lib/audit\n\n\
+        Then scrape http://127.0.0.1:9464/metrics (prometheus.yml: a job whose static_configs targets\n\
+        that address). Every scrape reads each journal anew, read-only: a journal that is missing or\n\
+        damaged is backwater_up 0 (and said once on stderr) while the others are served, and one that\n\
+        appears later is picked up. Any other path is 404. Runs until stopped (Ctrl-C, SIGTERM).")]
+    Exporter(ExporterArgs),
     /// Segments, positions, disk use, fill and level, processes, cursors with lag
     #[command(
         after_help = "Examples:\n  backwater info /var/lib/feed\n  backwater info /var/lib/feed --json | jq .fill"
@@ -126,8 +144,8 @@ pub struct LimitArgs {
     #[arg(long, value_parser = units::fraction)]
     pub resume: Option<f64>,
     /// What happens at the high watermark
-    #[arg(long, value_enum)]
-    pub when_full: Option<WhenFullArg>,
+    #[arg(long, value_parser = when_full_parser())]
+    pub when_full: Option<WhenFull>,
     /// never | interval:100ms | always
     #[arg(long, value_parser = units::flush)]
     pub flush: Option<Flush>,
@@ -169,21 +187,34 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum WhenFullArg {
-    Block,
-    DropOldest,
-    EvictSlowest,
+#[derive(Args)]
+pub struct MetricsArgs {
+    /// Journal directories (each one is the label journal="DIR")
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
 }
 
-impl From<WhenFullArg> for WhenFull {
-    fn from(arg: WhenFullArg) -> WhenFull {
-        match arg {
-            WhenFullArg::Block => WhenFull::Block,
-            WhenFullArg::DropOldest => WhenFull::DropOldest,
-            WhenFullArg::EvictSlowest => WhenFull::EvictSlowest,
-        }
-    }
+#[derive(Args)]
+pub struct ExporterArgs {
+    /// Address and port to serve on, e.g. 127.0.0.1:9464, [::1]:9464, localhost:9464 (port 0 picks a
+    /// free one: the address served is printed on stderr)
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = listen_address)]
+    pub listen: SocketAddr,
+    /// Journal directories (each one is the label journal="DIR"); they need not exist yet
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `--listen`: an address and port, a host name resolved now.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    let mut addresses =
+        text.to_socket_addrs().map_err(|e| format!("'{text}': use HOST:PORT, e.g. 127.0.0.1:9464 ({e})"))?;
+    addresses.next().ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// `--when-full`: the library's policy names, listed in `--help`.
+fn when_full_parser() -> impl TypedValueParser<Value = WhenFull> {
+    PossibleValuesParser::new(WhenFull::ALL.map(WhenFull::name)).try_map(|name| name.parse::<WhenFull>())
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]

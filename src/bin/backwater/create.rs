@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use backwater::{Config, Error, Flush, Journal, Limits, WhenFull};
+use backwater::{Config, Error, Flush, Journal, Limits};
 
 use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
 use crate::output::{human_bytes, open_existing, open_read_only, require_new_or_empty};
@@ -146,7 +146,7 @@ fn apply(mut config: Config, args: &LimitArgs) -> Config {
         config = config.watermarks(marks.shed, marks.high, marks.resume);
     }
     if let Some(policy) = args.when_full {
-        config = config.when_full(policy.into());
+        config = config.when_full(policy);
     }
     if let Some(flush) = args.flush {
         config = config.flush(flush);
@@ -166,19 +166,11 @@ fn merge(mut limits: Limits, args: &LimitArgs) -> Limits {
     limits.watermarks.shed = args.shed.unwrap_or(limits.watermarks.shed);
     limits.watermarks.high = args.high.unwrap_or(limits.watermarks.high);
     limits.watermarks.resume = args.resume.unwrap_or(limits.watermarks.resume);
-    limits.when_full = args.when_full.map(Into::into).unwrap_or(limits.when_full);
+    limits.when_full = args.when_full.unwrap_or(limits.when_full);
     limits.flush = args.flush.unwrap_or(limits.flush);
     limits.retain_bytes = args.retain_bytes.unwrap_or(limits.retain_bytes);
     limits.retain_for = args.retain_for.unwrap_or(limits.retain_for);
     limits
-}
-
-pub fn when_full_name(policy: WhenFull) -> &'static str {
-    match policy {
-        WhenFull::Block => "block",
-        WhenFull::DropOldest => "drop-oldest",
-        WhenFull::EvictSlowest => "evict-slowest",
-    }
 }
 
 pub fn flush_name(flush: Flush) -> String {
@@ -200,7 +192,7 @@ fn print_limits(journal: &Journal) {
     say!("  max disk       {}", budget(limits.max_disk_bytes));
     say!("  min free disk  {}", human_bytes(limits.min_free_disk));
     say!("  watermarks     shed {:.2}  high {:.2}  resume {:.2}", marks.shed, marks.high, marks.resume);
-    say!("  when full      {}", when_full_name(limits.when_full));
+    say!("  when full      {}", limits.when_full.name());
     say!("  flush          {}", flush_name(limits.flush));
     say!("  replay window  {} / {}", human_bytes(limits.retain_bytes), humantime::format_duration(limits.retain_for));
 }
@@ -214,7 +206,7 @@ pub fn limits_json(journal: &Journal) -> serde_json::Value {
         "shed": limits.watermarks.shed,
         "high": limits.watermarks.high,
         "resume": limits.watermarks.resume,
-        "when_full": when_full_name(limits.when_full),
+        "when_full": limits.when_full.name(),
         "flush": flush_name(limits.flush),
         "retain_bytes": limits.retain_bytes,
         "retain_for_secs": limits.retain_for.as_secs_f64(),

@@ -11,7 +11,7 @@ pub fn run(args: CursorArgs) -> Outcome {
         CursorAction::List { json } => {
             let journal = open_read_only(&args.dir)?;
             if json {
-                say!("{}", serde_json::Value::from(crate::info::cursors_json(&journal)?));
+                say!("{}", serde_json::Value::from(crate::info::cursors_json(&journal.figures()?.cursors)));
             } else {
                 for c in journal.cursors()? {
                     let evicted = if c.evicted.is_some() { "  EVICTED" } else { "" };

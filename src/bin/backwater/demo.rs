@@ -53,7 +53,11 @@ pub fn run(args: DemoArgs) -> Outcome {
     let levels = journal.watch_level();
     say!("backwater demo: a connector publishing {PUBLISH_RATE} records/s ({RECORD_LEN} B, 1 in 4 low priority)");
     say!("into a journal with a {} budget, a database taking {SLOW_DB_RATE}/s, and an indexer.", human_bytes(budget));
-    say!("watermarks: shed low priority at 80% full, push back at 95%, resume below 70%.\n");
+    say!("watermarks: shed low priority at 80% full, push back at 95%, resume below 70%.");
+    say!("watch it from another terminal: backwater exporter --listen 127.0.0.1:9464 {}", dir.display());
+    say!(
+        "  then: curl -s http://127.0.0.1:9464/metrics | grep -E 'level|fill|lag_seconds' (or point Prometheus at it)\n"
+    );
 
     let shared = Arc::new(Shared::default());
     shared.publishing.store(true, Ordering::Release);

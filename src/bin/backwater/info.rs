@@ -1,23 +1,25 @@
 //! `backwater info`: the journal at a glance.
 
 use backwater::Journal;
+use backwater::metrics::{CursorFigures, Figures};
 
+use crate::Outcome;
 use crate::cli::ReportArgs;
 use crate::create::limits_json;
 use crate::output::{human_bytes, human_time, open_read_only};
-use crate::{Failure, Outcome};
 
 pub fn run(args: ReportArgs) -> Outcome {
     let journal = open_read_only(&args.dir)?;
-    let report = report(&journal)?;
+    let figures = journal.figures()?;
+    let report = report(&journal, &figures);
     if args.json {
         say!("{report}");
         return Ok(());
     }
-    let stats = journal.stats();
+    let stats = figures.stats;
     say!("journal        {}", args.dir.display());
     say!("created        {}", human_time(journal.created_ns()));
-    say!("segments       {} ({} on disk)", report["segments"], human_bytes(stats.disk_bytes));
+    say!("segments       {} ({} on disk)", figures.segments, human_bytes(stats.disk_bytes));
     say!("positions      {} .. {}", stats.first_position, stats.tail_position);
     say!("capacity       {}", human_bytes(stats.capacity));
     say!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
@@ -50,16 +52,16 @@ pub fn run(args: ReportArgs) -> Outcome {
     Ok(())
 }
 
-/// Everything `info` shows, as one JSON object (the `--json` schema).
-pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
-    let stats = journal.stats();
-    let cursors = cursors_json(journal)?;
+/// Everything `info` shows, as one JSON object (the `--json` schema): the
+/// journal's `figures` (what `backwater metrics` shows too) and more.
+pub fn report(journal: &Journal, figures: &Figures) -> serde_json::Value {
+    let stats = figures.stats;
     let processes: Vec<serde_json::Value> =
         journal.processes().into_iter().map(|(pid, alive)| serde_json::json!({"pid": pid, "alive": alive})).collect();
-    Ok(serde_json::json!({
+    serde_json::json!({
         "dir": journal.dir(),
         "journal_id": journal_id(journal),
-        "segments": journal.segment_indexes()?.len(),
+        "segments": figures.segments,
         "segment_size": journal.segment_size(),
         "first_position": stats.first_position,
         "tail_position": stats.tail_position,
@@ -76,8 +78,8 @@ pub fn report(journal: &Journal) -> Result<serde_json::Value, Failure> {
         "limits": limits_json(journal),
         "exclusive_publisher": stats.exclusive_publisher,
         "processes": processes,
-        "cursors": cursors,
-    }))
+        "cursors": cursors_json(&figures.cursors),
+    })
 }
 
 /// The journal's id as 16 hex digits (as `replay --format json` gives it).
@@ -86,32 +88,17 @@ pub fn journal_id(journal: &Journal) -> String {
 }
 
 /// Every cursor as `info --json` and `cursor list --json` show it.
-pub fn cursors_json(journal: &Journal) -> Result<Vec<serde_json::Value>, Failure> {
-    let now = backwater::frame::now_ns();
-    let cursors = journal.cursors()?.into_iter().map(|cursor| {
-        let oldest_unread = first_timestamp_from(journal, cursor.position);
+pub fn cursors_json(cursors: &[CursorFigures]) -> Vec<serde_json::Value> {
+    let cursor_json = |figures: &CursorFigures| {
+        let cursor = &figures.cursor;
         serde_json::json!({
             "name": cursor.name,
             "position": cursor.position,
             "lag_bytes": cursor.lag_bytes,
-            "lag_secs": oldest_unread.map(|ts| now.saturating_sub(ts) as f64 / 1e9),
+            "lag_secs": figures.waiting.map(|waiting| waiting.as_secs_f64()),
             "committed": human_time(cursor.committed_ns),
             "evicted": cursor.evicted.map(|(from, to)| serde_json::json!({"from": from, "to": to})),
         })
-    });
-    Ok(cursors.collect())
-}
-
-/// The timestamp of the first record at or after `position`, if any.
-fn first_timestamp_from(journal: &Journal, position: u64) -> Option<u64> {
-    let mut found = None;
-    journal
-        .walk_frames(position, |frame| {
-            if frame.kind == backwater::inspect::FrameKind::Data {
-                found = Some(frame.timestamp);
-            }
-            found.is_none()
-        })
-        .ok()?;
-    found
+    };
+    cursors.iter().map(cursor_json).collect()
 }

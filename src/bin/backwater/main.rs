@@ -10,7 +10,9 @@ mod create;
 mod cursor;
 mod demo;
 mod dump;
+mod exporter;
 mod info;
+mod metrics;
 mod nats;
 mod replay;
 mod segments;
@@ -75,6 +77,8 @@ fn main() -> ExitCode {
         Command::Create(args) => create::create(args),
         Command::Config(args) => create::config(args),
         Command::Info(args) => info::run(args),
+        Command::Metrics(args) => metrics::run(args),
+        Command::Exporter(args) => exporter::run(args),
         Command::Segments(args) => segments::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Verify(args) => verify::run(args),

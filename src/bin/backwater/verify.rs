@@ -12,7 +12,7 @@ use crate::{EXIT_FINDING, Failure, Outcome};
 pub fn run(args: VerifyArgs) -> Outcome {
     open_read_only(&args.dir)?;
     if args.repair {
-        let report = recovery::repair(&args.dir)?;
+        let report = backwater::Journal::repair(&args.dir)?;
         for (position, len) in &report.padded {
             say!("padded   {position}: {} of uncommitted claim turned into padding", human_bytes(*len as u64));
         }

@@ -1,0 +1,323 @@
+//! The state every handle of one `Journal::open` shares, and the journal lock.
+//!
+//! Owns: the directory, the metadata mapping, the journal lock (a mutex for
+//! this process plus `flock` for others, held only for rare steps: creating,
+//! recovering, creating or deleting segments, changing limits), the map of
+//! segments mapped for writing (the window), the recycling pool's
+//! bookkeeping, this handle's hold on the writers' lock and its slot in the
+//! process table, and the housekeeper thread's handle. Touches nothing
+//! above it: the mechanisms (window, capacity, retention, recovery, flush,
+//! housekeeper) and the handles work on it through these methods.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::cursor::CursorFile;
+use crate::error::{Error, Result};
+use crate::meta::{Level, Meta};
+use crate::process;
+use crate::segment::{Segment, SegmentIdentity};
+use crate::writers::WriterLock;
+
+/// The journal lock's file name.
+pub(crate) const LOCK_FILE: &str = "journal.lock";
+
+/// How long a publisher's path waits for the journal lock before it counts
+/// as stuck (its holders otherwise keep it for a retention pass: at most a
+/// few directory syncs).
+const LOCK_PATIENCE: Duration = Duration::from_millis(200);
+
+/// Distinguishes handles in the publishers' thread-local segment cache.
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// State shared by every handle made from one `Journal::open`.
+pub(crate) struct JournalState {
+    pub dir: PathBuf,
+    pub meta: Meta,
+    pub identity: SegmentIdentity,
+    pub handle_id: u64,
+    pub max_payload: usize,
+    pub file_mode: u32,
+    pub append_timeout: Option<Duration>,
+    pub unblock_timeout: Duration,
+    /// Segments past the tail's that the housekeeper keeps ready.
+    pub segments_ahead: u64,
+    /// Segments mapped for writing: the tail's and the one prepared ahead.
+    window: Mutex<BTreeMap<u64, Arc<Segment>>>,
+    /// Set when the flush policy is `Always`, read on the hot path.
+    pub flush_always: AtomicBool,
+    /// Everything before this position has been msynced by this handle.
+    pub flushed_position: AtomicU64,
+    pub process_slot: Option<usize>,
+    level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
+    /// The level this handle's watchers were last told about.
+    last_level: AtomicU32,
+    /// Consumed segments kept for reuse while an exclusive publisher lives.
+    recycling: Mutex<Recycling>,
+    /// Held while this handle creates a segment.
+    segment_creation: Mutex<()>,
+    lock_file: Option<Mutex<File>>,
+    /// Set when `lock_for_publisher` waited `LOCK_PATIENCE` in vain.
+    lock_stuck: AtomicBool,
+    /// This handle's hold on the writers' lock (writable handles only): how
+    /// other openers know a writer is alive.
+    writer_lock: Option<WriterLock>,
+    stopping: AtomicBool,
+    housekeeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The bookkeeping of recycled segment files (the mechanism is in `window`).
+///
+/// Only segments written by this handle's live `ExclusivePublisher` alone
+/// are recycled. While it lives no fetch-add claimer exists in any process
+/// (the publisher lock), so nobody can still be writing into a retired file;
+/// and since it commits every frame before moving the tail, no reader can be
+/// waiting to unblock a hole in one.
+#[derive(Default)]
+pub(crate) struct Recycling {
+    /// Segments from this index on were written by the live exclusive
+    /// publisher alone; `None` while there is none.
+    pub from_index: Option<u64>,
+    /// Retired segment files, renamed `.tmp-spare-INDEX`, oldest first.
+    pub spares: VecDeque<PathBuf>,
+}
+
+/// Holds the journal lock (a mutex for this process plus `flock` for others).
+pub(crate) struct JournalLock<'a> {
+    file: MutexGuard<'a, File>,
+}
+
+impl Drop for JournalLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&*self.file, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
+impl JournalState {
+    /// `lock` is the journal lock of a read-write handle; read-only handles
+    /// have none, and that is what makes them read-only.
+    pub fn new(
+        dir: PathBuf,
+        meta: Meta,
+        config: &Config,
+        lock: Option<Mutex<File>>,
+        writer_lock: Option<WriterLock>,
+    ) -> Result<JournalState> {
+        let writable = lock.is_some();
+        if let Some(requested) = config.segment_size
+            && requested != meta.segment_size
+        {
+            return Err(Error::SegmentSizeMismatch { path: dir, existing: meta.segment_size, requested });
+        }
+        let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
+        let process_slot = if writable { process::register(&meta) } else { None };
+        let level = meta.level().load(Ordering::Acquire);
+        Ok(JournalState {
+            max_payload: (meta.segment_size / 8) as usize,
+            flush_always: AtomicBool::new(meta.limits().flush == crate::Flush::Always),
+            flushed_position: AtomicU64::new(0),
+            dir,
+            meta,
+            identity,
+            handle_id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
+            file_mode: config.file_mode_or_default(),
+            append_timeout: config.append_timeout,
+            unblock_timeout: config.unblock_timeout_or_default(),
+            segments_ahead: config.segments_ahead_or_default(),
+            window: Mutex::new(BTreeMap::new()),
+            process_slot,
+            level_watchers: Mutex::new(Vec::new()),
+            last_level: AtomicU32::new(level),
+            recycling: Mutex::new(Recycling::default()),
+            segment_creation: Mutex::new(()),
+            lock_file: lock,
+            lock_stuck: AtomicBool::new(false),
+            writer_lock,
+            stopping: AtomicBool::new(false),
+            housekeeper: Mutex::new(None),
+        })
+    }
+
+    /// Whether this handle may write (it holds the journal lock file).
+    pub fn writable(&self) -> bool {
+        self.lock_file.is_some()
+    }
+
+    /// What frames appended through this handle carry as their owner: its
+    /// slot in the process table + 1 (0 when the table was full).
+    pub fn owner_tag(&self) -> u16 {
+        self.process_slot.map_or(0, |slot| slot as u16 + 1)
+    }
+
+    pub fn require_writable(&self) -> Result<()> {
+        if self.writable() { Ok(()) } else { Err(Error::ReadOnly { path: self.dir.clone() }) }
+    }
+
+    /// The journal lock for work on a publisher's path (making room,
+    /// creating a segment): waits at most `LOCK_PATIENCE` for it, and not at
+    /// all once it was found stuck (held that long: a process stopped while
+    /// holding it, by SIGSTOP or a debugger), until it is free again. So a
+    /// publisher never blocks on another process; the caller turns
+    /// `Error::JournalBusy` into back-pressure.
+    pub fn lock_for_publisher(&self) -> Result<JournalLock<'_>> {
+        let Some(lock) = &self.lock_file else { return Err(Error::ReadOnly { path: self.dir.clone() }) };
+        let patience = if self.lock_stuck.load(Ordering::Acquire) { Duration::ZERO } else { LOCK_PATIENCE };
+        let deadline = Instant::now() + patience;
+        let mut idle = crate::idle::Idle::default();
+        loop {
+            let file = match lock.try_lock() {
+                Ok(file) => Some(file),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(file) = file {
+                match rustix::fs::flock(&*file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => {
+                        self.lock_stuck.store(false, Ordering::Release);
+                        return Ok(JournalLock { file });
+                    }
+                    Err(rustix::io::Errno::WOULDBLOCK) => {}
+                    Err(e) => return Err(Error::io(self.dir.join(LOCK_FILE), "flock", e.into())),
+                }
+            }
+            if Instant::now() >= deadline {
+                self.lock_stuck.store(true, Ordering::Release);
+                return Err(Error::JournalBusy { path: self.dir.clone() });
+            }
+            idle.idle(Some(deadline));
+        }
+    }
+
+    /// Takes the journal lock (this process's mutex, then `flock`).
+    pub fn lock(&self) -> Result<JournalLock<'_>> {
+        match &self.lock_file {
+            Some(lock) => lock_exclusive(lock),
+            None => Err(Error::ReadOnly { path: self.dir.clone() }),
+        }
+    }
+
+    pub fn segment_size(&self) -> u64 {
+        self.identity.segment_size
+    }
+
+    /// Maps segment `index` for reading (the window's mapping when it has one).
+    pub fn read_segment(&self, index: u64) -> Result<Arc<Segment>> {
+        if let Some(segment) = self.window_get(index) {
+            return Ok(segment);
+        }
+        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable())?))
+    }
+
+    pub fn window_get(&self, index: u64) -> Option<Arc<Segment>> {
+        self.window.lock().ok()?.get(&index).cloned()
+    }
+
+    /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
+    pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
+        let Ok(mut window) = self.window.lock() else { return segment };
+        let tail_index = self.meta.tail_index();
+        window.retain(|&i, _| i + 1 >= tail_index.min(index));
+        Arc::clone(window.entry(index).or_insert(segment))
+    }
+
+    /// Opens the named cursor for this handle, creating it (writable handles
+    /// only) when `create` is set.
+    pub fn open_cursor(&self, name: &str, create: bool) -> Result<CursorFile> {
+        if self.writable() && create {
+            if let Ok(existing) = CursorFile::open(&self.dir, name, self.identity.journal_id, true) {
+                return Ok(existing);
+            }
+            // Under the journal lock, as retention decides what to delete: a
+            // new cursor then either holds the first position it starts at,
+            // or starts after what retention deleted.
+            let _guard = self.lock()?;
+            let first = self.meta.first_position().load(Ordering::Acquire);
+            CursorFile::open_or_create(&self.dir, name, self.identity.journal_id, first, self.file_mode)
+        } else {
+            CursorFile::open(&self.dir, name, self.identity.journal_id, self.writable())
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn set_housekeeper(&self, handle: JoinHandle<()>) {
+        if let Ok(mut slot) = self.housekeeper.lock() {
+            *slot = Some(handle);
+        }
+    }
+
+    /// Wakes the housekeeper (after a rollover) so it prepares the next segment.
+    pub fn wake_housekeeper(&self) {
+        if let Ok(slot) = self.housekeeper.lock()
+            && let Some(handle) = slot.as_ref()
+        {
+            handle.thread().unpark();
+        }
+    }
+
+    /// Stops the housekeeper and waits for it (called when the last handle goes).
+    pub fn stop_housekeeper(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let handle = self.housekeeper.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+
+    /// Forgets segment `index`'s mapping (retention deleted it).
+    pub fn window_remove(&self, index: u64) {
+        if let Ok(mut window) = self.window.lock() {
+            window.remove(&index);
+        }
+    }
+
+    /// One segment creation at a time per handle: a publisher reaching a
+    /// segment the housekeeper is building waits for it.
+    pub fn segment_creation(&self) -> MutexGuard<'_, ()> {
+        self.segment_creation.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The recycling pool's bookkeeping (`None` if a holder panicked).
+    pub fn recycling(&self) -> Option<MutexGuard<'_, Recycling>> {
+        self.recycling.lock().ok()
+    }
+
+    /// A channel that receives the new level at every level transition.
+    pub fn watch_level(&self) -> std::sync::mpsc::Receiver<Level> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        if let Ok(mut watchers) = self.level_watchers.lock() {
+            watchers.push(sender);
+        }
+        receiver
+    }
+
+    /// Tells this handle's watchers when the level differs from the last one they saw.
+    pub fn tell_watchers(&self, level: Level) {
+        if let Ok(mut watchers) = self.level_watchers.lock()
+            && self.last_level.swap(level as u32, Ordering::AcqRel) != level as u32
+        {
+            watchers.retain(|watcher| watcher.send(level).is_ok());
+        }
+    }
+
+    /// This handle's hold on the writers' lock (writable handles only).
+    pub fn writer_lock(&self) -> Option<&WriterLock> {
+        self.writer_lock.as_ref()
+    }
+}
+
+fn lock_exclusive(lock: &Mutex<File>) -> Result<JournalLock<'_>> {
+    let file = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    rustix::fs::flock(&*file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io(LOCK_FILE, "flock", e.into()))?;
+    Ok(JournalLock { file })
+}
