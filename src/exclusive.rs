@@ -123,6 +123,7 @@ impl ExclusivePublisher {
     /// [`Error::StillBackPressured`] when the timeout passed (nothing was
     /// appended); otherwise the [`OfferError::Failed`] errors of
     /// [`ExclusivePublisher::offer`], as an [`Error`].
+    #[inline]
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }

@@ -146,6 +146,7 @@ impl Publisher {
     /// [`Error::StillBackPressured`] when the timeout passed (nothing was
     /// appended); otherwise the [`OfferError::Failed`] errors of
     /// [`Publisher::offer`], as an [`Error`].
+    #[inline]
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
     }

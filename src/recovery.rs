@@ -113,8 +113,10 @@ pub struct RecoveryReport {
     /// Damaged frames replaced by padding ([`Journal::repair`](crate::Journal::repair)
     /// only): `(position, len, reason)`.
     pub discarded: Vec<(u64, usize, String)>,
-    /// Segments past the data that could not be read (a header that never
-    /// reached the media), removed: their base positions.
+    /// Segments removed, by base position: past the data, those that could
+    /// not be read (a header that never reached the media); below the first
+    /// position, those retention had deleted when a power loss undid the
+    /// unlink.
     pub removed: Vec<u64>,
     /// Bytes past the last flush that a power loss left damaged, cut from
     /// the first damaged frame on (also counted in
@@ -149,6 +151,7 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     let size = inner.segment_size();
     let mut report = RecoveryReport::default();
     let mut indexes = segment::list(&inner.dir, size)?;
+    remove_deleted(inner, &mut indexes, &mut report)?;
     remove_unreadable_trailing(inner, &mut indexes, &mut report)?;
     let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
         // No segment at all: an empty journal in a segment no position was
@@ -177,6 +180,22 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     report.tail_position = inner.meta.tail_position();
     move_cursors_back(inner, report.tail_position, &mut report)?;
     Ok(report)
+}
+
+/// Removes segments below the first position: retention moves the first
+/// position past a segment before it unlinks it, and a power loss can undo
+/// an unlink whose directory was not synced yet while the metadata page was
+/// written back. Such a segment holds bytes nobody promised (torn, possibly),
+/// and the first position never moves backwards.
+fn remove_deleted(inner: &JournalState, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
+    let size = inner.segment_size();
+    let first_index = inner.meta.first_position().load(Ordering::Acquire) / size;
+    let deleted = indexes.iter().take_while(|&&index| index < first_index).count();
+    for index in indexes.drain(..deleted) {
+        crate::mapped::remove_durably(&segment::path_of(&inner.dir, index, size))?;
+        report.removed.push(index * size);
+    }
+    Ok(())
 }
 
 /// Removes segments past the tail's whose header cannot be read: prepared,

@@ -28,7 +28,13 @@ pub(crate) fn write_segment(inner: &JournalState, index: u64) -> Result<Arc<Segm
         return Err(Error::PositionsExhausted { path: inner.dir.clone(), position: index * inner.segment_size() });
     }
     match Segment::open(&inner.dir, index, inner.identity, true) {
-        Ok(segment) => Ok(inner.window_insert(index, Arc::new(segment))),
+        Ok(segment) => {
+            // Another thread or process may have linked it a moment ago and
+            // not synced the directory yet: records written here and flushed
+            // must not depend on that sync, which a power loss can undo.
+            crate::mapped::sync_dir(&inner.dir)?;
+            Ok(inner.window_insert(index, Arc::new(segment)))
+        }
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => create_segment(inner, index),
         Err(other) => Err(other),
     }

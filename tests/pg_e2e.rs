@@ -4,47 +4,11 @@
 //! hang) and `tools/pg-sink-check` (what `examples/pg_sink.rs` promises).
 //! Each skips, saying why, where no PostgreSQL server can be started.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::time::Duration;
 
-/// `target/<profile>/examples/pg_sink`, built by `cargo test` with the tests.
-fn pg_sink() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("pg_sink")
-}
-
-/// Runs `tools/<tool>` with `env`; `None` when it skipped (exit 77). Fails
-/// the test if it runs longer than `limit` (it is terminated first).
-fn run_tool(tool: &str, env: &[(&str, &str)], limit: Duration) -> Option<(Output, String)> {
-    let script = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
-    let mut command = Command::new("bash");
-    command.arg(script).env("BACKWATER", env!("CARGO_BIN_EXE_backwater")).envs(env.iter().copied());
-    if pg_sink().exists() {
-        command.env("PG_SINK", pg_sink());
-    }
-    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let out = match finished.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for the tool"),
-        Err(_) => {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            panic!("tools/{tool} still running after {limit:?}: it hangs");
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.code() == Some(77) {
-        eprintln!("{}", stdout.trim());
-        return None;
-    }
-    Some((out, stdout))
-}
+use common::run_tool;
 
 #[test]
 fn a_fast_source_through_backwater_into_postgresql_loses_nothing() {

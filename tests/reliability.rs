@@ -518,3 +518,38 @@ fn a_cursor_created_during_retention_never_starts_on_deleted_data() {
         assert!(!read.is_empty() || late.position() == journal.tail_position());
     }
 }
+
+/// A deleted segment whose unlink a power loss undid (the directory was not
+/// synced yet, while the metadata page with the new first position was
+/// written back) holds bytes nobody flushed. Recovery must not take it back:
+/// the first position never moves backwards. Found by the power-loss model
+/// (a consumer failed on a torn frame in a resurrected segment).
+#[test]
+fn recovery_never_takes_back_a_segment_retention_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small_journal(dir.path());
+    let mut consumer = journal.consumer("c").unwrap();
+    let publisher = journal.publisher();
+    while journal.tail_position() < 3 * SEGMENT + SEGMENT / 2 {
+        publisher.append(&[7u8; 1000]).unwrap();
+    }
+    let zombie = common::segment_path(dir.path(), SEGMENT, 64);
+    let kept = std::fs::read(&zombie).unwrap();
+    while consumer.position() < SEGMENT + SEGMENT / 2 {
+        consumer.poll(|_| {}, 1).unwrap();
+    }
+    consumer.commit().unwrap(); // in segment 1: retention deletes segment 0 alone
+    journal.apply_retention().unwrap();
+    let first = journal.first_position();
+    assert!(first == SEGMENT + 64 && !zombie.exists(), "retention deleted segment 0 (first {first})");
+    drop((consumer, publisher, journal));
+    // The unlink did not survive, and the segment's last page never reached
+    // the media: a torn frame in it.
+    std::fs::write(&zombie, &kept).unwrap();
+    common::write_at(&zombie, SEGMENT - 2000, &[0xEE; 16]);
+    let journal = small_journal(dir.path());
+    assert_eq!(journal.first_position(), first, "recovery moved the first position back");
+    assert!(!zombie.exists(), "the resurrected segment is still there");
+    let records = common::drain(&mut journal.anonymous_consumer()).expect("no corrupt frame in the readable range");
+    assert!(!records.is_empty());
+}

@@ -99,3 +99,57 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
     }
 }
+
+/// `target/<profile>/examples/<name>`, built by `cargo test` with the tests.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join(name)
+}
+
+/// Runs `tools/<tool>` with `env` (and the binaries it needs: BACKWATER,
+/// PG_SINK, NATS_EDGE); `None` when it skipped (exit 77, its message printed).
+/// Fails the test if it runs longer than `limit` (it is terminated first).
+pub fn run_tool(
+    tool: &str,
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Option<(std::process::Output, String)> {
+    let script = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
+    let mut command = std::process::Command::new("bash");
+    // option_env!: the binary exists only with the default feature `cli`, and
+    // the tests that do not run it still compile without it.
+    let Some(backwater) = option_env!("CARGO_BIN_EXE_backwater") else {
+        panic!("tools/{tool} needs the backwater binary (the default feature cli)");
+    };
+    command.arg(script).env("BACKWATER", backwater).envs(env.iter().copied());
+    for (var, name) in [("PG_SINK", "pg_sink"), ("NATS_EDGE", "nats_edge")] {
+        if example(name).exists() {
+            command.env(var, example(name));
+        }
+    }
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the tool");
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let out = match finished.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for the tool"),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            panic!("tools/{tool} still running after {limit:?}: it hangs");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.code() == Some(77) {
+        eprintln!("{}", stdout.trim());
+        return None;
+    }
+    Some((out, stdout))
+}

@@ -107,7 +107,18 @@ pub enum Command {
         status 0) fails the replay with exit 1, saying where the cursor is. What a reader took into its own buffers before dying is lost to it: use --ack for\n\
         end-to-end at-least-once.\n\n\
         After records were deleted before the cursor read them (drop-oldest, evict-slowest), a\n\
-        rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.")]
+        rerun fails the same way: `backwater cursor DIR reset NAME start` goes on from the oldest.\n\n\
+        NATS JetStream (--to): each record is published on --subject with the headers\n\
+        Nats-Msg-Id: <journal id>-<position> (the stream drops a re-send within its duplicate window:\n\
+        exactly once in the stream, even after a crash of replay), Backwater-Journal,\n\
+        Backwater-Position, Backwater-Timestamp (ns since the epoch) and Backwater-Priority. At most\n\
+        --window publishes are unacknowledged; the cursor is committed only up to records whose\n\
+        PubAck arrived, in journal order. Lost connections, leader elections and timeouts are\n\
+        retried with backoff (on stderr) for up to --ack-timeout without a PubAck; a refusal (a\n\
+        record larger than the server's max_payload, an error the stream answers) ends replay\n\
+        with exit 1, saying at which position the cursor stays.\n  \
+        backwater replay /var/lib/feed --cursor nats --to nats://10.0.0.1:4222,10.0.0.2:4222 \\\n      \
+        --subject feed.host1 --stream FEED --replicas 3 --follow")]
     Replay(ReplayArgs),
     /// The seed scenario: a fast publisher, a slow database, a fast consumer, the watermarks at work
     #[command(after_help = "Example:\n  backwater demo --seconds 20")]
@@ -390,16 +401,38 @@ pub struct ReplayArgs {
     /// The child acknowledges durable progress on its stdout (see below); needs --format json or len
     #[arg(long, requires = "exec")]
     pub ack: bool,
-    /// With --ack: fail when the child owes acks and has acknowledged nothing for this long (at
-    /// least 1ms)
+    /// With --ack or --to: fail when the sink owes acks and has acknowledged nothing for this long
+    /// (at least 1ms; with --to, how long a NATS outage may last before replay gives up)
     #[arg(long, default_value = "60s", value_parser = units::timeout)]
     pub ack_timeout: Duration,
-    /// With --ack: at most this many unacknowledged records (at least 1)
+    /// With --ack or --to: at most this many unacknowledged records (at least 1; with --to at most
+    /// 100000)
     #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub window: usize,
     /// Without --ack: commit the cursor after every this many records handed over (at least 1)
     #[arg(long, default_value = "1000", value_parser = units::positive_count)]
     pub batch: usize,
+    /// Publish into NATS JetStream instead: nats://HOST:PORT[,HOST:PORT...] (any of the cluster's
+    /// servers; see below)
+    #[arg(long, value_parser = units::nats_servers, conflicts_with_all = ["exec", "ack"], requires = "subject")]
+    pub to: Option<units::NatsServers>,
+    /// With --to: the subject every record is published on (no wildcards)
+    #[arg(long, value_parser = units::nats_subject, requires = "to")]
+    pub subject: Option<String>,
+    /// With --to: the stream that takes --subject, created (with --subject, --replicas and
+    /// --duplicate-window) if absent (default: the existing stream that takes --subject)
+    #[arg(long, requires = "to")]
+    pub stream: Option<String>,
+    /// With --stream: replicas of a stream that is created (1 to 5)
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u8).range(1..=5), requires = "stream")]
+    pub replicas: u8,
+    /// With --stream: the created stream's duplicate window, in which a re-sent record (same
+    /// Nats-Msg-Id) is dropped: longer than replay can take to be restarted after a crash
+    #[arg(long, default_value = "5m", value_parser = units::duration, requires = "stream")]
+    pub duplicate_window: Duration,
+    /// With --to: publish each record on SUBJECT.<key> (not yet: records have no keys)
+    #[arg(long, requires = "to")]
+    pub subject_from_key: bool,
 }
 
 #[derive(Args)]

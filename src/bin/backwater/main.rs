@@ -13,6 +13,7 @@ mod dump;
 mod exporter;
 mod info;
 mod metrics;
+mod nats;
 mod replay;
 mod segments;
 mod tail;

@@ -5,6 +5,9 @@
 //! pipe (a pipe's unread bytes are asked of the kernel), and at the end only
 //! once the child has exited successfully. A reader that stops before the end
 //! fails the replay (exit 1) with the cursor past what it took.
+//!
+//! With `--to nats://…` records go to NATS JetStream instead (`nats.rs`),
+//! whose PubAcks come back as acks: the same window, commits and timeouts.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
@@ -19,10 +22,12 @@ use crate::cli::{Pace, ReplayArgs, ReplayFormat};
 use crate::output::{human_bytes, open_existing, payload_json, priority_name};
 use crate::{EXIT_FINDING, EXIT_USAGE, Failure, Outcome};
 
-/// What the ack reader thread reports.
-enum Ack {
+/// What the ack reader thread (or the NATS forwarder) reports.
+pub enum Ack {
     Records(u64),
     Garbage(String),
+    /// The NATS stream cannot take this record: forwarding has stopped.
+    Rejected(crate::nats::Rejected),
 }
 
 pub fn run(args: ReplayArgs) -> Outcome {
@@ -35,20 +40,27 @@ pub fn run(args: ReplayArgs) -> Outcome {
     }
     let journal = open_existing(&args.dir)?;
     let consumer = open_cursor(&journal, &args)?;
+    let journal_id = crate::info::journal_id(&journal);
     let mut child = args.exec.as_deref().map(|command| spawn(command, args.ack)).transpose()?;
-    let acks = match child.as_mut().and_then(|c| c.stdout.take()) {
-        Some(stdout) if args.ack => Some(read_acks(stdout)),
-        _ => None,
-    };
-    let sink = match child.as_mut().and_then(|c| c.stdin.take()) {
-        Some(stdin) => Sink::Child(stdin),
-        None => Sink::Stdout(std::io::stdout()),
+    let (out, acks) = if args.to.is_some() {
+        let (sender, acks) = std::sync::mpsc::channel();
+        (Destination::Nats(crate::nats::start(&args, &journal_id, sender)?), Some(acks))
+    } else {
+        let acks = match child.as_mut().and_then(|c| c.stdout.take()) {
+            Some(stdout) if args.ack => Some(read_acks(stdout)),
+            _ => None,
+        };
+        let sink = match child.as_mut().and_then(|c| c.stdin.take()) {
+            Some(stdin) => Sink::Child(stdin),
+            None => Sink::Stdout(std::io::stdout()),
+        };
+        (Destination::Bytes(std::io::BufWriter::with_capacity(1 << 16, Counted { sink, sent: 0 })), acks)
     };
     let mut replay = Replay {
-        journal_id: crate::info::journal_id(&journal),
+        journal_id,
         committed_at: consumer.position(),
         consumer,
-        out: Some(std::io::BufWriter::with_capacity(1 << 16, Counted { sink, sent: 0 })),
+        out: Some(out),
         acks,
         pending: VecDeque::new(),
         last_ack: Instant::now(),
@@ -107,6 +119,49 @@ impl Write for Counted {
 
 type Out = std::io::BufWriter<Counted>;
 
+/// Where the replay hands records: a byte stream (stdout or a child's
+/// stdin), or NATS JetStream.
+enum Destination {
+    Bytes(Out),
+    Nats(crate::nats::Publisher),
+}
+
+impl Destination {
+    /// Hands one record over (a byte stream frames it as `format`).
+    fn send(&mut self, record: &Record<'_>, format: ReplayFormat, journal: &str) -> std::io::Result<()> {
+        match self {
+            Destination::Bytes(out) => frame(out, format, record, journal),
+            Destination::Nats(publisher) => {
+                publisher.send(record);
+                Ok(())
+            }
+        }
+    }
+
+    /// Where in the byte stream what was handed over ends (NATS acks count
+    /// records, not bytes: 0).
+    fn end(&self) -> u64 {
+        match self {
+            Destination::Bytes(out) => out.get_ref().sent + out.buffer().len() as u64,
+            Destination::Nats(_) => 0,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Destination::Bytes(out) => out.flush(),
+            Destination::Nats(publisher) => publisher.flush(),
+        }
+    }
+
+    fn bytes(&self) -> Option<&Counted> {
+        match self {
+            Destination::Bytes(out) => Some(out.get_ref()),
+            Destination::Nats(_) => None,
+        }
+    }
+}
+
 /// Bytes written into a pipe that its reader has not taken yet (0 for
 /// anything that is not a pipe: a file or a terminal takes what it is given).
 fn unread_in_pipe(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
@@ -128,7 +183,7 @@ struct Replay<'a> {
     /// For `--format json`: with the position, a record's lasting name.
     journal_id: String,
     consumer: Consumer,
-    out: Option<Out>,
+    out: Option<Destination>,
     acks: Option<Receiver<Ack>>,
     /// Records handed over and not yet known to be taken, oldest first: the
     /// offset in the output stream where each ends, and its next position.
@@ -189,9 +244,8 @@ impl Replay<'_> {
         let mut written = Ok(());
         let handler = |record: Record<'_>| {
             if written.is_ok() {
-                written = pacer.wait(&record, out).and_then(|()| frame(out, format, &record, journal));
-                let end = out.get_ref().sent + out.buffer().len() as u64;
-                pending.push_back((end, record.next_position()));
+                written = pacer.wait(&record, out).and_then(|()| out.send(&record, format, journal));
+                pending.push_back((out.end(), record.next_position()));
             }
         };
         let polled = if wait.is_zero() {
@@ -232,7 +286,7 @@ impl Replay<'_> {
 
     /// How many bytes of the output the reader has taken (`None`: unknown).
     fn taken(&self) -> Option<u64> {
-        let counted = self.out.as_ref()?.get_ref();
+        let counted = self.out.as_ref()?.bytes()?;
         let unread = unread_in_pipe(counted.sink.fd()).ok()?;
         Some(counted.sent.saturating_sub(unread))
     }
@@ -260,7 +314,7 @@ impl Replay<'_> {
         let first = match acks.recv_timeout(wait) {
             Ok(ack) => Some(ack),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
+            Err(RecvTimeoutError::Disconnected) => return Err(self.acks_ended()),
         };
         let arrived: Vec<Ack> = first.into_iter().chain(acks.try_iter()).collect();
         for ack in arrived {
@@ -290,6 +344,11 @@ impl Replay<'_> {
                     format!("the child wrote '{line}' on stdout; with --ack each line must be a record count"),
                 ));
             }
+            Ack::Rejected(rejected) => {
+                self.acks_broken = true;
+                self.advice = Some(self.rejected_advice(&rejected));
+                return Err(Failure::new(EXIT_FINDING, rejected.to_string()));
+            }
         };
         self.commit_first(count as usize)?;
         self.last_ack = Instant::now();
@@ -309,16 +368,56 @@ impl Replay<'_> {
             match next {
                 Ok(ack) => self.apply_ack(ack)?,
                 Err(RecvTimeoutError::Timeout) => self.check_ack_timeout()?,
-                Err(RecvTimeoutError::Disconnected) => return Err(stdout_closed()),
+                Err(RecvTimeoutError::Disconnected) => return Err(self.acks_ended()),
             }
         }
         Ok(())
+    }
+
+    /// What to do about a record the stream refused (it is the oldest
+    /// unacknowledged one: the cursor stays before it).
+    fn rejected_advice(&self, rejected: &crate::nats::Rejected) -> String {
+        let skip = match self.pending.front() {
+            Some(&(_, next)) => format!(
+                "`backwater cursor {} set {} {next}` skips it (it is then lost to the stream)",
+                self.args.dir.display(),
+                self.args.cursor
+            ),
+            None => "moving the cursor past it skips it".into(),
+        };
+        match rejected {
+            crate::nats::Rejected::TooLarge { .. } => {
+                format!("a rerun fails the same way: raise the server's max_payload, or {skip}")
+            }
+            crate::nats::Rejected::Refused { .. } => {
+                format!("a rerun resumes there once the stream takes the record; {skip}")
+            }
+        }
+    }
+
+    /// The acks channel closed: the child closed its stdout, or the forwarder stopped.
+    fn acks_ended(&self) -> Failure {
+        match self.out {
+            Some(Destination::Nats(_)) => Failure::new(EXIT_FINDING, "the NATS forwarder stopped"),
+            _ => stdout_closed(),
+        }
     }
 
     /// Fails when the child owes acks and has acknowledged nothing for `--ack-timeout`.
     fn check_ack_timeout(&self) -> Outcome {
         if self.acks.is_none() || self.pending.is_empty() || self.last_ack.elapsed() < self.args.ack_timeout {
             return Ok(());
+        }
+        if self.args.to.is_some() {
+            return Err(Failure::new(
+                EXIT_FINDING,
+                format!(
+                    "no PubAck from NATS for {} while {} records were unacknowledged (NATS unreachable, or the \
+                     stream without a leader); raise --ack-timeout to wait out longer outages",
+                    humantime::format_duration(self.args.ack_timeout),
+                    self.pending.len()
+                ),
+            ));
         }
         Err(Failure::new(
             EXIT_FINDING,
@@ -341,7 +440,8 @@ impl Replay<'_> {
         if self.acks.is_some() {
             return Ok(());
         }
-        let fd = out.get_ref().sink.fd();
+        let Some(counted) = out.bytes() else { return Ok(()) };
+        let fd = counted.sink.fd();
         let mut child = child;
         while unread_in_pipe(fd).is_ok_and(|unread| unread > 0) && !reader_gone(fd) {
             if child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) {
@@ -357,6 +457,10 @@ impl Replay<'_> {
     fn finish(mut self, mut child: Option<Child>, result: Outcome) -> Outcome {
         let mut result = result.and_then(|()| self.settle(child.as_mut()));
         let taken = self.taken();
+        let nats = match &self.out {
+            Some(Destination::Nats(publisher)) => Some(publisher.stats.clone()),
+            _ => None,
+        };
         drop(self.out.take()); // the child sees the end of its input
         let last_acks = self.last_acks();
         result = result.and(last_acks);
@@ -382,6 +486,9 @@ impl Replay<'_> {
             }
         }
         self.progress.done();
+        if let Some(stats) = nats {
+            eprintln!("{}", crate::nats::summary(&stats));
+        }
         match (result, exit) {
             (Ok(()), None) => {
                 eprintln!(
@@ -555,7 +662,7 @@ impl Pacer {
 
     /// Waits until `record` is due, flushing `out` first so that what went
     /// before goes out at its own time.
-    fn wait(&mut self, record: &Record<'_>, out: &mut Out) -> std::io::Result<()> {
+    fn wait(&mut self, record: &Record<'_>, out: &mut Destination) -> std::io::Result<()> {
         let len = record.payload().len();
         let mut wait = Duration::ZERO;
         if let Some(bucket) = &mut self.records {

@@ -277,6 +277,42 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The servers of `replay --to`, each as `nats://HOST:PORT`.
+#[derive(Clone, Debug)]
+pub struct NatsServers(pub Vec<String>);
+
+/// `nats://HOST:PORT[,HOST:PORT...]` (each server may repeat `nats://`).
+pub fn nats_servers(text: &str) -> Result<NatsServers, String> {
+    let Some(list) = text.trim().strip_prefix("nats://") else {
+        return Err(format!("'{text}' is not a NATS address: expected nats://HOST:PORT[,HOST:PORT...]"));
+    };
+    list.split(',').map(|server| nats_server(server.trim())).collect::<Result<_, _>>().map(NatsServers)
+}
+
+fn nats_server(server: &str) -> Result<String, String> {
+    let server = server.strip_prefix("nats://").unwrap_or(server);
+    let (host, port) = server
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{server}' has no port: expected HOST:PORT, e.g. 127.0.0.1:4222"))?;
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return Err(format!("'{server}' is not HOST:PORT (no user, path or spaces)"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(format!("nats://{host}:{port}")),
+        _ => Err(format!("'{port}' in '{server}' is not a port (1 to 65535)")),
+    }
+}
+
+/// A subject to publish on: dot-separated tokens, no wildcards or spaces.
+pub fn nats_subject(text: &str) -> Result<String, String> {
+    let valid = |token: &str| !token.is_empty() && !token.contains(['*', '>', ' ', '\t', '\r', '\n']);
+    if text.split('.').all(valid) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("'{text}' is not a subject to publish on: dot-separated tokens, no wildcards (* >) or spaces"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,502 @@
+//! `backwater replay --to nats://…`: the NATS JetStream sink. Records go to a
+//! forwarder thread (a tokio runtime of its own) that publishes them with
+//! `Nats-Msg-Id: <journal id>-<position>`, pipelined, and reports PubAcks to
+//! replay in journal order as `Ack::Records`, exactly as a `--exec --ack`
+//! child does: replay's window, cursor commits and timeouts are the same.
+//!
+//! Exactly once in the stream: a record whose PubAck did not arrive is
+//! re-sent with the same id, and the stream drops it if it had it already
+//! (within its duplicate window). In journal order: after any failure the
+//! forwarder stops publishing, lets the in-flight publishes settle and re-sends
+//! from the oldest unacknowledged record; and it publishes nothing new while
+//! the oldest in-flight publish has waited longer than [`STALL`], so a publish
+//! lost with a dying leader cannot be overtaken by a later one that reaches
+//! the next leader (elections take seconds).
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, ServerAddr};
+use backwater::Record;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+
+use crate::cli::ReplayArgs;
+use crate::output::priority_name;
+use crate::replay::Ack;
+use crate::{EXIT_FINDING, EXIT_USAGE, Failure};
+
+/// How long a PubAck may take before the publish counts as lost (and is re-sent).
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// No new publish while the oldest unacknowledged one has waited this long.
+const STALL: Duration = Duration::from_secs(1);
+/// The largest `--window` with `--to` (the client reserves a permit per publish in flight).
+const MAX_WINDOW: usize = 100_000;
+/// Backoff between re-sends: from the first to the longest, doubling.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
+
+/// One record on its way to the stream (owned: the forwarder outlives the poll).
+pub struct Outgoing {
+    position: u64,
+    timestamp: u64,
+    priority: &'static str,
+    payload: bytes::Bytes,
+}
+
+/// Why the forwarder stopped for good: the record it could not publish.
+#[derive(Debug)]
+pub enum Rejected {
+    /// Payload and headers exceed the server's `max_payload`: no publish can take it.
+    TooLarge { position: u64, detail: String },
+    /// The stream refused it (its own limits, a sealed stream...): not transient.
+    Refused { position: u64, detail: String },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::TooLarge { position, detail, .. } => {
+                write!(f, "the record at position {position} is larger than the NATS server takes ({detail})")
+            }
+            Rejected::Refused { position, detail } => {
+                write!(f, "the stream refused the record at position {position}: {detail}")
+            }
+        }
+    }
+}
+
+/// What the forwarder counted, for replay's last line.
+#[derive(Default)]
+pub struct Stats {
+    pub acknowledged: AtomicU64,
+    /// PubAcks with the duplicate flag: the stream had the record already.
+    pub duplicates: AtomicU64,
+    pub resent: AtomicU64,
+}
+
+/// The forwarder's counts in one line.
+pub fn summary(stats: &Stats) -> String {
+    format!(
+        "backwater replay: NATS acknowledged {} publishes, {} of them duplicates the stream dropped (it had them \
+         already); {} re-sent after failures",
+        stats.acknowledged.load(Ordering::Relaxed),
+        stats.duplicates.load(Ordering::Relaxed),
+        stats.resent.load(Ordering::Relaxed)
+    )
+}
+
+/// Replay's handle on the forwarder: records go in, acks come back on the
+/// channel given to [`start`].
+pub struct Publisher {
+    records: tokio::sync::mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// Records handed over since the last flush: one wake-up per batch.
+    batch: Vec<Outgoing>,
+    pub stats: Arc<Stats>,
+}
+
+impl Publisher {
+    /// Queues a record for the forwarder (sent on [`Publisher::flush`]).
+    pub fn send(&mut self, record: &Record<'_>) {
+        self.batch.push(Outgoing {
+            position: record.position(),
+            timestamp: record.timestamp(),
+            priority: priority_name(record.priority()),
+            payload: bytes::Bytes::copy_from_slice(record.payload()),
+        });
+    }
+
+    /// Hands the queued records to the forwarder; fails only once it has stopped.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.records
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| std::io::Error::other("the NATS forwarder has stopped"))
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.flush(); // what was handed over goes out before the channel closes
+    }
+}
+
+/// Connects, checks (or creates) the stream, and starts the forwarder thread,
+/// which reports on `acks`. Fails before any record is read when NATS is not
+/// there or the stream does not take the subject.
+pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<Publisher, Failure> {
+    let (Some(servers), Some(subject)) = (&args.to, &args.subject) else {
+        return Err(Failure::new(EXIT_USAGE, "--to needs --subject"));
+    };
+    if args.subject_from_key {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--subject-from-key: not yet: records have no keys (keyed records come with conflation)",
+        ));
+    }
+    if args.window > MAX_WINDOW {
+        return Err(Failure::new(EXIT_USAGE, format!("--window is at most {MAX_WINDOW} with --to")));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS client's runtime: {e}")))?;
+    let context = runtime.block_on(async {
+        let client = connect(&servers.0).await?;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            // More permits than publishes in flight: a send never waits for one.
+            .max_ack_inflight(args.window + 1)
+            .build(client);
+        let stream = ensure_stream(&context, args, subject).await?;
+        eprintln!("backwater replay: publishing on '{subject}' into stream '{stream}' via {}", servers.0.join(","));
+        Ok::<_, Failure>(context)
+    })?;
+    let (records, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let stats = Arc::new(Stats::default());
+    let forwarder = Forwarder {
+        context,
+        subject: subject.clone(),
+        journal_id: journal_id.to_string(),
+        acks,
+        stats: stats.clone(),
+        unsent: VecDeque::new(),
+        in_flight: VecDeque::new(),
+        pub_acks: FuturesOrdered::new(),
+        resend: Vec::new(),
+        unreported: 0,
+        trouble: None,
+        backoff: FIRST_BACKOFF,
+        troubled_since: None,
+    };
+    std::thread::Builder::new()
+        .name("nats-forwarder".into())
+        .spawn(move || runtime.block_on(forwarder.run(receiver)))
+        .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS forwarder: {e}")))?;
+    Ok(Publisher { records, batch: Vec::new(), stats })
+}
+
+/// A connection that reconnects forever with backoff, saying so on stderr;
+/// the first connection must succeed.
+async fn connect(servers: &[String]) -> Result<async_nats::Client, Failure> {
+    let addresses = servers
+        .iter()
+        .map(|server| server.parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("bad NATS address in {}: {e}", servers.join(","))))?;
+    let options = async_nats::ConnectOptions::new()
+        .name("backwater replay")
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| backoff_after(attempts as u32))
+        .event_callback(|event| async move { eprintln!("backwater replay: NATS {event}") });
+    async_nats::connect_with_options(addresses, options).await.map_err(|e| {
+        Failure::new(
+            EXIT_FINDING,
+            format!(
+                "cannot connect to NATS at {} ({e}); nothing was published, the cursor is unchanged",
+                servers.join(",")
+            ),
+        )
+    })
+}
+
+fn backoff_after(attempts: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << attempts.min(8)).min(LONGEST_BACKOFF)
+}
+
+/// The stream that takes `subject`: `--stream` (created if absent) or the
+/// existing one whose subjects match it. Returns its name.
+async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject: &str) -> Result<String, Failure> {
+    let Some(name) = &args.stream else {
+        return context.stream_by_subject(subject).await.map_err(|e| {
+            Failure::new(
+                EXIT_USAGE,
+                format!(
+                    "no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"
+                ),
+            )
+        });
+    };
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![subject.to_string()],
+        num_replicas: args.replicas.into(),
+        duplicate_window: args.duplicate_window,
+        ..Default::default()
+    };
+    let info = match context.get_stream(name).await {
+        Ok(mut existing) => existing
+            .info()
+            .await
+            .map(|info| info.config.clone())
+            .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}")))?,
+        Err(e) if is_not_found(&e) => {
+            context.create_stream(config).await.map(|created| created.cached_info().config.clone()).map_err(|e| {
+                Failure::new(EXIT_USAGE, format!("cannot create stream '{name}' for subject '{subject}': {e}"))
+            })?
+        }
+        Err(e) => return Err(Failure::new(EXIT_FINDING, format!("cannot look up stream '{name}': {e}"))),
+    };
+    if !info.subjects.iter().any(|filter| subject_matches(filter, subject)) {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "stream '{name}' takes subjects [{}], not '{subject}': publish on one of those, or name another \
+                 --stream",
+                info.subjects.join(", ")
+            ),
+        ));
+    }
+    Ok(name.clone())
+}
+
+fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Whether a stream's subject filter (with `*` and `>` wildcards) takes `subject`.
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in filter.split('.') {
+        match (wanted, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (wanted, Some(token)) if wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, jetstream::context::PublishError>> + Send>>;
+
+struct InFlight {
+    record: Outgoing,
+    sent: Instant,
+}
+
+/// The publishing loop, on the forwarder thread.
+struct Forwarder {
+    context: jetstream::Context,
+    subject: String,
+    journal_id: String,
+    acks: Sender<Ack>,
+    stats: Arc<Stats>,
+    /// Records to publish, oldest first (re-sends go back to the front).
+    unsent: VecDeque<Outgoing>,
+    /// Published, PubAck awaited, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Their PubAcks, all awaited at once (each one's timeout runs from its
+    /// publish), yielded in publishing order.
+    pub_acks: FuturesOrdered<AckFuture>,
+    /// Records to re-send after the trouble: the failed one and all after it.
+    resend: Vec<Outgoing>,
+    /// PubAcks not yet reported to replay (reported once per wake-up).
+    unreported: u64,
+    /// The first failure since publishing last went well: nothing new is
+    /// published until the in-flight publishes have settled.
+    trouble: Option<jetstream::context::PublishError>,
+    backoff: Duration,
+    troubled_since: Option<Instant>,
+}
+
+/// What woke the loop.
+enum Event {
+    Records(Option<Vec<Outgoing>>),
+    Settled(Result<PublishAck, jetstream::context::PublishError>),
+}
+
+impl Forwarder {
+    async fn run(mut self, mut records: tokio::sync::mpsc::UnboundedReceiver<Vec<Outgoing>>) {
+        let mut open = true;
+        loop {
+            self.report_acks();
+            if self.trouble.is_some()
+                && self.in_flight.is_empty()
+                && let Err(rejected) = self.recover().await
+            {
+                let _ = self.acks.send(Ack::Rejected(rejected));
+                return;
+            }
+            self.publish_ready().await;
+            if self.trouble.is_some() && self.in_flight.is_empty() {
+                continue; // a send failed with nothing in flight: nothing to wait for
+            }
+            if !open && self.unsent.is_empty() && self.in_flight.is_empty() && self.trouble.is_none() {
+                return;
+            }
+            let event = tokio::select! {
+                records = records.recv(), if open => Event::Records(records),
+                Some(settled) = self.pub_acks.next(), if !self.in_flight.is_empty() => Event::Settled(settled),
+            };
+            match event {
+                Event::Records(Some(records)) => self.unsent.extend(records),
+                Event::Records(None) => open = false,
+                Event::Settled(result) => {
+                    self.settle_front(result);
+                    self.settle_ready();
+                }
+            }
+        }
+    }
+
+    /// Publishes the records waiting, unless there is trouble or the oldest
+    /// publish has waited for its PubAck longer than [`STALL`].
+    async fn publish_ready(&mut self) {
+        while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
+            let Some(record) = self.unsent.pop_front() else { return };
+            let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record));
+            match self.context.send_publish(self.subject.clone(), publish).await {
+                Ok(ack) => {
+                    self.in_flight.push_back(InFlight { record, sent: Instant::now() });
+                    self.pub_acks.push_back(ack.into_future());
+                }
+                Err(error) => {
+                    self.unsent.push_front(record);
+                    self.trouble = Some(error);
+                }
+            }
+        }
+    }
+
+    fn headers(&self, record: &Outgoing) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{}-{}", self.journal_id, record.position).as_str());
+        headers.insert("Backwater-Journal", self.journal_id.as_str());
+        headers.insert("Backwater-Position", record.position.to_string().as_str());
+        headers.insert("Backwater-Timestamp", record.timestamp.to_string().as_str());
+        headers.insert("Backwater-Priority", record.priority);
+        headers
+    }
+
+    /// The oldest publish settled: acknowledged to replay if all before it
+    /// were; otherwise (or if it failed) kept to be re-sent.
+    fn settle_front(&mut self, result: Result<PublishAck, jetstream::context::PublishError>) {
+        let Some(front) = self.in_flight.pop_front() else { return };
+        match result {
+            // In order: only if no earlier publish failed (a failed send stops
+            // later ones; the publishes before it are acknowledged as usual).
+            Ok(ack) if self.resend.is_empty() => self.acknowledge(&ack),
+            Ok(_) => self.resend.push(front.record),
+            Err(error) => {
+                self.trouble.get_or_insert(error);
+                self.resend.push(front.record);
+            }
+        }
+    }
+
+    /// Settles the in-flight publishes whose PubAck is already here, oldest first.
+    fn settle_ready(&mut self) {
+        while let Some(Some(result)) = self.pub_acks.next().now_or_never() {
+            self.settle_front(result);
+        }
+    }
+
+    fn report_acks(&mut self) {
+        if self.unreported > 0 {
+            let _ = self.acks.send(Ack::Records(std::mem::take(&mut self.unreported)));
+        }
+    }
+
+    fn acknowledge(&mut self, ack: &PublishAck) {
+        self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+        if ack.duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(since) = self.troubled_since.take() {
+            eprintln!("backwater replay: NATS publishing again after {:.1} s", since.elapsed().as_secs_f64());
+        }
+        self.backoff = FIRST_BACKOFF;
+        self.unreported += 1;
+    }
+
+    /// Every in-flight publish has settled after a failure: a refusal ends the
+    /// forwarding; anything else is re-sent, oldest first, after a backoff.
+    async fn recover(&mut self) -> Result<(), Rejected> {
+        let Some(error) = self.trouble.take() else { return Ok(()) };
+        let resend = std::mem::take(&mut self.resend);
+        for record in resend.into_iter().rev() {
+            self.unsent.push_front(record);
+        }
+        let position = self.unsent.front().map_or(0, |record| record.position);
+        if let Some(rejected) = Self::rejection(&error, position) {
+            return Err(rejected);
+        }
+        self.troubled_since.get_or_insert_with(Instant::now);
+        let count = self.unsent.len();
+        self.stats.resent.fetch_add(count as u64, Ordering::Relaxed);
+        eprintln!(
+            "backwater replay: NATS publish at position {position} failed ({}); re-sending from there ({count} \
+             records waiting) in {} ms",
+            describe(&error),
+            self.backoff.as_millis()
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(LONGEST_BACKOFF);
+        Ok(())
+    }
+
+    /// The failure as a refusal, when retrying cannot help.
+    fn rejection(error: &jetstream::context::PublishError, position: u64) -> Option<Rejected> {
+        match error.kind() {
+            PublishErrorKind::MaxPayloadExceeded => Some(Rejected::TooLarge { position, detail: describe(error) }),
+            PublishErrorKind::Other if jetstream_code(error).is_some_and(|code| code != 503) => {
+                Some(Rejected::Refused { position, detail: describe(error) })
+            }
+            PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
+                Some(Rejected::Refused { position, detail: describe(error) })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The JetStream API error code (a status such as 503 or 400) behind a failed publish.
+fn jetstream_code(error: &jetstream::context::PublishError) -> Option<usize> {
+    let source = std::error::Error::source(error)?;
+    source.downcast_ref::<jetstream::Error>().map(jetstream::Error::code)
+}
+
+/// The error with its cause, in one line.
+fn describe(error: &jetstream::context::PublishError) -> String {
+    let mut text = error.to_string();
+    if let Some(source) = std::error::Error::source(error)
+        && !text.contains(&source.to_string())
+    {
+        text = format!("{text}: {source}");
+    }
+    if error.kind() == PublishErrorKind::StreamNotFound {
+        text.push_str(" (no responders: the stream has no leader now)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn subject_filters_match_as_nats_does() {
+        assert!(subject_matches("edge", "edge"));
+        assert!(subject_matches("edge.*", "edge.a"));
+        assert!(subject_matches("edge.>", "edge.a.b"));
+        assert!(subject_matches(">", "anything.at.all"));
+        assert!(!subject_matches("edge.*", "edge.a.b"));
+        assert!(!subject_matches("edge.>", "edge"));
+        assert!(!subject_matches("edge", "edge.a"));
+        assert!(!subject_matches("other", "edge"));
+    }
+}

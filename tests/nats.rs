@@ -1,0 +1,396 @@
+//! `backwater replay --to nats://…`: the NATS JetStream sink's edge cases
+//! against a real `nats-server` (each test skips, saying why, where there is
+//! none), and `tools/nats-e2e` (three edge journals into an R3 stream through
+//! a leader crash, a replay crash and an outage of the whole cluster).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::run_tool;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backwater");
+
+fn backwater(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run backwater")
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn path(dir: &Path) -> &str {
+    dir.to_str().expect("utf-8 temp path")
+}
+
+/// A journal holding `payloads`, one record each.
+fn journal_with(payloads: &[Vec<u8>]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = backwater(&["create", path(dir.path()), "--segment-size", "1MiB", "--min-free", "0"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    append(dir.path(), payloads);
+    dir
+}
+
+/// Appends `payloads`, one record each (`append --format len`).
+fn append(dir: &Path, payloads: &[Vec<u8>]) {
+    let mut input = Vec::new();
+    for payload in payloads {
+        input.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        input.extend_from_slice(payload);
+    }
+    let mut append = Command::new(BIN)
+        .args(["append", path(dir), "--format", "len"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    append.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = append.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+fn numbered(count: usize) -> Vec<Vec<u8>> {
+    (0..count).map(|i| format!("record {i}").into_bytes()).collect()
+}
+
+/// The committed position of cursor `name`.
+fn cursor_position(dir: &Path, name: &str) -> u64 {
+    let listed = backwater(&["cursor", path(dir), "list", "--json"]);
+    let cursors: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("cursor list --json");
+    cursors
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["position"].as_u64())
+        .expect("the cursor exists")
+}
+
+fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A throwaway single-node JetStream server, killed at drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    monitor: u16,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// `None` (with a message) where `nats-server` is not installed.
+    fn start(extra_config: &str) -> Option<NatsServer> {
+        if Command::new("nats-server").arg("--version").output().is_err() {
+            eprintln!("SKIPPED: no nats-server (apt-get install nats-server)");
+            return None;
+        }
+        let store = tempfile::tempdir().unwrap();
+        let (port, monitor) = (free_port(), free_port());
+        let config = store.path().join("server.conf");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\njetstream {{ store_dir: \"{}\" }}\n{extra_config}\n",
+            store.path().display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let child = Self::spawn(store.path());
+        let server = NatsServer { child, port, monitor, _store: store };
+        server.wait_healthy();
+        Some(server)
+    }
+
+    fn spawn(store: &Path) -> Child {
+        Command::new("nats-server")
+            .arg("-c")
+            .arg(store.join("server.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server")
+    }
+
+    fn wait_healthy(&self) {
+        wait_for("nats-server to be healthy", Duration::from_secs(20), || {
+            self.http("/healthz").is_some_and(|body| body.contains("ok"))
+        });
+    }
+
+    /// Stops the server (SIGTERM, as an operator does) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same ports and store.
+    fn restart(&mut self) {
+        self.child = Self::spawn(self._store.path());
+        self.wait_healthy();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A GET on the monitoring port; `None` while it does not answer.
+    fn http(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.monitor)).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    }
+
+    /// Messages in stream `name` (0 if it does not exist).
+    fn messages(&self, name: &str) -> u64 {
+        let body = self.http("/jsz?streams=true").unwrap_or_default();
+        let jsz: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let accounts = jsz["account_details"].as_array().cloned().unwrap_or_default();
+        accounts
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["state"]["messages"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `replay DIR --cursor nats --create --to URL --subject SUBJECT` plus `extra`.
+fn replay_to(dir: &Path, url: &str, subject: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["replay", path(dir), "--cursor", "nats", "--create", "--to", url, "--subject", subject];
+    args.extend_from_slice(extra);
+    backwater(&args)
+}
+
+#[test]
+fn records_reach_the_stream_with_their_ids_and_the_cursor_follows_the_pubacks() {
+    let Some(server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(2000));
+    let out = replay_to(journal.path(), &server.url(), "feed.one", &["--stream", "FEED", "--window", "100"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("replayed 2000 records"), "{}", stderr_of(&out));
+    assert_eq!(server.messages("FEED"), 2000);
+    let tail = backwater(&["info", path(journal.path()), "--json"]);
+    let tail = serde_json::from_slice::<serde_json::Value>(&tail.stdout).unwrap()["tail_position"].as_u64();
+    assert_eq!(Some(cursor_position(journal.path(), "nats")), tail);
+    // The independent reader: one journal, in order, nothing twice.
+    let check = Command::new(common::example("nats_edge"))
+        .args(["check", &server.url(), "--stream", "FEED"])
+        .output()
+        .expect("run nats_edge check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("2000 records in the stream") && report.contains("ok   no Nats-Msg-Id twice"), "{report}");
+    assert!(report.contains("positions grow in stream order"), "{report}");
+    // Without --stream, the stream that takes the subject is found.
+    let out = replay_to(journal.path(), &server.url(), "feed.one", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_server_that_is_down_or_a_bad_address_fails_at_once_with_a_clear_error() {
+    let journal = journal_with(&numbered(10));
+    let down = format!("nats://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = replay_to(journal.path(), &down, "feed", &["--stream", "FEED"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("cannot connect to NATS at") && stderr.contains("the cursor is unchanged"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "it must not retry forever at start");
+    for (address, says) in [
+        ("http://127.0.0.1:4222", "is not a NATS address"),
+        ("nats://127.0.0.1", "has no port"),
+        ("nats://127.0.0.1:0", "is not a port"),
+        ("nats://user@host:4222", "is not HOST:PORT"),
+    ] {
+        let out = replay_to(journal.path(), address, "feed", &[]);
+        assert_eq!(out.status.code(), Some(2), "{address}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(says), "{address}: {}", stderr_of(&out));
+    }
+    let out = replay_to(journal.path(), &down, "feed.*", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("no wildcards"), "{}", stderr_of(&out));
+    let out = replay_to(journal.path(), &down, "feed", &["--window", "200000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("--window is at most 100000 with --to"), "{}", stderr_of(&out));
+    let out = replay_to(journal.path(), &down, "feed", &["--subject-from-key"]);
+    assert!(stderr_of(&out).contains("not yet: records have no keys"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_stream_that_does_not_take_the_subject_is_a_clear_error() {
+    let Some(server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(10));
+    let out = replay_to(journal.path(), &server.url(), "orders.eu", &["--stream", "ORDERS"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = replay_to(journal.path(), &server.url(), "metrics.cpu", &["--stream", "ORDERS"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("stream 'ORDERS' takes subjects [orders.eu], not 'metrics.cpu'"),
+        "{}",
+        stderr_of(&out)
+    );
+    // No stream at all for a subject, and no --stream to create one.
+    let out = replay_to(journal.path(), &server.url(), "nobody.listens", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("no JetStream stream takes subject 'nobody.listens'"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_record_larger_than_max_payload_stops_replay_before_it_naming_its_position() {
+    let Some(server) = NatsServer::start("max_payload: 4096") else { return };
+    let mut payloads = numbered(3);
+    payloads.push(vec![b'x'; 10_000]);
+    payloads.extend(numbered(2));
+    let journal = journal_with(&payloads);
+    let out = replay_to(journal.path(), &server.url(), "big", &["--stream", "BIG"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    let at = cursor_position(journal.path(), "nats");
+    assert!(stderr.contains(&format!("the record at position {at} is larger than the NATS server takes")), "{stderr}");
+    assert!(stderr.contains(&format!("committed at position {at}")), "{stderr}");
+    assert_eq!(server.messages("BIG"), 3, "the records before it are in the stream, none after");
+    // What the error says to do: skip it, and the rest follows.
+    let skip = stderr.split('`').nth(1).expect("the advice holds a command");
+    assert!(skip.starts_with("backwater cursor "), "{skip}");
+    let words: Vec<&str> = skip.split(' ').skip(1).collect();
+    let out = backwater(&words);
+    assert!(out.status.success(), "{skip}: {}", stderr_of(&out));
+    let out = replay_to(journal.path(), &server.url(), "big", &["--stream", "BIG"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(server.messages("BIG"), 5);
+}
+
+/// A TCP proxy to the server that stops passing anything back to the client
+/// from its first publish with headers on: the stream stores the records,
+/// and their PubAcks never reach replay.
+fn puback_swallowing_proxy(server_port: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else { return };
+            let swallow = Arc::new(AtomicBool::new(false));
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let seen = swallow.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    if buf[..n].windows(5).any(|w| w == b"HPUB ") {
+                        seen.store(true, Ordering::SeqCst); // before the server can answer it
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                    if !swallow.load(Ordering::SeqCst) && to_client.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_duplicates() {
+    let Some(server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(500));
+    let out = replay_to(journal.path(), &server.url(), "edge", &["--stream", "EDGE"]);
+    assert!(out.status.success(), "the stream is made: {}", stderr_of(&out));
+    let start = cursor_position(journal.path(), "nats");
+    append(journal.path(), &numbered(500));
+
+    let proxy = format!("nats://127.0.0.1:{}", puback_swallowing_proxy(server.port));
+    let mut replay = Command::new(BIN)
+        .args(["replay", path(journal.path()), "--cursor", "nats", "--to", &proxy, "--subject", "edge"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the 500 new records in the stream", Duration::from_secs(30), || server.messages("EDGE") == 1000);
+    assert_eq!(cursor_position(journal.path(), "nats"), start, "no PubAck arrived: nothing is committed");
+    replay.kill().unwrap(); // SIGKILL
+    replay.wait().unwrap();
+
+    let out = replay_to(journal.path(), &server.url(), "edge", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("acknowledged 500 publishes, 500 of them duplicates the stream dropped"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(server.messages("EDGE"), 1000, "re-sent, and dropped as duplicates: each record once");
+    assert!(cursor_position(journal.path(), "nats") > start);
+}
+
+#[test]
+fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
+    let Some(mut server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(300_000));
+    let log = journal.path().join("replay.log");
+    let mut replay = Command::new(BIN)
+        .args(["replay", path(journal.path()), "--cursor", "nats", "--create", "--to", &server.url()])
+        .args(["--subject", "edge", "--stream", "EDGE", "--ack-timeout", "60s"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("records in the stream", Duration::from_secs(30), || server.messages("EDGE") > 1000);
+    server.stop();
+    // Down long enough for several rounds of re-sends to fill the client's buffer, so
+    // that sends fail too, with nothing in flight (a forwarder that then waited for
+    // PubAcks, not for a retry, hung until --ack-timeout: seen failing before the fix).
+    wait_for("replay to report failed publishes", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().matches("failed (timed out").count() >= 4
+    });
+    server.restart();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = replay.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "replay still running 120 s after the restart");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("NATS publishing again after"), "{stderr}");
+    assert!(stderr.contains("replayed 300000 records"), "{stderr}");
+    assert_eq!(server.messages("EDGE"), 300_000, "each record once: re-sends were dropped as duplicates");
+}
+
+#[test]
+fn three_edge_journals_forward_into_an_r3_stream_exactly_once_through_crashes_and_an_outage() {
+    let Some((out, stdout)) = run_tool("nats-e2e", &[], Duration::from_secs(300)) else { return };
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\nPASS"), "{stdout}");
+    for event in ["SIGKILL n", "SIGKILL replay b", "all three nodes stopped", "shedding", "back-pressured"] {
+        assert!(stdout.contains(event), "the run must show '{event}':\n{stdout}");
+    }
+    println!("{stdout}");
+}
