@@ -40,6 +40,13 @@
 //! [`recovery`], [`frame`] and [`segment`] modules are for tools that look
 //! inside a journal.
 //!
+//! Waiting costs no CPU: [`Consumer::poll_wait`] and a blocking
+//! [`Publisher::append`] sleep in the kernel on a futex in the shared
+//! metadata, woken by the commit (or the level change) they wait for, in any
+//! process. For `async` code, [`Consumer::poll_async`],
+//! [`Publisher::append_async`] and [`ExclusivePublisher::append_async`] wait
+//! without blocking the executor's thread, on any runtime.
+//!
 //! A single appending thread can take [`Journal::exclusive_publisher`] instead:
 //! the same contract with no locked instruction per record, and consumed
 //! segments recycled as the next ones.
