@@ -84,18 +84,6 @@ fn lock_unless_stuck(inner: &JournalState) -> Result<Option<JournalLock<'_>>> {
     }
 }
 
-/// Preparing segment `index` ahead of the tail failed with `error`: under a
-/// dropping policy, when that was for lack of room, drops the oldest segment
-/// so that the next one can be ready before the publisher reaches it (the
-/// budget includes the prepared segments). `true` if one went.
-pub(crate) fn make_room_ahead(inner: &JournalState, error: &Error) -> Result<bool> {
-    let no_room = matches!(error, Error::BackPressured { .. });
-    if !no_room || inner.meta.limits().when_full == WhenFull::Block {
-        return Ok(false);
-    }
-    Ok(drop_oldest_segment(inner)?)
-}
-
 /// Applies the dropping policy to the oldest segment if it is not the tail's:
 /// `true` if one went.
 fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
