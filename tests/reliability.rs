@@ -553,3 +553,24 @@ fn recovery_never_takes_back_a_segment_retention_deleted() {
     let records = common::drain(&mut journal.anonymous_consumer()).expect("no corrupt frame in the readable range");
     assert!(!records.is_empty());
 }
+
+/// A damaged first-position word (past the tail, or not a segment's first
+/// frame) is rebuilt from the segments, never taken as a reason to delete
+/// them. Found by the review: opening deleted every segment, 0 of 3000
+/// records left, nothing counted.
+#[test]
+fn a_damaged_first_position_never_deletes_segments() {
+    const FIRST_POSITION_AT: u64 = 192; // docs/FORMAT.md
+    for damaged in [10 * 1024 * SEGMENT, 2 * SEGMENT + 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let written = {
+            let journal = small_journal(dir.path());
+            let publisher = journal.publisher();
+            (0..1000u32).map(|i| publisher.append(&i.to_le_bytes()).unwrap()).count()
+        };
+        common::write_at(&dir.path().join("journal.meta"), FIRST_POSITION_AT, &damaged.to_le_bytes());
+        let journal = small_journal(dir.path());
+        let records = common::drain(&mut journal.anonymous_consumer()).unwrap();
+        assert_eq!(records.len(), written, "first position {damaged}: records left after open");
+    }
+}
