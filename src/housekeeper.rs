@@ -96,19 +96,10 @@ fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
 }
 
 /// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
-/// In a full ring (a dropping policy at its budget) it makes room one
-/// segment early, so that rotations find the next segment ready.
 pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
-        let segment = match window::write_segment(inner, index) {
-            Ok(segment) => segment,
-            Err(no_room) if index > tail_index && retention::make_room_ahead(inner, &no_room)? => {
-                window::write_segment(inner, index)?
-            }
-            Err(other) => return Err(other),
-        };
-        segment.populate();
+        window::write_segment(inner, index)?.populate();
     }
     Ok(())
 }

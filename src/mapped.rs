@@ -30,8 +30,21 @@ impl MappedFile {
     /// Maps the whole of `path`, which must be exactly `expected_len` bytes
     /// (when given).
     pub fn open(path: &Path, writable: bool, expected_len: Option<u64>) -> Result<MappedFile> {
-        let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| Error::io(path, "open", e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking, so that a FIFO or a device put where a journal file
+        // belongs is refused below instead of blocking the open forever
+        // (no effect on a regular file).
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)
+            .map_err(|e| Error::io(path, "open", e))?;
+        let metadata = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+        if !metadata.file_type().is_file() {
+            return Err(Error::not_a_journal(path, "not a regular file"));
+        }
+        let len = metadata.len();
         if let Some(expected) = expected_len
             && len != expected
         {

@@ -189,7 +189,14 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
 /// and the first position never moves backwards.
 fn remove_deleted(inner: &JournalState, indexes: &mut Vec<u64>, report: &mut RecoveryReport) -> Result<()> {
     let size = inner.segment_size();
-    let first_index = inner.meta.first_position().load(Ordering::Acquire) / size;
+    let first = inner.meta.first_position().load(Ordering::Acquire);
+    // Retention only ever sets a segment's first frame, at or below the
+    // tail: any other value is a damaged word, rebuilt from the segments
+    // below (step 2), never a reason to delete them.
+    if first % size != SEGMENT_HEADER_LEN || inner.meta.check_positions().is_err() {
+        return Ok(());
+    }
+    let first_index = first / size;
     let deleted = indexes.iter().take_while(|&&index| index < first_index).count();
     for index in indexes.drain(..deleted) {
         crate::mapped::remove_durably(&segment::path_of(&inner.dir, index, size))?;

@@ -84,18 +84,6 @@ fn lock_unless_stuck(inner: &JournalState) -> Result<Option<JournalLock<'_>>> {
     }
 }
 
-/// Preparing segment `index` ahead of the tail failed with `error`: under a
-/// dropping policy, when that was for lack of room, drops the oldest segment
-/// so that the next one can be ready before the publisher reaches it (the
-/// budget includes the prepared segments). `true` if one went.
-pub(crate) fn make_room_ahead(inner: &JournalState, error: &Error) -> Result<bool> {
-    let no_room = matches!(error, Error::BackPressured { .. });
-    if !no_room || inner.meta.limits().when_full == WhenFull::Block {
-        return Ok(false);
-    }
-    Ok(drop_oldest_segment(inner)?)
-}
-
 /// Applies the dropping policy to the oldest segment if it is not the tail's:
 /// `true` if one went.
 fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
@@ -153,7 +141,10 @@ fn delete_consumed(inner: &JournalState, cursors: &[CursorFile], limits: &Limits
     let Some(slowest) = slowest(cursors) else { return Ok(()) };
     let size = inner.segment_size();
     let tail = inner.meta.tail_position();
-    let tail_index = tail / size;
+    // The segment the tail word is in, even when the tail is at its end (the
+    // tail position is then the next one's first frame): publishers may
+    // still pad it or start from it.
+    let tail_index = inner.meta.tail_index();
     for index in segment::list(&inner.dir, size)? {
         let end = (index + 1) * size;
         if index >= tail_index || slowest < end {
@@ -220,7 +211,9 @@ fn make_room(inner: &JournalState) -> Result<(), OfferError> {
     // file, so the loop is bounded by the directory, not by arithmetic on them.
     for oldest in segment::list(&inner.dir, size)? {
         let fill = Fill::read(&inner.meta);
-        if fill.ratio() < limits.watermarks.resume || oldest >= fill.tail / size {
+        // Never the tail word's segment (claims may still be in flight in a
+        // tripped one, whose tail position is already the next segment's).
+        if fill.ratio() < limits.watermarks.resume || oldest >= inner.meta.tail_index() {
             break;
         }
         drop_segment(inner, oldest, &limits)?;

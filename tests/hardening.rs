@@ -198,3 +198,24 @@ fn closing_a_read_only_handle_leaves_every_file_as_it_was() {
     assert_eq!(snapshot(dir.path()), before);
     assert!(retired.exists(), "a read-only handle deleted {}", retired.display());
 }
+
+/// A FIFO where a cursor file belongs is refused, not waited on: `info`,
+/// `metrics` and every exporter scrape hung on one (found by the review).
+#[test]
+fn a_fifo_in_place_of_a_cursor_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 3);
+    let fifo = dir.path().join("cursors").join("evil.cursor");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let journal = Journal::open_read_only(&path).unwrap();
+        let _ = sender.send(journal.cursors().map(|c| c.len()));
+    });
+    // A guard against a hang, not a synchronisation: the answer comes at once.
+    let answer = receiver.recv_timeout(std::time::Duration::from_secs(20)).expect("cursors() blocked on a FIFO");
+    let error = answer.expect_err("a FIFO is not a cursor");
+    assert!(error.to_string().contains("evil.cursor"), "{error}");
+}

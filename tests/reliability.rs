@@ -553,3 +553,52 @@ fn recovery_never_takes_back_a_segment_retention_deleted() {
     let records = common::drain(&mut journal.anonymous_consumer()).expect("no corrupt frame in the readable range");
     assert!(!records.is_empty());
 }
+
+/// A damaged first-position word (past the tail, or not a segment's first
+/// frame) is rebuilt from the segments, never taken as a reason to delete
+/// them. Found by the review: opening deleted every segment, 0 of 3000
+/// records left, nothing counted.
+#[test]
+fn a_damaged_first_position_never_deletes_segments() {
+    const FIRST_POSITION_AT: u64 = 192; // docs/FORMAT.md
+    for damaged in [10 * 1024 * SEGMENT, 2 * SEGMENT + 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let written = 1000;
+        {
+            let journal = small_journal(dir.path());
+            let publisher = journal.publisher();
+            for i in 0..written as u32 {
+                publisher.append(&i.to_le_bytes()).unwrap();
+            }
+        }
+        common::write_at(&dir.path().join("journal.meta"), FIRST_POSITION_AT, &damaged.to_le_bytes());
+        let journal = small_journal(dir.path());
+        let records = common::drain(&mut journal.anonymous_consumer()).unwrap();
+        assert_eq!(records.len(), written, "first position {damaged}: records left after open");
+    }
+}
+
+/// Retention never deletes the segment the tail word is in, even when the
+/// tail sits at its very end (the tail position is then the next segment's
+/// first frame): an exclusive publisher starts from that segment. Found by
+/// the review's kill -9 loop (`exclusive_publisher()` failed with
+/// `Error::Lost` after a reopen, 2-3 times in 20).
+#[test]
+fn an_exclusive_publisher_starts_after_a_consumed_full_tail_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small_journal(dir.path());
+    let publisher = journal.publisher();
+    for i in 0..682u64 {
+        publisher.append(&common::payload(i, 64)).unwrap(); // exactly fills segment 0
+    }
+    drop(publisher);
+    let mut consumer = journal.consumer("all").unwrap();
+    assert_eq!(common::drain(&mut consumer).unwrap().len(), 682);
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+    let mut exclusive = journal.exclusive_publisher().expect("an exclusive publisher at a full tail segment");
+    let position = exclusive.append(b"next").unwrap();
+    assert_eq!(position, SEGMENT + 64);
+    drop(exclusive);
+    assert_eq!(common::drain(&mut consumer).unwrap(), vec![(position, b"next".to_vec())]);
+}
