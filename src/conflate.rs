@@ -12,8 +12,6 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashTable;
-
 use crate::record::{Located, Record};
 use crate::segment::Segment;
 
@@ -39,12 +37,17 @@ impl Conflated {
 /// A record read in this call.
 struct Entry {
     /// Its segment's slot in `Conflation::segments`.
-    slot: u32,
+    segment: u32,
     /// Still the latest of its key (unkeyed records always are).
     live: bool,
+    /// For the latest record of a key: its slot in `Conflation::latest`.
+    slot: u32,
     hash: u64,
     at: Located,
 }
+
+/// An empty slot of the key table.
+const EMPTY: u32 = u32::MAX;
 
 /// The reused state of conflating reads.
 #[derive(Default)]
@@ -52,8 +55,12 @@ pub(crate) struct Conflation {
     /// The segments this call read, in order: entries borrow from them.
     segments: Vec<Arc<Segment>>,
     entries: Vec<Entry>,
-    /// Key → the index in `entries` of its latest record.
-    latest: HashTable<u32>,
+    /// The key table, open addressing with linear probing: each slot is
+    /// [`EMPTY`] or the index in `entries` of the latest record of a key.
+    /// Its length is 0 or a power of two, at most half full.
+    latest: Vec<u32>,
+    /// Slots in use: the distinct keys read in this call.
+    keys: usize,
 }
 
 impl Conflation {
@@ -64,28 +71,53 @@ impl Conflation {
         if self.segments.last().map(|s| s.index) != Some(segment.index) {
             self.segments.push(Arc::clone(segment));
         }
-        let slot = (self.segments.len() - 1) as u32;
-        let index = self.entries.len() as u32;
+        let entry = Entry { segment: (self.segments.len() - 1) as u32, live: true, slot: EMPTY, hash: 0, at };
         let Some(key) = at.key(segment.bytes()) else {
-            self.entries.push(Entry { slot, live: true, hash: 0, at });
+            self.entries.push(entry);
             return;
         };
+        if (self.keys + 1) * 2 > self.latest.len() {
+            self.grow();
+        }
         let hash = key_hash(key);
-        let Conflation { segments, entries, latest } = self;
-        let same_key = |&i: &u32| {
-            let entry = &entries[i as usize];
-            entry.hash == hash && entry.at.key(segments[entry.slot as usize].bytes()) == Some(key)
-        };
-        match latest.find_mut(hash, same_key) {
-            Some(previous) => {
-                let superseded = std::mem::replace(previous, index);
-                entries[superseded as usize].live = false;
+        let index = self.entries.len() as u32;
+        let Conflation { segments, entries, latest, keys } = self;
+        let mask = latest.len() - 1;
+        let mut slot = home(hash, latest.len());
+        loop {
+            let found = latest[slot];
+            if found == EMPTY {
+                *keys += 1;
+                break;
             }
-            None => {
-                latest.insert_unique(hash, index, |&i| entries[i as usize].hash);
+            let previous = &mut entries[found as usize];
+            if previous.hash == hash && previous.at.key(segments[previous.segment as usize].bytes()) == Some(key) {
+                previous.live = false;
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
+        latest[slot] = index;
+        self.entries.push(Entry { slot: slot as u32, hash, ..entry });
+    }
+
+    /// Doubles the key table (at least 64 slots) and puts the latest record
+    /// of every key back in.
+    #[cold]
+    fn grow(&mut self) {
+        let len = (self.latest.len() * 2).max(64);
+        self.latest.clear();
+        self.latest.resize(len, EMPTY);
+        for (index, entry) in self.entries.iter_mut().enumerate() {
+            if entry.live && entry.at.key_len.is_some() {
+                let mut slot = home(entry.hash, len);
+                while self.latest[slot] != EMPTY {
+                    slot = (slot + 1) & (len - 1);
+                }
+                self.latest[slot] = index as u32;
+                entry.slot = slot as u32;
             }
         }
-        entries.push(Entry { slot, live: true, hash, at });
     }
 
     /// Hands every live record to `handler` in position order, then forgets
@@ -93,14 +125,25 @@ impl Conflation {
     pub fn deliver<F: FnMut(Record<'_>)>(&mut self, handler: &mut F) -> usize {
         let mut delivered = 0;
         for entry in self.entries.iter().filter(|entry| entry.live) {
-            handler(entry.at.record(self.segments[entry.slot as usize].bytes()));
+            handler(entry.at.record(self.segments[entry.segment as usize].bytes()));
             delivered += 1;
+            if entry.slot != EMPTY {
+                // Every used slot holds the latest (live) record of its key.
+                self.latest[entry.slot as usize] = EMPTY;
+            }
         }
+        self.keys = 0;
         self.entries.clear();
-        self.latest.clear();
         self.segments.clear();
         delivered
     }
+}
+
+/// The first slot to probe for `hash` in a table of `len` slots (a power of
+/// two): the top bits of a Fibonacci multiply.
+#[inline]
+fn home(hash: u64, len: usize) -> usize {
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - len.trailing_zeros())) as usize
 }
 
 /// A fast hash of a key (multiply-rotate over 8-byte words, as FxHash
@@ -121,8 +164,7 @@ fn key_hash(key: &[u8]) -> u64 {
         last[..rest.len()].copy_from_slice(rest);
         hash = mix(hash, u64::from_le_bytes(last));
     }
-    // hashbrown takes its control byte from the top bits: fold the low ones in.
-    hash ^ (hash >> 29) ^ (hash << 31)
+    hash
 }
 
 #[cfg(test)]

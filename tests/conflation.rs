@@ -214,7 +214,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0u8..12, 0usize..3000).prop_map(|(key, len)| Op::Keyed(key, len)),
+        8 => (0u8..40, 0usize..3000).prop_map(|(key, len)| Op::Keyed(key, len)),
         2 => (0usize..3000).prop_map(Op::Plain),
         1 => proptest::collection::vec((0u8..12, 0usize..2000), 1..30).prop_map(Op::Exclusive),
         4 => (1usize..120).prop_map(Op::Conflate),
