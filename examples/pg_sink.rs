@@ -171,7 +171,9 @@ fn insert_batch(client: &mut Client, table: &str, rows: &[Row]) -> Result<(), po
          {}",
         upsert(
             table,
-            &format!("SELECT DISTINCT ON (key) {columns} FROM staging WHERE key IS NOT NULL ORDER BY key, position DESC")
+            &format!(
+                "SELECT DISTINCT ON (key) {columns} FROM staging WHERE key IS NOT NULL ORDER BY key, position DESC"
+            )
         )
     ))?;
     transaction.commit()
