@@ -11,6 +11,11 @@
 //! |length|type|flags| owner | position | timestamp |  crc | zero   | payload…
 //! +------+----+-----+-------+----------+-----------+------+--------+---------
 //!  \____ word 0 (u64, atomic) ____/
+//!
+//! a keyed record (flags bit 1, FLAG_KEYED), from byte 32:
+//! +---------------+-----------+---------
+//! | key len (u16) | key bytes | payload…      (the CRC covers all three)
+//! +---------------+-----------+---------
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
