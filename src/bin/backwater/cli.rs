@@ -440,8 +440,9 @@ pub struct ReplayArgs {
     pub subject_from_key: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of
     /// each key (`append --key-delimiter`); the cursor still moves past all of them. Says on stderr
-    /// how many records it skipped
-    #[arg(long)]
+    /// how many records it skipped. One read takes a whole window, so up to that many records may
+    /// be handed over past --window; not with --to (its window bounds the publishes in flight)
+    #[arg(long, conflicts_with = "to")]
     pub conflate: bool,
     /// With --conflate: records read per window (at least 1); a larger window skips more, and
     /// holds one small entry per record read
