@@ -7,7 +7,13 @@
 //! bytes alike). Each transaction copies the batch into a temporary table
 //! (`COPY ... BINARY`: no limit on the batch, unlike bind parameters) and
 //! inserts it with `ON CONFLICT DO NOTHING`, so a replay after a crash is
-//! idempotent. After each commit it writes the number of records in that
+//! idempotent. Keyed records (`append --key-delimiter`; `key` or `key_hex`
+//! in the JSON) are upserted by key instead: the table keeps one row per key,
+//! the record with the highest position (`ON CONFLICT (key) DO UPDATE …
+//! WHERE excluded.position > t.position`), so a replay after a crash, or a
+//! batch holding the same key twice, never puts an older value over a newer
+//! one; this is what `replay --conflate` feeds. Unkeyed rows have a NULL key
+//! (never in conflict). After each commit it writes the number of records in that
 //! transaction on stdout: the acknowledgement `replay --ack` expects. A
 //! partial batch is committed as soon as input pauses, and at its end.
 //!
@@ -22,6 +28,8 @@
 //! ```text
 //! backwater replay /var/lib/feed --cursor db --ack --window 5000 --format json \
 //!     --exec 'pg_sink --url "host=127.0.0.1 user=app dbname=app" --batch 1000'
+//! backwater replay /var/lib/prices --cursor db --conflate --ack --format json \
+//!     --exec 'pg_sink --url "host=127.0.0.1 user=app dbname=app" --table prices'
 //! ```
 
 use std::io::{BufRead, Write};
@@ -68,22 +76,30 @@ struct Row {
     position: i64,
     priority: String,
     payload: Vec<u8>,
+    /// A keyed record's key: the row is upserted by it.
+    key: Option<Vec<u8>>,
 }
 
 fn parse_row(line: &str) -> Result<Row, String> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("bad JSON '{line}': {e}"))?;
     let field = |name: &str| value[name].as_str().ok_or_else(|| format!("no {name} in '{line}'"));
-    let payload = match (value["payload"].as_str(), value["payload_hex"].as_str()) {
-        (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(hex)) => from_hex(hex).ok_or_else(|| format!("bad payload_hex in '{line}'"))?,
-        (None, None) => return Err(format!("no payload in '{line}'")),
-    };
+    let payload = text_or_hex(&value, "payload")?.ok_or_else(|| format!("no payload in '{line}'"))?;
     Ok(Row {
         journal_id: field("journal_id")?.to_string(),
         position: value["position"].as_i64().ok_or_else(|| format!("no position in '{line}'"))?,
         priority: field("priority")?.to_string(),
         payload,
+        key: text_or_hex(&value, "key")?,
     })
+}
+
+/// The bytes of field `name` (UTF-8 text) or `name_hex` (hex), if present.
+fn text_or_hex(value: &serde_json::Value, name: &str) -> Result<Option<Vec<u8>>, String> {
+    match (value[name].as_str(), value[format!("{name}_hex")].as_str()) {
+        (Some(text), _) => Ok(Some(text.as_bytes().to_vec())),
+        (None, Some(hex)) => from_hex(hex).map(Some).ok_or_else(|| format!("bad {name}_hex in '{value}'")),
+        (None, None) => Ok(None),
+    }
 }
 
 fn from_hex(hex: &str) -> Option<Vec<u8>> {
@@ -115,6 +131,9 @@ fn create_tables(client: &mut Client, table: &str) -> Result<(), postgres::Error
          CREATE TABLE IF NOT EXISTS {table}_dead_letter (journal_id TEXT NOT NULL, position BIGINT NOT NULL, \
              priority TEXT NOT NULL, payload BYTEA NOT NULL, error TEXT NOT NULL, \
              failed_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (journal_id, position));
+         ALTER TABLE {table} ADD COLUMN IF NOT EXISTS key BYTEA;
+         ALTER TABLE {table}_dead_letter ADD COLUMN IF NOT EXISTS key BYTEA;
+         CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table} (key);
          CREATE TEMP TABLE staging (LIKE {table}) ON COMMIT DELETE ROWS;"
     ))
 }
@@ -125,17 +144,38 @@ fn refused(error: &postgres::Error) -> bool {
     error.code().is_some_and(|state| state.code().starts_with("22") || state.code().starts_with("23"))
 }
 
+/// The upsert of keyed rows: a row is replaced only by a newer record of its
+/// key (`$rows` is `VALUES (...)` or a `SELECT` of one row per key).
+fn upsert(table: &str, rows: &str) -> String {
+    format!(
+        "INSERT INTO {table} AS t (journal_id, position, priority, payload, key) {rows} \
+         ON CONFLICT (key) DO UPDATE SET journal_id = excluded.journal_id, position = excluded.position, \
+         priority = excluded.priority, payload = excluded.payload WHERE excluded.position > t.position"
+    )
+}
+
 /// The whole batch in one transaction: COPY into the staging table, then
-/// one INSERT ... SELECT.
+/// one INSERT ... SELECT for the unkeyed rows and one upsert of the newest
+/// row of each key.
 fn insert_batch(client: &mut Client, table: &str, rows: &[Row]) -> Result<(), postgres::Error> {
     let mut transaction = client.transaction()?;
-    let copy = transaction.copy_in("COPY staging (journal_id, position, priority, payload) FROM STDIN BINARY")?;
-    let mut writer = BinaryCopyInWriter::new(copy, &[Type::TEXT, Type::INT8, Type::TEXT, Type::BYTEA]);
+    let copy = transaction.copy_in("COPY staging (journal_id, position, priority, payload, key) FROM STDIN BINARY")?;
+    let mut writer = BinaryCopyInWriter::new(copy, &[Type::TEXT, Type::INT8, Type::TEXT, Type::BYTEA, Type::BYTEA]);
     for row in rows {
-        writer.write(&[&row.journal_id, &row.position, &row.priority, &row.payload])?;
+        writer.write(&[&row.journal_id, &row.position, &row.priority, &row.payload, &row.key])?;
     }
     writer.finish()?;
-    transaction.batch_execute(&format!("INSERT INTO {table} SELECT * FROM staging ON CONFLICT DO NOTHING"))?;
+    let columns = "journal_id, position, priority, payload, key";
+    transaction.batch_execute(&format!(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM staging WHERE key IS NULL ON CONFLICT DO NOTHING;
+         {}",
+        upsert(
+            table,
+            &format!(
+                "SELECT DISTINCT ON (key) {columns} FROM staging WHERE key IS NOT NULL ORDER BY key, position DESC"
+            )
+        )
+    ))?;
     transaction.commit()
 }
 
@@ -152,10 +192,10 @@ fn insert_one_by_one(client: &mut Client, table: &str, rows: &[Row]) -> Result<u
             eprintln!("pg_sink: record {} of journal {} dead-lettered: {error}", row.position, row.journal_id);
             transaction.execute(
                 &format!(
-                    "INSERT INTO {table}_dead_letter (journal_id, position, priority, payload, error) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+                    "INSERT INTO {table}_dead_letter (journal_id, position, priority, payload, error, key) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
                 ),
-                &[&row.journal_id, &row.position, &row.priority, &row.payload, &error.to_string()],
+                &[&row.journal_id, &row.position, &row.priority, &row.payload, &error.to_string(), &row.key],
             )?;
             dead += 1;
         }
@@ -167,10 +207,14 @@ fn insert_one_by_one(client: &mut Client, table: &str, rows: &[Row]) -> Result<u
 /// One row under a savepoint, so a refusal does not abort the transaction.
 fn insert_row(transaction: &mut Transaction<'_>, table: &str, row: &Row) -> Result<(), postgres::Error> {
     let mut savepoint = transaction.savepoint("row")?;
-    savepoint.execute(
-        &format!("INSERT INTO {table} VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
-        &[&row.journal_id, &row.position, &row.priority, &row.payload],
-    )?;
+    let statement = match row.key {
+        None => format!(
+            "INSERT INTO {table} (journal_id, position, priority, payload, key) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING"
+        ),
+        Some(_) => upsert(table, "VALUES ($1, $2, $3, $4, $5)"),
+    };
+    savepoint.execute(&statement, &[&row.journal_id, &row.position, &row.priority, &row.payload, &row.key])?;
     savepoint.commit()
 }
 

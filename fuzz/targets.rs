@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use backwater::frame::{self, Decoded};
+use backwater::frame::{self, Body, Decoded};
 use backwater::segment::{self, Segment, SegmentIdentity};
 use backwater::{Config, Journal};
 
@@ -30,12 +30,52 @@ pub fn frame_decode(data: &[u8]) {
     while offset + 8 <= room.len() {
         let word = u64_at(room, offset);
         match frame::decode(word, &room[offset..], position.wrapping_add(offset as u64), true) {
-            Ok(Decoded::Data { aligned_len, payload_len, .. }) => {
-                assert!(frame::HEADER_LEN + payload_len <= room.len() - offset);
+            Ok(Decoded::Data { aligned_len, payload_len, key_len, .. }) => {
+                let end = frame::payload_offset(key_len) + payload_len;
+                assert!(end <= room.len() - offset && end <= aligned_len);
+                if let Some(len) = key_len {
+                    assert!(frame::key_range(len).end <= frame::payload_offset(key_len));
+                }
                 offset += aligned_len;
             }
             Ok(Decoded::Padding { aligned_len }) => offset += aligned_len,
             _ => break,
+        }
+    }
+}
+
+/// A keyed frame built from the input (key and payload split at its first
+/// byte's value), its key-length bytes then overwritten by the next two
+/// input bytes with the CRC fixed up: decoding either reads back exactly
+/// what was written, or fails with a typed fault; never panics, never reads
+/// past the frame.
+pub fn keyed_frame(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else { return };
+    let (head, tail) = rest.split_at((split as usize).min(rest.len()));
+    let (damage, body) = tail.split_at(tail.len().min(2));
+    let Ok(keyed) = frame::Keyed::new(head, body) else { return };
+    let len = keyed.body_len();
+    let mut room = vec![0u8; frame::aligned_frame_len(len) + 64];
+    let word = frame::Word0::data(backwater::Priority::Normal, len, 0).with_flags(frame::FLAG_KEYED);
+    room[..8].copy_from_slice(&word.pack().to_le_bytes());
+    keyed.write_parts(|at, part| room[frame::HEADER_LEN + at..][..part.len()].copy_from_slice(part));
+    room[frame::CRC_OFFSET..frame::CRC_OFFSET + 4].copy_from_slice(&keyed.body_crc().to_le_bytes());
+    let decoded = frame::decode(word.pack(), &room, 0, true);
+    let Ok(Decoded::Data { key_len: Some(key_len), payload_len, .. }) = decoded else {
+        panic!("a keyed frame as written must decode: {decoded:?}");
+    };
+    let start = frame::payload_offset(Some(key_len));
+    assert_eq!((&room[frame::key_range(key_len)], &room[start..start + payload_len]), (head, body));
+    if damage.len() == 2 {
+        room[frame::HEADER_LEN..frame::HEADER_LEN + 2].copy_from_slice(damage);
+        let crc = frame::crc(&room[frame::HEADER_LEN..frame::HEADER_LEN + len]);
+        room[frame::CRC_OFFSET..frame::CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        match frame::decode(word.pack(), &room, 0, true) {
+            Ok(Decoded::Data { key_len: Some(key_len), payload_len, .. }) => {
+                assert_eq!(frame::payload_offset(Some(key_len)) + payload_len, frame::HEADER_LEN + len);
+            }
+            Err(frame::FrameFault::BadKeyLength { body, .. }) => assert_eq!(body, len),
+            other => panic!("a damaged key length must decode or be BadKeyLength: {other:?}"),
         }
     }
 }

@@ -12,73 +12,17 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::Flush;
+use crate::conflate::{Conflated, Conflation};
 use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
-use crate::frame::{self, Decoded, HEADER_LEN};
+use crate::frame::{self, Decoded};
 use crate::handle::Handle;
+use crate::record::{Located, Record};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::state::JournalState;
 use crate::waiter::Registration;
 use crate::wake::Sleeper;
-use crate::{Flush, Priority};
-
-/// One record, borrowed from the mapped segment (zero-copy): what
-/// [`Consumer::poll`] hands its handler. Copy out what must outlive the
-/// handler call.
-///
-/// ```
-/// # let dir = tempfile::tempdir()?;
-/// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
-/// use backwater::Priority;
-/// let publisher = journal.publisher();
-/// let position = publisher.append(b"hello")?;
-/// let mut consumer = journal.consumer("records")?;
-/// consumer.poll(|record| {
-///     assert_eq!(record.position(), position);
-///     assert_eq!(record.payload(), b"hello");
-///     assert_eq!(record.priority(), Priority::Normal);
-///     assert!(record.next_position() > record.position());
-///     assert!(record.timestamp() > 0);              // ns since the epoch
-/// }, 1)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Record<'a> {
-    position: u64,
-    next_position: u64,
-    timestamp: u64,
-    priority: Priority,
-    payload: &'a [u8],
-}
-
-impl<'a> Record<'a> {
-    /// The record's position: unique, only growing.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
-    /// The position right after this record: where a consumer that has
-    /// processed it resumes ([`Consumer::commit_at`]).
-    pub fn next_position(&self) -> u64 {
-        self.next_position
-    }
-
-    /// When it was appended, in nanoseconds since the Unix epoch (coarse
-    /// clock: a few milliseconds of resolution).
-    pub fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
-
-    /// The priority it was offered with.
-    pub fn priority(&self) -> Priority {
-        self.priority
-    }
-
-    /// The payload, CRC-checked.
-    pub fn payload(&self) -> &'a [u8] {
-        self.payload
-    }
-}
 
 /// Where [`Consumer::seek`] moves to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +92,8 @@ pub struct Consumer {
     /// The last `poll_wait` timed out: the next one sleeps without spinning
     /// first (an idle follower costs no CPU; one that reads spins).
     quiet: bool,
+    /// Kept between calls of `poll_conflated`, so its table is reused.
+    conflation: Conflation,
 }
 
 impl Consumer {
@@ -178,12 +124,30 @@ impl Consumer {
                 ),
             ));
         }
-        Ok(Consumer { inner, cursor: Some(cursor), _writer: writer, position, segment: None, hole: None, quiet: false })
+        Ok(Consumer {
+            inner,
+            cursor: Some(cursor),
+            _writer: writer,
+            position,
+            segment: None,
+            hole: None,
+            quiet: false,
+            conflation: Conflation::default(),
+        })
     }
 
     pub(crate) fn anonymous(inner: Handle) -> Consumer {
         let position = inner.meta.first_position().load(Ordering::Acquire);
-        Consumer { inner, cursor: None, _writer: None, position, segment: None, hole: None, quiet: false }
+        Consumer {
+            inner,
+            cursor: None,
+            _writer: None,
+            position,
+            segment: None,
+            hole: None,
+            quiet: false,
+            conflation: Conflation::default(),
+        }
     }
 
     /// The cursor's name (`None` for an anonymous consumer).
@@ -218,6 +182,67 @@ impl Consumer {
     ///   [`Consumer::reattach`].
     /// - [`Error::Io`] when a segment cannot be mapped.
     pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
+        self.scan(|segment, at| handler(at.record(segment.bytes())), limit)
+    }
+
+    /// Reads up to `limit` records from the consumer's position (fewer at
+    /// the tail) and hands the handler, in position order, every unkeyed
+    /// record and, for each key, only the last record of that key among
+    /// those read ([`Publisher::offer_keyed`](crate::Publisher::offer_keyed)).
+    /// The consumer moves past every record read, handed out or not (commit
+    /// as after [`Consumer::poll`]). Returns how many records it handed out;
+    /// [`Consumer::poll_conflated_counts`] also says how many it read.
+    ///
+    /// The records handed out borrow the mapped segments (zero-copy, across
+    /// segment boundaries too: the segments read are held until the call
+    /// returns); a reused table of key to record keeps the work per record
+    /// skipped close to a plain poll's, with no allocation per record once
+    /// the table has grown to `limit`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// for (key, price) in [("EURUSD", "1.0841"), ("USDJPY", "151.2"), ("EURUSD", "1.0842")] {
+    ///     publisher.append_keyed(key.as_bytes(), price.as_bytes())?;
+    /// }
+    /// publisher.append(b"unkeyed: always delivered")?;
+    /// let mut consumer = journal.consumer("prices")?;
+    /// let mut seen = Vec::new();
+    /// let delivered = consumer.poll_conflated(|record| seen.push(record.payload().to_vec()), 100)?;
+    /// assert_eq!(delivered, 3);
+    /// assert_eq!(seen, [b"151.2".to_vec(), b"1.0842".to_vec(), b"unkeyed: always delivered".to_vec()]);
+    /// assert_eq!(consumer.lag(), 0);                // moved past all four
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Consumer::poll`]. The records read before the failing
+    /// frame are conflated and handed out first; the consumer stays at that
+    /// frame.
+    pub fn poll_conflated<F: FnMut(Record<'_>)>(&mut self, handler: F, limit: usize) -> Result<usize> {
+        self.poll_conflated_counts(handler, limit).map(|counts| counts.delivered)
+    }
+
+    /// [`Consumer::poll_conflated`], returning how many records it read as
+    /// well as how many it handed out (the rest were superseded by a later
+    /// record of the same key among those read).
+    ///
+    /// # Errors
+    /// Those of [`Consumer::poll_conflated`].
+    pub fn poll_conflated_counts<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<Conflated> {
+        // Taken out while scanning, so the visitor may use it while `scan`
+        // borrows the consumer.
+        let mut conflation = std::mem::take(&mut self.conflation);
+        let scanned = self.scan(|segment, at| conflation.note(segment, at), limit);
+        let delivered = conflation.deliver(&mut handler);
+        self.conflation = conflation;
+        Ok(Conflated { read: scanned?, delivered })
+    }
+
+    /// Walks up to `limit` records from the consumer's position, handing
+    /// each one's place and segment to `visit`, and moves past them.
+    fn scan<F: FnMut(&Arc<Segment>, Located)>(&mut self, mut visit: F, limit: usize) -> Result<usize> {
         self.check_attached()?;
         let size = self.inner.segment_size();
         if !self.position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) || self.position % size < SEGMENT_HEADER_LEN {
@@ -237,7 +262,7 @@ impl Consumer {
             // Taken out while reading (no refcount change per poll); an error
             // leaves it out, and the next poll maps whatever is current.
             let Some(segment) = self.segment.take() else { break };
-            let (read, more) = self.read_in_segment(&segment, &mut handler, limit - count)?;
+            let (read, more) = self.read_in_segment(&segment, &mut visit, limit - count)?;
             self.segment = Some(segment);
             count += read;
             if !more {
@@ -251,10 +276,10 @@ impl Consumer {
     /// records. Returns how many, and `false` when there is nothing more to
     /// read for now (the tail, or a hole not yet old enough to unblock).
     #[inline]
-    fn read_in_segment<F: FnMut(Record<'_>)>(
+    fn read_in_segment<F: FnMut(&Arc<Segment>, Located)>(
         &mut self,
-        segment: &Segment,
-        handler: &mut F,
+        segment: &Arc<Segment>,
+        visit: &mut F,
         limit: usize,
     ) -> Result<(usize, bool)> {
         let bytes = segment.bytes();
@@ -266,16 +291,10 @@ impl Consumer {
         while count < limit {
             let word = segment.word0(offset).load(Ordering::Acquire);
             let aligned = match frame::decode(word, &bytes[offset..], position, true) {
-                Ok(Decoded::Data { payload_len, aligned_len, flags, timestamp }) => {
-                    let start = offset + HEADER_LEN;
+                Ok(Decoded::Data { payload_len, key_len, aligned_len, flags, timestamp }) => {
                     let next = segment::next_position(position, aligned_len, size as u64);
-                    handler(Record {
-                        position,
-                        next_position: next,
-                        timestamp,
-                        priority: frame::flags_priority(flags),
-                        payload: &bytes[start..start + payload_len],
-                    });
+                    let at = Located { offset, position, next_position: next, timestamp, flags, key_len, payload_len };
+                    visit(segment, at);
                     count += 1;
                     position = next;
                     aligned_len
@@ -569,6 +588,7 @@ impl Consumer {
             segment: None,
             hole: None,
             quiet: false,
+            conflation: Conflation::default(),
         };
         let mut found = None;
         loop {

@@ -78,6 +78,16 @@ pub enum Error {
         /// The largest payload this journal takes, in bytes.
         max: usize,
     },
+    /// A key longer than [`frame::MAX_KEY_LEN`](crate::frame::MAX_KEY_LEN)
+    /// bytes offered with a keyed append
+    /// ([`Publisher::offer_keyed`](crate::Publisher::offer_keyed)); nothing
+    /// was written.
+    KeyTooLong {
+        /// The key's length, in bytes.
+        len: usize,
+        /// The longest key a record can carry, in bytes.
+        max: usize,
+    },
     /// [`Consumer::seek`](crate::Consumer::seek) (or
     /// [`Consumer::commit_at`](crate::Consumer::commit_at),
     /// [`Journal::walk_frames`](crate::Journal::walk_frames)) to a position
@@ -255,6 +265,7 @@ impl std::fmt::Display for Error {
             Error::RecordTooLarge { len, max } => {
                 write!(f, "record of {len} bytes exceeds the maximum of {max} (segment_size / 8)")
             }
+            Error::KeyTooLong { len, max } => write!(f, "key of {len} bytes exceeds the maximum of {max}"),
             Error::NotAFrameBoundary { position, reason } => {
                 write!(f, "position {position} is not the start of a frame: {reason}")
             }
@@ -401,3 +412,15 @@ impl From<OfferError> for Error {
 
 /// `std::result::Result` with backwater's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::frame::KeyTooLong> for Error {
+    fn from(too_long: crate::frame::KeyTooLong) -> Error {
+        Error::KeyTooLong { len: too_long.0, max: crate::frame::MAX_KEY_LEN }
+    }
+}
+
+impl From<crate::frame::KeyTooLong> for OfferError {
+    fn from(too_long: crate::frame::KeyTooLong) -> OfferError {
+        OfferError::Failed(too_long.into())
+    }
+}

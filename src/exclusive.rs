@@ -20,8 +20,7 @@ use std::sync::atomic::Ordering;
 
 use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async};
 use crate::error::{Error, OfferError, Result};
-use crate::frame::Word0;
-use crate::frame::{self, HEADER_LEN};
+use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
 use crate::meta::TailCodec;
 use crate::publisher_lock::{Mode, PublisherLock};
@@ -155,9 +154,55 @@ impl ExclusivePublisher {
 
     /// `append` after a refusal: only here does it pay for waiting.
     #[cold]
-    fn wait_and_append(&mut self, refused: OfferError, priority: Priority, payload: &[u8]) -> Result<u64> {
+    fn wait_and_append<B: Body + ?Sized>(&mut self, refused: OfferError, priority: Priority, body: &B) -> Result<u64> {
         let inner = self.inner.clone();
-        wait_after_refusal(&inner, refused, || self.try_offer(priority, payload))
+        wait_after_refusal(&inner, refused, || self.try_offer(priority, body))
+    }
+
+    /// [`ExclusivePublisher::offer`] for a keyed record: `payload` under
+    /// `key` (see [`Publisher::offer_keyed`](crate::Publisher::offer_keyed)).
+    ///
+    /// # Errors
+    /// [`OfferError::Failed`] with [`Error::KeyTooLong`] for a key of more
+    /// than [`frame::MAX_KEY_LEN`] bytes; otherwise those of
+    /// [`ExclusivePublisher::offer`] (the key counts towards the record's
+    /// length, with its 2-byte length).
+    #[inline]
+    pub fn offer_keyed(&mut self, key: &[u8], payload: &[u8]) -> Result<u64, OfferError> {
+        self.offer_keyed_with(Priority::Normal, key, payload)
+    }
+
+    /// [`ExclusivePublisher::offer_keyed`] with a priority.
+    ///
+    /// # Errors
+    /// Those of [`ExclusivePublisher::offer_keyed`] and
+    /// [`ExclusivePublisher::offer_with`].
+    #[inline]
+    pub fn offer_keyed_with(&mut self, priority: Priority, key: &[u8], payload: &[u8]) -> Result<u64, OfferError> {
+        let body = Keyed::new(key, payload)?;
+        self.try_offer(priority, &body).inspect_err(|e| count_refusal(&self.inner.meta, e))
+    }
+
+    /// [`ExclusivePublisher::append`] for a keyed record: waits while
+    /// back-pressured.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLong`], and those of [`ExclusivePublisher::append`].
+    pub fn append_keyed(&mut self, key: &[u8], payload: &[u8]) -> Result<u64> {
+        self.append_keyed_with(Priority::Normal, key, payload)
+    }
+
+    /// [`ExclusivePublisher::append_keyed`] with a priority.
+    ///
+    /// # Errors
+    /// Those of [`ExclusivePublisher::append_keyed`] and
+    /// [`ExclusivePublisher::append_with`].
+    pub fn append_keyed_with(&mut self, priority: Priority, key: &[u8], payload: &[u8]) -> Result<u64> {
+        let body = Keyed::new(key, payload)?;
+        match self.try_offer(priority, &body) {
+            Ok(position) => Ok(position),
+            Err(refused) => self.wait_and_append(refused, priority, &body),
+        }
     }
 
     /// The position the next record will get (no shared load: this publisher
@@ -167,24 +212,26 @@ impl ExclusivePublisher {
     }
 
     #[inline]
-    fn try_offer(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
-        if payload.len() > self.inner.max_payload {
-            return Err(Error::RecordTooLarge { len: payload.len(), max: self.inner.max_payload }.into());
+    fn try_offer<B: Body + ?Sized>(&mut self, priority: Priority, body: &B) -> Result<u64, OfferError> {
+        let len = body.body_len();
+        if len > self.inner.max_payload {
+            return Err(Error::RecordTooLarge { len, max: self.inner.max_payload }.into());
         }
-        let aligned = frame::aligned_frame_len(payload.len());
+        let aligned = frame::aligned_frame_len(len);
         let position = self.room_for(priority, aligned)?;
-        let word = Word0::data(priority, payload.len(), self.owner);
+        let word = Word0::data(priority, len, self.owner).with_flags(B::FLAGS);
         let (segment, offset) = (&self.segment, self.offset);
-        let fields = frame::header_fields(position, frame::now_ns(), frame::crc(payload));
+        let fields = frame::header_fields(position, frame::now_ns(), body.body_crc());
         let file = segment.file();
         // SAFETY: `room_for` made `offset + aligned <= segment_len`, which is
         // the mapping's length (segments are exactly that long), and `aligned`
-        // covers header and payload; offsets stay multiples of the frame
-        // alignment (32), so word 0 is 8-aligned; `write_segment` maps
-        // segments writable; and past the tail only this publisher writes.
+        // covers header and body (whose parts lie in `0..len`); offsets stay
+        // multiples of the frame alignment (32), so word 0 is 8-aligned;
+        // `write_segment` maps segments writable; and past the tail only this
+        // publisher writes.
         unsafe {
             file.write_unchecked(offset + frame::POSITION_OFFSET, &fields);
-            file.write_unchecked(offset + HEADER_LEN, payload);
+            body.write_parts(|at, part| file.write_unchecked(offset + HEADER_LEN + at, part));
             // Release: a reader that sees the word sees the whole frame.
             file.atomic_u64_unchecked(offset).store(word.pack(), Ordering::Release);
         }

@@ -11,6 +11,11 @@
 //! |length|type|flags| owner | position | timestamp |  crc | zero   | payload…
 //! +------+----+-----+-------+----------+-----------+------+--------+---------
 //!  \____ word 0 (u64, atomic) ____/
+//!
+//! a keyed record (flags bit 1, FLAG_KEYED), from byte 32:
+//! +---------------+-----------+---------
+//! | key len (u16) | key bytes | payload…      (the CRC covers all three)
+//! +---------------+-----------+---------
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +51,16 @@ pub const TYPE_PADDING: u8 = 2;
 /// ever found inside a padding frame's body, never where a reader looks.
 pub const TYPE_COVERED: u8 = 3;
 
-const FLAG_PRIORITY_LOW: u8 = 0b0000_0001;
+/// [`Word0::flags`] bit: the record was offered with [`Priority::Low`].
+pub const FLAG_PRIORITY_LOW: u8 = 0b0000_0001;
+/// [`Word0::flags`] bit: the record is keyed. Its body (the bytes after the
+/// header, all covered by the CRC) is the key's length ([`KEY_LEN_BYTES`]
+/// bytes, little-endian), the key, then the payload.
+pub const FLAG_KEYED: u8 = 0b0000_0010;
+/// Bytes of the key length ahead of a keyed record's key (a `u16`).
+pub const KEY_LEN_BYTES: usize = 2;
+/// The longest key a keyed record can carry, in bytes.
+pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 
 /// Rounds `len` up to the frame alignment.
 #[inline]
@@ -75,8 +89,9 @@ pub struct Word0 {
     /// [`TYPE_DATA`], [`TYPE_PADDING`] or [`TYPE_COVERED`] (0 in an untouched
     /// slot).
     pub frame_type: u8,
-    /// Bit 0: the record was offered with [`Priority::Low`] (see
-    /// [`priority_flags`]); the other bits are zero.
+    /// Bit 0 ([`FLAG_PRIORITY_LOW`]): the record was offered with
+    /// [`Priority::Low`] (see [`priority_flags`]); bit 1 ([`FLAG_KEYED`]):
+    /// the record carries a key ([`is_keyed`]); the other bits are zero.
     pub flags: u8,
     /// Slot of the claiming process in the metadata's process table (+1; 0 = unknown).
     pub owner: u16,
@@ -119,6 +134,12 @@ impl Word0 {
             flags: priority_flags(priority),
             owner,
         }
+    }
+
+    /// The same word with the `flags` bits added (a [`Body::FLAGS`]).
+    #[inline]
+    pub const fn with_flags(self, flags: u8) -> Word0 {
+        Word0 { flags: self.flags | flags, ..self }
     }
 
     /// The word of the same frame while it is claimed, not yet committed
@@ -236,25 +257,141 @@ pub const fn flags_priority(flags: u8) -> Priority {
     if flags & FLAG_PRIORITY_LOW != 0 { Priority::Low } else { Priority::Normal }
 }
 
+/// Whether a frame's [`Word0::flags`] mark a keyed record ([`FLAG_KEYED`]).
+#[inline]
+pub const fn is_keyed(flags: u8) -> bool {
+    flags & FLAG_KEYED != 0
+}
+
 /// CRC32 (IEEE, as computed by `crc32fast`) of a payload.
 #[inline]
 pub fn crc(payload: &[u8]) -> u32 {
+    crc_of(&[payload])
+}
+
+/// CRC32 of `parts` one after the other (as [`crc`] of their concatenation).
+#[inline]
+pub fn crc_of(parts: &[&[u8]]) -> u32 {
     // `crc32fast::hash` asks the CPU for its features at every call; a
     // hasher made once and cloned skips that (a fifth of a 64 B record's
     // CRC).
     static PROTOTYPE: std::sync::LazyLock<crc32fast::Hasher> = std::sync::LazyLock::new(crc32fast::Hasher::new);
     let mut hasher = PROTOTYPE.clone();
-    hasher.update(payload);
+    for part in parts {
+        hasher.update(part);
+    }
     hasher.finalize()
+}
+
+/// The bytes of a data frame after its header, as an appender writes them:
+/// a plain payload (`[u8]`), or a [`Keyed`] record. Both publishers are
+/// generic over it, so an unkeyed append compiles to what it was before
+/// keys existed ([`Body::FLAGS`] is a constant 0 there).
+pub trait Body {
+    /// The [`Word0::flags`] bits this body adds ([`FLAG_KEYED`] or none).
+    const FLAGS: u8;
+    /// Bytes after the header (the frame's length is [`HEADER_LEN`] more).
+    fn body_len(&self) -> usize;
+    /// The CRC stored in the header: of every body byte.
+    fn body_crc(&self) -> u32;
+    /// Calls `write(offset_in_body, bytes)` for each part of the body, in
+    /// order, covering `0..body_len()`.
+    fn write_parts(&self, write: impl FnMut(usize, &[u8]));
+}
+
+impl Body for [u8] {
+    const FLAGS: u8 = 0;
+
+    #[inline]
+    fn body_len(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn body_crc(&self) -> u32 {
+        crc(self)
+    }
+
+    #[inline]
+    fn write_parts(&self, mut write: impl FnMut(usize, &[u8])) {
+        write(0, self)
+    }
+}
+
+/// A keyed record's body: key length, key, payload (see [`FLAG_KEYED`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Keyed<'a> {
+    key_len: [u8; KEY_LEN_BYTES],
+    key: &'a [u8],
+    payload: &'a [u8],
+}
+
+/// A key longer than [`MAX_KEY_LEN`]: its length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTooLong(pub usize);
+
+impl<'a> Keyed<'a> {
+    /// The body of `payload` under `key`.
+    ///
+    /// # Errors
+    /// [`KeyTooLong`] when the key has more than [`MAX_KEY_LEN`] bytes.
+    #[inline]
+    pub fn new(key: &'a [u8], payload: &'a [u8]) -> Result<Keyed<'a>, KeyTooLong> {
+        let len = u16::try_from(key.len()).map_err(|_| KeyTooLong(key.len()))?;
+        Ok(Keyed { key_len: len.to_le_bytes(), key, payload })
+    }
+}
+
+impl Body for Keyed<'_> {
+    const FLAGS: u8 = FLAG_KEYED;
+
+    #[inline]
+    fn body_len(&self) -> usize {
+        KEY_LEN_BYTES + self.key.len() + self.payload.len()
+    }
+
+    #[inline]
+    fn body_crc(&self) -> u32 {
+        crc_of(&[&self.key_len, self.key, self.payload])
+    }
+
+    #[inline]
+    fn write_parts(&self, mut write: impl FnMut(usize, &[u8])) {
+        write(0, &self.key_len);
+        write(KEY_LEN_BYTES, self.key);
+        write(KEY_LEN_BYTES + self.key.len(), self.payload);
+    }
+}
+
+/// Where a data frame's payload starts, from the frame's first byte: right
+/// after the header, or after a keyed record's key length and key.
+#[inline]
+pub const fn payload_offset(key_len: Option<u16>) -> usize {
+    match key_len {
+        None => HEADER_LEN,
+        Some(len) => HEADER_LEN + KEY_LEN_BYTES + len as usize,
+    }
+}
+
+/// Where a keyed data frame's key lies, from the frame's first byte.
+#[inline]
+pub const fn key_range(key_len: u16) -> std::ops::Range<usize> {
+    HEADER_LEN + KEY_LEN_BYTES..HEADER_LEN + KEY_LEN_BYTES + key_len as usize
 }
 
 /// What a reader finds at a frame boundary ([`decode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded {
-    /// A committed data frame: payload at `[HEADER_LEN, HEADER_LEN + payload_len)`.
+    /// A committed data frame: payload at `[start, start + payload_len)`
+    /// with `start` = [`payload_offset`]`(key_len)`; a keyed record's key at
+    /// [`key_range`]`(key_len)`.
     Data {
-        /// The payload's length in bytes.
+        /// The payload's length in bytes (without a keyed record's key and
+        /// key length).
         payload_len: usize,
+        /// The key's length for a keyed record ([`FLAG_KEYED`]), checked
+        /// to fit the frame; `None` for an unkeyed one.
+        key_len: Option<u16>,
         /// Bytes the frame occupies, header included, rounded up to
         /// [`FRAME_ALIGNMENT`]: the next frame starts this far on.
         aligned_len: usize,
@@ -290,6 +427,15 @@ pub enum FrameFault {
         /// The position the header holds.
         found: u64,
     },
+    /// A keyed record's key length (carried) runs past the frame's body of
+    /// `body` bytes (or the body cannot even hold the key length).
+    BadKeyLength {
+        /// The key length the frame holds (0 when the body is too short to
+        /// hold one).
+        key_len: usize,
+        /// The body's length in bytes (everything after the header).
+        body: usize,
+    },
     /// The payload does not match its CRC.
     CrcMismatch {
         /// The CRC in the header.
@@ -306,6 +452,9 @@ impl std::fmt::Display for FrameFault {
             FrameFault::BadType(t) => write!(f, "unknown frame type {t}"),
             FrameFault::PositionMismatch { found } => {
                 write!(f, "header names position {found}, not this one (stale or misplaced frame)")
+            }
+            FrameFault::BadKeyLength { key_len, body } => {
+                write!(f, "key length {key_len} does not fit the record's {body} bytes")
             }
             FrameFault::CrcMismatch { stored, computed } => {
                 write!(f, "payload CRC {computed:#010x} does not match stored {stored:#010x}")
@@ -368,7 +517,6 @@ pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result
     match word.frame_type {
         TYPE_PADDING => Ok(Decoded::Padding { aligned_len }),
         TYPE_DATA => {
-            let payload_len = length - HEADER_LEN;
             if check_crc {
                 let stored = read_u32(room, CRC_OFFSET);
                 let computed = crc(&room[HEADER_LEN..length]);
@@ -376,11 +524,26 @@ pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result
                     return Err(FrameFault::CrcMismatch { stored, computed });
                 }
             }
+            let key_len = if is_keyed(word.flags) { Some(decode_key_len(&room[HEADER_LEN..length])?) } else { None };
+            let payload_len = length - payload_offset(key_len);
             let timestamp = read_u64(room, TIMESTAMP_OFFSET);
-            Ok(Decoded::Data { payload_len, aligned_len, flags: word.flags, timestamp })
+            Ok(Decoded::Data { payload_len, key_len, aligned_len, flags: word.flags, timestamp })
         }
         other => Err(FrameFault::BadType(other)),
     }
+}
+
+/// The key length at the start of a keyed record's `body`, checked to fit it.
+#[inline]
+fn decode_key_len(body: &[u8]) -> Result<u16, FrameFault> {
+    let Some(raw) = body.first_chunk::<KEY_LEN_BYTES>() else {
+        return Err(FrameFault::BadKeyLength { key_len: 0, body: body.len() });
+    };
+    let key_len = u16::from_le_bytes(*raw);
+    if KEY_LEN_BYTES + key_len as usize > body.len() {
+        return Err(FrameFault::BadKeyLength { key_len: key_len as usize, body: body.len() });
+    }
+    Ok(key_len)
 }
 
 /// Nanoseconds since the Unix epoch from the coarse real-time clock.
@@ -426,5 +589,48 @@ mod tests {
         assert!(matches!(decode(word, &room, 4128, true), Err(FrameFault::PositionMismatch { found: 4096 })));
         room[HEADER_LEN] ^= 1;
         assert!(matches!(decode(word, &room, 4096, true), Err(FrameFault::CrcMismatch { .. })));
+    }
+
+    /// A keyed frame of `body` at position 0, its CRC correct.
+    fn keyed_room(body: &[u8]) -> (u64, Vec<u8>) {
+        let mut room = vec![0u8; 128];
+        let word = Word0::data(Priority::Normal, body.len(), 0).with_flags(FLAG_KEYED).pack();
+        room[..8].copy_from_slice(&word.to_le_bytes());
+        room[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc(body).to_le_bytes());
+        room[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
+        (word, room)
+    }
+
+    #[test]
+    fn decode_finds_key_and_payload_of_a_keyed_frame() {
+        let keyed = Keyed::new(b"EURUSD", b"1.0842").unwrap();
+        let mut body = vec![0u8; keyed.body_len()];
+        keyed.write_parts(|at, part| body[at..at + part.len()].copy_from_slice(part));
+        assert_eq!(keyed.body_crc(), crc(&body));
+        let (word, room) = keyed_room(&body);
+        let Ok(Decoded::Data { payload_len, key_len: Some(key_len), .. }) = decode(word, &room, 0, true) else {
+            panic!("not a keyed data frame");
+        };
+        assert_eq!(&room[key_range(key_len)], b"EURUSD");
+        let start = payload_offset(Some(key_len));
+        assert_eq!(&room[start..start + payload_len], b"1.0842");
+    }
+
+    #[test]
+    fn decode_rejects_key_lengths_past_the_body() {
+        let (word, room) = keyed_room(&[5, 0, b'a', b'b']);
+        assert_eq!(decode(word, &room, 0, true), Err(FrameFault::BadKeyLength { key_len: 5, body: 4 }));
+        assert_eq!(decode(word, &room, 0, false), Err(FrameFault::BadKeyLength { key_len: 5, body: 4 }));
+        let (word, room) = keyed_room(&[1]);
+        assert_eq!(decode(word, &room, 0, true), Err(FrameFault::BadKeyLength { key_len: 0, body: 1 }));
+        let (word, room) = keyed_room(&[0, 0]);
+        assert!(matches!(decode(word, &room, 0, true), Ok(Decoded::Data { payload_len: 0, key_len: Some(0), .. })));
+    }
+
+    #[test]
+    fn keys_longer_than_a_u16_are_refused() {
+        let key = vec![0u8; MAX_KEY_LEN + 1];
+        assert_eq!(Keyed::new(&key, b"").err(), Some(KeyTooLong(MAX_KEY_LEN + 1)));
+        assert!(Keyed::new(&key[..MAX_KEY_LEN], b"").is_ok());
     }
 }

@@ -92,10 +92,12 @@ pub struct FrameView<'a> {
     /// Bytes the frame occupies, aligned: for a damaged frame, the run up to
     /// the next valid frame (or the segment's end), which the walk skips.
     pub aligned_len: usize,
-    /// A data frame's payload (whether or not its CRC matches); empty for
-    /// other kinds.
+    /// A data frame's payload (whether or not its CRC matches; without a
+    /// keyed record's key); empty for other kinds.
     pub payload: &'a [u8],
-    /// `false` for a data frame whose payload fails its CRC.
+    /// A keyed data frame's key; `None` for other frames.
+    pub key: Option<&'a [u8]>,
+    /// `false` for a data frame whose body (key and payload) fails its CRC.
     pub crc_ok: bool,
     /// Why the frame is damaged, if it is.
     pub fault: Option<String>,
@@ -225,6 +227,7 @@ fn view_at(segment: &Segment, offset: usize) -> (FrameView<'_>, usize) {
         timestamp: 0,
         aligned_len: 0,
         payload: &[],
+        key: None,
         crc_ok: true,
         fault: None,
     };
@@ -238,13 +241,16 @@ fn view_at(segment: &Segment, offset: usize) -> (FrameView<'_>, usize) {
         }
     };
     match decoded {
-        Decoded::Data { payload_len, aligned_len, timestamp, .. } => {
-            let payload = &bytes[offset + HEADER_LEN..offset + HEADER_LEN + payload_len];
+        Decoded::Data { payload_len, key_len, aligned_len, timestamp, .. } => {
+            let frame = &bytes[offset..];
+            let start = frame::payload_offset(key_len);
             view.kind = FrameKind::Data;
             view.timestamp = timestamp;
             view.aligned_len = aligned_len;
-            view.payload = payload;
-            view.crc_ok = frame::crc(payload) == frame::read_u32(&bytes[offset..], frame::CRC_OFFSET);
+            view.payload = &frame[start..start + payload_len];
+            view.key = key_len.map(|len| &frame[frame::key_range(len)]);
+            let body = &frame[HEADER_LEN..start + payload_len];
+            view.crc_ok = frame::crc(body) == frame::read_u32(frame, frame::CRC_OFFSET);
             (view, offset + aligned_len)
         }
         Decoded::Padding { aligned_len } => {

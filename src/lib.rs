@@ -58,6 +58,7 @@
 mod appender;
 mod capacity;
 mod config;
+mod conflate;
 mod consumer;
 mod cursor;
 mod error;
@@ -75,6 +76,7 @@ pub mod metrics;
 mod process;
 mod publisher;
 mod publisher_lock;
+mod record;
 pub mod recovery;
 mod retention;
 pub mod segment;
@@ -90,13 +92,15 @@ mod writers;
 pub use config::{
     Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks, WhenFull,
 };
-pub use consumer::{Consumer, Record, Seek};
+pub use conflate::Conflated;
+pub use consumer::{Consumer, Seek};
 pub use error::{Error, OfferError, Result};
 pub use exclusive::ExclusivePublisher;
 pub use frame::FORMAT_VERSION;
 pub use journal::{CursorInfo, Journal};
 pub use meta::Level;
 pub use publisher::{Claim, Publisher};
+pub use record::Record;
 
 /// Counters and levels of a journal, shared by every process that has it
 /// open: a snapshot from [`Journal::stats`].

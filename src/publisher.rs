@@ -20,7 +20,7 @@ use crate::appender::{
     committed_not_flushed, count_refusal, wait_after_refusal, wait_async, wait_while_back_pressured,
 };
 use crate::error::{Error, OfferError, Result};
-use crate::frame::{self, HEADER_LEN, Word0};
+use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
 use crate::meta::TailCodec;
 use crate::publisher_lock::PublisherGroup;
@@ -106,17 +106,21 @@ impl Publisher {
         self.try_offer(priority, payload).inspect_err(|e| self.count_refusal(e))
     }
 
-    fn try_offer(&self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
-        self.check_len(payload.len())?;
-        let aligned = frame::aligned_frame_len(payload.len());
-        let word = Word0::data(priority, payload.len(), self.owner()).claimed();
+    /// Appends one record whose body is `body` (a payload, or a keyed
+    /// record): generic, so the unkeyed path carries no key branch.
+    #[inline]
+    fn try_offer<B: Body + ?Sized>(&self, priority: Priority, body: &B) -> Result<u64, OfferError> {
+        let len = body.body_len();
+        self.check_len(len)?;
+        let aligned = frame::aligned_frame_len(len);
+        let word = Word0::data(priority, len, self.owner()).with_flags(B::FLAGS).claimed();
         // Computed before the claim, so that the time between claiming and
         // committing (the window others may wait on) is only the copy.
-        let crc = frame::crc(payload);
+        let crc = body.body_crc();
         loop {
             let claimed = self.claim_range(priority, aligned)?;
             if with_segment(self.inner.state(), claimed.index, |segment| {
-                write_frame(segment, claimed, word, crc, payload)
+                write_frame(segment, claimed, word, crc, body)
             })? {
                 self.committed(claimed, aligned, 1)?;
                 return Ok(claimed.position);
@@ -187,6 +191,68 @@ impl Publisher {
         match self.try_offer(priority, payload) {
             Ok(position) => Ok(position),
             Err(refused) => wait_after_refusal(&self.inner, refused, || self.try_offer(priority, payload)),
+        }
+    }
+
+    /// [`Publisher::offer`] for a keyed record: `payload` under `key`, for
+    /// consumers that conflate ([`Consumer::poll_conflated`](crate::Consumer::poll_conflated)
+    /// delivers only the last record of each key it reads). The key is
+    /// stored ahead of the payload in the frame, both under its CRC
+    /// ([`Record::key`](crate::Record::key) reads it back).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let journal = backwater::Journal::open(dir.path(), backwater::Config::default().segment_size(1 << 20))?;
+    /// let publisher = journal.publisher();
+    /// publisher.offer_keyed(b"EURUSD", b"1.0841")?;
+    /// publisher.offer_keyed(b"EURUSD", b"1.0842")?;
+    /// let mut consumer = journal.anonymous_consumer();
+    /// let mut seen = Vec::new();
+    /// consumer.poll_conflated(|record| seen.push((record.key().map(<[u8]>::to_vec), record.payload().to_vec())), 10)?;
+    /// assert_eq!(seen, [(Some(b"EURUSD".to_vec()), b"1.0842".to_vec())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`OfferError::Failed`] with [`Error::KeyTooLong`] for a key of more
+    /// than [`frame::MAX_KEY_LEN`] bytes, or [`Error::RecordTooLarge`] when
+    /// key, payload and the key's 2-byte length together exceed
+    /// [`Journal::max_record_len`](crate::Journal::max_record_len);
+    /// otherwise those of [`Publisher::offer`].
+    #[inline]
+    pub fn offer_keyed(&self, key: &[u8], payload: &[u8]) -> Result<u64, OfferError> {
+        self.offer_keyed_with(Priority::Normal, key, payload)
+    }
+
+    /// [`Publisher::offer_keyed`] with a priority.
+    ///
+    /// # Errors
+    /// Those of [`Publisher::offer_keyed`] and [`Publisher::offer_with`].
+    #[inline]
+    pub fn offer_keyed_with(&self, priority: Priority, key: &[u8], payload: &[u8]) -> Result<u64, OfferError> {
+        let body = Keyed::new(key, payload)?;
+        self.try_offer(priority, &body).inspect_err(|e| self.count_refusal(e))
+    }
+
+    /// [`Publisher::append`] for a keyed record (see
+    /// [`Publisher::offer_keyed`]): waits while back-pressured.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLong`], and those of [`Publisher::append`].
+    pub fn append_keyed(&self, key: &[u8], payload: &[u8]) -> Result<u64> {
+        self.append_keyed_with(Priority::Normal, key, payload)
+    }
+
+    /// [`Publisher::append_keyed`] with a priority (a shed record returns
+    /// [`Error::Dropped`] at once).
+    ///
+    /// # Errors
+    /// Those of [`Publisher::append_keyed`] and [`Publisher::append_with`].
+    pub fn append_keyed_with(&self, priority: Priority, key: &[u8], payload: &[u8]) -> Result<u64> {
+        let body = Keyed::new(key, payload)?;
+        match self.try_offer(priority, &body) {
+            Ok(position) => Ok(position),
+            Err(refused) => wait_after_refusal(&self.inner, refused, || self.try_offer(priority, &body)),
         }
     }
 
@@ -410,11 +476,11 @@ fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> 
 /// Writes and commits one frame; `false` if an unblocker took the range over
 /// (the caller claims again: the record was not appended).
 #[inline]
-fn write_frame(segment: &Segment, at: Claimed, word: Word0, crc: u32, payload: &[u8]) -> bool {
+fn write_frame<B: Body + ?Sized>(segment: &Segment, at: Claimed, word: Word0, crc: u32, body: &B) -> bool {
     if !write_claim_header(segment, at, word, crc) {
         return false;
     }
-    segment.file().write(at.offset + HEADER_LEN, payload);
+    body.write_parts(|offset, part| segment.file().write(at.offset + HEADER_LEN + offset, part));
     frame::commit(segment.word0(at.offset), word)
 }
 

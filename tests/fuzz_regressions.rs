@@ -25,6 +25,11 @@ fn frame_decode() {
 }
 
 #[test]
+fn keyed_frame() {
+    replay("keyed_frame", targets::keyed_frame);
+}
+
+#[test]
 fn segment_scan() {
     replay("segment_scan", targets::segment_scan);
 }

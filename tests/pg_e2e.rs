@@ -1,7 +1,9 @@
 //! The PostgreSQL tools, run by the tests: `tools/pg-e2e` (the seed scenario
 //! end to end: 1,000,000 records, a 64 MiB budget, the sink and replay
 //! SIGKILLed mid-run; and with a poison record, which must make it FAIL, not
-//! hang) and `tools/pg-sink-check` (what `examples/pg_sink.rs` promises).
+//! hang), `tools/pg-sink-check` (what `examples/pg_sink.rs` promises) and
+//! `tools/pg-conflate` (a keyed backlog drained with and without
+//! `replay --conflate`).
 //! Each skips, saying why, where no PostgreSQL server can be started.
 
 mod common;
@@ -28,6 +30,19 @@ fn a_poison_record_makes_the_scenario_fail_instead_of_rerunning_forever() {
     let Some((out, stdout)) = run_tool("pg-e2e", &env, Duration::from_secs(300)) else { return };
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("without progress") && stdout.trim_end().ends_with("FAIL"), "{stdout}");
+}
+
+/// `tools/pg-conflate` in its short mode (100,000 updates over 1,000 keys;
+/// the tool's default is 1,000,000 over 10,000): `replay --conflate` hands
+/// the database at most 10% of the records, both tables end at the latest
+/// value per key, and the conflated drain is at least 5x faster.
+#[test]
+fn conflation_drains_a_keyed_backlog_into_postgresql_five_times_faster() {
+    let env = [("UPDATES", "100000"), ("KEYS", "1000")];
+    let Some((out, stdout)) = run_tool("pg-conflate", &env, Duration::from_secs(300)) else { return };
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.trim_end().ends_with("PASS") && !stdout.contains("FAIL"), "{stdout}");
+    println!("{stdout}");
 }
 
 #[test]

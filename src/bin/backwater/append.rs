@@ -42,7 +42,14 @@ pub fn run(args: AppendArgs) -> Outcome {
             Ok(false) => break,
             Err(why) => return Err(stopped(why)),
         }
-        match publisher.append_with(priority, &record) {
+        let appending = match args.key_delimiter {
+            None => publisher.append_with(priority, &record),
+            Some(delimiter) => match split_key(&record, delimiter) {
+                Some((key, payload)) => publisher.append_keyed_with(priority, key, payload),
+                None => return Err(stopped(format!("a record has no key delimiter {:?}", delimiter as char))),
+            },
+        };
+        match appending {
             Ok(_) => {
                 appended += 1;
                 bytes += record.len() as u64;
@@ -68,6 +75,12 @@ pub fn run(args: AppendArgs) -> Outcome {
         if dropped > 0 { format!(", shed {dropped} low-priority records") } else { String::new() }
     );
     Ok(())
+}
+
+/// A record's key (before the first `delimiter`) and payload (after it).
+fn split_key(record: &[u8], delimiter: u8) -> Option<(&[u8], &[u8])> {
+    let at = record.iter().position(|&b| b == delimiter)?;
+    Some((&record[..at], &record[at + 1..]))
 }
 
 /// Standard input, read one record at a time up to the journal's maximum.

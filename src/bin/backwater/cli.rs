@@ -298,6 +298,11 @@ pub struct AppendArgs {
     /// a producer killed mid-line leaves one)
     #[arg(long)]
     pub accept_unterminated: bool,
+    /// Keyed records: each record's key is what precedes the first DELIM byte, its payload what
+    /// follows it (a record without DELIM is an error). One byte: a character, or \t, \0, \\,
+    /// or \xHH. For `replay --conflate`.
+    #[arg(long, value_name = "DELIM", value_parser = units::delimiter)]
+    pub key_delimiter: Option<u8>,
 }
 
 #[derive(Args)]
@@ -433,6 +438,16 @@ pub struct ReplayArgs {
     /// With --to: publish each record on SUBJECT.<key> (not yet: records have no keys)
     #[arg(long, requires = "to")]
     pub subject_from_key: bool,
+    /// Deliver, of each window of records read, every unkeyed record and only the latest record of
+    /// each key (`append --key-delimiter`); the cursor still moves past all of them. Says on stderr
+    /// how many records it skipped. One read takes a whole window, so up to that many records may
+    /// be handed over past --window; not with --to (its window bounds the publishes in flight)
+    #[arg(long, conflicts_with = "to")]
+    pub conflate: bool,
+    /// With --conflate: records read per window (at least 1); a larger window skips more, and
+    /// holds one small entry per record read
+    #[arg(long, default_value = "100000", value_parser = units::positive_count, requires = "conflate")]
+    pub conflate_window: usize,
 }
 
 #[derive(Args)]

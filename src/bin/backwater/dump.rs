@@ -45,6 +45,7 @@ pub fn run(args: DumpArgs) -> Outcome {
             timestamp: frame.timestamp,
             priority: frame.priority,
             payload: frame.payload,
+            key: frame.key,
             crc_ok: frame.crc_ok,
             fault: frame.fault.as_deref(),
         };

@@ -142,7 +142,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     if args.subject_from_key {
         return Err(Failure::new(
             EXIT_USAGE,
-            "--subject-from-key: not yet: records have no keys (keyed records come with conflation)",
+            "--subject-from-key: not yet (records carry keys, but the forwarder publishes on one subject)",
         ));
     }
     if args.window > MAX_WINDOW {

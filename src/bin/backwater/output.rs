@@ -107,6 +107,8 @@ pub struct Line<'a> {
     pub timestamp: u64,
     pub priority: Priority,
     pub payload: &'a [u8],
+    /// A keyed record's key (`Record::key`).
+    pub key: Option<&'a [u8]>,
     pub crc_ok: bool,
     pub fault: Option<&'a str>,
 }
@@ -116,6 +118,14 @@ pub fn payload_json(payload: &[u8]) -> (&'static str, serde_json::Value) {
     match std::str::from_utf8(payload) {
         Ok(text) => ("payload", serde_json::Value::from(text)),
         Err(_) => ("payload_hex", serde_json::Value::from(hex(payload))),
+    }
+}
+
+/// A key as JSON: `key` when it is UTF-8, else its hex in `key_hex`.
+pub fn key_json(key: &[u8]) -> (&'static str, serde_json::Value) {
+    match std::str::from_utf8(key) {
+        Ok(text) => ("key", serde_json::Value::from(text)),
+        Err(_) => ("key_hex", serde_json::Value::from(hex(key))),
     }
 }
 
@@ -141,8 +151,12 @@ pub fn print_line(out: &mut impl Write, format: RecordFormat, line: &Line<'_>) -
                 "length": line.payload.len(),
                 "crc_ok": line.crc_ok,
             });
-            let (key, value) = payload_json(line.payload);
-            object[key] = value;
+            let (field, value) = payload_json(line.payload);
+            object[field] = value;
+            if let Some(key) = line.key {
+                let (field, value) = key_json(key);
+                object[field] = value;
+            }
             if let Some(fault) = line.fault {
                 object["fault"] = fault.into();
             }
@@ -162,6 +176,9 @@ pub fn print_line(out: &mut impl Write, format: RecordFormat, line: &Line<'_>) -
             )?;
             if let Some(fault) = line.fault {
                 write!(out, "  fault: {fault}")?;
+            }
+            if let Some(key) = line.key {
+                write!(out, "  key={}", key.escape_ascii())?;
             }
             if format == RecordFormat::Text {
                 writeln!(out, "  {}", line.payload.escape_ascii())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use backwater::{Consumer, Error, Journal, Record};
 
 use crate::cli::{Pace, ReplayArgs, ReplayFormat};
-use crate::output::{human_bytes, open_existing, payload_json, priority_name};
+use crate::output::{human_bytes, key_json, open_existing, payload_json, priority_name};
 use crate::{EXIT_FINDING, EXIT_USAGE, Failure, Outcome};
 
 /// What the ack reader thread (or the NATS forwarder) reports.
@@ -67,6 +67,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         pacer: Pacer::new(&args),
         progress: Progress::new(),
         handed: 0,
+        read: 0,
         committed: 0,
         advice: None,
         acks_broken: false,
@@ -193,6 +194,8 @@ struct Replay<'a> {
     pacer: Pacer,
     progress: Progress,
     handed: u64,
+    /// Records read: with `--conflate`, `handed` plus those skipped.
+    read: u64,
     committed: u64,
     committed_at: u64,
     /// What to do next, when a rerun would not help.
@@ -218,7 +221,8 @@ impl Replay<'_> {
                 continue;
             }
             let wait = if self.args.follow { Duration::from_millis(50) } else { Duration::ZERO };
-            let read = self.hand_over(room.clamp(1, 256), wait)?;
+            let limit = if self.args.conflate { self.args.conflate_window } else { room.clamp(1, 256) };
+            let read = self.hand_over(limit, wait)?;
             since_commit += read;
             if self.acks.is_none() && (since_commit >= self.args.batch || read == 0 && !self.pending.is_empty()) {
                 self.commit_taken()?;
@@ -248,7 +252,9 @@ impl Replay<'_> {
                 pending.push_back((out.end(), record.next_position()));
             }
         };
-        let polled = if wait.is_zero() {
+        let polled = if self.args.conflate {
+            conflated(&mut self.consumer, handler, limit, wait)
+        } else if wait.is_zero() {
             self.consumer.poll(handler, limit)
         } else {
             self.consumer.poll_wait(handler, limit, wait)
@@ -258,8 +264,9 @@ impl Replay<'_> {
         let handed = self.pending.len() - pending_before;
         self.handed += handed as u64;
         let read = polled.map_err(|e| self.poll_failed(e))?;
+        self.read += read as u64;
         flushed.map_err(|e| child_gone(&e))?;
-        if read > 0 && self.pending.len() == read {
+        if handed > 0 && self.pending.len() == handed {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
         Ok(read)
@@ -495,6 +502,16 @@ impl Replay<'_> {
                     "replayed {} records; cursor '{}' committed at {}",
                     self.committed, self.args.cursor, self.committed_at
                 );
+                if self.args.conflate {
+                    eprintln!(
+                        "conflated: read {} records, handed over {}, skipped {} superseded by a later record of \
+                         their key (window {})",
+                        self.read,
+                        self.handed,
+                        self.read - self.handed,
+                        self.args.conflate_window
+                    );
+                }
                 Ok(())
             }
             (result, exit) => Err(self.failed(exit.or_else(|| result.err().map(|f| f.message)))),
@@ -560,6 +577,22 @@ fn spawn(command: &str, ack: bool) -> Result<Child, Failure> {
         .map_err(|e| Failure::new(EXIT_USAGE, format!("cannot run '{command}': {e}")))
 }
 
+/// One conflating read of up to `limit` records; returns how many it read
+/// (handed out or skipped). With a `wait`, waits for the first record first
+/// (a conflating read has no waiting form: it polls again every `wait`).
+fn conflated(
+    consumer: &mut Consumer,
+    handler: impl FnMut(Record<'_>),
+    limit: usize,
+    wait: Duration,
+) -> backwater::Result<usize> {
+    let counts = consumer.poll_conflated_counts(handler, limit)?;
+    if counts.read == 0 && !wait.is_zero() {
+        std::thread::sleep(wait);
+    }
+    Ok(counts.read)
+}
+
 /// Reads the child's ack lines on a thread of its own.
 fn read_acks(stdout: std::process::ChildStdout) -> Receiver<Ack> {
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -597,8 +630,12 @@ fn frame(out: &mut impl Write, format: ReplayFormat, record: &Record<'_>, journa
                 "timestamp_ns": record.timestamp(),
                 "priority": priority_name(record.priority()),
             });
-            let (key, value) = payload_json(record.payload());
-            object[key] = value;
+            let (field, value) = payload_json(record.payload());
+            object[field] = value;
+            if let Some(key) = record.key() {
+                let (field, value) = key_json(key);
+                object[field] = value;
+            }
             writeln!(out, "{object}")
         }
     }

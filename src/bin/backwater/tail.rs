@@ -30,6 +30,7 @@ pub fn run(args: TailArgs) -> Outcome {
                     timestamp: record.timestamp(),
                     priority: record.priority(),
                     payload: record.payload(),
+                    key: record.key(),
                     crc_ok: true,
                     fault: None,
                 };

@@ -71,6 +71,23 @@ fn amount(text: &str) -> Result<f64, String> {
 }
 
 /// A size in bytes: `4096`, `64MiB`, `1.5GiB`, `10MB`.
+/// One byte: a single ASCII character, or an escape (`\t`, `\n`, `\0`,
+/// `\\`, `\xHH`), as `append --key-delimiter` takes it.
+pub fn delimiter(text: &str) -> Result<u8, String> {
+    let byte = match text.as_bytes() {
+        [byte] if byte.is_ascii() => Some(*byte),
+        [b'\\', b't'] => Some(b'\t'),
+        [b'\\', b'n'] => Some(b'\n'),
+        [b'\\', b'0'] => Some(0),
+        [b'\\', b'\\'] => Some(b'\\'),
+        [b'\\', b'x', hex @ ..] if hex.len() == 2 => {
+            std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        }
+        _ => None,
+    };
+    byte.ok_or_else(|| format!("'{text}' is not one byte: give a character, or \\t, \\n, \\0, \\\\ or \\xHH"))
+}
+
 pub fn size(text: &str) -> Result<u64, String> {
     let bytes = amount(text)?.round();
     if bytes >= u64::MAX as f64 {

@@ -1,0 +1,120 @@
+//! Keys through the `backwater` binary (issue 16): `append --key-delimiter`
+//! in another process, keys in `dump` and `tail`, and `replay --conflate`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use backwater::{Config, Journal};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backwater");
+
+fn path(dir: &Path) -> &str {
+    dir.to_str().expect("utf-8 temp path")
+}
+
+fn run(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run backwater");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("wait for backwater");
+    writer.join().expect("stdin writer").expect("write stdin");
+    out
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+/// A journal holding `updates` as "KEY\tVALUE" lines, appended by the binary.
+fn journal_of(dir: &Path, updates: &str) {
+    ok(run(&["create", path(dir), "--segment-size", "64KiB", "--min-free", "0"], b""));
+    ok(run(&["append", path(dir), "--key-delimiter", "\\t"], updates.as_bytes()));
+}
+
+#[test]
+fn keys_appended_by_another_process_read_back_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for n in 0..5000 {
+        input.push_str(&format!("key-{}\tvalue {n}\twith a tab\n", n % 37));
+    }
+    journal_of(dir.path(), &input);
+    let journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let mut consumer = journal.anonymous_consumer();
+    let mut seen = Vec::new();
+    while consumer.poll(|r| seen.push((r.key().unwrap().to_vec(), r.payload().to_vec())), 1000).unwrap() > 0 {}
+    assert_eq!(seen.len(), 5000);
+    for (n, (key, payload)) in seen.iter().enumerate() {
+        assert_eq!(key, format!("key-{}", n % 37).as_bytes());
+        assert_eq!(payload, format!("value {n}\twith a tab").as_bytes(), "only the first delimiter splits");
+    }
+}
+
+#[test]
+fn dump_and_tail_show_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_of(dir.path(), "EURUSD\t1.0842\n\t(empty key)\n");
+    for command in [
+        &["dump", path(dir.path()), "--format", "json"][..],
+        &["tail", path(dir.path()), "--from", "start", "--format", "json"],
+    ] {
+        let records = json_lines(&ok(run(command, b"")));
+        assert_eq!(records.len(), 2, "{command:?}");
+        assert_eq!((records[0]["key"].as_str(), records[0]["payload"].as_str()), (Some("EURUSD"), Some("1.0842")));
+        assert_eq!((records[1]["key"].as_str(), records[1]["payload"].as_str()), (Some(""), Some("(empty key)")));
+    }
+    let text = String::from_utf8(ok(run(&["dump", path(dir.path())], b"")).stdout).unwrap();
+    assert!(text.contains("key=EURUSD  1.0842"), "{text}");
+}
+
+#[test]
+fn a_line_without_the_delimiter_stops_append_with_what_was_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(run(&["create", path(dir.path()), "--segment-size", "64KiB", "--min-free", "0"], b""));
+    let out = run(&["append", path(dir.path()), "--key-delimiter", ","], b"a,1\nno delimiter\nb,2\n");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no key delimiter ','") && stderr.contains("appended 1 record before it"), "{stderr}");
+    let out = run(&["append", path(dir.path()), "--key-delimiter", "ab"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn replay_conflate_hands_over_the_latest_per_key_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for n in 0..1000 {
+        input.push_str(&format!("k{}\t{n}\n", n % 10));
+    }
+    journal_of(dir.path(), &input);
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+    let out = ok(run(&[&args[..], &["--conflate-window", "300"]].concat(), b""));
+    let records = json_lines(&out);
+    // Windows of 300, 300, 300, 100 records: ten keys each.
+    assert_eq!(records.len(), 40);
+    let last: Vec<_> =
+        records[30..].iter().map(|r| (r["key"].as_str().unwrap().to_string(), r["payload"].clone())).collect();
+    let expected: Vec<_> =
+        (990..1000).map(|n| (format!("k{}", n % 10), serde_json::Value::from(n.to_string()))).collect();
+    assert_eq!(last, expected);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("read 1000 records, handed over 40, skipped 960"), "{stderr}");
+    // The cursor is past everything read: nothing is left.
+    let out = ok(run(&args, b""));
+    assert!(out.stdout.is_empty());
+    let out = run(&["replay", path(dir.path()), "--cursor", "db", "--conflate-window", "5"], b"");
+    assert_eq!(out.status.code(), Some(2), "--conflate-window needs --conflate");
+}

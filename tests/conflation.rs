@@ -1,0 +1,337 @@
+//! Keyed records and conflating reads (issue 16): keys round-trip through
+//! both publishers and many threads, `poll_conflated` matches a model (the
+//! last record per key among those read) across segment boundaries and
+//! reopens, and a damaged key length is a typed error.
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+
+use backwater::frame::{self, FLAG_KEYED, HEADER_LEN, Word0};
+use backwater::{Config, Error, Journal, OfferError, Priority, Record};
+use proptest::prelude::*;
+
+/// One record as a test sees it: position, key, payload.
+type Seen = (u64, Option<Vec<u8>>, Vec<u8>);
+
+fn seen(record: Record<'_>) -> Seen {
+    (record.position(), record.key().map(<[u8]>::to_vec), record.payload().to_vec())
+}
+
+fn small(dir: &std::path::Path) -> Journal {
+    Journal::open(dir, Config::default().segment_size(64 << 10).min_free_disk(0)).unwrap()
+}
+
+fn drain_keyed(consumer: &mut backwater::Consumer) -> Vec<Seen> {
+    let mut out = Vec::new();
+    while consumer.poll(|r| out.push(seen(r)), 1000).unwrap() > 0 {}
+    out
+}
+
+#[test]
+fn keys_round_trip_from_many_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let threads: Vec<_> = (0..4u8)
+        .map(|thread| {
+            let publisher = journal.publisher();
+            std::thread::spawn(move || {
+                for n in 0..2000u32 {
+                    let key = format!("t{thread}-k{}", n % 17);
+                    let payload = format!("{thread}:{n}");
+                    if n.is_multiple_of(5) {
+                        publisher.append(payload.as_bytes()).unwrap();
+                    } else {
+                        publisher.append_keyed(key.as_bytes(), payload.as_bytes()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let mut consumer = journal.anonymous_consumer();
+    let records = drain_keyed(&mut consumer);
+    assert_eq!(records.len(), 8000);
+    for (_, key, payload) in &records {
+        let text = String::from_utf8(payload.clone()).unwrap();
+        let (thread, n) = text.split_once(':').unwrap();
+        let n: u32 = n.parse().unwrap();
+        let expected = (!n.is_multiple_of(5)).then(|| format!("t{thread}-k{}", n % 17).into_bytes());
+        assert_eq!(key, &expected, "record {text}");
+    }
+}
+
+#[test]
+fn keys_round_trip_through_the_exclusive_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let mut publisher = journal.exclusive_publisher().unwrap();
+    let mut expected = Vec::new();
+    for n in 0..3000u32 {
+        let key = format!("key-{}", n % 50).into_bytes();
+        let payload = common::payload(u64::from(n), (n as usize * 7) % 700);
+        let position = match n % 4 {
+            0 => publisher.offer_keyed(&key, &payload).unwrap(),
+            1 => publisher.append_keyed_with(Priority::Low, &key, &payload).unwrap(),
+            2 => publisher.offer_keyed_with(Priority::Normal, &key, &payload).unwrap(),
+            _ => publisher.append(&payload).unwrap(),
+        };
+        expected.push((position, (n % 4 != 3).then_some(key), payload));
+    }
+    drop(publisher);
+    let mut consumer = journal.anonymous_consumer();
+    assert_eq!(drain_keyed(&mut consumer), expected);
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.records, 3000);
+}
+
+#[test]
+fn keyed_priority_and_empty_keys_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    publisher.offer_keyed_with(Priority::Low, b"", b"empty key").unwrap();
+    publisher.offer_keyed(b"k", b"").unwrap();
+    let mut consumer = journal.anonymous_consumer();
+    let mut got = Vec::new();
+    consumer.poll(|r| got.push((r.priority(), r.key().map(<[u8]>::to_vec), r.payload().to_vec())), 10).unwrap();
+    assert_eq!(
+        got,
+        [(Priority::Low, Some(vec![]), b"empty key".to_vec()), (Priority::Normal, Some(b"k".to_vec()), vec![])]
+    );
+}
+
+#[test]
+fn long_keys_and_records_are_refused_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), Config::default().segment_size(1 << 20).min_free_disk(0)).unwrap();
+    let publisher = journal.publisher();
+    let key = vec![b'k'; frame::MAX_KEY_LEN + 1];
+    match publisher.offer_keyed(&key, b"x") {
+        Err(OfferError::Failed(Error::KeyTooLong { len, max })) => {
+            assert_eq!((len, max), (frame::MAX_KEY_LEN + 1, frame::MAX_KEY_LEN));
+        }
+        other => panic!("expected KeyTooLong, got {other:?}"),
+    }
+    assert!(matches!(publisher.append_keyed(&key, b"x"), Err(Error::KeyTooLong { .. })));
+    // The key and its 2-byte length count towards the record's length.
+    let max = journal.max_record_len();
+    let payload = vec![0u8; max - 2 - 10];
+    publisher.append_keyed(&[b'k'; 10], &payload).unwrap();
+    assert!(matches!(publisher.append_keyed(&[b'k'; 11], &payload), Err(Error::RecordTooLarge { .. })));
+    drop(publisher);
+    let mut exclusive = journal.exclusive_publisher().unwrap();
+    assert!(matches!(exclusive.append_keyed(&key, b"x"), Err(Error::KeyTooLong { .. })));
+    assert!(matches!(
+        exclusive.offer_keyed(&[b'k'; 11], &payload),
+        Err(OfferError::Failed(Error::RecordTooLarge { .. }))
+    ));
+    drop(exclusive);
+    assert_eq!(journal.stats().appended, 1);
+}
+
+#[test]
+fn a_corrupt_key_length_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"good", b"before").unwrap();
+    let position = publisher.append_keyed(b"key", b"payload").unwrap();
+    // A key length past the body, with a CRC that matches: only the key
+    // length check can catch it.
+    let body_len = 2 + 3 + 7;
+    let mut body = vec![0xFF, 0x00];
+    body.extend_from_slice(b"keypayload");
+    let path = common::segment_path(dir.path(), 64 << 10, position);
+    let offset = position % (64 << 10);
+    common::write_at(&path, offset + HEADER_LEN as u64, &body);
+    common::write_at(&path, offset + frame::CRC_OFFSET as u64, &frame::crc(&body).to_le_bytes());
+    let word = u64::from_le_bytes(common::read_at(&path, offset, 8).try_into().unwrap());
+    assert_eq!(Word0::unpack(word).flags & FLAG_KEYED, FLAG_KEYED);
+    assert_eq!(Word0::unpack(word).length as usize, HEADER_LEN + body_len);
+
+    for conflated in [false, true] {
+        let mut consumer = journal.anonymous_consumer();
+        let mut got = Vec::new();
+        let result = if conflated {
+            consumer.poll_conflated(|r| got.push(seen(r)), 10)
+        } else {
+            consumer.poll(|r| got.push(seen(r)), 10)
+        };
+        match result {
+            Err(Error::Corrupt { position: at, reason, .. }) => {
+                assert_eq!(at, position);
+                assert!(reason.contains("key length 255"), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // The record before the damage was handed out; the consumer waits at it.
+        assert_eq!(got.len(), 1);
+        assert_eq!(consumer.position(), position);
+    }
+    // Damage in the tail frame of a closed journal: verify names it.
+    drop((publisher, journal));
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+}
+
+#[test]
+fn poll_conflated_keeps_unkeyed_records_and_the_last_per_key_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"a", b"a1").unwrap();
+    publisher.append(b"plain1").unwrap();
+    publisher.append_keyed(b"b", b"b1").unwrap();
+    publisher.append_keyed(b"a", b"a2").unwrap();
+    publisher.append(b"plain2").unwrap();
+    publisher.append_keyed(b"b", b"b2").unwrap();
+    publisher.append_keyed(b"c", b"c1").unwrap();
+    let mut consumer = journal.consumer("c").unwrap();
+    let mut got = Vec::new();
+    let counts = consumer.poll_conflated_counts(|r| got.push(r.payload().to_vec()), 6).unwrap();
+    assert_eq!((counts.read, counts.delivered, counts.skipped()), (6, 4, 2));
+    assert_eq!(got, [b"plain1".to_vec(), b"a2".to_vec(), b"plain2".to_vec(), b"b2".to_vec()]);
+    got.clear();
+    assert_eq!(consumer.poll_conflated(|r| got.push(r.payload().to_vec()), 6).unwrap(), 1);
+    assert_eq!(got, [b"c1".to_vec()]);
+    assert_eq!(consumer.poll_conflated(|_| panic!("nothing left"), 6).unwrap(), 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A keyed append: key number (few keys, so they repeat), payload length.
+    Keyed(u8, usize),
+    Plain(usize),
+    Exclusive(Vec<(u8, usize)>),
+    Conflate(usize),
+    Commit,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..40, 0usize..3000).prop_map(|(key, len)| Op::Keyed(key, len)),
+        2 => (0usize..3000).prop_map(Op::Plain),
+        1 => proptest::collection::vec((0u8..12, 0usize..2000), 1..30).prop_map(Op::Exclusive),
+        4 => (1usize..120).prop_map(Op::Conflate),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// The model: of the next `limit` records, the unkeyed ones and the last of each key.
+fn conflate(read: &[Seen]) -> Vec<Seen> {
+    let mut last = HashMap::new();
+    for (index, (_, key, _)) in read.iter().enumerate() {
+        if let Some(key) = key {
+            last.insert(key.clone(), index);
+        }
+    }
+    let keep = |(index, (_, key, _)): &(usize, &Seen)| key.as_ref().is_none_or(|key| last[key] == *index);
+    read.iter().enumerate().filter(keep).map(|(_, record)| record.clone()).collect()
+}
+
+fn key_name(key: u8) -> Vec<u8> {
+    // Keys of varied lengths, some past 8 bytes (the hash's word size).
+    format!("key-{key}-{}", "x".repeat(usize::from(key) * 3)).into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn poll_conflated_matches_a_latest_per_key_model(ops in proptest::collection::vec(op(), 1..150)) {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |dir: &std::path::Path| {
+            let journal = small(dir);
+            let consumer = journal.consumer("model").unwrap();
+            (journal, consumer)
+        };
+        let (mut journal, mut consumer) = open(dir.path());
+        let mut unread: VecDeque<Seen> = VecDeque::new();
+        let mut uncommitted: Vec<Seen> = Vec::new();
+        let mut seed = 0u64;
+        let mut record = |key: Option<u8>, len: usize| {
+            seed += 1;
+            (key.map(key_name), common::payload(seed, len))
+        };
+        for op in ops {
+            match op {
+                Op::Keyed(key, len) => {
+                    let (key, payload) = record(Some(key), len);
+                    let position = journal.publisher().append_keyed(key.as_deref().unwrap_or_default(), &payload).unwrap();
+                    unread.push_back((position, key, payload));
+                }
+                Op::Plain(len) => {
+                    let (_, payload) = record(None, len);
+                    let position = journal.publisher().append(&payload).unwrap();
+                    unread.push_back((position, None, payload));
+                }
+                Op::Exclusive(records) => {
+                    let mut publisher = journal.exclusive_publisher().unwrap();
+                    for (key, len) in records {
+                        let (key, payload) = record(Some(key), len);
+                        let position = publisher.append_keyed(key.as_deref().unwrap_or_default(), &payload).unwrap();
+                        unread.push_back((position, key, payload));
+                    }
+                }
+                Op::Conflate(limit) => {
+                    let read: Vec<Seen> = unread.drain(..limit.min(unread.len())).collect();
+                    let mut got = Vec::new();
+                    let counts = consumer.poll_conflated_counts(|r| got.push(seen(r)), limit).unwrap();
+                    prop_assert_eq!(counts.read, read.len());
+                    prop_assert_eq!(counts.delivered, got.len());
+                    prop_assert_eq!(&got, &conflate(&read));
+                    uncommitted.extend(read);
+                }
+                Op::Commit => {
+                    consumer.commit().unwrap();
+                    uncommitted.clear();
+                }
+                Op::Reopen => {
+                    drop(consumer);
+                    drop(journal);
+                    (journal, consumer) = open(dir.path());
+                    for record in uncommitted.drain(..).rev() {
+                        unread.push_front(record);
+                    }
+                }
+            }
+        }
+        // Whatever is left, in one conflating read across every segment.
+        let rest: Vec<Seen> = unread.into_iter().collect();
+        let mut got = Vec::new();
+        consumer.poll_conflated(|r| got.push(seen(r)), usize::MAX).unwrap();
+        prop_assert_eq!(got, conflate(&rest));
+        prop_assert_eq!(consumer.lag(), 0);
+    }
+}
+
+#[test]
+fn one_conflating_read_spans_many_segments_zero_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    let mut latest = HashMap::new();
+    for n in 0..20_000u64 {
+        let key = format!("k{}", n % 100);
+        let payload = common::payload(n, 40);
+        let position = publisher.append_keyed(key.as_bytes(), &payload).unwrap();
+        latest.insert(key.into_bytes(), (position, payload));
+    }
+    assert!(journal.tail_position() > 10 * (64 << 10), "spans at least ten segments");
+    let mut consumer = journal.anonymous_consumer();
+    let mut got = HashMap::new();
+    let counts = consumer
+        .poll_conflated_counts(
+            |r| assert!(got.insert(r.key().unwrap().to_vec(), (r.position(), r.payload().to_vec())).is_none()),
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!((counts.read, counts.delivered), (20_000, 100));
+    assert_eq!(got, latest);
+}
