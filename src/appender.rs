@@ -59,7 +59,7 @@ pub(crate) fn wait_while_back_pressured<T>(
     mut attempt: impl FnMut() -> Result<T, OfferError>,
 ) -> Result<T> {
     let mut started = None;
-    let mut sleeper = Sleeper::new(&inner.meta);
+    let mut sleeper = Sleeper::new(&inner.meta, inner.process_slot);
     loop {
         if let Some(done) = judge(inner, attempt(), &mut started) {
             return done;

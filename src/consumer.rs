@@ -349,7 +349,7 @@ impl Consumer {
     ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         let handle = self.inner.clone();
-        let mut sleeper = Sleeper::new(&handle.meta);
+        let mut sleeper = Sleeper::new(&handle.meta, handle.process_slot);
         if self.quiet {
             sleeper.skip_spin();
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::capacity::Fill;
 use crate::error::Result;
 use crate::state::JournalState;
-use crate::{Level, capacity, flush, retention, thread_cache, window};
+use crate::{Level, capacity, flush, process, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -52,6 +52,7 @@ fn run(inner: Arc<JournalState>) {
             log_level_change(&inner, &mut logged_level);
             reclaim_deleted(&inner, &mut reclaimed_below);
             thread_cache::reclaim_closed();
+            process::forget_dead_sleepers(&inner.meta);
             let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);

@@ -69,7 +69,7 @@ const FLUSHED_POSITION_AT: usize = 296;
 const WAKE_WORD_AT: usize = 320;
 const SLEEPERS_AT: usize = 324;
 
-// Process table: `PROCESS_SLOTS` entries of (pid u32, pad u32, start time u64).
+// Process table: `PROCESS_SLOTS` entries of (pid u32, sleepers u32, start time u64).
 pub const PROCESS_TABLE_AT: usize = 512;
 pub const PROCESS_SLOTS: usize = 64;
 const PROCESS_SLOT_LEN: usize = 16;
@@ -383,6 +383,12 @@ impl Meta {
     pub fn process_slot(&self, slot: usize) -> (&AtomicU32, &AtomicU64) {
         let at = PROCESS_TABLE_AT + slot * PROCESS_SLOT_LEN;
         (self.file.atomic_u32(at), self.file.atomic_u64(at + 8))
+    }
+
+    /// How many of [`Meta::sleepers`] the process in slot `slot` counted
+    /// (so that they can be taken back when it dies asleep).
+    pub fn process_sleepers(&self, slot: usize) -> &AtomicU32 {
+        self.file.atomic_u32(PROCESS_TABLE_AT + slot * PROCESS_SLOT_LEN + 4)
     }
 
     pub fn limits(&self) -> Limits {

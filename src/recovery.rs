@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded, FRAME_ALIGNMENT};
 use crate::meta::{META_FILE, Meta};
+use crate::process;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
 use crate::state::{JournalState, LOCK_FILE};
 
@@ -148,6 +149,7 @@ impl RecoveryReport {
 /// the longest valid prefix is kept.
 pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     remove_temporaries(&inner.dir)?;
+    process::forget_all_sleepers(&inner.meta);
     let size = inner.segment_size();
     let mut report = RecoveryReport::default();
     let mut indexes = segment::list(&inner.dir, size)?;

@@ -89,7 +89,7 @@ impl AsyncWaiter {
             let _ = thread.join();
         }
         if std::mem::take(&mut lock(&self.shared.table).announced) {
-            wake::retract(meta);
+            wake::retract(meta, self.shared.state.process_slot);
         }
     }
 
@@ -103,7 +103,7 @@ impl AsyncWaiter {
         };
         let mut table = lock(&self.shared.table);
         if !table.announced && meta.writable() {
-            wake::announce(meta);
+            wake::announce(meta, self.shared.state.process_slot);
             table.announced = true;
         }
         let sleeps_past = |d: Instant| table.sleeping_until.is_none_or(|until| d < until);
@@ -193,7 +193,7 @@ fn collect_due(shared: &Shared) -> (Vec<Waker>, Option<Sleep>) {
     });
     if table.entries.is_empty() {
         if std::mem::take(&mut table.announced) {
-            wake::retract(meta);
+            wake::retract(meta, shared.state.process_slot);
         }
         table.sleeping_until = None;
         return (due, None);

@@ -45,9 +45,20 @@
 //! 1 ms park did before. A read-only handle cannot count itself as a sleeper
 //! and parks for up to 1 ms at a time, as before.
 //!
-//! A process killed while asleep leaves the count one too high: publishers
-//! then make a needless wake call per commit (correct, a little slower)
-//! until the journal is created anew.
+//! # A sleeper that dies asleep
+//!
+//! A process killed while asleep would leave the count too high for ever,
+//! and every commit would then make a needless wake call. So each sleeper
+//! also counts itself in its process's slot of the process table (`+1`
+//! after the shared count, `-1` before it), and whoever takes a dead
+//! process's slot takes its sleepers back out of the shared count: a new
+//! process reusing the slot, the housekeeper of any writable handle (once a
+//! tick), and recovery, which runs when no writer is alive and so clears
+//! every count. The order of the two steps means a death between them
+//! leaves the shared count one too high (a needless wake call until the
+//! journal is opened alone again), never too low (a lost wake-up). A handle
+//! without a slot (the table of 64 was full) counts itself in the shared
+//! count only.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
@@ -95,11 +106,15 @@ pub(crate) fn wake_all(meta: &Meta) {
     let _ = futex::wake(meta.wake_word(), futex::Flags::empty(), i32::MAX as u32);
 }
 
-/// S1–S3: counts the caller as a sleeper, orders that with every waker, and
-/// returns the wake word to sleep on. The caller checks its condition next,
-/// then sleeps with [`sleep`] (or not), and always calls [`retract`].
-pub(crate) fn announce(meta: &Meta) -> u32 {
+/// S1–S3: counts the caller as a sleeper (of the process in `slot`),
+/// orders that with every waker, and returns the wake word to sleep on. The
+/// caller checks its condition next, then sleeps with [`sleep`] (or not),
+/// and always calls [`retract`] with the same slot.
+pub(crate) fn announce(meta: &Meta, slot: Option<usize>) -> u32 {
     meta.sleepers().fetch_add(1, Ordering::SeqCst);
+    if let Some(slot) = slot {
+        meta.process_sleepers(slot).fetch_add(1, Ordering::Relaxed);
+    }
     if !(barrier_available() && membarrier(MembarrierCommand::GlobalExpedited).is_ok()) {
         fence(Ordering::SeqCst);
     }
@@ -107,8 +122,30 @@ pub(crate) fn announce(meta: &Meta) -> u32 {
 }
 
 /// Undoes [`announce`].
-pub(crate) fn retract(meta: &Meta) {
+pub(crate) fn retract(meta: &Meta, slot: Option<usize>) {
+    if let Some(slot) = slot {
+        meta.process_sleepers(slot).fetch_sub(1, Ordering::Relaxed);
+    }
     meta.sleepers().fetch_sub(1, Ordering::Release);
+}
+
+/// Takes the sleepers counted in `slot` back out of the shared count: the
+/// caller has just taken the slot from a dead process (or is giving up its
+/// own, with none left asleep).
+pub(crate) fn forget_sleepers_of(meta: &Meta, slot: usize) {
+    let left = meta.process_sleepers(slot).swap(0, Ordering::AcqRel);
+    if left != 0 {
+        meta.sleepers().fetch_sub(left, Ordering::Release);
+    }
+}
+
+/// Clears every count: only for recovery, which runs when no writable
+/// handle (the only kind that sleeps counted) is open anywhere.
+pub(crate) fn forget_all_sleepers(meta: &Meta, slots: usize) {
+    for slot in 0..slots {
+        meta.process_sleepers(slot).store(0, Ordering::Relaxed);
+    }
+    meta.sleepers().store(0, Ordering::Release);
 }
 
 /// S5: sleeps while the wake word is `seq`, up to `deadline` and at most
@@ -135,6 +172,8 @@ fn barrier_available() -> bool {
 /// caller's next attempt is the re-check (S4) before the call that sleeps.
 pub(crate) struct Sleeper<'a> {
     meta: &'a Meta,
+    /// The waiting handle's slot in the process table.
+    slot: Option<usize>,
     spin: Spin,
     /// Announced, with the wake word seen then.
     announced: Option<u32>,
@@ -143,8 +182,8 @@ pub(crate) struct Sleeper<'a> {
 }
 
 impl<'a> Sleeper<'a> {
-    pub fn new(meta: &'a Meta) -> Sleeper<'a> {
-        Sleeper { meta, spin: Spin::default(), announced: None, park: Idle::default() }
+    pub fn new(meta: &'a Meta, slot: Option<usize>) -> Sleeper<'a> {
+        Sleeper { meta, slot, spin: Spin::default(), announced: None, park: Idle::default() }
     }
 
     /// Sleeps from the first [`Sleeper::idle`] on (after announcing): for
@@ -157,10 +196,10 @@ impl<'a> Sleeper<'a> {
     pub fn idle(&mut self, deadline: Option<Instant>) {
         if let Some(seq) = self.announced.take() {
             sleep(self.meta.wake_word(), seq, deadline);
-            retract(self.meta);
+            retract(self.meta, self.slot);
         } else if !self.spin.spin() {
             if self.meta.writable() {
-                self.announced = Some(announce(self.meta));
+                self.announced = Some(announce(self.meta, self.slot));
             } else {
                 self.park.idle(deadline);
             }
@@ -171,7 +210,7 @@ impl<'a> Sleeper<'a> {
 impl Drop for Sleeper<'_> {
     fn drop(&mut self) {
         if self.announced.take().is_some() {
-            retract(self.meta);
+            retract(self.meta, self.slot);
         }
     }
 }
@@ -208,7 +247,7 @@ mod tests {
     fn progress_after_the_announcement_is_never_slept_through() {
         let dir = tempfile::tempdir().unwrap();
         let meta = meta(dir.path());
-        let seq = announce(&meta);
+        let seq = announce(&meta, None);
         assert_eq!(meta.sleepers().load(Ordering::Relaxed), 1);
         notify(&meta); // between the re-check and the sleep
         assert_eq!(meta.wake_word().load(Ordering::Relaxed), seq.wrapping_add(1));
@@ -216,7 +255,7 @@ mod tests {
         let started = Instant::now();
         assert!(sleep(meta.wake_word(), seq, Some(Instant::now() + Duration::from_secs(30))));
         assert!(started.elapsed() < Duration::from_secs(10));
-        retract(&meta);
+        retract(&meta, None);
         assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
     }
 
@@ -229,13 +268,13 @@ mod tests {
         let asleep = std::thread::spawn(move || {
             let mut timed_out = 0;
             loop {
-                let seq = announce(&sleeper);
+                let seq = announce(&sleeper, None);
                 if seen.load(Ordering::Relaxed) {
-                    retract(&sleeper);
+                    retract(&sleeper, None);
                     return timed_out;
                 }
                 timed_out += u32::from(!sleep(sleeper.wake_word(), seq, None));
-                retract(&sleeper);
+                retract(&sleeper, None);
             }
         });
         while meta.sleepers().load(Ordering::Acquire) == 0 {

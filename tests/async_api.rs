@@ -255,3 +255,59 @@ fn a_poll_wait_follower_in_another_process_is_woken_by_a_commit() {
 fn a_poll_async_follower_in_another_process_is_woken_by_a_commit() {
     woken_across_processes("poll_async", "a_poll_async_follower_in_another_process_is_woken_by_a_commit");
 }
+
+/// Starts `test_name` as a child follower on `dir` and SIGKILLs it
+/// once it counts as a sleeper: it dies asleep, its count left in the
+/// metadata.
+fn kill_a_follower_asleep(dir: &std::path::Path, test_name: &str) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
+        .env("BACKWATER_FOLLOW_DIR", dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let asleep_by = std::time::Instant::now() + PATIENCE;
+    while sleepers(dir) == 0 {
+        assert!(std::time::Instant::now() < asleep_by, "the follower never went to sleep");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A process killed asleep must not stay counted: every commit would make a
+/// wake syscall for ever after. A live handle's housekeeper takes it back.
+#[test]
+fn a_follower_killed_asleep_is_forgotten_by_a_live_handle() {
+    const NAME: &str = "a_follower_killed_asleep_is_forgotten_by_a_live_handle";
+    if let Ok(dir) = std::env::var("BACKWATER_FOLLOW_DIR") {
+        return follow_one_as_child(&dir, "poll_async");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(dir.path());
+    kill_a_follower_asleep(dir.path(), NAME);
+    let forgotten_by = std::time::Instant::now() + PATIENCE;
+    while sleepers(dir.path()) != 0 {
+        assert!(std::time::Instant::now() < forgotten_by, "the dead follower is still counted as a sleeper");
+        std::thread::yield_now();
+    }
+    // And the count still works for the living.
+    let mut consumer = journal.anonymous_consumer();
+    journal.publisher().append(b"after").unwrap();
+    assert_eq!(consumer.poll_wait(|_| {}, 1, PATIENCE).unwrap(), 1);
+}
+
+/// With no writer left alive, the next open's recovery clears the count.
+#[test]
+fn a_follower_killed_asleep_is_forgotten_when_the_journal_is_reopened() {
+    const NAME: &str = "a_follower_killed_asleep_is_forgotten_when_the_journal_is_reopened";
+    if let Ok(dir) = std::env::var("BACKWATER_FOLLOW_DIR") {
+        return follow_one_as_child(&dir, "poll_wait");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(journal(dir.path()));
+    kill_a_follower_asleep(dir.path(), NAME);
+    assert_eq!(sleepers(dir.path()), 1, "the follower died asleep");
+    let _journal = journal(dir.path());
+    assert_eq!(sleepers(dir.path()), 0);
+}
