@@ -157,15 +157,16 @@ impl NatsServer {
 
     /// Messages in stream `name` (0 if it does not exist).
     fn messages(&self, name: &str) -> u64 {
+        self.stream_state(name)["messages"].as_u64().unwrap_or(0)
+    }
+
+    /// Stream `name`'s state from the monitoring endpoint (`messages`, `num_subjects`...).
+    fn stream_state(&self, name: &str) -> serde_json::Value {
         let body = self.http("/jsz?streams=true").unwrap_or_default();
         let jsz: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let accounts = jsz["account_details"].as_array().cloned().unwrap_or_default();
-        accounts
-            .iter()
-            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["state"]["messages"].as_u64())
-            .unwrap_or(0)
+        let streams = accounts.iter().flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default());
+        streams.into_iter().find(|s| s["name"] == name).map(|s| s["state"].clone()).unwrap_or_default()
     }
 }
 
@@ -233,8 +234,10 @@ fn a_server_that_is_down_or_a_bad_address_fails_at_once_with_a_clear_error() {
     let out = replay_to(journal.path(), &down, "feed", &["--window", "200000"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("--window is at most 100000 with --to"), "{}", stderr_of(&out));
-    let out = replay_to(journal.path(), &down, "feed", &["--subject-from-key"]);
-    assert!(stderr_of(&out).contains("--subject-from-key: not yet"), "{}", stderr_of(&out));
+    // The message is the payload: a --format would be silently ignored.
+    let out = replay_to(journal.path(), &down, "feed", &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("'--format <FORMAT>' cannot be used with '--to"), "{}", stderr_of(&out));
 }
 
 #[test]
@@ -279,6 +282,36 @@ fn a_record_larger_than_max_payload_stops_replay_before_it_naming_its_position()
     let out = replay_to(journal.path(), &server.url(), "big", &["--stream", "BIG"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(server.messages("BIG"), 5);
+}
+
+#[test]
+fn keyed_records_go_on_their_keys_subjects_and_a_key_that_cannot_be_one_stops_replay_there() {
+    let Some(server) = NatsServer::start("") else { return };
+    let dir = journal_with(&[b"unkeyed".to_vec()]);
+    let mut append = Command::new(BIN)
+        .args(["append", path(dir.path()), "--key-delimiter", "="])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    append.stdin.take().unwrap().write_all(b"a=1\nb=1\na=2\nc=1\nbad.key=1\nd=1\n").unwrap();
+    let out = append.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = replay_to(dir.path(), &server.url(), "feed", &["--stream", "KV", "--subject-from-key"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    let at = cursor_position(dir.path(), "nats");
+    assert!(stderr.contains(&format!("the record at position {at} has key \"bad.key\"")), "{stderr}");
+    // Every record before it, each on its own subject: feed, feed.a, feed.b, feed.c.
+    let state = server.stream_state("KV");
+    assert_eq!(state["messages"], 5, "{state}");
+    assert_eq!(state["num_subjects"], 4, "{state}");
+    // A stream that does not take the keys' subjects is refused before any publish.
+    let out = replay_to(dir.path(), &server.url(), "plain", &["--stream", "PLAIN"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = replay_to(dir.path(), &server.url(), "plain", &["--stream", "PLAIN", "--subject-from-key"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("not 'plain.*'"), "{}", stderr_of(&out));
 }
 
 /// A TCP proxy to the server that stops passing anything back to the client

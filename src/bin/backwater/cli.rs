@@ -386,7 +386,9 @@ pub struct ReplayArgs {
     /// Feed this shell command's stdin instead of stdout
     #[arg(long)]
     pub exec: Option<String>,
-    #[arg(long, value_enum, default_value = "lines")]
+    /// How records are written to stdout or --exec's stdin (not with --to: there the payload is the
+    /// message and position, timestamp and priority are headers)
+    #[arg(long, value_enum, default_value = "lines", conflicts_with = "to")]
     pub format: ReplayFormat,
     /// At most this many records per second, e.g. 2000/s, 1.5k/s, 30/m, 2e-2/s; at least 1/h (a
     /// token bucket: after a pause, at most 10 ms worth, and at least one record, go out back to back)
@@ -435,7 +437,8 @@ pub struct ReplayArgs {
     /// Nats-Msg-Id) is dropped: longer than replay can take to be restarted after a crash
     #[arg(long, default_value = "5m", value_parser = units::duration, requires = "stream")]
     pub duplicate_window: Duration,
-    /// With --to: publish each record on SUBJECT.<key> (not yet: records have no keys)
+    /// With --to: publish each keyed record on SUBJECT.<key> (unkeyed ones on SUBJECT); a created
+    /// stream takes both. A key that cannot be a subject token (dots, * >, spaces) ends replay there
     #[arg(long, requires = "to")]
     pub subject_from_key: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of

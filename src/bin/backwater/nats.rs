@@ -33,6 +33,7 @@ use futures_util::{FutureExt, StreamExt};
 use crate::cli::ReplayArgs;
 use crate::output::priority_name;
 use crate::replay::Ack;
+use crate::units::is_subject_token;
 use crate::{EXIT_FINDING, EXIT_USAGE, Failure};
 
 /// How long a PubAck may take before the publish counts as lost (and is re-sent).
@@ -51,15 +52,20 @@ pub struct Outgoing {
     timestamp: u64,
     priority: &'static str,
     payload: bytes::Bytes,
+    /// The subject it goes on; an error when, with `--subject-from-key`,
+    /// its key cannot be a subject token.
+    subject: Result<String, Rejected>,
 }
 
 /// Why the forwarder stopped for good: the record it could not publish.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Rejected {
     /// Payload and headers exceed the server's `max_payload`: no publish can take it.
     TooLarge { position: u64, detail: String },
     /// The stream refused it (its own limits, a sealed stream...): not transient.
     Refused { position: u64, detail: String },
+    /// With `--subject-from-key`: its key cannot be a subject token.
+    BadKey { position: u64, key: String },
 }
 
 impl std::fmt::Display for Rejected {
@@ -71,6 +77,11 @@ impl std::fmt::Display for Rejected {
             Rejected::Refused { position, detail } => {
                 write!(f, "the stream refused the record at position {position}: {detail}")
             }
+            Rejected::BadKey { position, key } => write!(
+                f,
+                "the record at position {position} has key {key:?}, which cannot be a subject token \
+                 (--subject-from-key needs keys without dots, wildcards (* >), spaces or control characters)"
+            ),
         }
     }
 }
@@ -99,6 +110,10 @@ pub fn summary(stats: &Stats) -> String {
 /// channel given to [`start`].
 pub struct Publisher {
     records: tokio::sync::mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// `--subject`.
+    subject: String,
+    /// `--subject-from-key`: keyed records go on `SUBJECT.<key>`.
+    subject_from_key: bool,
     /// Records handed over since the last flush: one wake-up per batch.
     batch: Vec<Outgoing>,
     pub stats: Arc<Stats>,
@@ -112,7 +127,21 @@ impl Publisher {
             timestamp: record.timestamp(),
             priority: priority_name(record.priority()),
             payload: bytes::Bytes::copy_from_slice(record.payload()),
+            subject: self.subject_of(record),
         });
+    }
+
+    fn subject_of(&self, record: &Record<'_>) -> Result<String, Rejected> {
+        match record.key().filter(|_| self.subject_from_key) {
+            None => Ok(self.subject.clone()),
+            Some(key) => match std::str::from_utf8(key) {
+                Ok(token) if is_subject_token(token) => Ok(format!("{}.{token}", self.subject)),
+                _ => Err(Rejected::BadKey {
+                    position: record.position(),
+                    key: String::from_utf8_lossy(key).into_owned(),
+                }),
+            },
+        }
     }
 
     /// Hands the queued records to the forwarder; fails only once it has stopped.
@@ -139,12 +168,6 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let (Some(servers), Some(subject)) = (&args.to, &args.subject) else {
         return Err(Failure::new(EXIT_USAGE, "--to needs --subject"));
     };
-    if args.subject_from_key {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            "--subject-from-key: not yet (records carry keys, but the forwarder publishes on one subject)",
-        ));
-    }
     if args.window > MAX_WINDOW {
         return Err(Failure::new(EXIT_USAGE, format!("--window is at most {MAX_WINDOW} with --to")));
     }
@@ -167,7 +190,6 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let stats = Arc::new(Stats::default());
     let forwarder = Forwarder {
         context,
-        subject: subject.clone(),
         journal_id: journal_id.to_string(),
         acks,
         stats: stats.clone(),
@@ -177,6 +199,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         resend: Vec::new(),
         unreported: 0,
         trouble: None,
+        unpublishable: None,
         backoff: FIRST_BACKOFF,
         troubled_since: None,
     };
@@ -184,7 +207,13 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         .name("nats-forwarder".into())
         .spawn(move || runtime.block_on(forwarder.run(receiver)))
         .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS forwarder: {e}")))?;
-    Ok(Publisher { records, batch: Vec::new(), stats })
+    Ok(Publisher {
+        records,
+        subject: subject.clone(),
+        subject_from_key: args.subject_from_key,
+        batch: Vec::new(),
+        stats,
+    })
 }
 
 /// A connection that reconnects forever with backoff, saying so on stderr;
@@ -219,47 +248,66 @@ fn backoff_after(attempts: u32) -> Duration {
 /// The stream that takes `subject`: `--stream` (created if absent) or the
 /// existing one whose subjects match it. Returns its name.
 async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject: &str) -> Result<String, Failure> {
+    // With --subject-from-key, the keys' subjects too (keys are single tokens:
+    // a filter that takes `SUBJECT.*`, read as a literal, takes every one).
+    let mut needed = vec![subject.to_string()];
+    if args.subject_from_key {
+        needed.push(format!("{subject}.*"));
+    }
     let Some(name) = &args.stream else {
-        return context.stream_by_subject(subject).await.map_err(|e| {
+        let name = context.stream_by_subject(subject).await.map_err(|e| {
             Failure::new(
                 EXIT_USAGE,
                 format!(
                     "no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"
                 ),
             )
-        });
+        })?;
+        let config = stream_config(context, &name).await?;
+        return check_subjects(&name, &config, &needed);
     };
-    let config = stream::Config {
-        name: name.clone(),
-        subjects: vec![subject.to_string()],
-        num_replicas: args.replicas.into(),
-        duplicate_window: args.duplicate_window,
-        ..Default::default()
-    };
-    let info = match context.get_stream(name).await {
-        Ok(mut existing) => existing
-            .info()
-            .await
-            .map(|info| info.config.clone())
-            .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}")))?,
+    let config = match context.get_stream(name).await {
+        Ok(_) => stream_config(context, name).await?,
         Err(e) if is_not_found(&e) => {
+            let mut subjects = vec![subject.to_string()];
+            if args.subject_from_key {
+                subjects.push(format!("{subject}.>"));
+            }
+            let config = stream::Config {
+                name: name.clone(),
+                subjects,
+                num_replicas: args.replicas.into(),
+                duplicate_window: args.duplicate_window,
+                ..Default::default()
+            };
             context.create_stream(config).await.map(|created| created.cached_info().config.clone()).map_err(|e| {
                 Failure::new(EXIT_USAGE, format!("cannot create stream '{name}' for subject '{subject}': {e}"))
             })?
         }
         Err(e) => return Err(Failure::new(EXIT_FINDING, format!("cannot look up stream '{name}': {e}"))),
     };
-    if !info.subjects.iter().any(|filter| subject_matches(filter, subject)) {
-        return Err(Failure::new(
+    check_subjects(name, &config, &needed)
+}
+
+async fn stream_config(context: &jetstream::Context, name: &str) -> Result<stream::Config, Failure> {
+    let read =
+        async { context.get_stream(name).await?.info().await.map(|info| info.config.clone()).map_err(Into::into) };
+    read.await.map_err(|e: async_nats::Error| Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}")))
+}
+
+/// The stream takes every subject in `needed`, or the error says which not.
+fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Result<String, Failure> {
+    match needed.iter().find(|subject| !config.subjects.iter().any(|filter| subject_matches(filter, subject))) {
+        None => Ok(name.to_string()),
+        Some(subject) => Err(Failure::new(
             EXIT_USAGE,
             format!(
                 "stream '{name}' takes subjects [{}], not '{subject}': publish on one of those, or name another \
                  --stream",
-                info.subjects.join(", ")
+                config.subjects.join(", ")
             ),
-        ));
+        )),
     }
-    Ok(name.clone())
 }
 
 fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
@@ -291,7 +339,6 @@ struct InFlight {
 /// The publishing loop, on the forwarder thread.
 struct Forwarder {
     context: jetstream::Context,
-    subject: String,
     journal_id: String,
     acks: Sender<Ack>,
     stats: Arc<Stats>,
@@ -309,6 +356,9 @@ struct Forwarder {
     /// The first failure since publishing last went well: nothing new is
     /// published until the in-flight publishes have settled.
     trouble: Option<jetstream::context::PublishError>,
+    /// The next record cannot be published at all (its key): the
+    /// forwarding ends with it once every earlier one has settled.
+    unpublishable: Option<Rejected>,
     backoff: Duration,
     troubled_since: Option<Instant>,
 }
@@ -332,6 +382,14 @@ impl Forwarder {
                 return;
             }
             self.publish_ready().await;
+            if self.trouble.is_none()
+                && self.in_flight.is_empty()
+                && let Some(rejected) = self.unpublishable.take()
+            {
+                self.report_acks();
+                let _ = self.acks.send(Ack::Rejected(rejected));
+                return;
+            }
             if self.trouble.is_some() && self.in_flight.is_empty() {
                 continue; // a send failed with nothing in flight: nothing to wait for
             }
@@ -358,8 +416,16 @@ impl Forwarder {
     async fn publish_ready(&mut self) {
         while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
             let Some(record) = self.unsent.pop_front() else { return };
+            let subject = match &record.subject {
+                Ok(subject) => subject.clone(),
+                Err(rejected) => {
+                    self.unpublishable = Some(rejected.clone());
+                    self.unsent.push_front(record);
+                    return;
+                }
+            };
             let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record));
-            match self.context.send_publish(self.subject.clone(), publish).await {
+            match self.context.send_publish(subject, publish).await {
                 Ok(ack) => {
                     self.in_flight.push_back(InFlight { record, sent: Instant::now() });
                     self.pub_acks.push_back(ack.into_future());

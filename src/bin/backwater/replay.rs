@@ -399,6 +399,9 @@ impl Replay<'_> {
             crate::nats::Rejected::Refused { .. } => {
                 format!("a rerun resumes there once the stream takes the record; {skip}")
             }
+            crate::nats::Rejected::BadKey { .. } => {
+                format!("a rerun fails the same way: replay without --subject-from-key, or {skip}")
+            }
         }
     }
 

@@ -322,12 +322,18 @@ fn nats_server(server: &str) -> Result<String, String> {
 
 /// A subject to publish on: dot-separated tokens, no wildcards or spaces.
 pub fn nats_subject(text: &str) -> Result<String, String> {
-    let valid = |token: &str| !token.is_empty() && !token.contains(['*', '>', ' ', '\t', '\r', '\n']);
-    if text.split('.').all(valid) {
+    if text.split('.').all(is_subject_token) {
         Ok(text.to_string())
     } else {
         Err(format!("'{text}' is not a subject to publish on: dot-separated tokens, no wildcards (* >) or spaces"))
     }
+}
+
+/// Whether `token` may stand between two dots of a subject one publishes
+/// on: not empty, no wildcard (`*`, `>`), no dot, no whitespace or control
+/// character.
+pub fn is_subject_token(token: &str) -> bool {
+    !token.is_empty() && !token.contains(|c: char| matches!(c, '*' | '>' | '.') || c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
