@@ -237,7 +237,7 @@ fn a_server_that_is_down_or_a_bad_address_fails_at_once_with_a_clear_error() {
     // The message is the payload: a --format would be silently ignored.
     let out = replay_to(journal.path(), &down, "feed", &["--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr_of(&out).contains("'--format <FORMAT>' cannot be used with '--to"), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("'--to <TO>' cannot be used with '--format <FORMAT>'"), "{}", stderr_of(&out));
 }
 
 #[test]
