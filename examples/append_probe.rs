@@ -1,21 +1,34 @@
-//! Append probe for profiling: 64 B offers, one publisher, records/s.
+//! Append probe for profiling: 64 B records, one publisher, records/s.
+//!
+//! `append_probe MODE [N] [CALL] [--no-read]`, CALL `offer` (default) or
+//! `append` (the blocking call, as a user writes it):
 //!
 //! `append_probe resident [N]`: one 1 GiB segment faulted in before the clock
 //! starts (`Journal::prepare`), so no page fault is on the path (the hot path
-//! alone; N up to ~11 M).
+//! alone; N up to ~11 M), through a `Publisher`.
 //! `append_probe exclusive [N]`: `resident`, through an `ExclusivePublisher`.
-//! Both then read the records back (CRC checked) and report that too.
+//! Both then read the records back (CRC checked) and report that too, unless
+//! `--no-read`.
 //! `append_probe rollover [N]`: 1 MiB segments in a 64 MiB `DropOldest`
 //! ring, a rollover every ~11k records (creating, preparing and deleting
 //! segments included).
 //! `append_probe ring [N]`: an `ExclusivePublisher` in a 512 MiB `DropOldest`
 //! ring of 64 MiB segments that has already wrapped, so every segment it
 //! writes is recycled (the steady state).
-use backwater::{Config, Journal, WhenFull};
+//!
+//! The timed loops are the functions `timed_exclusive` and `timed_shared`,
+//! so that `valgrind --tool=callgrind --toggle-collect='*timed_*'` counts the
+//! instructions of the appends alone.
+use backwater::{Config, ExclusivePublisher, Journal, Publisher, WhenFull};
+
+const PAYLOAD: [u8; 64] = [7u8; 64];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "resident".into());
-    let n: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_else(|| "resident".into());
+    let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+    let append = args.iter().any(|a| a == "append");
+    let read = !args.iter().any(|a| a == "--no-read");
     let dir = tempfile::tempdir()?;
     let config = Config::default().min_free_disk(0);
     let journal = match mode.as_str() {
@@ -34,33 +47,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?,
         other => return Err(format!("mode '{other}': use resident, exclusive, rollover or ring").into()),
     };
+    let label = format!("{mode} {}", if append { "append" } else { "offer" });
     if mode == "ring" {
         let mut publisher = journal.exclusive_publisher()?;
         while journal.tail_position() < 768 << 20 {
-            publisher.offer(&[7u8; 64])?; // wrap the ring once and a half first
+            publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
         }
         let start = std::time::Instant::now();
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
-        report(&mode, n, start.elapsed());
+        timed_exclusive(&mut publisher, n, append)?;
+        report(&label, n, start.elapsed());
         return Ok(());
     }
     let start = std::time::Instant::now();
     if mode == "exclusive" {
-        let mut publisher = journal.exclusive_publisher()?;
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
+        timed_exclusive(&mut journal.exclusive_publisher()?, n, append)?;
     } else {
-        let publisher = journal.publisher();
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
+        timed_shared(&journal.publisher(), n, append)?;
     }
-    report(&mode, n, start.elapsed());
-    if mode == "rollover" {
-        return Ok(()); // the ring has dropped most of them
+    report(&label, n, start.elapsed());
+    if mode == "rollover" || !read {
+        return Ok(()); // (the ring has dropped most of them)
     }
     // And read them back (CRC checked), for profiling the consumer.
     let mut consumer = journal.anonymous_consumer();
@@ -71,6 +77,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     std::hint::black_box(sum);
     report("read back", n, start.elapsed());
+    Ok(())
+}
+
+/// Calls and loops of their own for each `CALL` (no branch between them).
+fn timed_exclusive(publisher: &mut ExclusivePublisher, n: u64, append: bool) -> backwater::Result<()> {
+    if append { timed_exclusive_calls::<true>(publisher, n) } else { timed_exclusive_calls::<false>(publisher, n) }
+}
+
+#[inline(never)]
+fn timed_exclusive_calls<const APPEND: bool>(publisher: &mut ExclusivePublisher, n: u64) -> backwater::Result<()> {
+    for _ in 0..n {
+        if APPEND {
+            publisher.append(&PAYLOAD)?;
+        } else {
+            publisher.offer(&PAYLOAD)?;
+        }
+    }
+    Ok(())
+}
+
+fn timed_shared(publisher: &Publisher, n: u64, append: bool) -> backwater::Result<()> {
+    if append { timed_shared_calls::<true>(publisher, n) } else { timed_shared_calls::<false>(publisher, n) }
+}
+
+#[inline(never)]
+fn timed_shared_calls<const APPEND: bool>(publisher: &Publisher, n: u64) -> backwater::Result<()> {
+    for _ in 0..n {
+        if APPEND {
+            publisher.append(&PAYLOAD)?;
+        } else {
+            publisher.offer(&PAYLOAD)?;
+        }
+    }
     Ok(())
 }
 
