@@ -16,6 +16,8 @@
 //! ring of 64 MiB segments that has already wrapped, so every segment it
 //! writes is recycled (the steady state).
 //!
+//! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
+//!
 //! The timed loops are the functions `timed_exclusive` and `timed_shared`,
 //! so that `valgrind --tool=callgrind --toggle-collect='*timed_*'` counts the
 //! instructions of the appends alone.
@@ -62,7 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode == "exclusive" {
         timed_exclusive(&mut journal.exclusive_publisher()?, n, append)?;
     } else {
-        timed_shared(&journal.publisher(), n, append)?;
+        let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+        std::thread::scope(|scope| {
+            let each: Vec<_> =
+                (0..threads).map(|_| scope.spawn(|| timed_shared(&journal.publisher(), n / threads, append))).collect();
+            each.into_iter().try_for_each(|thread| thread.join().expect("publisher thread"))
+        })?;
     }
     report(&label, n, start.elapsed());
     if mode == "rollover" || !read {

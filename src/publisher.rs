@@ -10,15 +10,15 @@
 //! segments); what both publishers share is in `appender`.
 //!
 //! The hot path per record: one relaxed load of the limit and the tail, one
-//! fetch-add, one CRC, one copy, one CAS, one relaxed counter add. No lock, no
+//! fetch-add, one CRC, one copy, two CAS (publish the claim, commit), and a
+//! plain store to this thread's own count (`append_count`). No lock, no
 //! syscall, no allocation.
 
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, compiler_fence};
 
-use crate::appender::{
-    committed_not_flushed, count_refusal, wait_after_refusal, wait_async, wait_while_back_pressured,
-};
+use crate::append_count::count_appended;
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async, worth_waiting};
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
@@ -133,7 +133,7 @@ impl Publisher {
     /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
     #[inline]
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
-        self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
+        count_appended(self.inner.state(), records);
         wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
@@ -178,7 +178,15 @@ impl Publisher {
     /// # Errors
     /// Those of [`Publisher::append`].
     pub async fn append_async(&self, payload: &[u8]) -> Result<u64> {
-        wait_async(&self.inner, || self.try_offer(Priority::Normal, payload)).await
+        // The first attempt as `offer` makes it; only a refusal pays for the
+        // waiting future.
+        match self.try_offer(Priority::Normal, payload) {
+            Ok(position) => Ok(position),
+            Err(refused) => {
+                worth_waiting(&self.inner.meta, refused)?;
+                wait_async(&self.inner, || self.try_offer(Priority::Normal, payload)).await
+            }
+        }
     }
 
     /// [`Publisher::append`] with a priority. A shed low-priority record
@@ -299,7 +307,12 @@ impl Publisher {
         while !rest.is_empty() {
             let take = self.batch_prefix(rest)?;
             let attempt = || self.try_claim_chunk(&rest[..take]);
-            let (position, written) = if wait { wait_while_back_pressured(&self.inner, attempt)? } else { attempt()? };
+            let (position, written) = match attempt() {
+                Ok(done) => done,
+                // Only a refused claim pays for waiting.
+                Err(refused) if wait => wait_after_refusal(&self.inner, refused, attempt)?,
+                Err(refused) => return Err(refused),
+            };
             if written > 0 {
                 first.get_or_insert(position);
             }
@@ -571,7 +584,7 @@ impl Claim {
         if !frame::commit(self.segment.word0(self.claimed.offset), self.word) {
             return Err(Error::ClaimUnblocked { position: self.claimed.position });
         }
-        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
+        count_appended(self.inner.state(), 1);
         wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
