@@ -18,10 +18,10 @@
 //!
 //! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
 //!
-//! The timed loops are the functions `timed_exclusive` and `timed_shared`,
-//! so that `valgrind --tool=callgrind --toggle-collect='*timed_*'` counts the
+//! The timed loops are the function `timed_calls`, so that
+//! `valgrind --tool=callgrind --toggle-collect='*timed_calls'` counts the
 //! instructions of the appends alone.
-use backwater::{Config, ExclusivePublisher, Journal, Publisher, WhenFull};
+use backwater::{Config, ExclusivePublisher, Journal, OfferError, Publisher, WhenFull};
 
 const PAYLOAD: [u8; 64] = [7u8; 64];
 
@@ -56,18 +56,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
         }
         let start = std::time::Instant::now();
-        timed_exclusive(&mut publisher, n, append)?;
+        timed(&mut publisher, n, append)?;
         report(&label, n, start.elapsed());
         return Ok(());
     }
     let start = std::time::Instant::now();
     if mode == "exclusive" {
-        timed_exclusive(&mut journal.exclusive_publisher()?, n, append)?;
+        timed(&mut journal.exclusive_publisher()?, n, append)?;
     } else {
         let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
         std::thread::scope(|scope| {
             let each: Vec<_> =
-                (0..threads).map(|_| scope.spawn(|| timed_shared(&journal.publisher(), n / threads, append))).collect();
+                (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, append))).collect();
             each.into_iter().try_for_each(|thread| thread.join().expect("publisher thread"))
         })?;
     }
@@ -87,29 +87,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Calls and loops of their own for each `CALL` (no branch between them).
-fn timed_exclusive(publisher: &mut ExclusivePublisher, n: u64, append: bool) -> backwater::Result<()> {
-    if append { timed_exclusive_calls::<true>(publisher, n) } else { timed_exclusive_calls::<false>(publisher, n) }
+/// The two calls on either publisher.
+trait Appends {
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64>;
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError>;
 }
 
-#[inline(never)]
-fn timed_exclusive_calls<const APPEND: bool>(publisher: &mut ExclusivePublisher, n: u64) -> backwater::Result<()> {
-    for _ in 0..n {
-        if APPEND {
-            publisher.append(&PAYLOAD)?;
-        } else {
-            publisher.offer(&PAYLOAD)?;
-        }
+impl Appends for ExclusivePublisher {
+    #[inline]
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        ExclusivePublisher::append(self, payload)
     }
-    Ok(())
+    #[inline]
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        ExclusivePublisher::offer(self, payload)
+    }
 }
 
-fn timed_shared(publisher: &Publisher, n: u64, append: bool) -> backwater::Result<()> {
-    if append { timed_shared_calls::<true>(publisher, n) } else { timed_shared_calls::<false>(publisher, n) }
+impl Appends for &Publisher {
+    #[inline]
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        Publisher::append(self, payload)
+    }
+    #[inline]
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        Publisher::offer(self, payload)
+    }
+}
+
+/// A loop of its own for each `CALL` (no branch between them).
+fn timed<P: Appends>(publisher: &mut P, n: u64, append: bool) -> backwater::Result<()> {
+    if append { timed_calls::<P, true>(publisher, n) } else { timed_calls::<P, false>(publisher, n) }
 }
 
 #[inline(never)]
-fn timed_shared_calls<const APPEND: bool>(publisher: &Publisher, n: u64) -> backwater::Result<()> {
+fn timed_calls<P: Appends, const APPEND: bool>(publisher: &mut P, n: u64) -> backwater::Result<()> {
     for _ in 0..n {
         if APPEND {
             publisher.append(&PAYLOAD)?;
