@@ -1,7 +1,9 @@
 //! Append probe for profiling: 64 B records, one publisher, records/s.
 //!
-//! `append_probe MODE [N] [CALL] [--no-read]`, CALL `offer` (default) or
-//! `append` (the blocking call, as a user writes it):
+//! `append_probe MODE [N] [CALL] [--no-read]`, CALL `offer` (default),
+//! `append` (the blocking call, as a user writes it) or `claim` (claim, copy,
+//! commit: the shared publisher's zero-copy path; `append` on the exclusive
+//! one):
 //!
 //! `append_probe resident [N]`: one 1 GiB segment faulted in before the clock
 //! starts (`Journal::prepare`), so no page fault is on the path (the hot path
@@ -31,7 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).cloned().unwrap_or_else(|| "resident".into());
     let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
-    let append = args.iter().any(|a| a == "append");
+    let call = if args.iter().any(|a| a == "append") {
+        Call::Append
+    } else if args.iter().any(|a| a == "claim") {
+        Call::Claim
+    } else {
+        Call::Offer
+    };
     let read = !args.iter().any(|a| a == "--no-read");
     let dir = tempfile::tempdir()?;
     let config = Config::default().min_free_disk(0);
@@ -51,25 +59,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?,
         other => return Err(format!("mode '{other}': use resident, exclusive, rollover or ring").into()),
     };
-    let label = format!("{mode} {}", if append { "append" } else { "offer" });
+    let label = format!("{mode} {}", ["offer", "append", "claim"][call as usize]);
     if mode == "ring" {
         let mut publisher = journal.exclusive_publisher()?;
         while journal.tail_position() < 768 << 20 {
             publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
         }
         let start = std::time::Instant::now();
-        let cpu = timed(&mut publisher, n, append)?;
+        let cpu = timed(&mut publisher, n, call)?;
         report(&label, n, start.elapsed(), cpu);
         return Ok(());
     }
     let start = std::time::Instant::now();
     let cpu = if mode == "exclusive" {
-        timed(&mut journal.exclusive_publisher()?, n, append)?
+        timed(&mut journal.exclusive_publisher()?, n, call)?
     } else {
         let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
         std::thread::scope(|scope| {
             let each: Vec<_> =
-                (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, append))).collect();
+                (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, call))).collect();
             each.into_iter().map(|thread| thread.join().expect("publisher thread")).sum::<backwater::Result<_>>()
         })?
     };
@@ -90,10 +98,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The two calls on either publisher.
+/// The calls on either publisher.
 trait Appends {
     fn append(&mut self, payload: &[u8]) -> backwater::Result<u64>;
     fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError>;
+    /// Claim, copy, commit (the zero-copy path; `append` where there is none).
+    #[inline]
+    fn claim_commit(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        self.append(payload)
+    }
 }
 
 impl Appends for ExclusivePublisher {
@@ -116,29 +129,51 @@ impl Appends for &Publisher {
     fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
         Publisher::offer(self, payload)
     }
+    #[inline]
+    fn claim_commit(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        let mut claim = Publisher::claim(self, payload.len())?;
+        claim.payload_mut().copy_from_slice(payload);
+        claim.commit()
+    }
 }
 
 /// A loop of its own for each `CALL` (no branch between them); returns the
 /// CPU time the thread spent in it (what a loaded machine disturbs less
 /// than the wall-clock time).
-fn timed<P: Appends>(publisher: &mut P, n: u64, append: bool) -> backwater::Result<Duration> {
-    let cpu = || Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime)).unwrap_or_default();
+fn timed<P: Appends>(publisher: &mut P, n: u64, call: Call) -> backwater::Result<Duration> {
+    let cpu =
+        || Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime)).unwrap_or_default();
     let start = cpu();
-    if append { timed_calls::<P, true>(publisher, n) } else { timed_calls::<P, false>(publisher, n) }?;
+    match call {
+        Call::Offer => timed_calls::<P, OFFER>(publisher, n),
+        Call::Append => timed_calls::<P, APPEND>(publisher, n),
+        Call::Claim => timed_calls::<P, CLAIM>(publisher, n),
+    }?;
     Ok(cpu().saturating_sub(start))
 }
 
 #[inline(never)]
-fn timed_calls<P: Appends, const APPEND: bool>(publisher: &mut P, n: u64) -> backwater::Result<()> {
+fn timed_calls<P: Appends, const CALL: u8>(publisher: &mut P, n: u64) -> backwater::Result<()> {
     for _ in 0..n {
-        if APPEND {
-            publisher.append(&PAYLOAD)?;
-        } else {
-            publisher.offer(&PAYLOAD)?;
-        }
+        match CALL {
+            APPEND => publisher.append(&PAYLOAD)?,
+            CLAIM => publisher.claim_commit(&PAYLOAD)?,
+            _ => publisher.offer(&PAYLOAD)?,
+        };
     }
     Ok(())
 }
+
+#[derive(Clone, Copy)]
+enum Call {
+    Offer,
+    Append,
+    Claim,
+}
+
+const OFFER: u8 = 0;
+const APPEND: u8 = 1;
+const CLAIM: u8 = 2;
 
 /// Prints the wall-clock rate, then the rate per second of the publishing
 /// threads' CPU time.
