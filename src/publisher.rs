@@ -373,7 +373,7 @@ impl Publisher {
     /// # Errors
     /// Those of [`Publisher::offer`] (but [`Error::CommittedNotFlushed`],
     /// which [`Claim::commit`] reports).
-    pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
+    pub fn claim(&self, len: usize) -> Result<Claim<'_>, OfferError> {
         self.claim_with(Priority::Normal, len)
     }
 
@@ -382,19 +382,19 @@ impl Publisher {
     /// # Errors
     /// [`OfferError::Dropped`] for a low-priority claim at or above the shed
     /// watermark; otherwise those of [`Publisher::claim`].
-    pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+    pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim<'_>, OfferError> {
         let result = self.try_claim(priority, len);
         result.inspect_err(|e| self.count_refusal(e))
     }
 
-    fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+    fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim<'_>, OfferError> {
         self.check_len(len)?;
         let mut claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         let word = Word0::data(priority, len, self.owner()).claimed();
         loop {
             let segment = with_segment(self.inner.state(), claimed.index, Arc::clone)?;
             if write_claim_header(&segment, claimed, word, 0) {
-                return Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false });
+                return Ok(Claim { publisher: self, segment, claimed, word, len, done: false });
             }
             claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         }
@@ -520,7 +520,7 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
 }
 
 /// Room claimed for one record by [`Publisher::claim`], written in place
-/// (zero-copy).
+/// (zero-copy). It borrows the [`Publisher`] it came from.
 ///
 /// Fill [`Claim::payload_mut`], then [`Claim::commit`]; if aborted or dropped
 /// uncommitted it becomes padding that readers skip. Consumers wait at it
@@ -545,8 +545,10 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
 /// assert_eq!(seen, [(position, 42u64.to_le_bytes().to_vec())]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Claim {
-    inner: Handle,
+pub struct Claim<'a> {
+    /// Borrowed, not cloned: a claim changes no reference count of the
+    /// journal's (its segment's mapping is the one it holds).
+    publisher: &'a Publisher,
     segment: Arc<Segment>,
     claimed: Claimed,
     word: Word0,
@@ -554,7 +556,7 @@ pub struct Claim {
     done: bool,
 }
 
-impl Claim {
+impl Claim<'_> {
     /// The record's position (what [`Claim::commit`] returns).
     pub fn position(&self) -> u64 {
         self.claimed.position
@@ -584,9 +586,10 @@ impl Claim {
         if !frame::commit(self.segment.word0(self.claimed.offset), self.word) {
             return Err(Error::ClaimUnblocked { position: self.claimed.position });
         }
-        count_appended(self.inner.state(), 1);
-        wake::notify(&self.inner.meta);
-        if self.inner.flush_always.load(Ordering::Relaxed) {
+        let inner = &self.publisher.inner;
+        count_appended(inner.state(), 1);
+        wake::notify(&inner.meta);
+        if inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
             let flushed = self.segment.file().flush_range(self.claimed.offset, aligned);
             flushed.map_err(|e| committed_not_flushed(self.claimed.position, e))?;
@@ -607,7 +610,7 @@ impl Claim {
     }
 }
 
-impl Drop for Claim {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.pad();
     }
