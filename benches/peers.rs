@@ -2,8 +2,9 @@
 //!
 //! The same work for every contender: N records of 64 B appended one by one,
 //! then read back. Contenders run interleaved in rounds on fresh directories
-//! (with `sync` in between, so nobody pays for another's writeback), and the
-//! table reports medians and ratios. `tools/bench-table` prints it for the
+//! (with `sync` in between, so nobody pays for another's writeback; each
+//! round starts one contender further on), and the table reports medians
+//! and ratios. `tools/bench-table` prints it for the
 //! README. Environment: `PEERS_RECORDS` (default 2,000,000), `PEERS_ROUNDS` (5),
 //! `PEERS_ONLY` (comma-separated parts of names: run only those contenders).
 //!
@@ -300,7 +301,11 @@ fn main() {
         .collect();
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); contenders.len()];
     for round in 0..rounds {
-        for (i, (name, run)) in contenders.iter().enumerate() {
+        // Each round starts one contender further on, so that no row always
+        // runs right after the same one (the machine state a row inherits,
+        // e.g. writeback of the last row's pages, moves round by round).
+        for i in (0..contenders.len()).map(|k| (k + round) % contenders.len()) {
+            let (name, run) = &contenders[i];
             let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
             let timing = run(dir.path(), n);
             drop(dir);

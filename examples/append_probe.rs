@@ -1,21 +1,46 @@
-//! Append probe for profiling: 64 B offers, one publisher, records/s.
+//! Append probe for profiling: 64 B records, one publisher, records/s.
+//!
+//! `append_probe MODE [N] [CALL] [--no-read]`, CALL `offer` (default),
+//! `append` (the blocking call, as a user writes it) or `claim` (claim, copy,
+//! commit: the shared publisher's zero-copy path; `append` on the exclusive
+//! one):
 //!
 //! `append_probe resident [N]`: one 1 GiB segment faulted in before the clock
 //! starts (`Journal::prepare`), so no page fault is on the path (the hot path
-//! alone; N up to ~11 M).
+//! alone; N up to ~11 M), through a `Publisher`.
 //! `append_probe exclusive [N]`: `resident`, through an `ExclusivePublisher`.
-//! Both then read the records back (CRC checked) and report that too.
+//! Both then read the records back (CRC checked) and report that too, unless
+//! `--no-read`.
 //! `append_probe rollover [N]`: 1 MiB segments in a 64 MiB `DropOldest`
 //! ring, a rollover every ~11k records (creating, preparing and deleting
 //! segments included).
 //! `append_probe ring [N]`: an `ExclusivePublisher` in a 512 MiB `DropOldest`
 //! ring of 64 MiB segments that has already wrapped, so every segment it
 //! writes is recycled (the steady state).
-use backwater::{Config, Journal, WhenFull};
+//!
+//! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
+//!
+//! The timed loops are the function `timed_calls`, so that
+//! `valgrind --tool=callgrind --toggle-collect='*timed_calls'` counts the
+//! instructions of the appends alone.
+use std::time::Duration;
+
+use backwater::{Config, ExclusivePublisher, Journal, OfferError, Publisher, WhenFull};
+
+const PAYLOAD: [u8; 64] = [7u8; 64];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "resident".into());
-    let n: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_else(|| "resident".into());
+    let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+    let call = if args.iter().any(|a| a == "append") {
+        Call::Append
+    } else if args.iter().any(|a| a == "claim") {
+        Call::Claim
+    } else {
+        Call::Offer
+    };
+    let read = !args.iter().any(|a| a == "--no-read");
     let dir = tempfile::tempdir()?;
     let config = Config::default().min_free_disk(0);
     let journal = match mode.as_str() {
@@ -34,33 +59,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?,
         other => return Err(format!("mode '{other}': use resident, exclusive, rollover or ring").into()),
     };
+    let label = format!("{mode} {}", ["offer", "append", "claim"][call as usize]);
     if mode == "ring" {
         let mut publisher = journal.exclusive_publisher()?;
         while journal.tail_position() < 768 << 20 {
-            publisher.offer(&[7u8; 64])?; // wrap the ring once and a half first
+            publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
         }
         let start = std::time::Instant::now();
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
-        report(&mode, n, start.elapsed());
+        let cpu = timed(&mut publisher, n, call)?;
+        report(&label, n, start.elapsed(), cpu);
         return Ok(());
     }
     let start = std::time::Instant::now();
-    if mode == "exclusive" {
-        let mut publisher = journal.exclusive_publisher()?;
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
+    let cpu = if mode == "exclusive" {
+        timed(&mut journal.exclusive_publisher()?, n, call)?
     } else {
-        let publisher = journal.publisher();
-        for _ in 0..n {
-            publisher.offer(&[7u8; 64])?;
-        }
-    }
-    report(&mode, n, start.elapsed());
-    if mode == "rollover" {
-        return Ok(()); // the ring has dropped most of them
+        let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+        std::thread::scope(|scope| {
+            let each: Vec<_> =
+                (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, call))).collect();
+            each.into_iter().map(|thread| thread.join().expect("publisher thread")).sum::<backwater::Result<_>>()
+        })?
+    };
+    report(&label, n, start.elapsed(), cpu);
+    if mode == "rollover" || !read {
+        return Ok(()); // (the ring has dropped most of them)
     }
     // And read them back (CRC checked), for profiling the consumer.
     let mut consumer = journal.anonymous_consumer();
@@ -70,11 +93,93 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096)? as u64;
     }
     std::hint::black_box(sum);
-    report("read back", n, start.elapsed());
+    let elapsed = start.elapsed();
+    report("read back", n, elapsed, elapsed);
     Ok(())
 }
 
-fn report(what: &str, n: u64, elapsed: std::time::Duration) {
+/// The calls on either publisher.
+trait Appends {
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64>;
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError>;
+    /// Claim, copy, commit (the zero-copy path; `append` where there is none).
+    #[inline]
+    fn claim_commit(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        self.append(payload)
+    }
+}
+
+impl Appends for ExclusivePublisher {
+    #[inline]
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        ExclusivePublisher::append(self, payload)
+    }
+    #[inline]
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        ExclusivePublisher::offer(self, payload)
+    }
+}
+
+impl Appends for &Publisher {
+    #[inline]
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        Publisher::append(self, payload)
+    }
+    #[inline]
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        Publisher::offer(self, payload)
+    }
+    #[inline]
+    fn claim_commit(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        let mut claim = Publisher::claim(self, payload.len())?;
+        claim.payload_mut().copy_from_slice(payload);
+        claim.commit()
+    }
+}
+
+/// A loop of its own for each `CALL` (no branch between them); returns the
+/// CPU time the thread spent in it (what a loaded machine disturbs less
+/// than the wall-clock time).
+fn timed<P: Appends>(publisher: &mut P, n: u64, call: Call) -> backwater::Result<Duration> {
+    let cpu =
+        || Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime)).unwrap_or_default();
+    let start = cpu();
+    match call {
+        Call::Offer => timed_calls::<P, OFFER>(publisher, n),
+        Call::Append => timed_calls::<P, APPEND>(publisher, n),
+        Call::Claim => timed_calls::<P, CLAIM>(publisher, n),
+    }?;
+    Ok(cpu().saturating_sub(start))
+}
+
+#[inline(never)]
+fn timed_calls<P: Appends, const CALL: u8>(publisher: &mut P, n: u64) -> backwater::Result<()> {
+    for _ in 0..n {
+        match CALL {
+            APPEND => publisher.append(&PAYLOAD)?,
+            CLAIM => publisher.claim_commit(&PAYLOAD)?,
+            _ => publisher.offer(&PAYLOAD)?,
+        };
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Offer,
+    Append,
+    Claim,
+}
+
+const OFFER: u8 = 0;
+const APPEND: u8 = 1;
+const CLAIM: u8 = 2;
+
+/// Prints the wall-clock rate, then the rate per second of the publishing
+/// threads' CPU time.
+fn report(what: &str, n: u64, elapsed: Duration, cpu: Duration) {
     let (rate, each) = (n as f64 / elapsed.as_secs_f64() / 1e6, elapsed.as_nanos() as f64 / n as f64);
     println!("{what}: {rate:.2} M records/s ({each:.0} ns each)");
+    let (rate, each) = (n as f64 / cpu.as_secs_f64() / 1e6, cpu.as_nanos() as f64 / n as f64);
+    println!("{what}: {rate:.2} M records/s of publisher CPU ({each:.1} CPU ns each)");
 }

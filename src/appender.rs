@@ -37,15 +37,24 @@ pub(crate) fn count_refusal(meta: &Meta, error: &OfferError) {
 /// waits and retries while back-pressured, or reports the refusal. Kept out
 /// of line, so that an `append` that is not refused costs what `offer` does.
 #[cold]
-pub(crate) fn wait_after_refusal(
+#[inline(never)]
+pub(crate) fn wait_after_refusal<T>(
     inner: &JournalState,
     refused: OfferError,
-    attempt: impl FnMut() -> Result<u64, OfferError>,
-) -> Result<u64> {
+    attempt: impl FnMut() -> Result<T, OfferError>,
+) -> Result<T> {
+    worth_waiting(&inner.meta, refused)?;
+    wait_while_back_pressured(inner, attempt)
+}
+
+/// Whether an append whose first attempt was `refused` waits: `Ok` when it
+/// was back-pressured, else the refusal (counted) to return.
+#[cold]
+pub(crate) fn worth_waiting(meta: &Meta, refused: OfferError) -> Result<()> {
     match refused {
-        OfferError::BackPressured { .. } => wait_while_back_pressured(inner, attempt),
+        OfferError::BackPressured { .. } => Ok(()),
         other => {
-            count_refusal(&inner.meta, &other);
+            count_refusal(meta, &other);
             Err(other.into())
         }
     }

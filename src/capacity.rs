@@ -18,7 +18,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::meta::{Level, Meta};
 use crate::state::JournalState;
-use crate::{segment, wake};
+use crate::{append_count, segment, wake};
 
 /// A snapshot of how full the journal is.
 #[derive(Clone, Copy, Debug)]
@@ -146,7 +146,7 @@ pub(crate) fn stats(inner: &JournalState) -> Stats {
     let meta = &inner.meta;
     let fill = Fill::read(meta);
     Stats {
-        appended: meta.appended().load(Ordering::Relaxed),
+        appended: append_count::total(meta),
         dropped_low: meta.dropped_low().load(Ordering::Relaxed),
         back_pressured: meta.back_pressured().load(Ordering::Relaxed),
         evictions: meta.evictions().load(Ordering::Relaxed),

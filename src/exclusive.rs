@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async};
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async, worth_waiting};
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
@@ -135,8 +135,16 @@ impl ExclusivePublisher {
     /// # Errors
     /// Those of [`ExclusivePublisher::append`].
     pub async fn append_async(&mut self, payload: &[u8]) -> Result<u64> {
-        let inner = self.inner.clone();
-        wait_async(&inner, || self.try_offer(Priority::Normal, payload)).await
+        // The first attempt as `offer` makes it; only a refusal pays for the
+        // handle's clone and the waiting future.
+        match self.try_offer(Priority::Normal, payload) {
+            Ok(position) => Ok(position),
+            Err(refused) => {
+                worth_waiting(&self.inner.meta, refused)?;
+                let inner = self.inner.clone();
+                wait_async(&inner, || self.try_offer(Priority::Normal, payload)).await
+            }
+        }
     }
 
     /// [`ExclusivePublisher::append`] with a priority (a shed record returns
@@ -154,6 +162,7 @@ impl ExclusivePublisher {
 
     /// `append` after a refusal: only here does it pay for waiting.
     #[cold]
+    #[inline(never)]
     fn wait_and_append<B: Body + ?Sized>(&mut self, refused: OfferError, priority: Priority, body: &B) -> Result<u64> {
         let inner = self.inner.clone();
         wait_after_refusal(&inner, refused, || self.try_offer(priority, body))

@@ -15,7 +15,7 @@ use crate::config::Flush;
 use crate::publisher_lock::PublisherGroup;
 use crate::state::JournalState;
 use crate::waiter::AsyncWaiter;
-use crate::{flush, process, thread_cache, window};
+use crate::{append_count, flush, process, thread_cache, window};
 
 /// A handle's share of one `Journal::open`: cheap to clone, derefs to the
 /// shared state.
@@ -105,5 +105,7 @@ fn close(state: &JournalState) {
             let _ = flush::flush_all(state);
         }
     }
+    // No publisher of this handle is left: its threads' count shards are free.
+    append_count::release_handle(&state.meta, state.handle_id);
     process::unregister(&state.meta, state.process_slot);
 }

@@ -24,7 +24,7 @@ use crate::recovery::RecoveryReport;
 use crate::segment::{self, SEGMENT_HEADER_LEN};
 use crate::state::{JournalState, LOCK_FILE};
 use crate::writers::WriterLock;
-use crate::{capacity, housekeeper, process, recovery, retention, window};
+use crate::{append_count, capacity, housekeeper, process, recovery, retention, window};
 
 /// An open journal. Cheap to share (`Clone + Send + Sync`): publishers and
 /// consumers made from it keep the journal open for as long as they live.
@@ -122,6 +122,8 @@ impl Journal {
             let _guard = inner.lock()?;
             if alone {
                 recovery = Some(Arc::new(recovery::recover(&inner)?));
+                // Count shards still taken were held by writers that died.
+                append_count::free_all(&inner.meta);
             }
             inner.meta.check_positions()?;
             window::ensure_first_segment(&inner)?;

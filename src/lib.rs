@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+mod append_count;
 mod appender;
 mod capacity;
 mod config;

@@ -74,6 +74,13 @@ pub const PROCESS_TABLE_AT: usize = 512;
 pub const PROCESS_SLOTS: usize = 64;
 const PROCESS_SLOT_LEN: usize = 16;
 
+// The shared publishers' appended-count shards (`append_count`): one cache
+// line each, (holder token u64, records u64), up to the end of the file.
+const COUNT_SHARDS_AT: usize = 2048;
+pub const COUNT_SHARDS: usize = 32;
+const COUNT_SHARD_LEN: usize = 64;
+const _: () = assert!(COUNT_SHARDS_AT + COUNT_SHARDS * COUNT_SHARD_LEN == META_LEN);
+
 const PPM: f64 = 1_000_000.0;
 
 /// Bits of the raw tail word above the segment offset that absorb overshoot
@@ -296,6 +303,7 @@ impl Meta {
         }
     }
 
+    /// The base of the records-appended count (see `append_count`).
     #[inline]
     pub fn appended(&self) -> &AtomicU64 {
         self.file.atomic_u64(APPENDED_AT)
@@ -389,6 +397,22 @@ impl Meta {
     /// (so that they can be taken back when it dies asleep).
     pub fn process_sleepers(&self, slot: usize) -> &AtomicU32 {
         self.file.atomic_u32(PROCESS_TABLE_AT + slot * PROCESS_SLOT_LEN + 4)
+    }
+
+    /// The holder token of appended-count shard `shard` (0: free).
+    pub fn shard_holder(&self, shard: usize) -> &AtomicU64 {
+        self.file.atomic_u64(COUNT_SHARDS_AT + shard * COUNT_SHARD_LEN)
+    }
+
+    /// The records counted in shard `shard` (taken modulo the number of
+    /// shards, so that the hot path needs no bounds check).
+    #[inline]
+    pub fn shard_records(&self, shard: usize) -> &AtomicU64 {
+        let at = COUNT_SHARDS_AT + (shard % COUNT_SHARDS) * COUNT_SHARD_LEN + 8;
+        // SAFETY: `at` is a multiple of 8 and at most `META_LEN - COUNT_SHARD_LEN
+        // + 8`, so `at + 8 <= META_LEN` (the layout is asserted at compile
+        // time), and `open` refuses a metadata file of any other length.
+        unsafe { self.file.atomic_u64_unchecked(at) }
     }
 
     pub fn limits(&self) -> Limits {

@@ -10,15 +10,15 @@
 //! segments); what both publishers share is in `appender`.
 //!
 //! The hot path per record: one relaxed load of the limit and the tail, one
-//! fetch-add, one CRC, one copy, one CAS, one relaxed counter add. No lock, no
+//! fetch-add, one CRC, one copy, two CAS (publish the claim, commit), and a
+//! plain store to this thread's own count (`append_count`). No lock, no
 //! syscall, no allocation.
 
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, compiler_fence};
 
-use crate::appender::{
-    committed_not_flushed, count_refusal, wait_after_refusal, wait_async, wait_while_back_pressured,
-};
+use crate::append_count::count_appended;
+use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, wait_async, worth_waiting};
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
@@ -133,7 +133,7 @@ impl Publisher {
     /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
     #[inline]
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
-        self.inner.meta.appended().fetch_add(records, Ordering::Relaxed);
+        count_appended(self.inner.state(), records);
         wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
             with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
@@ -178,7 +178,15 @@ impl Publisher {
     /// # Errors
     /// Those of [`Publisher::append`].
     pub async fn append_async(&self, payload: &[u8]) -> Result<u64> {
-        wait_async(&self.inner, || self.try_offer(Priority::Normal, payload)).await
+        // The first attempt as `offer` makes it; only a refusal pays for the
+        // waiting future.
+        match self.try_offer(Priority::Normal, payload) {
+            Ok(position) => Ok(position),
+            Err(refused) => {
+                worth_waiting(&self.inner.meta, refused)?;
+                wait_async(&self.inner, || self.try_offer(Priority::Normal, payload)).await
+            }
+        }
     }
 
     /// [`Publisher::append`] with a priority. A shed low-priority record
@@ -299,7 +307,12 @@ impl Publisher {
         while !rest.is_empty() {
             let take = self.batch_prefix(rest)?;
             let attempt = || self.try_claim_chunk(&rest[..take]);
-            let (position, written) = if wait { wait_while_back_pressured(&self.inner, attempt)? } else { attempt()? };
+            let (position, written) = match attempt() {
+                Ok(done) => done,
+                // Only a refused claim pays for waiting.
+                Err(refused) if wait => wait_after_refusal(&self.inner, refused, attempt)?,
+                Err(refused) => return Err(refused),
+            };
             if written > 0 {
                 first.get_or_insert(position);
             }
@@ -360,7 +373,7 @@ impl Publisher {
     /// # Errors
     /// Those of [`Publisher::offer`] (but [`Error::CommittedNotFlushed`],
     /// which [`Claim::commit`] reports).
-    pub fn claim(&self, len: usize) -> Result<Claim, OfferError> {
+    pub fn claim(&self, len: usize) -> Result<Claim<'_>, OfferError> {
         self.claim_with(Priority::Normal, len)
     }
 
@@ -369,19 +382,19 @@ impl Publisher {
     /// # Errors
     /// [`OfferError::Dropped`] for a low-priority claim at or above the shed
     /// watermark; otherwise those of [`Publisher::claim`].
-    pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+    pub fn claim_with(&self, priority: Priority, len: usize) -> Result<Claim<'_>, OfferError> {
         let result = self.try_claim(priority, len);
         result.inspect_err(|e| self.count_refusal(e))
     }
 
-    fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim, OfferError> {
+    fn try_claim(&self, priority: Priority, len: usize) -> Result<Claim<'_>, OfferError> {
         self.check_len(len)?;
         let mut claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         let word = Word0::data(priority, len, self.owner()).claimed();
         loop {
             let segment = with_segment(self.inner.state(), claimed.index, Arc::clone)?;
             if write_claim_header(&segment, claimed, word, 0) {
-                return Ok(Claim { inner: self.inner.clone(), segment, claimed, word, len, done: false });
+                return Ok(Claim { publisher: self, segment, claimed, word, len, done: false });
             }
             claimed = self.claim_range(priority, frame::aligned_frame_len(len))?;
         }
@@ -507,7 +520,7 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
 }
 
 /// Room claimed for one record by [`Publisher::claim`], written in place
-/// (zero-copy).
+/// (zero-copy). It borrows the [`Publisher`] it came from.
 ///
 /// Fill [`Claim::payload_mut`], then [`Claim::commit`]; if aborted or dropped
 /// uncommitted it becomes padding that readers skip. Consumers wait at it
@@ -532,8 +545,10 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
 /// assert_eq!(seen, [(position, 42u64.to_le_bytes().to_vec())]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Claim {
-    inner: Handle,
+pub struct Claim<'a> {
+    /// Borrowed, not cloned: a claim changes no reference count of the
+    /// journal's (its segment's mapping is the one it holds).
+    publisher: &'a Publisher,
     segment: Arc<Segment>,
     claimed: Claimed,
     word: Word0,
@@ -541,7 +556,7 @@ pub struct Claim {
     done: bool,
 }
 
-impl Claim {
+impl Claim<'_> {
     /// The record's position (what [`Claim::commit`] returns).
     pub fn position(&self) -> u64 {
         self.claimed.position
@@ -571,9 +586,10 @@ impl Claim {
         if !frame::commit(self.segment.word0(self.claimed.offset), self.word) {
             return Err(Error::ClaimUnblocked { position: self.claimed.position });
         }
-        self.inner.meta.appended().fetch_add(1, Ordering::Relaxed);
-        wake::notify(&self.inner.meta);
-        if self.inner.flush_always.load(Ordering::Relaxed) {
+        let inner = &self.publisher.inner;
+        count_appended(inner.state(), 1);
+        wake::notify(&inner.meta);
+        if inner.flush_always.load(Ordering::Relaxed) {
             let aligned = frame::aligned_frame_len(self.len);
             let flushed = self.segment.file().flush_range(self.claimed.offset, aligned);
             flushed.map_err(|e| committed_not_flushed(self.claimed.position, e))?;
@@ -594,7 +610,7 @@ impl Claim {
     }
 }
 
-impl Drop for Claim {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.pad();
     }

@@ -94,6 +94,57 @@ fn four_threads_append_every_record_exactly_once_in_thread_order() -> backwater:
     Ok(())
 }
 
+/// The shared publishers count into per-thread shards of `journal.meta`
+/// (docs/FORMAT.md, offset 2048): the count stays exact with more threads
+/// than shards (the rest add to the base word), through handles that close
+/// while their threads live, and every shard is free again once they are gone.
+#[test]
+fn appended_count_is_exact_across_threads_handles_and_more_threads_than_shards() -> backwater::Result<()> {
+    const THREADS: u64 = 40;
+    const PER_THREAD: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), small(MIB))?;
+    let publisher = journal.publisher();
+    let appended = std::sync::Barrier::new(THREADS as usize);
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            let (publisher, appended) = (publisher.clone(), &appended);
+            scope.spawn(move || {
+                for seq in 0..PER_THREAD {
+                    publisher.append(&seq.to_le_bytes()).unwrap();
+                }
+                appended.wait(); // all counted before any exits: more counters than shards
+            });
+        }
+    });
+    assert_eq!(journal.stats().appended, THREADS * PER_THREAD);
+    let reader = Journal::open_read_only(dir.path())?;
+    assert_eq!(reader.stats().appended, THREADS * PER_THREAD, "another handle sees the same count");
+
+    // A second handle whose appending thread outlives it.
+    let other = Journal::open(dir.path(), small(MIB))?;
+    let (opened, closed) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let thread = std::thread::spawn(move || {
+        other.publisher().append(b"through a handle that closes first").unwrap();
+        opened.0.send(other).unwrap();
+        closed.1.recv().unwrap();
+        journal.publisher().append(b"and again through the first one").unwrap();
+        journal
+    });
+    drop(opened.1.recv().unwrap());
+    closed.0.send(()).unwrap();
+    let journal = thread.join().unwrap();
+    assert_eq!(journal.stats().appended, THREADS * PER_THREAD + 2);
+    drop((journal, publisher, reader));
+
+    let meta = std::fs::read(dir.path().join("journal.meta")).unwrap();
+    let holders: Vec<u64> =
+        (0..32).map(|shard| u64::from_le_bytes(meta[2048 + 64 * shard..][..8].try_into().unwrap())).collect();
+    assert!(holders.iter().all(|&holder| holder == 0), "shards still held: {holders:?}");
+    assert_eq!(Journal::open(dir.path(), small(MIB))?.stats().appended, THREADS * PER_THREAD + 2);
+    Ok(())
+}
+
 #[test]
 fn durable_cursor_resumes_after_reopen_and_new_cursor_starts_at_earliest_retained() -> backwater::Result<()> {
     let dir = tempfile::tempdir().unwrap();

@@ -183,7 +183,8 @@ fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim
     }
     report_rate(spec, started);
     if die_in_claim {
-        let mut claim = journal.publisher().claim(spec.size)?;
+        let publisher = journal.publisher();
+        let mut claim = publisher.claim(spec.size)?;
         claim.payload_mut()[..spec.size / 2].fill(0xEE);
         println!("claimed {}", claim.position());
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL)
