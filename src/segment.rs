@@ -142,14 +142,6 @@ impl Segment {
         self.file.path()
     }
 
-    /// Gives this mapping's shared lock up while the mapping stays (one that
-    /// nobody reads through any more, waiting to be unmapped): it no longer
-    /// keeps the file from being recycled or deleted, by any process.
-    /// `false` if the lock could not be released.
-    pub fn release_lock(&self) -> bool {
-        self.file.try_lock(FlockOperation::Unlock).unwrap_or(false)
-    }
-
     /// The mapped file, for raw reads and writes.
     #[inline]
     pub fn file(&self) -> &MappedFile {

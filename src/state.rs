@@ -239,20 +239,12 @@ impl JournalState {
         Arc::clone(window.entry(index).or_insert(segment))
     }
 
-    /// Leaves `segments` to the housekeeper to unmap, those nobody else
-    /// holds and once they no longer count as a reader's (their shared lock
-    /// released: a process deleting or recycling the file must not take a
-    /// mapping waiting to go for a reader inside it). The rest go now: a
-    /// reader holding one unmaps it when done.
+    /// Leaves `segments` to the housekeeper to unmap (or unmaps them now
+    /// when there is none).
     fn release_mappings(&self, segments: impl Iterator<Item = Arc<Segment>>) {
         let housekeeper = self.housekeeper.lock().is_ok_and(|slot| slot.is_some());
-        let Ok(mut released) = self.released.lock() else { return };
-        for segment in segments {
-            // Only ours (no weak references to segments exist): nobody can
-            // read through it from here on.
-            if housekeeper && Arc::strong_count(&segment) == 1 && segment.release_lock() {
-                released.push(segment);
-            }
+        if housekeeper && let Ok(mut released) = self.released.lock() {
+            released.extend(segments);
         }
     }
 
