@@ -2,9 +2,7 @@
 //! slow work off the publishers' hot path.
 //!
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
-//! need (created, fully allocated, mapped and faulted in), unmaps the
-//! segments the window let go of (so a publisher's rollover does not pay for
-//! tearing a written mapping down), and at least every
+//! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
 //! the publication limits, and flushes under `Flush::Interval`. Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
@@ -58,8 +56,6 @@ fn run(inner: Arc<JournalState>) {
             let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
-        // Off the publishers' path: the mappings rollovers let go of.
-        inner.unmap_released();
         std::thread::park_timeout(TICK);
     }
 }

@@ -50,11 +50,6 @@ pub(crate) struct JournalState {
     pub segments_ahead: u64,
     /// Segments mapped for writing: the tail's and the one prepared ahead.
     window: Mutex<BTreeMap<u64, Arc<Segment>>>,
-    /// Mappings the window let go of, for the housekeeper to unmap: the
-    /// munmap of a written segment (its page tables torn down, every dirty
-    /// bit handed to the page cache: ~10 % of a full ring's publisher time
-    /// in a profile) stays off the publishers' path.
-    released: Mutex<Vec<Arc<Segment>>>,
     /// Set when the flush policy is `Always`, read on the hot path.
     pub flush_always: AtomicBool,
     /// Everything before this position has been msynced by this handle.
@@ -140,7 +135,6 @@ impl JournalState {
             unblock_timeout: config.unblock_timeout_or_default(),
             segments_ahead: config.segments_ahead_or_default(),
             window: Mutex::new(BTreeMap::new()),
-            released: Mutex::new(Vec::new()),
             process_slot,
             level_watchers: Mutex::new(Vec::new()),
             last_level: AtomicU32::new(level),
@@ -228,31 +222,12 @@ impl JournalState {
         self.window.lock().ok()?.get(&index).cloned()
     }
 
-    /// Adds a mapping to the window, keeping only the tail's neighbourhood
-    /// mapped (the older mappings go to the housekeeper to unmap).
+    /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
     pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
         let Ok(mut window) = self.window.lock() else { return segment };
-        let keep_from = self.meta.tail_index().min(index).saturating_sub(1);
-        let kept = window.split_off(&keep_from);
-        let older = std::mem::replace(&mut *window, kept);
-        self.release_mappings(older.into_values());
+        let tail_index = self.meta.tail_index();
+        window.retain(|&i, _| i + 1 >= tail_index.min(index));
         Arc::clone(window.entry(index).or_insert(segment))
-    }
-
-    /// Leaves `segments` to the housekeeper to unmap (or unmaps them now
-    /// when there is none).
-    fn release_mappings(&self, segments: impl Iterator<Item = Arc<Segment>>) {
-        let housekeeper = self.housekeeper.lock().is_ok_and(|slot| slot.is_some());
-        if housekeeper && let Ok(mut released) = self.released.lock() {
-            released.extend(segments);
-        }
-    }
-
-    /// Unmaps what the window let go of (the housekeeper, every tick and
-    /// after every rollover).
-    pub fn unmap_released(&self) {
-        let released = self.released.lock().map(|mut released| std::mem::take(&mut *released));
-        drop(released);
     }
 
     /// Opens the named cursor for this handle, creating it (writable handles
@@ -300,18 +275,12 @@ impl JournalState {
             handle.thread().unpark();
             let _ = handle.join();
         }
-        self.unmap_released();
     }
 
-    /// Forgets segment `index`'s mapping (retention deletes it), also one
-    /// the housekeeper has not unmapped yet: none of ours may keep the file
-    /// from being recycled or unlinked.
+    /// Forgets segment `index`'s mapping (retention deleted it).
     pub fn window_remove(&self, index: u64) {
         if let Ok(mut window) = self.window.lock() {
             window.remove(&index);
-        }
-        if let Ok(mut released) = self.released.lock() {
-            released.retain(|segment| segment.index != index);
         }
     }
 
