@@ -81,33 +81,50 @@ impl Drop for Busy<'_> {
 /// (or mapped now and cached).
 #[inline]
 pub(crate) fn with_segment<R>(inner: &Arc<JournalState>, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
-    CACHE.with(|cache| {
-        if cache.busy.load(Ordering::Relaxed) {
-            // Re-entered from `f`: the outer call holds the cache.
-            return Ok(f(&window::write_segment(inner, index)?));
-        }
-        cache.busy.store(true, Ordering::Relaxed);
-        let _busy = Busy(&cache.busy);
-        // Pairs with the reclaimer's membarrier: either it sees `busy`, or
-        // this load sees `revoking`.
-        compiler_fence(Ordering::SeqCst);
-        if cache.revoking.load(Ordering::Acquire) {
-            return Ok(f(&window::write_segment(inner, index)?));
-        }
-        // SAFETY: busy is set and no reclaimer is revoking (see `ThreadCache`).
-        let entries = unsafe { &mut *cache.entries.get() };
-        let id = inner.handle_id;
-        if let Some(hit) = entries.iter().find(|e| e.handle_id == id && e.index == index) {
-            return Ok(f(&hit.segment));
-        }
-        let segment = window::write_segment(inner, index)?;
-        entries.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != id || e.index + 1 >= index));
-        if entries.len() >= CACHE_ENTRIES {
-            entries.remove(0);
-        }
-        entries.push(CachedSegment { handle_id: id, index, segment, handle: Arc::downgrade(inner) });
-        Ok(f(&entries[entries.len() - 1].segment))
-    })
+    let mut f = Some(f);
+    if let Ok(Some(done)) = CACHE.try_with(|cache| f.take().map(|f| with_cached_segment(cache, inner, index, f))) {
+        return done;
+    }
+    // This thread's cache is already destroyed: an append from a
+    // thread-local destructor that runs after it. Map without it.
+    match f.take() {
+        Some(f) => Ok(f(&window::write_segment(inner, index)?)),
+        None => unreachable!("the cache ran the closure, and returned what it gave"),
+    }
+}
+
+#[inline]
+fn with_cached_segment<R>(
+    cache: &ThreadCache,
+    inner: &Arc<JournalState>,
+    index: u64,
+    f: impl FnOnce(&Arc<Segment>) -> R,
+) -> Result<R> {
+    if cache.busy.load(Ordering::Relaxed) {
+        // Re-entered from `f`: the outer call holds the cache.
+        return Ok(f(&window::write_segment(inner, index)?));
+    }
+    cache.busy.store(true, Ordering::Relaxed);
+    let _busy = Busy(&cache.busy);
+    // Pairs with the reclaimer's membarrier: either it sees `busy`, or
+    // this load sees `revoking`.
+    compiler_fence(Ordering::SeqCst);
+    if cache.revoking.load(Ordering::Acquire) {
+        return Ok(f(&window::write_segment(inner, index)?));
+    }
+    // SAFETY: busy is set and no reclaimer is revoking (see `ThreadCache`).
+    let entries = unsafe { &mut *cache.entries.get() };
+    let id = inner.handle_id;
+    if let Some(hit) = entries.iter().find(|e| e.handle_id == id && e.index == index) {
+        return Ok(f(&hit.segment));
+    }
+    let segment = window::write_segment(inner, index)?;
+    entries.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != id || e.index + 1 >= index));
+    if entries.len() >= CACHE_ENTRIES {
+        entries.remove(0);
+    }
+    entries.push(CachedSegment { handle_id: id, index, segment, handle: Arc::downgrade(inner) });
+    Ok(f(&entries[entries.len() - 1].segment))
 }
 
 /// Drops, from every thread's cache, the entries of handle `handle_id` for

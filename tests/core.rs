@@ -456,3 +456,34 @@ fn limits_of_a_running_journal_can_be_changed_and_every_handle_sees_them() -> ba
     assert!(matches!(publisher.offer(&[0u8; 1000]), Err(backwater::OfferError::BackPressured { .. })));
     Ok(())
 }
+
+/// A `Publisher` kept in a thread-local whose destructor appends: the
+/// destructor runs after the library's own thread-local cache is gone (it
+/// was registered later), and must still append rather than abort.
+#[test]
+fn a_publisher_appends_from_a_thread_local_destructor() -> backwater::Result<()> {
+    struct AppendOnDrop(Option<backwater::Publisher>);
+    impl Drop for AppendOnDrop {
+        fn drop(&mut self) {
+            if let Some(publisher) = &self.0 {
+                publisher.offer(b"from a destructor").expect("append from a thread-local destructor");
+            }
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<AppendOnDrop> = const { std::cell::RefCell::new(AppendOnDrop(None)) };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), small(MIB))?;
+    let publisher = journal.publisher();
+    std::thread::spawn(move || {
+        // Touched before the first append, so destroyed after the library's cache.
+        LATE.with(|late| late.borrow_mut().0 = Some(publisher.clone()));
+        publisher.offer(b"first").unwrap();
+    })
+    .join()
+    .expect("the thread ends without a panic");
+    let payloads: Vec<Vec<u8>> = drain(&mut journal.anonymous_consumer())?.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, [b"first".to_vec(), b"from a destructor".to_vec()]);
+    Ok(())
+}
