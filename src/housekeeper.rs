@@ -4,7 +4,10 @@
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
-//! the publication limits, and flushes under `Flush::Interval`. Publishers
+//! the publication limits, and flushes under `Flush::Interval`. From the
+//! compress watermark on it compresses sealed segments (`compressor`), one
+//! per turn of its loop, so that preparing the next segment never waits for
+//! more than one. Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
 //! facade (target `backwater`).
 
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::capacity::Fill;
 use crate::error::Result;
 use crate::state::JournalState;
-use crate::{Level, capacity, flush, retention, thread_cache, window};
+use crate::{Level, capacity, compressor, flush, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -38,6 +41,7 @@ fn run(inner: Arc<JournalState>) {
     let mut last_flush = Instant::now();
     let mut reclaimed_below = inner.meta.first_position().load(Ordering::Acquire);
     let mut logged_level = stored_level(&inner);
+    let mut compressing = false;
     loop {
         if inner.stopping() {
             return;
@@ -55,7 +59,12 @@ fn run(inner: Arc<JournalState>) {
             let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
-        std::thread::park_timeout(TICK);
+        // Compressing gives room back: while there is more to do, no sleep.
+        let compressed = compressor::run(&inner).unwrap_or(false);
+        log_compression(&inner, compressed, &mut compressing);
+        if !compressed {
+            std::thread::park_timeout(TICK);
+        }
     }
 }
 
@@ -82,6 +91,22 @@ fn log_level_change(inner: &JournalState, logged: &mut Level) {
         log::info!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
     }
     *logged = level;
+}
+
+/// Tells the `log` facade when this handle starts compressing segments
+/// (info, with the fill), and when it stops.
+fn log_compression(inner: &JournalState, compressed: bool, compressing: &mut bool) {
+    if compressed == *compressing {
+        return;
+    }
+    let fill = Fill::read(&inner.meta).ratio() * 100.0;
+    let dir = inner.dir.display();
+    if compressed {
+        log::info!(target: "backwater", "{dir}: compressing sealed segments at {fill:.1}% full");
+    } else {
+        log::info!(target: "backwater", "{dir}: compression idle at {fill:.1}% full");
+    }
+    *compressing = compressed;
 }
 
 /// After retention moved the first position, takes the deleted segments'

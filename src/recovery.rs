@@ -124,6 +124,9 @@ pub struct RecoveryReport {
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
+    /// Segments found with both files, raw and compressed (a compression
+    /// cut short): the file kept of each; the other was removed.
+    pub duplicates: Vec<PathBuf>,
     /// The tail position recovery found (or kept): where the next record goes.
     pub tail_position: u64,
 }
@@ -136,6 +139,7 @@ impl RecoveryReport {
             || !self.discarded.is_empty()
             || !self.removed.is_empty()
             || !self.cursors_moved.is_empty()
+            || !self.duplicates.is_empty()
     }
 }
 
@@ -150,6 +154,7 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     remove_temporaries(&inner.dir)?;
     let size = inner.segment_size();
     let mut report = RecoveryReport::default();
+    keep_one_copy(inner, &mut report)?;
     let mut indexes = segment::list(&inner.dir, size)?;
     remove_deleted(inner, &mut indexes, &mut report)?;
     remove_unreadable_trailing(inner, &mut indexes, &mut report)?;
@@ -199,8 +204,28 @@ fn remove_deleted(inner: &JournalState, indexes: &mut Vec<u64>, report: &mut Rec
     let first_index = first / size;
     let deleted = indexes.iter().take_while(|&&index| index < first_index).count();
     for index in indexes.drain(..deleted) {
-        crate::mapped::remove_durably(&segment::path_of(&inner.dir, index, size))?;
+        segment::remove_files(&inner.dir, index, size)?;
         report.removed.push(index * size);
+    }
+    Ok(())
+}
+
+/// A segment with both files, raw and compressed, is one whose compression
+/// a crash interrupted after the compressed copy took its name (it was
+/// complete and synced before): keeps that copy when it passes every check
+/// (it is on the media, where the raw file may not all be), else the raw
+/// file. Either way exactly one copy is left.
+fn keep_one_copy(inner: &JournalState, report: &mut RecoveryReport) -> Result<()> {
+    let size = inner.segment_size();
+    let files = segment::list_files(&inner.dir, size)?;
+    for pair in files.windows(2).filter(|pair| pair[0].index == pair[1].index) {
+        let index = pair[0].index;
+        let (kept, removed) = match Segment::open_compressed(&inner.dir, index, inner.identity) {
+            Ok(_) => (segment::compressed_path_of(&inner.dir, index, size), segment::path_of(&inner.dir, index, size)),
+            Err(_) => (segment::path_of(&inner.dir, index, size), segment::compressed_path_of(&inner.dir, index, size)),
+        };
+        crate::mapped::remove_durably(&removed)?;
+        report.duplicates.push(kept);
     }
     Ok(())
 }
@@ -239,6 +264,11 @@ fn repair_from(
     report: &mut RecoveryReport,
 ) -> Result<(u64, usize)> {
     for index in from..=tail_index {
+        if index < tail_index && !segment::path_of(&inner.dir, index, inner.segment_size()).exists() {
+            // Compressed: sealed with every frame committed and checked, and
+            // synced before it took its name. `verify` reads it.
+            continue;
+        }
         let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
         let damaged = scan.faults.iter().map(|fault| fault.0).find(|&at| segment.base + at as u64 >= flushed);
@@ -269,11 +299,10 @@ fn cut_after(
     segment.file().zero(offset, dirty_end - offset);
     let mut lost = (dirty_end - offset) as u64;
     for index in segment.index + 1..=last {
-        let path = segment::path_of(&inner.dir, index, inner.segment_size());
         if let Ok(later) = Segment::open(&inner.dir, index, inner.identity, false) {
             lost += scan(&later).end.saturating_sub(SEGMENT_HEADER_LEN as usize) as u64;
         }
-        crate::mapped::remove_durably(&path)?;
+        segment::remove_files(&inner.dir, index, inner.segment_size())?;
     }
     report.cut = Some((segment.base + offset as u64, (dirty_end - offset).max(1)));
     report.lost_bytes += lost;
