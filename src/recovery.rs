@@ -454,6 +454,9 @@ pub struct Finding {
 pub struct VerifyReport {
     /// Segment files opened and walked.
     pub segments: u64,
+    /// Of those, compressed segments (each checked whole: its header, its
+    /// CRC and zstd's checksum, then every frame's CRC like a raw one's).
+    pub compressed: u64,
     /// Data frames that passed every check, in all segments.
     pub records: u64,
     /// Every problem found; empty for a sound journal.
@@ -506,6 +509,7 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
             }
         };
         report.segments += 1;
+        report.compressed += u64::from(segment.compressed().is_some());
         let scan = scan(&segment);
         report.records += scan.records;
         let mut note = |offset: usize, reason: String| {

@@ -95,8 +95,9 @@ fn check_room_for_segment(inner: &JournalState, index: u64, from_spare: bool) ->
     let files = index - first_index + 1 + spares;
     // Two segments at least (the tail's and the next), the budget at most:
     // `Limits::validate` keeps the budget at two segments or more.
+    // Compressed segments hold only their files' bytes.
     let allowed = fill.capacity.max(2 * inner.segment_size()).min(inner.meta.limits().max_disk_bytes);
-    if files.saturating_mul(inner.segment_size()) > allowed {
+    if files.saturating_mul(inner.segment_size()).saturating_sub(fill.saved) > allowed {
         return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backwater::{Flush, Priority, Seek, WhenFull};
+use backwater::{Compression, Flush, Priority, Seek, WhenFull};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -146,6 +146,12 @@ pub struct LimitArgs {
     /// What happens at the high watermark
     #[arg(long, value_parser = when_full_parser())]
     pub when_full: Option<WhenFull>,
+    /// Compress sealed segments from --compress-at on: zstd, zstd:LEVEL (1-22; zstd is level 3) or none
+    #[arg(long, value_parser = units::compression)]
+    pub compression: Option<Compression>,
+    /// Fill from which sealed segments are compressed, at most --shed (default 0.50)
+    #[arg(long, value_parser = units::fraction)]
+    pub compress_at: Option<f64>,
     /// never | interval:100ms | always
     #[arg(long, value_parser = units::flush)]
     pub flush: Option<Flush>,
@@ -457,6 +463,9 @@ pub struct DemoArgs {
     /// How long the scenario runs
     #[arg(long, default_value = "20")]
     pub seconds: u64,
+    /// Compress sealed segments from half full on (zstd, zstd:LEVEL): the same budget lasts longer
+    #[arg(long, value_parser = units::compression)]
+    pub compression: Option<Compression>,
 }
 
 /// `cursor reset`'s target: `start`, `end` or a time.
