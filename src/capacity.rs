@@ -16,11 +16,11 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::{CompressionStats, Stats};
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::meta::{Level, Meta};
 use crate::state::JournalState;
+use crate::{CompressionStats, Stats};
 use crate::{segment, wake};
 
 /// A snapshot of how full the journal is.

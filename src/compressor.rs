@@ -9,15 +9,16 @@
 //! inside it: nobody, in any process, has it mapped (every mapping holds
 //! the file's `flock` shared; this step takes it exclusively, without
 //! waiting, to find out). The copy is written under a `.tmp-` name and
-//! synced away from every lock; then, under the journal lock, it is renamed
-//! into place (never over an existing file), the directory synced, and the
-//! raw file unlinked (durably), or retired like a deleted segment if a
-//! reader mapped it meanwhile (its bytes never change under it). A crash at
+//! synced away from every lock, renamed into place (never over an existing
+//! file) and the directory synced; then, under the journal lock, the raw
+//! file is unlinked, or retired like a deleted segment if a reader mapped
+//! it meanwhile (its bytes never change under it). A crash at
 //! any step leaves the raw file, or the compressed one, or both (recovery
 //! keeps one: see `recovery`). Touches the segment directory, the metadata's
 //! compression counters and, through `capacity`, the saved bytes.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rustix::fs::FlockOperation;
@@ -30,6 +31,7 @@ use crate::frame::{self, Decoded};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::state::JournalState;
 use crate::{thread_cache, window};
+use std::path::Path;
 
 /// The file whose exclusive `flock` says which handle (in any process) is
 /// compressing: one at a time, so two never spend the same work.
@@ -44,11 +46,62 @@ pub(crate) enum Outcome {
     Skipped,
 }
 
+/// Starts this handle's compressor thread (writable handles only): from
+/// the compress watermark on it compresses one segment after another, and
+/// otherwise looks again every housekeeper tick.
+pub(crate) fn start(inner: &Arc<JournalState>) {
+    if !inner.writable() {
+        return;
+    }
+    let owned = Arc::clone(inner);
+    let spawned = std::thread::Builder::new().name("backwater-compressor".into()).spawn(move || {
+        // Background work: never a core taken from a publisher (best effort).
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+        let mut compressing = false;
+        while !owned.stopping() {
+            let compressed = run(&owned, Turn::Skip).unwrap_or(false);
+            log_compression(&owned, compressed, &mut compressing);
+            if !compressed {
+                std::thread::park_timeout(crate::housekeeper::TICK);
+            }
+        }
+    });
+    if let Ok(handle) = spawned {
+        inner.set_compressor(handle);
+    }
+}
+
+/// Tells the `log` facade when this handle starts compressing segments
+/// (info, with the fill), and when it stops.
+fn log_compression(inner: &JournalState, compressed: bool, compressing: &mut bool) {
+    if compressed == *compressing {
+        return;
+    }
+    let fill = Fill::read(&inner.meta).ratio() * 100.0;
+    let dir = inner.dir.display();
+    if compressed {
+        log::info!(target: "backwater", "{dir}: compressing sealed segments at {fill:.1}% full");
+    } else {
+        log::info!(target: "backwater", "{dir}: compression idle at {fill:.1}% full");
+    }
+    *compressing = compressed;
+}
+
+/// Whether a step waits for another handle's step to end, or leaves the
+/// work to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// The housekeeper: never waits.
+    Skip,
+    /// `Journal::compress_sealed`: the caller wants it done.
+    Wait,
+}
+
 /// One step: when fill is at or above the compress watermark, compresses
 /// the oldest segment it can (trying the next when one must be left raw).
 /// Returns whether it compressed one: the housekeeper calls it again at
 /// once, between its other work, until it returns `false`.
-pub(crate) fn run(inner: &JournalState) -> Result<bool> {
+pub(crate) fn run(inner: &JournalState, turn: Turn) -> Result<bool> {
     let limits = inner.meta.limits();
     let Compression::Zstd { level } = limits.compression else { return Ok(false) };
     let mark = limits.watermarks.compress;
@@ -56,13 +109,21 @@ pub(crate) fn run(inner: &JournalState) -> Result<bool> {
         return Ok(false);
     }
     let lock = crate::mapped::open_lock_file(&inner.dir, COMPRESS_LOCK_FILE, inner.file_mode)?;
-    match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+    let operation = match turn {
+        Turn::Skip => FlockOperation::NonBlockingLockExclusive,
+        Turn::Wait => FlockOperation::LockExclusive,
+    };
+    match rustix::fs::flock(&lock, operation) {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false), // another handle is at it
         Err(e) => return Err(Error::io(inner.dir.join(COMPRESS_LOCK_FILE), "flock", e.into())),
     }
     // This process's publisher threads may keep sealed segments mapped
     // (their caches); they only append at the tail: let go of the rest.
+    // Fill may have fallen while waiting for the turn.
+    if Fill::read(&inner.meta).ratio() < mark {
+        return Ok(false);
+    }
     let tail_index = inner.meta.tail_index();
     thread_cache::reclaim(inner.handle_id, |index| index + 1 < tail_index);
     let mut tried = BTreeSet::new();
@@ -104,9 +165,8 @@ pub(crate) fn compress_segment(inner: &JournalState, index: u64, level: i32) -> 
     }
     // No reader inside it, now: a reader that maps it from here on is
     // handled at the end (the raw file is retired, not unlinked).
-    match segment::mappings_of(&raw_path)? {
-        segment::Mappings::None(_unlocked_on_drop) => {}
-        segment::Mappings::Some | segment::Mappings::Gone => return Ok(Outcome::Skipped),
+    if !no_reader_inside(inner, index, &raw_path)? {
+        return Ok(Outcome::Skipped);
     }
     let segment = match Segment::open(&inner.dir, index, inner.identity, false) {
         Ok(segment) if segment.compressed().is_none() => segment,
@@ -115,7 +175,8 @@ pub(crate) fn compress_segment(inner: &JournalState, index: u64, level: i32) -> 
         Err(other) => return Err(other),
     };
     let Some(raw_len) = settled_len(&segment) else { return Ok(Outcome::Skipped) };
-    let expected = compressed::Expected { base: segment.base, journal_id: inner.identity.journal_id, segment_size: size };
+    let expected =
+        compressed::Expected { base: segment.base, journal_id: inner.identity.journal_id, segment_size: size };
     let (temp, header) =
         compressed::write_temporary(&inner.dir, expected, &segment.bytes()[..raw_len], level, inner.file_mode)?;
     // Our own mapping would count as a reader inside it.
@@ -127,35 +188,60 @@ pub(crate) fn compress_segment(inner: &JournalState, index: u64, level: i32) -> 
     replaced
 }
 
-/// Under the journal lock: renames `temp` (if given) to the compressed
-/// file's name, then unlinks the raw file (or retires it while a reader
-/// maps it), each step durable before the next.
-fn replace_raw(inner: &JournalState, index: u64, temp: Option<(&std::path::Path, compressed::Header)>) -> Result<Outcome> {
-    let size = inner.segment_size();
-    let _guard = inner.lock()?;
-    let first_index = inner.meta.first_position().load(Ordering::Acquire) / size;
-    if index < first_index {
-        return Ok(Outcome::Skipped); // deleted by retention meanwhile
+/// Whether nobody, in any process, has segment `index` mapped. This
+/// process's publisher threads may keep a sealed segment mapped in their
+/// caches though they only append at the tail: they are asked to let go
+/// first, then it is probed again.
+fn no_reader_inside(inner: &JournalState, index: u64, raw_path: &Path) -> Result<bool> {
+    match segment::mappings_of(raw_path)? {
+        segment::Mappings::None(_unlocked_on_drop) => return Ok(true),
+        segment::Mappings::Gone => return Ok(false),
+        segment::Mappings::Some => {}
     }
+    thread_cache::reclaim(inner.handle_id, |cached| cached == index);
+    Ok(matches!(segment::mappings_of(raw_path)?, segment::Mappings::None(_)))
+}
+
+/// Renames `temp` (if given) to the compressed file's name and syncs the
+/// directory; then, under the journal lock (held for no sync), unlinks the
+/// raw file, or retires it while a reader maps it. A copy made of a segment
+/// retention deleted meanwhile goes too.
+fn replace_raw(inner: &JournalState, index: u64, temp: Option<(&Path, compressed::Header)>) -> Result<Outcome> {
+    let size = inner.segment_size();
+    let target = segment::compressed_path_of(&inner.dir, index, size);
     if let Some((temp, header)) = temp {
-        let target = segment::compressed_path_of(&inner.dir, index, size);
         let (cwd, no_replace) = (rustix::fs::CWD, rustix::fs::RenameFlags::NOREPLACE);
         match rustix::fs::renameat_with(cwd, temp, cwd, &target, no_replace) {
             Ok(()) => {}
             Err(rustix::io::Errno::EXIST) => return Ok(Outcome::Skipped),
             Err(e) => return Err(Error::io(&target, "rename", e.into())),
         }
+        // The copy is durable under its name before the raw file can go.
         crate::mapped::sync_dir(&inner.dir)?;
         let meta = &inner.meta;
         meta.compressed_segments().fetch_add(1, Ordering::Relaxed);
         meta.compressed_raw_bytes().fetch_add(header.raw_len, Ordering::Relaxed);
         meta.compressed_file_bytes().fetch_add(header.file_len(), Ordering::Relaxed);
     }
-    inner.window_remove(index);
-    let raw = segment::path_of(&inner.dir, index, size);
-    window::remove_or_retire(inner, index, &raw)?;
-    capacity::account_compressed(inner)?;
-    Ok(Outcome::Compressed)
+    let outcome = {
+        let _guard = inner.lock()?;
+        let first_index = inner.meta.first_position().load(Ordering::Acquire) / size;
+        if index < first_index {
+            // (Unless retention removed it already.)
+            match std::fs::remove_file(&target) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&target, "delete", e)),
+                _ => Outcome::Skipped,
+            }
+        } else {
+            inner.window_remove(index);
+            window::unlink_or_retire(inner, index, &segment::path_of(&inner.dir, index, size))?;
+            capacity::account_compressed(inner)?;
+            Outcome::Compressed
+        }
+    };
+    // The unlink is not synced: if a power loss undoes it, both files are
+    // there, and recovery keeps the compressed one (synced, complete).
+    Ok(outcome)
 }
 
 /// The length to compress when every frame of the sealed `segment` is

@@ -4,10 +4,9 @@
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
-//! the publication limits, and flushes under `Flush::Interval`. From the
-//! compress watermark on it compresses sealed segments (`compressor`), one
-//! per turn of its loop, so that preparing the next segment never waits for
-//! more than one. Publishers
+//! the publication limits, and flushes under `Flush::Interval`. Compressing
+//! sealed segments has a thread of its own (`compressor::start`), so that
+//! preparing the next segment never waits for it. Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
 //! facade (target `backwater`).
 
@@ -30,6 +29,7 @@ pub(crate) fn start(inner: &Arc<JournalState>) {
     if let Ok(handle) = spawned {
         inner.set_housekeeper(handle);
     }
+    compressor::start(inner);
 }
 
 fn run(inner: Arc<JournalState>) {
@@ -41,7 +41,6 @@ fn run(inner: Arc<JournalState>) {
     let mut last_flush = Instant::now();
     let mut reclaimed_below = inner.meta.first_position().load(Ordering::Acquire);
     let mut logged_level = stored_level(&inner);
-    let mut compressing = false;
     loop {
         if inner.stopping() {
             return;
@@ -59,12 +58,7 @@ fn run(inner: Arc<JournalState>) {
             let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
-        // Compressing gives room back: while there is more to do, no sleep.
-        let compressed = compressor::run(&inner).unwrap_or(false);
-        log_compression(&inner, compressed, &mut compressing);
-        if !compressed {
-            std::thread::park_timeout(TICK);
-        }
+        std::thread::park_timeout(TICK);
     }
 }
 
@@ -91,22 +85,6 @@ fn log_level_change(inner: &JournalState, logged: &mut Level) {
         log::info!(target: "backwater", "{dir}: level {from} -> {to} at {fill:.1}% full");
     }
     *logged = level;
-}
-
-/// Tells the `log` facade when this handle starts compressing segments
-/// (info, with the fill), and when it stops.
-fn log_compression(inner: &JournalState, compressed: bool, compressing: &mut bool) {
-    if compressed == *compressing {
-        return;
-    }
-    let fill = Fill::read(&inner.meta).ratio() * 100.0;
-    let dir = inner.dir.display();
-    if compressed {
-        log::info!(target: "backwater", "{dir}: compressing sealed segments at {fill:.1}% full");
-    } else {
-        log::info!(target: "backwater", "{dir}: compression idle at {fill:.1}% full");
-    }
-    *compressing = compressed;
 }
 
 /// After retention moved the first position, takes the deleted segments'

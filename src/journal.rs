@@ -401,9 +401,10 @@ impl Journal {
     /// Runs the housekeeper's compress step now, on this thread: while fill
     /// is at or above [`Watermarks::compress`](crate::Watermarks::compress)
     /// and [`Limits::compression`] is on, compresses sealed segments that no
-    /// reader is inside, oldest first. Returns how many it compressed (0
-    /// when compression is off, fill is below the watermark, another handle
-    /// is compressing, or nothing can be compressed now).
+    /// reader is inside, oldest first. Waits for a step another handle (or
+    /// this one's housekeeper) is taking. Returns how many it compressed (0
+    /// when compression is off, fill is below the watermark, or nothing can
+    /// be compressed now, other handles' work included).
     ///
     /// ```
     /// use backwater::{Compression, Config, Journal};
@@ -435,7 +436,7 @@ impl Journal {
         self.inner.require_writable()?;
         capacity::refresh(&self.inner)?;
         let mut compressed = 0;
-        while crate::compressor::run(&self.inner)? {
+        while crate::compressor::run(&self.inner, crate::compressor::Turn::Wait)? {
             compressed += 1;
         }
         Ok(compressed)

@@ -92,7 +92,8 @@ mod window;
 mod writers;
 
 pub use config::{
-    Compression, Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks, WhenFull,
+    Compression, Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks,
+    WhenFull,
 };
 pub use conflate::Conflated;
 pub use consumer::{Consumer, Seek};

@@ -80,11 +80,7 @@ impl MappedFile {
     /// An anonymous, writable mapping of `len` zero bytes standing for the
     /// file `path`, whose start `fill` writes (a decompressed segment: the
     /// pages `fill` does not touch cost no memory).
-    pub fn anonymous_filled(
-        len: usize,
-        path: &Path,
-        fill: impl FnOnce(&mut [u8]) -> Result<()>,
-    ) -> Result<MappedFile> {
+    pub fn anonymous_filled(len: usize, path: &Path, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<MappedFile> {
         let mut map = MmapOptions::new().len(len.max(1)).map_anon().map_err(|e| Error::io(path, "mmap", e))?;
         fill(&mut map[..len])?;
         Ok(MappedFile { map: MmapRaw::from(map), path: path.to_path_buf(), writable: true, file: None })

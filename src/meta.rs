@@ -460,7 +460,6 @@ impl Meta {
         self.file.atomic_u64(COMPRESSED_FILE_BYTES_AT)
     }
 
-
     /// Stores new limits (the caller holds the journal lock).
     pub fn set_limits(&self, limits: &Limits) {
         store_limits(&self.file, limits);

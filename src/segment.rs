@@ -13,8 +13,8 @@ use rustix::fs::FlockOperation;
 
 use crate::compressed;
 use crate::error::{Error, Result};
-use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::frame::{self, Word0};
+use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
 
 /// The first 8 bytes of every segment file.
@@ -152,8 +152,10 @@ impl Segment {
         let base = index * identity.segment_size;
         let path = compressed_path_of(dir, index, identity.segment_size);
         refuse_symlink(&path)?;
-        let expected = compressed::Expected { base, journal_id: identity.journal_id, segment_size: identity.segment_size };
-        let len = usize::try_from(identity.segment_size).map_err(|_| Error::not_a_journal(&path, "segment too large"))?;
+        let expected =
+            compressed::Expected { base, journal_id: identity.journal_id, segment_size: identity.segment_size };
+        let len =
+            usize::try_from(identity.segment_size).map_err(|_| Error::not_a_journal(&path, "segment too large"))?;
         let mut header = None;
         let file = MappedFile::anonymous_filled(len, &path, |image| {
             header = Some(compressed::decompress_into(&path, expected, image)?);

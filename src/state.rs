@@ -78,6 +78,9 @@ pub(crate) struct JournalState {
     writer_lock: Option<WriterLock>,
     stopping: AtomicBool,
     housekeeper: Mutex<Option<JoinHandle<()>>>,
+    /// The compressor thread (`compressor`), beside the housekeeper so that
+    /// compressing never delays preparing the next segment.
+    compressor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The bookkeeping of recycled segment files (the mechanism is in `window`).
@@ -154,6 +157,7 @@ impl JournalState {
             writer_lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
+            compressor: Mutex::new(None),
         })
     }
 
@@ -294,13 +298,22 @@ impl JournalState {
         }
     }
 
-    /// Stops the housekeeper and waits for it (called when the last handle goes).
+    pub fn set_compressor(&self, handle: JoinHandle<()>) {
+        if let Ok(mut slot) = self.compressor.lock() {
+            *slot = Some(handle);
+        }
+    }
+
+    /// Stops the housekeeper and the compressor and waits for them (called
+    /// when the last handle goes).
     pub fn stop_housekeeper(&self) {
         self.stopping.store(true, Ordering::Release);
-        let handle = self.housekeeper.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(handle) = handle {
-            handle.thread().unpark();
-            let _ = handle.join();
+        for slot in [&self.housekeeper, &self.compressor] {
+            let handle = slot.lock().ok().and_then(|mut slot| slot.take());
+            if let Some(handle) = handle {
+                handle.thread().unpark();
+                let _ = handle.join();
+            }
         }
     }
 

@@ -203,7 +203,10 @@ fn print_limits(journal: &Journal) {
     say!("  min free disk  {}", human_bytes(limits.min_free_disk));
     say!(
         "  watermarks     compress {:.2}  shed {:.2}  high {:.2}  resume {:.2}",
-        marks.compress, marks.shed, marks.high, marks.resume
+        marks.compress,
+        marks.shed,
+        marks.high,
+        marks.resume
     );
     say!("  compression    {}", limits.compression.name());
     say!("  when full      {}", limits.when_full.name());

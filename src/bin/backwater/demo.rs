@@ -196,7 +196,14 @@ struct Reporter<'a> {
 impl<'a> Reporter<'a> {
     fn new(journal: &'a Journal, shared: &'a Shared) -> Reporter<'a> {
         let compression = journal.limits().compression.is_on();
-        Reporter { journal, shared, next: Duration::from_secs(1), last: (0, 0, 0), compression, compression_seen: false }
+        Reporter {
+            journal,
+            shared,
+            next: Duration::from_secs(1),
+            last: (0, 0, 0),
+            compression,
+            compression_seen: false,
+        }
     }
 
     /// Says so once, when the housekeeper compressed its first segment.

@@ -55,7 +55,9 @@ pub fn run(args: VerifyArgs) -> Outcome {
         };
         say!(
             "verified {} segments ({} compressed), {} records: {verdict}",
-            report.segments, report.compressed, report.records
+            report.segments,
+            report.compressed,
+            report.records
         );
     }
     if report.findings.is_empty() {
