@@ -10,8 +10,10 @@
 //!    segments waiting for it is reported;
 //! 3. the publisher's append rate with compression off and on (compressing
 //!    in the background all along), alternating rounds, medians;
-//! 4. how fast the compress step runs (MB/s of segment, records/s);
-//! 5. a consumer catching up through compressed segments: payload MB/s.
+//! 4. a consumer catching up through compressed segments: payload MB/s.
+//!
+//! How fast the compress step runs (MB/s of segment, records/s; one thread)
+//! is in the first table.
 //!
 //! `cargo bench --bench compression` (about 3 minutes), `-- --short` for a
 //! CI-sized run; `-- --logs DIR` replays another directory's logs;
@@ -76,14 +78,13 @@ fn main() {
         before_back_pressure(&scale, "/var/log lines", &mut |out| replay(out));
     }
     append_rates(&scale);
-    compress_speed(&scale);
     if let Some(journal) = json {
         catch_up(&journal);
     }
 }
 
-/// 1. One journal per segment size and level; four segments compressed,
-/// timed (one thread).
+/// Table 1: one journal per segment size and level; four segments
+/// compressed, timed (one thread).
 fn ratio_by_segment_size(short: bool) {
     println!("\n1. JSON log lines (tools/logs.rs): compression ratio and speed by segment size and zstd level");
     let sizes: &[u64] = if short { &[64 << 10, 1 << 20] } else { &[64 << 10, 256 << 10, 1 << 20, 4 << 20] };
@@ -113,10 +114,12 @@ fn ratio_by_segment_size(short: bool) {
             journal.compress_sealed().expect("compress");
             let elapsed = started.elapsed().as_secs_f64();
             let stats = journal.stats().compression;
+            let per_record = journal.tail_position() as f64 / records as f64;
             row += &format!(
-                "  level {level}: {:.2}x {:>4.0} MB/s",
+                "  level {level}: {:.2}x {:>4.0} MB/s {:>4.0}k rec/s",
                 stats.raw_bytes_total as f64 / stats.file_bytes_total.max(1) as f64,
-                stats.raw_bytes_total as f64 / elapsed / 1e6
+                stats.raw_bytes_total as f64 / elapsed / 1e6,
+                stats.raw_bytes_total as f64 / per_record / elapsed / 1e3
             );
         }
         println!("{row}  (average record {average} B)");
@@ -137,8 +140,8 @@ fn open(dir: &Path, segment: u64, budget: u64, compression: Compression, compres
     .expect("open")
 }
 
-/// 2. Offers records at 100,000/s until the first back-pressure, with
-/// compression off then on. Returns the compressed journal (for 5).
+/// Table 2: offers records at 100,000/s until the first back-pressure,
+/// with compression off then on. Returns the compressed journal (for 4).
 fn before_back_pressure(scale: &Scale, what: &str, next: &mut dyn FnMut(&mut Vec<u8>)) -> Option<Journal> {
     let mut taken = [0u64; 2];
     let mut kept = None;
@@ -214,8 +217,8 @@ fn raw_sealed_backlog(journal: &Journal) -> u64 {
     raw
 }
 
-/// 3. Unpaced appends of 300 B records, compression off and on
-/// alternating; with it on, the housekeeper compresses all along.
+/// Table 3: unpaced appends of 300 B records, compression off and on
+/// alternating; with it on, the compressor thread works all along.
 fn append_rates(scale: &Scale) {
     println!(
         "\n3. publisher append rate, {} records of 300 B per round, medians of {}",
@@ -261,41 +264,7 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// 4. The compress step alone, on a journal of sealed raw segments.
-fn compress_speed(scale: &Scale) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Nothing compressed while filling (fill stays under 0.50)...
-    let journal = open(dir.path(), scale.segment, 64 * scale.segment, ZSTD, 0.5);
-    let publisher = journal.publisher();
-    let mut lines = logs::LogLines::new(4);
-    let mut line = Vec::new();
-    let mut records = 0u64;
-    while journal.tail_position() < 24 * scale.segment {
-        lines.line(&mut line);
-        publisher.append(&line).expect("append");
-        records += 1;
-    }
-    // ... then all at once.
-    let mut limits = journal.limits();
-    limits.watermarks.compress = 0.001;
-    journal.set_limits(limits).expect("limits");
-    let started = Instant::now();
-    journal.compress_sealed().expect("compress");
-    let elapsed = started.elapsed().as_secs_f64();
-    let stats = journal.stats().compression;
-    let per_record = journal.tail_position() as f64 / records as f64;
-    let records_per_sec = stats.raw_bytes_total as f64 / per_record / elapsed;
-    println!(
-        "\n4. compress step: {} segments ({} MiB) in {:.2} s: {:.0} MB/s of segment, {:.0} records/s (one thread, nice 0 here; the housekeeper runs at nice 19)",
-        stats.compressed_total,
-        stats.raw_bytes_total >> 20,
-        elapsed,
-        stats.raw_bytes_total as f64 / elapsed / 1e6,
-        records_per_sec
-    );
-}
-
-/// 5. A consumer reads everything from the start, most of it compressed.
+/// Table 4: a consumer reads everything from the start, most of it compressed.
 fn catch_up(journal: &Journal) {
     let stats = journal.stats();
     let mut consumer = journal.anonymous_consumer();
@@ -318,7 +287,7 @@ fn catch_up(journal: &Journal) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "\n5. consumer catching up: {records} records, {:.0} MiB of payload ({} of {} segments compressed) in {:.2} s: {:.0} MB/s of payload",
+        "\n4. consumer catching up: {records} records, {:.0} MiB of payload ({} of {} segments compressed) in {:.2} s: {:.0} MB/s of payload",
         payload as f64 / (1 << 20) as f64,
         stats.compression.segments,
         journal.segment_indexes().map_or(0, |s| s.len()),

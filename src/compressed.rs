@@ -35,16 +35,12 @@ const HEADER_CRC_AT: usize = 60;
 
 /// The file name of the compressed segment that starts at `base`.
 pub fn file_name(base: u64) -> String {
-    format!("{base:020}{SUFFIX}")
+    crate::naming::by_base(base, SUFFIX)
 }
 
 /// The base position encoded in a compressed segment's file name, if it is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::naming::parse_base(name, SUFFIX)
 }
 
 /// Which segment a compressed file must hold.

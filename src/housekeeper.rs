@@ -4,9 +4,9 @@
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
-//! the publication limits, and flushes under `Flush::Interval`. Compressing
-//! sealed segments has a thread of its own (`compressor::start`), so that
-//! preparing the next segment never waits for it. Publishers
+//! the publication limits, and flushes under `Flush::Interval`. (Compressing
+//! sealed segments has a thread of its own, `compressor`'s, so that
+//! preparing the next segment never waits for it.) Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
 //! facade (target `backwater`).
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::capacity::Fill;
 use crate::error::Result;
 use crate::state::JournalState;
-use crate::{Level, capacity, compressor, flush, retention, thread_cache, window};
+use crate::{Level, capacity, flush, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -29,7 +29,6 @@ pub(crate) fn start(inner: &Arc<JournalState>) {
     if let Ok(handle) = spawned {
         inner.set_housekeeper(handle);
     }
-    compressor::start(inner);
 }
 
 fn run(inner: Arc<JournalState>) {

@@ -138,6 +138,7 @@ impl Journal {
         // they do not race the housekeeper for its pages (best effort).
         let _ = housekeeper::prepare(&inner, 0);
         housekeeper::start(inner.state());
+        crate::compressor::start(inner.state());
         Ok(Journal { inner, recovery })
     }
 

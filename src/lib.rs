@@ -75,6 +75,7 @@ mod journal;
 mod mapped;
 mod meta;
 pub mod metrics;
+mod naming;
 mod process;
 mod publisher;
 mod publisher_lock;

@@ -35,16 +35,12 @@ const HEADER_CRC_AT: usize = 60;
 /// The file name of the segment that starts at `base`: 20 decimal digits, so
 /// that `ls` sorts segments in log order (Kafka's convention).
 pub fn file_name(base: u64) -> String {
-    format!("{base:020}{SUFFIX}")
+    crate::naming::by_base(base, SUFFIX)
 }
 
 /// The base position encoded in a segment file name, if it is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::naming::parse_base(name, SUFFIX)
 }
 
 /// The position after a frame of `aligned_len` bytes at `position`: the

@@ -5,8 +5,6 @@
 //! retention deletes compressed segments, and fill counts real disk bytes.
 
 mod common;
-#[path = "../tools/logs.rs"]
-mod logs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,10 +55,22 @@ fn read_all(journal: &Journal) -> Vec<Seen> {
     seen
 }
 
+/// Every frame as `walk_frames` shows it: position, kind, payload.
+fn frames(journal: &Journal) -> Vec<(u64, backwater::inspect::FrameKind, Vec<u8>)> {
+    let mut frames = Vec::new();
+    journal
+        .walk_frames(0, |frame| {
+            frames.push((frame.position, frame.kind, frame.payload.to_vec()));
+            true
+        })
+        .unwrap();
+    frames
+}
+
 /// Appends `count` log lines, every fifth keyed and every seventh low priority.
 fn append_logs(journal: &Journal, seed: u64, count: usize) {
     let publisher = journal.publisher();
-    let mut lines = logs::LogLines::new(seed);
+    let mut lines = common::logs::LogLines::new(seed);
     let mut line = Vec::new();
     for n in 0..count {
         lines.line(&mut line);
@@ -103,13 +113,7 @@ fn records_read_back_unchanged_through_compressed_segments() {
     let keeper = journal.consumer("keeper").unwrap();
     append_logs(&journal, 1, 3000);
     let before = read_all(&journal);
-    let mut frames_before = Vec::new();
-    journal
-        .walk_frames(0, |frame| {
-            frames_before.push((frame.position, frame.kind, frame.payload.to_vec()));
-            true
-        })
-        .unwrap();
+    let frames_before = frames(&journal);
     // A durable cursor committed in what will be a compressed segment.
     let mut cursor = journal.consumer("half").unwrap();
     assert_eq!(cursor.poll(|_| {}, 1500).unwrap(), 1500);
@@ -129,14 +133,7 @@ fn records_read_back_unchanged_through_compressed_segments() {
     assert!(stats.disk_bytes < (files.len() as u64) * SEGMENT);
 
     assert_eq!(read_all(&journal), before, "records changed through compressed segments");
-    let mut frames_after = Vec::new();
-    journal
-        .walk_frames(0, |frame| {
-            frames_after.push((frame.position, frame.kind, frame.payload.to_vec()));
-            true
-        })
-        .unwrap();
-    assert_eq!(frames_after, frames_before);
+    assert_eq!(frames(&journal), frames_before);
     // The cursor resumes where it was; seeking into a compressed segment works.
     let mut cursor = journal.consumer("half").unwrap();
     assert_eq!(cursor.position(), committed);
@@ -318,7 +315,7 @@ fn records_before_back_pressure(dir: &Path, compression: Compression) -> u64 {
     )
     .unwrap();
     let publisher = journal.publisher();
-    let mut lines = logs::LogLines::new(7);
+    let mut lines = common::logs::LogLines::new(7);
     let mut line = Vec::new();
     let mut taken = 0;
     loop {
@@ -383,7 +380,7 @@ fn compress_in_a_loop(dir: &str) -> ! {
     let journal = Journal::open(dir, config()).unwrap();
     let mut next = read_all(&journal).last().map_or(0, |last| seq_of(&last.payload) + 1);
     let publisher = journal.publisher();
-    let mut lines = logs::LogLines::new(next);
+    let mut lines = common::logs::LogLines::new(next);
     let mut line = Vec::new();
     loop {
         for _ in 0..200 {
