@@ -1,8 +1,10 @@
-//! The compress step of the housekeeper: from the compress watermark on,
-//! replaces sealed raw segments, oldest first, by compressed copies until
-//! fill is below the watermark again.
+//! The compressor: a background thread per writable handle (beside the
+//! housekeeper, at the same low priority) that, from the compress watermark
+//! on, replaces sealed raw segments, oldest first, by compressed copies
+//! until fill is below the watermark again.
 //!
-//! Owns: choosing what to compress and the replacement protocol. A segment
+//! Owns: the thread, choosing what to compress and the replacement
+//! protocol. A segment
 //! is compressed only when it is sealed and settled (older than the tail's
 //! segment and the one before it, where claims may still be in flight),
 //! every frame in it is committed and passes its checks, and no reader is
@@ -18,6 +20,7 @@
 //! compression counters and, through `capacity`, the saved bytes.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,7 +34,6 @@ use crate::frame::{self, Decoded};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::state::JournalState;
 use crate::{thread_cache, window};
-use std::path::Path;
 
 /// The file whose exclusive `flock` says which handle (in any process) is
 /// compressing: one at a time, so two never spend the same work.
