@@ -4,9 +4,9 @@
 //! until fill is below the watermark again.
 //!
 //! Owns: the thread, choosing what to compress and the replacement
-//! protocol. A segment
-//! is compressed only when it is sealed and settled (older than the tail's
-//! segment and the one before it, where claims may still be in flight),
+//! protocol. A segment is compressed only when it is sealed and settled
+//! (older than the tail's segment and the one before it, where claims may
+//! still be in flight, and than the few an appending thread keeps mapped),
 //! every frame in it is committed and passes its checks, and no reader is
 //! inside it: nobody, in any process, has it mapped (every mapping holds
 //! the file's `flock` shared; this step takes it exclusively, without
@@ -139,9 +139,16 @@ pub(crate) fn run(inner: &JournalState, turn: Turn) -> Result<bool> {
     Ok(false)
 }
 
+/// Segments next to the tail that are left raw: the tail's and the one
+/// before it (claims may still be in flight there), and those an appending
+/// thread may still keep mapped in its cache (asking it to let go costs the
+/// publisher a process-wide barrier and a slow path, so it is only done for
+/// older ones, which only an idle thread keeps).
+const LEFT_RAW: u64 = 1 + thread_cache::CACHE_ENTRIES as u64;
+
 /// The oldest settled segment that still has its raw file, not tried yet.
 fn next_candidate(inner: &JournalState, tried: &BTreeSet<u64>) -> Result<Option<u64>> {
-    let settled_below = inner.meta.tail_index().saturating_sub(1);
+    let settled_below = inner.meta.tail_index().saturating_sub(LEFT_RAW);
     let first_index = inner.meta.first_position().load(Ordering::Acquire) / inner.segment_size();
     let files = segment::list_files(&inner.dir, inner.segment_size())?;
     let candidate = files
