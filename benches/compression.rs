@@ -81,7 +81,7 @@ fn main() {
             corpus.files,
             corpus.bytes >> 10,
             segment >> 10,
-            scale.budget / scale.segment * segment >> 20
+            (scale.budget / scale.segment * segment) >> 20
         );
         let mut replay = corpus.replay();
         before_back_pressure(&scale, segment, "/var/log lines", &mut |out| replay(out));
