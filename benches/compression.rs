@@ -48,7 +48,7 @@ fn main() {
     let scale = if short {
         Scale { segment: 256 << 10, budget: 16 << 20, rounds: 3, append_records: 300_000 }
     } else {
-        Scale { segment: 1 << 20, budget: 64 << 20, rounds: 9, append_records: 1_000_000 }
+        Scale { segment: 1 << 20, budget: 128 << 20, rounds: 9, append_records: 1_000_000 }
     };
     println!(
         "segment {} KiB, budget {} MiB, zstd level 3, compress watermark 0.50, {} cores",

@@ -303,7 +303,7 @@ fn retention_deletes_compressed_segments() {
 /// runs it in the background, at its own pace). Returns how many records
 /// were taken.
 fn records_before_back_pressure(dir: &Path, compression: Compression) -> u64 {
-    const BUDGET: u64 = 24 << 20;
+    const BUDGET: u64 = 48 << 20;
     let journal = Journal::open(
         dir,
         Config::default()

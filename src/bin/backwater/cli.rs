@@ -74,6 +74,9 @@ pub enum Command {
         after_help = "Examples:\n  backwater verify /var/lib/feed && echo clean\n  backwater verify /var/lib/feed --repair"
     )]
     Verify(VerifyArgs),
+    /// Compress sealed segments now, as a running writer's compressor would from --compress-at on
+    #[command(after_help = "Example:\n  backwater compress /var/lib/feed")]
+    Compress(ReportArgs),
     /// Append records from stdin (lines or length-prefixed), waiting under back-pressure
     #[command(after_help = "Examples:\n  seq 1000 | backwater append /var/lib/feed\n  \
         producer | backwater append /var/lib/feed --priority low --timeout 30s\n\n\
