@@ -168,7 +168,7 @@ fn before_back_pressure(
         let mut line = Vec::new();
         let started = Instant::now();
         let mut backlog = 0u64;
-        let mut caught_up = false;
+        let mut caught_up = None;
         let (mut records, mut payload) = (0u64, 0u64);
         next(&mut line);
         loop {
@@ -191,8 +191,10 @@ fn before_back_pressure(
                 // Compression starts at 50 % with half the budget raw: the
                 // backlog that counts is the one once that was worked off.
                 let waiting = raw_sealed_backlog(&journal);
-                caught_up |= journal.stats().compression.compressed_total > 0 && waiting <= 2;
-                if caught_up {
+                if caught_up.is_none() && journal.stats().compression.compressed_total > 0 && waiting <= 2 {
+                    caught_up = Some(started.elapsed());
+                }
+                if caught_up.is_some() {
                     backlog = backlog.max(waiting);
                 }
             }
@@ -208,8 +210,18 @@ fn before_back_pressure(
             stats.disk_bytes as f64 / (1 << 20) as f64,
             budget >> 20,
             if compression.is_on() {
+                let waiting = match caught_up {
+                    Some(at) => format!(
+                        "the compressor caught up at {:.1} s, then at most {backlog} sealed raw segments waited",
+                        at.as_secs_f64()
+                    ),
+                    None => format!(
+                        "the compressor never caught up: {} sealed raw segments waiting at the end",
+                        raw_sealed_backlog(&journal)
+                    ),
+                };
                 format!(
-                    "; {} segments compressed, {:.2}x; sealed raw segments waiting, once caught up: at most {backlog}",
+                    "; {} segments compressed, {:.2}x; {waiting}",
                     stats.compression.compressed_total,
                     stats.compression.raw_bytes_total as f64 / stats.compression.file_bytes_total.max(1) as f64
                 )
@@ -228,9 +240,10 @@ fn before_back_pressure(
     kept
 }
 
-/// Sealed segments (before the tail's and the one before it) still raw.
+/// Segments the compressor could take that are still raw: all but the
+/// tail's and the five before it (which it leaves raw).
 fn raw_sealed_backlog(journal: &Journal) -> u64 {
-    let settled_below = (journal.tail_position() / journal.segment_size()).saturating_sub(1);
+    let settled_below = (journal.tail_position() / journal.segment_size()).saturating_sub(5);
     let first = journal.first_position() / journal.segment_size();
     let mut raw = 0;
     for index in first..settled_below {
