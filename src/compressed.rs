@@ -108,6 +108,14 @@ pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, m
 /// [`Error::NewerFormat`] for a newer file version; [`Error::Io`] when it
 /// cannot be read (`NotFound` when it does not exist).
 pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Result<Header> {
+    // Never more than a segment's worth plus zstd's worst case: a huge file
+    // there is damage, not something to read into memory.
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?.len();
+    let most = HEADER_LEN as u64 + expected.segment_size + expected.segment_size / 64 + (64 << 10);
+    if len > most {
+        let reason = format!("compressed segment is {len} bytes, more than a segment can compress to");
+        return Err(Error::corrupt(path, expected.base, reason));
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
     let header = check(&bytes, path, expected)?;
     let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
