@@ -6,18 +6,21 @@
 //! Owns: the capacity, level and limit words of the metadata, which any
 //! handle may recompute at any time (they are derived from the tail, the
 //! first position and the filesystem, so racing writers agree). Touches the
-//! segment directory only to count files. Fill is `(tail_position - first
-//! segment's base) / capacity`; the files on disk are that rounded up to
-//! whole segments (plus the prepared ones), never more than the budget.
+//! segment directory only to count files. Fill counts real bytes on disk:
+//! `(tail_position - first segment's base - saved) / capacity`, where
+//! `saved` is what compressed segments spare (each one's segment size
+//! minus its file); the files on disk are that rounded up to whole
+//! segments (plus the prepared ones), never more than the budget. Saved
+//! bytes are room: the publication limits move out by as much.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::Stats;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::meta::{Level, Meta};
 use crate::state::JournalState;
+use crate::{CompressionStats, Stats};
 use crate::{append_count, segment, wake};
 
 /// A snapshot of how full the journal is.
@@ -26,6 +29,8 @@ pub(crate) struct Fill {
     pub first_base: u64,
     pub tail: u64,
     pub capacity: u64,
+    /// Bytes of positions that compressed segments hold without their disk.
+    pub saved: u64,
 }
 
 impl Fill {
@@ -33,24 +38,27 @@ impl Fill {
         let first = meta.first_position().load(Ordering::Acquire);
         let first_base = first - first % meta.segment_size;
         let tail = meta.tail_position();
-        Fill { first_base, tail, capacity: meta.capacity().load(Ordering::Acquire).max(1) }
+        let saved = meta.compression_saved().load(Ordering::Acquire);
+        Fill { first_base, tail, capacity: meta.capacity().load(Ordering::Acquire).max(1), saved }
     }
 
+    /// Bytes on disk from the first segment to the tail.
     pub fn used(&self) -> u64 {
-        self.tail.saturating_sub(self.first_base)
+        self.tail.saturating_sub(self.first_base).saturating_sub(self.saved)
     }
 
     pub fn ratio(&self) -> f64 {
         self.used() as f64 / self.capacity as f64
     }
 
+    /// The tail position at which fill would be `fraction`.
     pub fn position_at(&self, fraction: f64) -> u64 {
-        self.first_base.saturating_add((self.capacity as f64 * fraction) as u64)
+        self.first_base.saturating_add(self.saved).saturating_add((self.capacity as f64 * fraction) as u64)
     }
 
     /// The end of the last whole segment that fits in the capacity.
     pub fn hard_end(&self, segment_size: u64) -> u64 {
-        let segments = (self.capacity / segment_size).max(1);
+        let segments = (self.capacity.saturating_add(self.saved) / segment_size).max(1);
         self.first_base.saturating_add(segments * segment_size)
     }
 }
@@ -104,7 +112,7 @@ pub(crate) fn refresh(inner: &JournalState) -> Result<()> {
     if inner.writable() {
         let capacity = capacity(inner)?;
         inner.meta.capacity().store(capacity, Ordering::Release);
-        recompute_limits(inner);
+        account_compressed(inner)?;
     }
     Ok(())
 }
@@ -119,11 +127,51 @@ fn capacity(inner: &JournalState) -> Result<u64> {
     Ok(limits.max_disk_bytes.min(from_fs))
 }
 
-/// Bytes held by segment files on disk, including spares and deleted
-/// segments that a reader still has mapped.
+/// Bytes held by segment files on disk (raw ones count their full size,
+/// compressed ones their length), including spares and deleted segments
+/// that a reader still has mapped.
 pub(crate) fn disk_bytes(inner: &JournalState) -> Result<u64> {
-    let segments = segment::list(&inner.dir, inner.segment_size())?.len() as u64;
-    Ok((segments + parked_files(&inner.dir)?) * inner.segment_size())
+    let size = inner.segment_size();
+    let files = segment::list_files(&inner.dir, size)?;
+    let segments: u64 = files.iter().map(|file| if file.compressed { file.len } else { size }).sum();
+    Ok(segments + parked_files(&inner.dir)? * size)
+}
+
+/// What the compressed segments in the directory amount to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CompressedFiles {
+    /// Segments whose only file is the compressed one.
+    pub segments: u64,
+    /// Their files' bytes.
+    pub file_bytes: u64,
+    /// The disk they spare: the segment size minus the file, summed.
+    pub saved: u64,
+}
+
+/// Counts the compressed segments (a segment that still has its raw file
+/// too, mid-replacement, spares nothing yet).
+pub(crate) fn compressed_files(dir: &Path, segment_size: u64) -> Result<CompressedFiles> {
+    let files = segment::list_files(dir, segment_size)?;
+    let mut found = CompressedFiles::default();
+    for (at, file) in files.iter().enumerate() {
+        let has_raw = at > 0 && files[at - 1].index == file.index;
+        if file.compressed && !has_raw {
+            found.segments += 1;
+            found.file_bytes += file.len;
+            found.saved += segment_size.saturating_sub(file.len);
+        }
+    }
+    Ok(found)
+}
+
+/// Re-counts what compressed segments spare into the metadata, then
+/// recomputes the limits: after a segment was compressed or deleted (the
+/// caller holds the journal lock, under which both happen).
+pub(crate) fn account_compressed(inner: &JournalState) -> Result<()> {
+    let found = compressed_files(&inner.dir, inner.segment_size())?;
+    inner.meta.compression_saved().store(found.saved, Ordering::Release);
+    recompute_limits(inner);
+    Ok(())
 }
 
 /// Segment-sized files that are not segments but hold disk: spares (any
@@ -160,10 +208,25 @@ pub(crate) fn stats(inner: &JournalState) -> Stats {
         first_position: meta.first_position().load(Ordering::Acquire),
         tail_position: fill.tail,
         disk_bytes: disk_bytes(inner).unwrap_or(0),
+        compression: compression_stats(inner),
         exclusive_publisher: match meta.exclusive_pid().load(Ordering::Acquire) {
             0 => None,
             pid => Some(pid as u32),
         },
+    }
+}
+
+fn compression_stats(inner: &JournalState) -> CompressionStats {
+    let size = inner.segment_size();
+    let found = compressed_files(&inner.dir, size).unwrap_or_default();
+    let meta = &inner.meta;
+    CompressionStats {
+        segments: found.segments,
+        segment_bytes: found.segments * size,
+        file_bytes: found.file_bytes,
+        compressed_total: meta.compressed_segments().load(Ordering::Relaxed),
+        raw_bytes_total: meta.compressed_raw_bytes().load(Ordering::Relaxed),
+        file_bytes_total: meta.compressed_file_bytes().load(Ordering::Relaxed),
     }
 }
 

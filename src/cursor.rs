@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::frame::FORMAT_VERSION;
+use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
 
 pub const CURSOR_DIR: &str = "cursors";
@@ -67,7 +67,7 @@ impl CursorFile {
             let created = create_file(&dir, &format!("{name}{SUFFIX}"), CURSOR_LEN, mode, |file| {
                 let mut image = [0u8; CURSOR_LEN as usize];
                 image[..8].copy_from_slice(MAGIC);
-                put_u32(&mut image, VERSION_AT, FORMAT_VERSION);
+                put_u32(&mut image, VERSION_AT, FIRST_FORMAT_VERSION);
                 put_u64(&mut image, POSITION_AT, initial);
                 put_u64(&mut image, JOURNAL_ID_AT, journal_id);
                 put_u64(&mut image, UPDATED_AT, crate::frame::now_ns());

@@ -22,9 +22,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Priority;
 
-/// The on-disk format version this build writes and reads (every file
-/// header carries it: metadata, segments, cursors).
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format version this build reads (every file header
+/// carries a version: metadata, segments, cursors, compressed segments).
+///
+/// Version 2 is a journal that may hold compressed segments: its metadata
+/// says 2 from the moment compression is turned on, so that a build that
+/// does not know compressed segments refuses it rather than taking them for
+/// missing ones. Everything else is still written as version 1.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version written where nothing of version 2 is needed: segment and
+/// cursor headers, and the metadata of a journal that never compressed.
+pub(crate) const FIRST_FORMAT_VERSION: u32 = 1;
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 32;

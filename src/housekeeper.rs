@@ -4,7 +4,9 @@
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
 //! need (created, fully allocated, mapped and faulted in), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
-//! the publication limits, and flushes under `Flush::Interval`. Publishers
+//! the publication limits, and flushes under `Flush::Interval`. (Compressing
+//! sealed segments has a thread of its own, `compressor`'s, so that
+//! preparing the next segment never waits for it.) Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
 //! facade (target `backwater`).
 

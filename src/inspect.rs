@@ -62,6 +62,19 @@ pub struct SegmentInfo {
     pub state: SegmentState,
     /// Holes or damaged frames found (see `backwater verify`).
     pub problems: usize,
+    /// Bytes its file holds on disk: the segment size for a raw segment,
+    /// the compressed file's length for a compressed one.
+    pub disk_bytes: u64,
+    /// Whether it is held compressed (read from its `.zseg` file).
+    pub compressed: bool,
+}
+
+impl SegmentInfo {
+    /// How many times smaller its file is than the bytes it holds up to its
+    /// last frame (`bytes_used / disk_bytes`): 1.0 or below for a raw one.
+    pub fn ratio(&self) -> f64 {
+        self.bytes_used as f64 / self.disk_bytes.max(1) as f64
+    }
 }
 
 /// What a frame walk found at one position.
@@ -137,6 +150,8 @@ impl Journal {
                 last_timestamp: scan.last_timestamp,
                 state,
                 problems: scan.holes.len() + scan.faults.len(),
+                disk_bytes: segment.compressed().map_or(inner.segment_size(), |header| header.file_len()),
+                compressed: segment.compressed().is_some(),
             });
         }
         Ok(infos)

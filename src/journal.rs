@@ -111,6 +111,8 @@ impl Journal {
             meta.set_limits(&limits);
             meta.flush()?;
         }
+        // A journal that compresses needs a build that can (feature `compression`).
+        meta.limits().compression.validate()?;
         let (writer_lock, alone) = WriterLock::acquire(&dir, mode)?;
         if writers == Writers::OnlyThisOne && !alone {
             return Err(Error::InUse { path: dir });
@@ -138,6 +140,7 @@ impl Journal {
         // they do not race the housekeeper for its pages (best effort).
         let _ = housekeeper::prepare(&inner, 0);
         housekeeper::start(inner.state());
+        crate::compressor::start(inner.state());
         Ok(Journal { inner, recovery })
     }
 
@@ -396,6 +399,50 @@ impl Journal {
         self.inner.require_writable()?;
         capacity::refresh(&self.inner)?;
         retention::run(&self.inner)
+    }
+
+    /// Runs the housekeeper's compress step now, on this thread: while fill
+    /// is at or above [`Watermarks::compress`](crate::Watermarks::compress)
+    /// and [`Limits::compression`] is on, compresses sealed segments that no
+    /// reader is inside, oldest first. Waits for a step another handle (or
+    /// this one's housekeeper) is taking. Returns how many it compressed (0
+    /// when compression is off, fill is below the watermark, or nothing can
+    /// be compressed now, other handles' work included).
+    ///
+    /// ```
+    /// use backwater::{Compression, Config, Journal};
+    /// # let dir = tempfile::tempdir()?;
+    /// let journal = Journal::open(dir.path(), Config::default()
+    ///     .segment_size(64 << 10)
+    ///     .max_disk_bytes(8 << 20)
+    ///     .min_free_disk(0)
+    ///     .compression(Compression::Zstd { level: 3 })
+    ///     .compress_at(0.05))?;
+    /// let publisher = journal.publisher();
+    /// for n in 0..20_000u32 {
+    ///     publisher.append(format!("{{\"n\":{n},\"level\":\"info\"}}").as_bytes())?;
+    /// }
+    /// journal.compress_sealed()?;                     // the housekeeper would, too
+    /// let stats = journal.stats().compression;
+    /// assert!(stats.segments > 0 && stats.ratio() > 4.0);
+    /// let mut consumer = journal.consumer("reader")?;  // reads through them
+    /// let mut read = 0;
+    /// while consumer.poll(|_| read += 1, 4096)? > 0 {}
+    /// assert_eq!(read, 20_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::Io`] when a file
+    /// cannot be read, written, synced or renamed.
+    pub fn compress_sealed(&self) -> Result<u64> {
+        self.inner.require_writable()?;
+        capacity::refresh(&self.inner)?;
+        let mut compressed = 0;
+        while crate::compressor::run(&self.inner, crate::compressor::Turn::Wait)? {
+            compressed += 1;
+        }
+        Ok(compressed)
     }
 
     /// What recovery changed when this handle opened the journal (`None` if

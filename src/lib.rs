@@ -58,6 +58,8 @@
 mod append_count;
 mod appender;
 mod capacity;
+pub mod compressed;
+mod compressor;
 mod config;
 mod conflate;
 mod consumer;
@@ -74,6 +76,7 @@ mod journal;
 mod mapped;
 mod meta;
 pub mod metrics;
+mod naming;
 mod process;
 mod publisher;
 mod publisher_lock;
@@ -91,7 +94,8 @@ mod window;
 mod writers;
 
 pub use config::{
-    Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks, WhenFull,
+    Compression, Config, DEFAULT_SEGMENT_SIZE, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Priority, Watermarks,
+    WhenFull,
 };
 pub use conflate::Conflated;
 pub use consumer::{Consumer, Seek};
@@ -169,9 +173,44 @@ pub struct Stats {
     /// for recycling and deleted segments a reader still has mapped (0 if the
     /// directory could not be listed).
     pub disk_bytes: u64,
+    /// Compressed segments now, and what was compressed since creation.
+    pub compression: CompressionStats,
     /// The pid of the process whose [`ExclusivePublisher`] has the journal's
     /// appends (or that died holding it, until the next publisher settles it).
     pub exclusive_publisher: Option<u32>,
+}
+
+/// What compression does for a journal ([`Stats::compression`]): the
+/// compressed segments it holds now, and counters since its creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompressionStats {
+    /// Segments held compressed now.
+    pub segments: u64,
+    /// The bytes those segments stand for (`segments × segment_size`): what
+    /// they would hold on disk raw.
+    pub segment_bytes: u64,
+    /// The bytes their compressed files hold.
+    pub file_bytes: u64,
+    /// Segments compressed since the journal was created (deleted ones
+    /// included).
+    pub compressed_total: u64,
+    /// Segment bytes (each up to its last record) compressed since creation.
+    pub raw_bytes_total: u64,
+    /// Bytes of compressed files written since creation.
+    pub file_bytes_total: u64,
+}
+
+impl CompressionStats {
+    /// Disk the compressed segments spare now, in bytes.
+    pub fn saved_bytes(&self) -> u64 {
+        self.segment_bytes.saturating_sub(self.file_bytes)
+    }
+
+    /// How many times smaller the compressed segments are than raw ones
+    /// (`segment_bytes / file_bytes`; 1.0 when there are none).
+    pub fn ratio(&self) -> f64 {
+        if self.file_bytes == 0 { 1.0 } else { self.segment_bytes as f64 / self.file_bytes as f64 }
+    }
 }
 
 /// The README's examples, compiled and run as doctests.

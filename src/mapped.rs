@@ -71,10 +71,19 @@ impl MappedFile {
     /// An anonymous mapping holding a copy of `bytes` (for fuzzing the
     /// readers without files).
     pub fn anonymous(bytes: &[u8]) -> Result<MappedFile> {
-        let path = PathBuf::from("<memory>");
-        let mut map = MmapOptions::new().len(bytes.len().max(1)).map_anon().map_err(|e| Error::io(&path, "mmap", e))?;
-        map[..bytes.len()].copy_from_slice(bytes);
-        Ok(MappedFile { map: MmapRaw::from(map), path, writable: true, file: None })
+        Self::anonymous_filled(bytes.len(), Path::new("<memory>"), |map| {
+            map.copy_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    /// An anonymous, writable mapping of `len` zero bytes standing for the
+    /// file `path`, whose start `fill` writes (a decompressed segment: the
+    /// pages `fill` does not touch cost no memory).
+    pub fn anonymous_filled(len: usize, path: &Path, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<MappedFile> {
+        let mut map = MmapOptions::new().len(len.max(1)).map_anon().map_err(|e| Error::io(path, "mmap", e))?;
+        fill(&mut map[..len])?;
+        Ok(MappedFile { map: MmapRaw::from(map), path: path.to_path_buf(), writable: true, file: None })
     }
 
     pub fn path(&self) -> &Path {

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
+use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
 use crate::error::{Error, Result};
-use crate::frame::FORMAT_VERSION;
+use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, put_u32, put_u64};
 
 pub const META_FILE: &str = "journal.meta";
@@ -51,6 +51,9 @@ const NORMAL_LIMIT_AT: usize = 200;
 const LOW_LIMIT_AT: usize = 208;
 const CAPACITY_AT: usize = 216;
 const LEVEL_AT: usize = 224;
+/// Bytes the compressed segments spare (the segment size minus each one's
+/// file), counted as room by fill and the publication limits.
+const COMPRESSION_SAVED_AT: usize = 232;
 
 // Counters.
 const DROPPED_LOW_AT: usize = 256;
@@ -61,6 +64,9 @@ const UNBLOCKED_AT: usize = 288;
 /// Everything below this position reached the media at the last completed
 /// `flush_all` (recovery keeps it untouched).
 const FLUSHED_POSITION_AT: usize = 296;
+/// Segments compressed, and the segment bytes they held (counters).
+const COMPRESSED_SEGMENTS_AT: usize = 304;
+const COMPRESSED_RAW_BYTES_AT: usize = 312;
 
 // The wake-up line (`wake`): a futex word that committing publishers and
 // releases of back-pressure bump when someone sleeps, and the count of
@@ -68,6 +74,13 @@ const FLUSHED_POSITION_AT: usize = 296;
 // the publishers' load of the count stays a hit in their cache.
 const WAKE_WORD_AT: usize = 320;
 const SLEEPERS_AT: usize = 324;
+
+// Compression settings (limits, written under the journal lock) and the
+// compressed files' bytes counter.
+const COMPRESSION_KIND_AT: usize = 384;
+const COMPRESSION_LEVEL_AT: usize = 388;
+const COMPRESS_MARK_AT: usize = 392;
+const COMPRESSED_FILE_BYTES_AT: usize = 400;
 
 // Process table: `PROCESS_SLOTS` entries of (pid u32, sleepers u32, start time u64).
 pub const PROCESS_TABLE_AT: usize = 512;
@@ -204,7 +217,7 @@ impl Meta {
     pub fn initialize(file: &MappedFile, new: &NewJournal) -> Result<()> {
         let mut header = [0u8; 64];
         header[..8].copy_from_slice(MAGIC);
-        put_u32(&mut header, VERSION_AT, FORMAT_VERSION);
+        put_u32(&mut header, VERSION_AT, FIRST_FORMAT_VERSION);
         put_u32(&mut header, LEN_AT, META_LEN as u32);
         put_u64(&mut header, SEGMENT_SIZE_AT, new.segment_size);
         put_u64(&mut header, JOURNAL_ID_AT, new.journal_id);
@@ -424,8 +437,15 @@ impl Meta {
             _ => Flush::Never,
         };
         let when_full = WhenFull::from_code(load32(WHEN_FULL_AT)).unwrap_or_default();
+        let shed = load32(SHED_AT) as f64 / PPM;
         let stored = Watermarks {
-            shed: load32(SHED_AT) as f64 / PPM,
+            // 0 in a journal made before compression existed: the default,
+            // or the shed watermark when that is lower.
+            compress: match load32(COMPRESS_MARK_AT) {
+                0 => Watermarks::default().compress.min(shed),
+                ppm => ppm as f64 / PPM,
+            },
+            shed,
             high: load32(HIGH_AT) as f64 / PPM,
             resume: load32(RESUME_AT) as f64 / PPM,
         };
@@ -439,7 +459,35 @@ impl Meta {
             flush,
             retain_bytes: load(RETAIN_BYTES_AT),
             retain_for: Duration::from_nanos(load(RETAIN_FOR_AT)),
+            compression: match load32(COMPRESSION_KIND_AT) {
+                1 => Compression::Zstd { level: load32(COMPRESSION_LEVEL_AT) as i32 },
+                _ => Compression::None,
+            },
         }
+    }
+
+    /// Bytes the compressed segments spare (see `capacity`).
+    #[inline]
+    pub fn compression_saved(&self) -> &AtomicU64 {
+        self.file.atomic_u64(COMPRESSION_SAVED_AT)
+    }
+
+    /// Segments compressed since the journal was created.
+    #[inline]
+    pub fn compressed_segments(&self) -> &AtomicU64 {
+        self.file.atomic_u64(COMPRESSED_SEGMENTS_AT)
+    }
+
+    /// Segment bytes (up to each one's last frame) compressed since creation.
+    #[inline]
+    pub fn compressed_raw_bytes(&self) -> &AtomicU64 {
+        self.file.atomic_u64(COMPRESSED_RAW_BYTES_AT)
+    }
+
+    /// Bytes of the compressed files written since creation.
+    #[inline]
+    pub fn compressed_file_bytes(&self) -> &AtomicU64 {
+        self.file.atomic_u64(COMPRESSED_FILE_BYTES_AT)
     }
 
     /// Stores new limits (the caller holds the journal lock).
@@ -456,6 +504,14 @@ impl Meta {
 fn store_limits(file: &MappedFile, limits: &Limits) {
     let store = |at, value| file.atomic_u64(at).store(value, Ordering::Relaxed);
     let store32 = |at, value| file.atomic_u32(at).store(value, Ordering::Relaxed);
+    if let Compression::Zstd { level } = limits.compression {
+        // Compressed segments may exist from now on: a build that does not
+        // know them must refuse the journal (see `FORMAT_VERSION`).
+        raise_version(file, FORMAT_VERSION);
+        store32(COMPRESSION_LEVEL_AT, level as u32);
+    }
+    store32(COMPRESSION_KIND_AT, u32::from(limits.compression.is_on()));
+    store32(COMPRESS_MARK_AT, (limits.watermarks.compress * PPM).round() as u32);
     store(MAX_DISK_AT, limits.max_disk_bytes);
     store(MIN_FREE_AT, limits.min_free_disk);
     store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);
@@ -471,6 +527,20 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
     store(FLUSH_INTERVAL_AT, interval);
     store(RETAIN_BYTES_AT, limits.retain_bytes);
     store(RETAIN_FOR_AT, limits.retain_for.as_nanos().min(u64::MAX as u128) as u64);
+}
+
+/// Writes `version` into the header (and its CRC) if it holds an older one.
+fn raise_version(file: &MappedFile, version: u32) {
+    let bytes = file.bytes();
+    if crate::frame::read_u32(bytes, VERSION_AT) >= version {
+        return;
+    }
+    let mut header = [0u8; HEADER_CRC_AT + 4];
+    header.copy_from_slice(&bytes[..HEADER_CRC_AT + 4]);
+    put_u32(&mut header, VERSION_AT, version);
+    let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
+    put_u32(&mut header, HEADER_CRC_AT, crc);
+    file.write(0, &header);
 }
 
 #[cfg(test)]

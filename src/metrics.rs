@@ -270,6 +270,36 @@ const JOURNAL_FAMILIES: &[Family<Figures>] = &[
         help: "Claims abandoned by crashed publishers, turned into padding",
         value: |f| Value::Count(f.stats.unblocked),
     },
+    Family {
+        name: "backwater_compressed_segments",
+        kind: Kind::Gauge,
+        help: "Segments held compressed now",
+        value: |f| Value::Count(f.stats.compression.segments),
+    },
+    Family {
+        name: "backwater_compression_saved_bytes",
+        kind: Kind::Gauge,
+        help: "Disk the compressed segments spare now: their segment bytes minus their files' bytes",
+        value: |f| Value::Count(f.stats.compression.saved_bytes()),
+    },
+    Family {
+        name: "backwater_compressed_segments_total",
+        kind: Kind::Counter,
+        help: "Segments compressed since the journal was created",
+        value: |f| Value::Count(f.stats.compression.compressed_total),
+    },
+    Family {
+        name: "backwater_compressed_raw_bytes_total",
+        kind: Kind::Counter,
+        help: "Segment bytes compressed since the journal was created (before compression)",
+        value: |f| Value::Count(f.stats.compression.raw_bytes_total),
+    },
+    Family {
+        name: "backwater_compressed_file_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes of compressed segment files written since the journal was created (after compression)",
+        value: |f| Value::Count(f.stats.compression.file_bytes_total),
+    },
 ];
 
 const CURSOR_FAMILIES: &[Family<CursorFigures>] = &[

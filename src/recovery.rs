@@ -125,6 +125,9 @@ pub struct RecoveryReport {
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
+    /// Segments found with both files, raw and compressed (a compression
+    /// cut short): the file kept of each; the other was removed.
+    pub duplicates: Vec<PathBuf>,
     /// The tail position recovery found (or kept): where the next record goes.
     pub tail_position: u64,
 }
@@ -137,6 +140,7 @@ impl RecoveryReport {
             || !self.discarded.is_empty()
             || !self.removed.is_empty()
             || !self.cursors_moved.is_empty()
+            || !self.duplicates.is_empty()
     }
 }
 
@@ -152,6 +156,7 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     process::forget_all_sleepers(&inner.meta);
     let size = inner.segment_size();
     let mut report = RecoveryReport::default();
+    keep_one_copy(inner, &mut report)?;
     let mut indexes = segment::list(&inner.dir, size)?;
     remove_deleted(inner, &mut indexes, &mut report)?;
     remove_unreadable_trailing(inner, &mut indexes, &mut report)?;
@@ -201,8 +206,28 @@ fn remove_deleted(inner: &JournalState, indexes: &mut Vec<u64>, report: &mut Rec
     let first_index = first / size;
     let deleted = indexes.iter().take_while(|&&index| index < first_index).count();
     for index in indexes.drain(..deleted) {
-        crate::mapped::remove_durably(&segment::path_of(&inner.dir, index, size))?;
+        segment::remove_files(&inner.dir, index, size)?;
         report.removed.push(index * size);
+    }
+    Ok(())
+}
+
+/// A segment with both files, raw and compressed, is one whose compression
+/// a crash interrupted after the compressed copy took its name (it was
+/// complete and synced before): keeps that copy when it passes every check
+/// (it is on the media, where the raw file may not all be), else the raw
+/// file. Either way exactly one copy is left.
+fn keep_one_copy(inner: &JournalState, report: &mut RecoveryReport) -> Result<()> {
+    let size = inner.segment_size();
+    let files = segment::list_files(&inner.dir, size)?;
+    for pair in files.windows(2).filter(|pair| pair[0].index == pair[1].index) {
+        let index = pair[0].index;
+        let (kept, removed) = match Segment::open_compressed(&inner.dir, index, inner.identity) {
+            Ok(_) => (segment::compressed_path_of(&inner.dir, index, size), segment::path_of(&inner.dir, index, size)),
+            Err(_) => (segment::path_of(&inner.dir, index, size), segment::compressed_path_of(&inner.dir, index, size)),
+        };
+        crate::mapped::remove_durably(&removed)?;
+        report.duplicates.push(kept);
     }
     Ok(())
 }
@@ -241,6 +266,11 @@ fn repair_from(
     report: &mut RecoveryReport,
 ) -> Result<(u64, usize)> {
     for index in from..=tail_index {
+        if index < tail_index && !segment::path_of(&inner.dir, index, inner.segment_size()).exists() {
+            // Compressed: sealed with every frame committed and checked, and
+            // synced before it took its name. `verify` reads it.
+            continue;
+        }
         let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
         let damaged = scan.faults.iter().map(|fault| fault.0).find(|&at| segment.base + at as u64 >= flushed);
@@ -271,11 +301,10 @@ fn cut_after(
     segment.file().zero(offset, dirty_end - offset);
     let mut lost = (dirty_end - offset) as u64;
     for index in segment.index + 1..=last {
-        let path = segment::path_of(&inner.dir, index, inner.segment_size());
         if let Ok(later) = Segment::open(&inner.dir, index, inner.identity, false) {
             lost += scan(&later).end.saturating_sub(SEGMENT_HEADER_LEN as usize) as u64;
         }
-        crate::mapped::remove_durably(&path)?;
+        segment::remove_files(&inner.dir, index, inner.segment_size())?;
     }
     report.cut = Some((segment.base + offset as u64, (dirty_end - offset).max(1)));
     report.lost_bytes += lost;
@@ -427,6 +456,9 @@ pub struct Finding {
 pub struct VerifyReport {
     /// Segment files opened and walked.
     pub segments: u64,
+    /// Of those, compressed segments (each checked whole: its header, its
+    /// CRC and zstd's checksum, then every frame's CRC like a raw one's).
+    pub compressed: u64,
     /// Data frames that passed every check, in all segments.
     pub records: u64,
     /// Every problem found; empty for a sound journal.
@@ -479,6 +511,7 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
             }
         };
         report.segments += 1;
+        report.compressed += u64::from(segment.compressed().is_some());
         let scan = scan(&segment);
         report.records += scan.records;
         let mut note = |offset: usize, reason: String| {

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::Priority;
-use crate::capacity::{Fill, raise_level, recompute_limits};
+use crate::capacity::{self, Fill, raise_level, recompute_limits};
 use crate::config::{Limits, WhenFull};
 use crate::cursor::{self, CursorFile};
 use crate::error::{Error, OfferError, Result};
@@ -168,8 +168,10 @@ fn in_replay_window(inner: &JournalState, index: u64, tail: u64, limits: &Limits
     if limits.retain_for.is_zero() {
         return false;
     }
-    let path = segment::path_of(&inner.dir, index, inner.segment_size());
-    let age = std::fs::metadata(path)
+    let raw = segment::path_of(&inner.dir, index, inner.segment_size());
+    let compressed = segment::compressed_path_of(&inner.dir, index, inner.segment_size());
+    let age = std::fs::metadata(raw)
+        .or_else(|_| std::fs::metadata(compressed))
         .and_then(|m| m.modified())
         .ok()
         .and_then(|modified| SystemTime::now().duration_since(modified).ok())
@@ -194,6 +196,10 @@ fn delete_oldest(inner: &JournalState, index: u64, keep: usize) -> Result<()> {
     let next_first = (index + 1) * size + SEGMENT_HEADER_LEN;
     inner.meta.first_position().fetch_max(next_first, Ordering::AcqRel);
     inner.window_remove(index);
+    let compressed = segment::compressed_path_of(&inner.dir, index, size);
+    if crate::mapped::remove_durably(&compressed)? {
+        capacity::account_compressed(inner)?;
+    }
     let path = segment::path_of(&inner.dir, index, size);
     if window::retire_as_spare(inner, index, &path, keep) {
         return Ok(());

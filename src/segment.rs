@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FlockOperation;
 
+use crate::compressed;
 use crate::error::{Error, Result};
-use crate::frame::FORMAT_VERSION;
 use crate::frame::{self, Word0};
+use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
 
 /// The first 8 bytes of every segment file.
@@ -34,16 +35,12 @@ const HEADER_CRC_AT: usize = 60;
 /// The file name of the segment that starts at `base`: 20 decimal digits, so
 /// that `ls` sorts segments in log order (Kafka's convention).
 pub fn file_name(base: u64) -> String {
-    format!("{base:020}{SUFFIX}")
+    crate::naming::by_base(base, SUFFIX)
 }
 
 /// The base position encoded in a segment file name, if it is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::naming::parse_base(name, SUFFIX)
 }
 
 /// The position after a frame of `aligned_len` bytes at `position`: the
@@ -76,6 +73,9 @@ pub struct Segment {
     pub base: u64,
     file: MappedFile,
     populated: Once,
+    /// Read from a compressed segment file (decompressed into memory that
+    /// this `Segment` owns): that file's header.
+    compressed: Option<compressed::Header>,
 }
 
 impl Segment {
@@ -92,22 +92,30 @@ impl Segment {
             Some(file) => {
                 // Nobody else can have the new file yet: this cannot be refused.
                 file.try_lock(FlockOperation::NonBlockingLockShared)?;
-                Ok(Segment { index, base, file, populated: Once::new() })
+                Ok(Segment { index, base, file, populated: Once::new(), compressed: None })
             }
             None => Segment::open(dir, index, identity, true),
         }
     }
 
-    /// Maps segment `index` and checks its size and header.
+    /// Maps segment `index` and checks its size and header. A segment that
+    /// was compressed (no raw file, or one being replaced) is read from its
+    /// compressed file instead: see [`Segment::open_compressed`].
     pub fn open(dir: &Path, index: u64, identity: SegmentIdentity, writable: bool) -> Result<Segment> {
         let base = index * identity.segment_size;
         let path = dir.join(file_name(base));
         refuse_symlink(&path)?;
-        let file = MappedFile::open(&path, writable, None)?;
+        let file = match MappedFile::open(&path, writable, None) {
+            Ok(file) => file,
+            Err(missing) if missing.is_not_found() => return Segment::open_compressed(dir, index, identity),
+            Err(other) => return Err(other),
+        };
         // In use from here on: a recycler that wants this file now waits for
-        // the mapping to go. Refused: it is being rebuilt as another segment.
+        // the mapping to go. Refused: it is being rebuilt as another segment,
+        // or replaced by its compressed copy (which then exists).
         if !file.try_lock(FlockOperation::NonBlockingLockShared)? {
-            return Err(recycled(&path));
+            return Segment::open_compressed(dir, index, identity)
+                .map_err(|error| if error.is_not_found() { recycled(&path) } else { error });
         }
         if file.len() as u64 != identity.segment_size {
             return Err(Error::corrupt(
@@ -124,7 +132,48 @@ impl Segment {
             // Recycled between our open and our lock: it is another segment now.
             return Err(if file.still_at(&path) { error } else { recycled(&path) });
         }
-        Ok(Segment { index, base, file, populated: Once::new() })
+        Ok(Segment { index, base, file, populated: Once::new(), compressed: None })
+    }
+
+    /// Reads the compressed segment `index` (`{base:020}.zseg`): checks it
+    /// and decompresses it into memory of the segment's size that the
+    /// returned `Segment` owns, its trailing padding frame rebuilt. Readers
+    /// use it like a mapped one; nothing writes to it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (`NotFound` when there is no such file);
+    /// [`Error::Corrupt`] naming the file when it fails a check (its header,
+    /// its CRC, zstd's checksum, or the segment header inside).
+    pub fn open_compressed(dir: &Path, index: u64, identity: SegmentIdentity) -> Result<Segment> {
+        let base = index * identity.segment_size;
+        let path = compressed_path_of(dir, index, identity.segment_size);
+        refuse_symlink(&path)?;
+        let expected =
+            compressed::Expected { base, journal_id: identity.journal_id, segment_size: identity.segment_size };
+        let len =
+            usize::try_from(identity.segment_size).map_err(|_| Error::not_a_journal(&path, "segment too large"))?;
+        let mut header = None;
+        let file = MappedFile::anonymous_filled(len, &path, |image| {
+            header = Some(compressed::decompress_into(&path, expected, image)?);
+            Ok(())
+        })?;
+        let Some(header) = header else { return Err(Error::corrupt(&path, base, "not decompressed")) };
+        check_header(file.bytes(), &path, base, identity)?;
+        let segment = Segment { index, base, file, populated: Once::new(), compressed: Some(header) };
+        segment.populated.call_once(|| {});
+        let padding_at = header.raw_len as usize;
+        if padding_at < len {
+            if !padding_at.is_multiple_of(frame::FRAME_ALIGNMENT) {
+                return Err(Error::corrupt(&path, base, format!("raw length {padding_at} is not frame-aligned")));
+            }
+            segment.write_padding(padding_at, len - padding_at);
+        }
+        Ok(segment)
+    }
+
+    /// The compressed file's header when this segment was read from one.
+    pub fn compressed(&self) -> Option<compressed::Header> {
+        self.compressed
     }
 
     /// A segment over an in-memory copy of `image` (whose length must be a
@@ -132,7 +181,8 @@ impl Segment {
     #[doc(hidden)]
     pub fn from_image(image: &[u8], index: u64) -> Result<Segment> {
         let file = MappedFile::anonymous(image)?;
-        let segment = Segment { index, base: index * image.len() as u64, file, populated: Once::new() };
+        let base = index * image.len() as u64;
+        let segment = Segment { index, base, file, populated: Once::new(), compressed: None };
         segment.populated.call_once(|| {});
         Ok(segment)
     }
@@ -166,6 +216,11 @@ impl Segment {
     pub fn write_padding(&self, offset: usize, len: usize) {
         self.file.write(offset + frame::POSITION_OFFSET, &(self.base + offset as u64).to_le_bytes());
         self.word0(offset).store(Word0::padding(len).pack(), Ordering::Release);
+    }
+
+    /// Whether [`Segment::populate`] has run to the end.
+    pub fn is_populated(&self) -> bool {
+        self.populated.is_completed()
     }
 
     /// Faults the whole segment in, writable, so appends never page-fault.
@@ -225,7 +280,8 @@ impl RebuiltSpare {
         }
         // A segment like any other now: readers may map it.
         self.file.try_lock(FlockOperation::LockShared)?;
-        let segment = Segment { index: self.index, base: self.base, file: self.file, populated: Once::new() };
+        let (index, base, file) = (self.index, self.base, self.file);
+        let segment = Segment { index, base, file, populated: Once::new(), compressed: None };
         segment.populated.call_once(|| {});
         Ok(Ok(segment))
     }
@@ -241,7 +297,7 @@ fn recycled(path: &Path) -> Error {
 fn header_bytes(base: u64, identity: SegmentIdentity) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     header[..8].copy_from_slice(MAGIC);
-    put_u32(&mut header, VERSION_AT, FORMAT_VERSION);
+    put_u32(&mut header, VERSION_AT, FIRST_FORMAT_VERSION);
     put_u32(&mut header, HEADER_LEN_AT, SEGMENT_HEADER_LEN as u32);
     put_u64(&mut header, BASE_AT, base);
     put_u64(&mut header, JOURNAL_ID_AT, identity.journal_id);
@@ -282,28 +338,68 @@ pub fn check_header(bytes: &[u8], path: &Path, base: u64, identity: SegmentIdent
     Ok(())
 }
 
-/// The segment indexes present in `dir`, sorted (non-segment files are ignored).
+/// The segment indexes present in `dir`, raw or compressed, sorted (other
+/// files are ignored; a segment with both files is listed once).
 pub fn list(dir: &Path, segment_size: u64) -> Result<Vec<u64>> {
+    let mut indexes: Vec<u64> = list_files(dir, segment_size)?.into_iter().map(|file| file.index).collect();
+    indexes.dedup();
+    Ok(indexes)
+}
+
+/// One segment file found in a journal directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// The segment's number.
+    pub index: u64,
+    /// Whether it is the compressed file (`.zseg`) rather than the raw one.
+    pub compressed: bool,
+    /// Its length in bytes, as the directory says.
+    pub len: u64,
+}
+
+/// Every segment file in `dir`, raw and compressed, sorted by index (a
+/// raw file before the compressed one of the same segment).
+pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
-    let mut indexes = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, "read directory", e))?;
-        let Some(base) = entry.file_name().to_str().and_then(parse_file_name) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let (base, compressed) = match (parse_file_name(&name), compressed::parse_file_name(&name)) {
+            (Some(base), _) => (base, false),
+            (None, Some(base)) => (base, true),
+            (None, None) => continue,
+        };
         if base % segment_size != 0 {
             return Err(Error::not_a_journal(
                 entry.path(),
                 format!("segment name {base} is not a multiple of the segment size {segment_size}"),
             ));
         }
-        indexes.push(base / segment_size);
+        // Gone since the listing: its length does not matter any more.
+        let len = entry.metadata().map_or(0, |metadata| metadata.len());
+        files.push(SegmentFile { index: base / segment_size, compressed, len });
     }
-    indexes.sort_unstable();
-    Ok(indexes)
+    files.sort_unstable_by_key(|file| (file.index, file.compressed));
+    Ok(files)
 }
 
 /// The path of segment `index` in the journal directory `dir`.
 pub fn path_of(dir: &Path, index: u64, segment_size: u64) -> PathBuf {
     dir.join(file_name(index * segment_size))
+}
+
+/// The path of segment `index`'s compressed file in `dir`.
+pub fn compressed_path_of(dir: &Path, index: u64, segment_size: u64) -> PathBuf {
+    dir.join(compressed::file_name(index * segment_size))
+}
+
+/// Unlinks segment `index`'s files, raw and compressed, durably; `Ok(true)`
+/// if there was one.
+pub(crate) fn remove_files(dir: &Path, index: u64, segment_size: u64) -> Result<bool> {
+    let raw = crate::mapped::remove_durably(&path_of(dir, index, segment_size))?;
+    let compressed = crate::mapped::remove_durably(&compressed_path_of(dir, index, segment_size))?;
+    Ok(raw || compressed)
 }
 
 /// How spare segment files are named (`.tmp-`: recovery removes them).

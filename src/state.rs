@@ -33,6 +33,11 @@ pub(crate) const LOCK_FILE: &str = "journal.lock";
 /// few directory syncs).
 const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
+/// Decompressed segments a handle keeps for its readers, besides the one
+/// each consumer holds: consumers reading the same part of the journal
+/// decompress it once.
+const DECOMPRESSED_KEPT: usize = 2;
+
 /// Distinguishes handles in the publishers' thread-local segment cache.
 static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -50,6 +55,9 @@ pub(crate) struct JournalState {
     pub segments_ahead: u64,
     /// Segments mapped for writing: the tail's and the one prepared ahead.
     window: Mutex<BTreeMap<u64, Arc<Segment>>>,
+    /// The compressed segments this handle read last, decompressed (at
+    /// most `DECOMPRESSED_KEPT`; each consumer also holds the one it reads).
+    decompressed: Mutex<VecDeque<Arc<Segment>>>,
     /// Set when the flush policy is `Always`, read on the hot path.
     pub flush_always: AtomicBool,
     /// Everything before this position has been msynced by this handle.
@@ -70,6 +78,9 @@ pub(crate) struct JournalState {
     writer_lock: Option<WriterLock>,
     stopping: AtomicBool,
     housekeeper: Mutex<Option<JoinHandle<()>>>,
+    /// The compressor thread (`compressor`), beside the housekeeper so that
+    /// compressing never delays preparing the next segment.
+    compressor: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The bookkeeping of recycled segment files (the mechanism is in `window`).
@@ -135,6 +146,7 @@ impl JournalState {
             unblock_timeout: config.unblock_timeout_or_default(),
             segments_ahead: config.segments_ahead_or_default(),
             window: Mutex::new(BTreeMap::new()),
+            decompressed: Mutex::new(VecDeque::new()),
             process_slot,
             level_watchers: Mutex::new(Vec::new()),
             last_level: AtomicU32::new(level),
@@ -145,6 +157,7 @@ impl JournalState {
             writer_lock,
             stopping: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
+            compressor: Mutex::new(None),
         })
     }
 
@@ -210,12 +223,30 @@ impl JournalState {
         self.identity.segment_size
     }
 
-    /// Maps segment `index` for reading (the window's mapping when it has one).
+    /// Maps segment `index` for reading (the window's mapping when it has
+    /// one); a compressed one is decompressed, or found among those this
+    /// handle decompressed last.
     pub fn read_segment(&self, index: u64) -> Result<Arc<Segment>> {
         if let Some(segment) = self.window_get(index) {
             return Ok(segment);
         }
-        Ok(Arc::new(Segment::open(&self.dir, index, self.identity, self.writable())?))
+        if let Some(segment) = self.decompressed_get(index) {
+            return Ok(segment);
+        }
+        let segment = Arc::new(Segment::open(&self.dir, index, self.identity, self.writable())?);
+        if segment.compressed().is_some()
+            && let Ok(mut kept) = self.decompressed.lock()
+        {
+            if kept.len() >= DECOMPRESSED_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(Arc::clone(&segment));
+        }
+        Ok(segment)
+    }
+
+    fn decompressed_get(&self, index: u64) -> Option<Arc<Segment>> {
+        self.decompressed.lock().ok()?.iter().find(|segment| segment.index == index).cloned()
     }
 
     pub fn window_get(&self, index: u64) -> Option<Arc<Segment>> {
@@ -267,20 +298,33 @@ impl JournalState {
         }
     }
 
-    /// Stops the housekeeper and waits for it (called when the last handle goes).
-    pub fn stop_housekeeper(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let handle = self.housekeeper.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(handle) = handle {
-            handle.thread().unpark();
-            let _ = handle.join();
+    pub fn set_compressor(&self, handle: JoinHandle<()>) {
+        if let Ok(mut slot) = self.compressor.lock() {
+            *slot = Some(handle);
         }
     }
 
-    /// Forgets segment `index`'s mapping (retention deleted it).
+    /// Stops the housekeeper and the compressor and waits for them (called
+    /// when the last handle goes).
+    pub fn stop_housekeeper(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for slot in [&self.housekeeper, &self.compressor] {
+            let handle = slot.lock().ok().and_then(|mut slot| slot.take());
+            if let Some(handle) = handle {
+                handle.thread().unpark();
+                let _ = handle.join();
+            }
+        }
+    }
+
+    /// Forgets segment `index`'s mapping (retention deleted it, or it was
+    /// compressed), and its decompressed copy.
     pub fn window_remove(&self, index: u64) {
         if let Ok(mut window) = self.window.lock() {
             window.remove(&index);
+        }
+        if let Ok(mut kept) = self.decompressed.lock() {
+            kept.retain(|segment| segment.index != index);
         }
     }
 

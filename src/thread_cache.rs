@@ -46,7 +46,7 @@ struct ThreadCache {
 unsafe impl Sync for ThreadCache {}
 
 /// Entries kept per thread, over all handles.
-const CACHE_ENTRIES: usize = 4;
+pub(crate) const CACHE_ENTRIES: usize = 4;
 
 static REGISTRY: Mutex<Vec<Weak<ThreadCache>>> = Mutex::new(Vec::new());
 

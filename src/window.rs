@@ -95,8 +95,9 @@ fn check_room_for_segment(inner: &JournalState, index: u64, from_spare: bool) ->
     let files = index - first_index + 1 + spares;
     // Two segments at least (the tail's and the next), the budget at most:
     // `Limits::validate` keeps the budget at two segments or more.
+    // Compressed segments hold only their files' bytes.
     let allowed = fill.capacity.max(2 * inner.segment_size()).min(inner.meta.limits().max_disk_bytes);
-    if files.saturating_mul(inner.segment_size()) > allowed {
+    if files.saturating_mul(inner.segment_size()).saturating_sub(fill.saved) > allowed {
         return Err(Error::BackPressured { fill: fill.ratio(), capacity: fill.capacity });
     }
     Ok(())
@@ -106,15 +107,29 @@ fn check_room_for_segment(inner: &JournalState, index: u64, from_spare: bool) ->
 /// still has it mapped (its shared `flock`), renames it `.tmp-retired-N`: its
 /// disk shows in `disk_bytes` until `reclaim_retired` can unlink it.
 pub(crate) fn remove_or_retire(inner: &JournalState, index: u64, path: &Path) -> Result<()> {
+    if unlink_or_retire(inner, index, path)? {
+        crate::mapped::sync_dir(&inner.dir)?;
+    }
+    Ok(())
+}
+
+/// [`remove_or_retire`] without the directory sync that makes it durable
+/// (the caller syncs, e.g. once it has let go of the journal lock): `true`
+/// if it changed the directory.
+pub(crate) fn unlink_or_retire(inner: &JournalState, index: u64, path: &Path) -> Result<bool> {
     // Earlier retired files whose last mapping went meanwhile go first.
     reclaim_retired(inner)?;
     match segment::mappings_of(path)? {
-        segment::Mappings::Gone => Ok(()),
-        segment::Mappings::None(_locked) => crate::mapped::remove_durably(path).map(drop),
+        segment::Mappings::Gone => Ok(false),
+        segment::Mappings::None(_locked) => match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(path, "delete", e)),
+        },
         segment::Mappings::Some => {
             let retired = segment::retired_path(&inner.dir, index);
             std::fs::rename(path, &retired).map_err(|e| Error::io(&retired, "rename", e))?;
-            crate::mapped::sync_dir(&inner.dir)
+            Ok(true)
         }
     }
 }

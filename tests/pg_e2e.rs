@@ -3,7 +3,7 @@
 //! SIGKILLed mid-run; and with a poison record, which must make it FAIL, not
 //! hang), `tools/pg-sink-check` (what `examples/pg_sink.rs` promises) and
 //! `tools/pg-conflate` (a keyed backlog drained with and without
-//! `replay --conflate`).
+//! `replay --conflate`); `tools/pg-e2e` again with `COMPRESSION=zstd`.
 //! Each skips, saying why, where no PostgreSQL server can be started.
 
 mod common;
@@ -21,6 +21,17 @@ fn a_fast_source_through_backwater_into_postgresql_loses_nothing() {
         assert!(stdout.contains(level), "the time series must show the {level} level:\n{stdout}");
     }
     assert!(stdout.contains("SIGKILL pg_sink") && stdout.contains("SIGKILL backwater replay"), "{stdout}");
+    println!("{stdout}");
+}
+
+/// The same with the journal compressing sealed segments (CI-sized: 200,000
+/// records): the replay reads through compressed segments, nothing is lost.
+#[test]
+fn a_fast_source_through_a_compressing_journal_into_postgresql_loses_nothing() {
+    let env = [("COMPRESSION", "zstd"), ("RECORDS", "200000")];
+    let Some((out, stdout)) = run_tool("pg-e2e", &env, Duration::from_secs(600)) else { return };
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\nPASS") && stdout.contains("sealed segments were compressed"), "{stdout}");
     println!("{stdout}");
 }
 

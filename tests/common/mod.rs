@@ -36,22 +36,12 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// Realistic log lines (`tools/logs.rs`), and its SplitMix64 generator.
+#[path = "../../tools/logs.rs"]
+pub mod logs;
+
 /// A deterministic pseudo-random generator (SplitMix64), so tests need no seed crate.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+pub use logs::LogRng as Rng;
 
 /// A payload of `len` bytes that encodes `seed`, checkable with `check_payload`.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {

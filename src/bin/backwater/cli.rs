@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backwater::{Flush, Priority, Seek, WhenFull};
+use backwater::{Compression, Flush, Priority, Seek, WhenFull};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -74,6 +74,9 @@ pub enum Command {
         after_help = "Examples:\n  backwater verify /var/lib/feed && echo clean\n  backwater verify /var/lib/feed --repair"
     )]
     Verify(VerifyArgs),
+    /// Compress sealed segments now, as a running writer's compressor would from --compress-at on
+    #[command(after_help = "Example:\n  backwater compress /var/lib/feed")]
+    Compress(ReportArgs),
     /// Append records from stdin (lines or length-prefixed), waiting under back-pressure
     #[command(after_help = "Examples:\n  seq 1000 | backwater append /var/lib/feed\n  \
         producer | backwater append /var/lib/feed --priority low --timeout 30s\n\n\
@@ -146,6 +149,12 @@ pub struct LimitArgs {
     /// What happens at the high watermark
     #[arg(long, value_parser = when_full_parser())]
     pub when_full: Option<WhenFull>,
+    /// Compress sealed segments from --compress-at on: zstd, zstd:LEVEL (1-22; zstd is level 3) or none
+    #[arg(long, value_parser = units::compression)]
+    pub compression: Option<Compression>,
+    /// Fill from which sealed segments are compressed, at most --shed (default 0.50)
+    #[arg(long, value_parser = units::fraction)]
+    pub compress_at: Option<f64>,
     /// never | interval:100ms | always
     #[arg(long, value_parser = units::flush)]
     pub flush: Option<Flush>,
@@ -460,6 +469,9 @@ pub struct DemoArgs {
     /// How long the scenario runs
     #[arg(long, default_value = "20")]
     pub seconds: u64,
+    /// Compress sealed segments from half full on (zstd, zstd:LEVEL): the same budget lasts longer
+    #[arg(long, value_parser = units::compression)]
+    pub compression: Option<Compression>,
 }
 
 /// `cursor reset`'s target: `start`, `end` or a time.

@@ -148,6 +148,12 @@ fn apply(mut config: Config, args: &LimitArgs) -> Config {
     if let Some(policy) = args.when_full {
         config = config.when_full(policy);
     }
+    if let Some(compression) = args.compression {
+        config = config.compression(compression);
+    }
+    if let Some(fraction) = args.compress_at {
+        config = config.compress_at(fraction);
+    }
     if let Some(flush) = args.flush {
         config = config.flush(flush);
     }
@@ -166,6 +172,10 @@ fn merge(mut limits: Limits, args: &LimitArgs) -> Limits {
     limits.watermarks.shed = args.shed.unwrap_or(limits.watermarks.shed);
     limits.watermarks.high = args.high.unwrap_or(limits.watermarks.high);
     limits.watermarks.resume = args.resume.unwrap_or(limits.watermarks.resume);
+    // Unset, the compress watermark follows a shed watermark set below it
+    // (as `Config::compress_at` does).
+    limits.watermarks.compress = args.compress_at.unwrap_or(limits.watermarks.compress.min(limits.watermarks.shed));
+    limits.compression = args.compression.unwrap_or(limits.compression);
     limits.when_full = args.when_full.unwrap_or(limits.when_full);
     limits.flush = args.flush.unwrap_or(limits.flush);
     limits.retain_bytes = args.retain_bytes.unwrap_or(limits.retain_bytes);
@@ -191,7 +201,14 @@ fn print_limits(journal: &Journal) {
     say!("  segment size   {}", human_bytes(journal.segment_size()));
     say!("  max disk       {}", budget(limits.max_disk_bytes));
     say!("  min free disk  {}", human_bytes(limits.min_free_disk));
-    say!("  watermarks     shed {:.2}  high {:.2}  resume {:.2}", marks.shed, marks.high, marks.resume);
+    say!(
+        "  watermarks     compress {:.2}  shed {:.2}  high {:.2}  resume {:.2}",
+        marks.compress,
+        marks.shed,
+        marks.high,
+        marks.resume
+    );
+    say!("  compression    {}", limits.compression.name());
     say!("  when full      {}", limits.when_full.name());
     say!("  flush          {}", flush_name(limits.flush));
     say!("  replay window  {} / {}", human_bytes(limits.retain_bytes), humantime::format_duration(limits.retain_for));
@@ -203,6 +220,8 @@ pub fn limits_json(journal: &Journal) -> serde_json::Value {
         "segment_size": journal.segment_size(),
         "max_disk_bytes": (limits.max_disk_bytes != u64::MAX).then_some(limits.max_disk_bytes),
         "min_free_disk": limits.min_free_disk,
+        "compress": limits.watermarks.compress,
+        "compression": limits.compression.name(),
         "shed": limits.watermarks.shed,
         "high": limits.watermarks.high,
         "resume": limits.watermarks.resume,

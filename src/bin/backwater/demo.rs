@@ -47,13 +47,23 @@ pub fn run(args: DemoArgs) -> Outcome {
     let seconds = args.seconds.max(3);
     let publish_for = Duration::from_secs_f64(seconds as f64 * 0.6);
     let budget = budget_for(publish_for);
-    let config =
+    let mut config =
         Config::default().segment_size(SEGMENT_SIZE).max_disk_bytes(budget).min_free_disk(0).when_full(WhenFull::Block);
+    if let Some(compression) = args.compression {
+        config = config.compression(compression);
+    }
     let journal = Journal::open(&dir, config)?;
+    let compressing = journal.limits().compression.is_on();
     let levels = journal.watch_level();
     say!("backwater demo: a connector publishing {PUBLISH_RATE} records/s ({RECORD_LEN} B, 1 in 4 low priority)");
     say!("into a journal with a {} budget, a database taking {SLOW_DB_RATE}/s, and an indexer.", human_bytes(budget));
     say!("watermarks: shed low priority at 80% full, push back at 95%, resume below 70%.");
+    if compressing {
+        say!(
+            "compression: {} from 50% full: sealed segments are compressed in the background.",
+            journal.limits().compression.name()
+        );
+    }
     say!("watch it from another terminal: backwater exporter --listen 127.0.0.1:9464 {}", dir.display());
     say!(
         "  then: curl -s http://127.0.0.1:9464/metrics | grep -E 'level|fill|lag_seconds' (or point Prometheus at it)\n"
@@ -75,6 +85,7 @@ pub fn run(args: DemoArgs) -> Outcome {
         for level in levels.try_iter() {
             say!("      -> {}", transition(level));
         }
+        report.compression_started();
         if shared.publishing.load(Ordering::Acquire) && started.elapsed() >= publish_for {
             shared.publishing.store(false, Ordering::Release);
             shared.db_slow.store(false, Ordering::Release);
@@ -176,16 +187,43 @@ struct Reporter<'a> {
     shared: &'a Shared,
     next: Duration,
     last: (u64, u64, u64),
+    /// Whether the journal compresses (a ratio column), and whether the
+    /// first compressed segment was announced.
+    compression: bool,
+    compression_seen: bool,
 }
 
 impl<'a> Reporter<'a> {
     fn new(journal: &'a Journal, shared: &'a Shared) -> Reporter<'a> {
-        Reporter { journal, shared, next: Duration::from_secs(1), last: (0, 0, 0) }
+        let compression = journal.limits().compression.is_on();
+        Reporter {
+            journal,
+            shared,
+            next: Duration::from_secs(1),
+            last: (0, 0, 0),
+            compression,
+            compression_seen: false,
+        }
+    }
+
+    /// Says so once, when the housekeeper compressed its first segment.
+    fn compression_started(&mut self) {
+        if self.compression_seen || !self.compression {
+            return;
+        }
+        let stats = self.journal.stats();
+        if stats.compression.compressed_total > 0 {
+            self.compression_seen = true;
+            say!(
+                "      -> compressing: fill reached the compress watermark (50%), sealed segments are compressed ({:.1}x so far)",
+                stats.compression.ratio()
+            );
+        }
     }
 
     fn header(&self) {
         say!(
-            "{:>4}  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>5}  {:<15} {:>8}  {:>11}",
+            "{:>4}  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>5}  {:<15} {:>8}  {:>11}{}",
             "t",
             "publish/s",
             "db/s",
@@ -195,7 +233,8 @@ impl<'a> Reporter<'a> {
             "fill",
             "level",
             "shed",
-            "pushed back"
+            "pushed back",
+            if self.compression { "  compressed (ratio)" } else { "" }
         );
     }
 
@@ -214,7 +253,7 @@ impl<'a> Reporter<'a> {
         let lags = self.journal.cursors().unwrap_or_default();
         let lag = |name: &str| lags.iter().find(|c| c.name == name).map_or(0, |c| c.lag_bytes);
         say!(
-            "{:>3}s  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>4.0}%  {:<15} {:>8}  {:>11}",
+            "{:>3}s  {:>10}  {:>9}  {:>10}  {:>10}  {:>11}  {:>4.0}%  {:<15} {:>8}  {:>11}{}",
             elapsed.as_secs(),
             stats.appended - appended0,
             db - db0,
@@ -225,6 +264,11 @@ impl<'a> Reporter<'a> {
             level_name(stats.level),
             stats.dropped_low,
             stats.back_pressured,
+            if self.compression {
+                format!("  {:>10} ({:.1}x)", stats.compression.segments, stats.compression.ratio())
+            } else {
+                String::new()
+            },
         );
         self.last = (stats.appended, db, indexer);
     }
@@ -254,6 +298,16 @@ fn summary(journal: &Journal, shared: &Shared, keep: bool) -> Outcome {
     say!("  pushed back   {} times: the connector waited instead of crashing or dropping", stats.back_pressured);
     say!("  database read {db}, indexer read {indexer}");
     say!("  disk          never above the budget ({} now)", human_bytes(stats.disk_bytes));
+    if journal.limits().compression.is_on() {
+        let compression = stats.compression;
+        say!(
+            "  compression   {} segments compressed, {} of segments in {} ({:.1}x)",
+            compression.compressed_total,
+            human_bytes(compression.raw_bytes_total),
+            human_bytes(compression.file_bytes_total),
+            compression.raw_bytes_total as f64 / compression.file_bytes_total.max(1) as f64
+        );
+    }
     if keep {
         say!("  journal kept in {}", journal.dir().display());
     }

@@ -23,6 +23,17 @@ pub fn run(args: ReportArgs) -> Outcome {
     say!("positions      {} .. {}", stats.first_position, stats.tail_position);
     say!("capacity       {}", human_bytes(stats.capacity));
     say!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
+    let compression = stats.compression;
+    say!(
+        "compression    {}: {} segments compressed ({} in {}), {} saved, ratio {:.1}x; {} compressed since creation",
+        journal.limits().compression.name(),
+        compression.segments,
+        human_bytes(compression.segment_bytes),
+        human_bytes(compression.file_bytes),
+        human_bytes(compression.saved_bytes()),
+        compression.ratio(),
+        compression.compressed_total,
+    );
     say!(
         "counters       appended {}  shed {}  back-pressured {}  evicted {}  lost {}  unblocked {}",
         stats.appended,
@@ -75,6 +86,16 @@ pub fn report(journal: &Journal, figures: &Figures) -> serde_json::Value {
         "evictions": stats.evictions,
         "lost_bytes": stats.lost_bytes,
         "unblocked": stats.unblocked,
+        "compression": {
+            "segments": stats.compression.segments,
+            "segment_bytes": stats.compression.segment_bytes,
+            "file_bytes": stats.compression.file_bytes,
+            "saved_bytes": stats.compression.saved_bytes(),
+            "ratio": stats.compression.ratio(),
+            "compressed_total": stats.compression.compressed_total,
+            "raw_bytes_total": stats.compression.raw_bytes_total,
+            "file_bytes_total": stats.compression.file_bytes_total,
+        },
         "limits": limits_json(journal),
         "exclusive_publisher": stats.exclusive_publisher,
         "processes": processes,

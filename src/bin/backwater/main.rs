@@ -6,6 +6,7 @@ mod output;
 
 mod append;
 mod cli;
+mod compress;
 mod create;
 mod cursor;
 mod demo;
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         Command::Segments(args) => segments::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Compress(args) => compress::run(args),
         Command::Append(args) => append::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Cursor(args) => cursor::run(args),

@@ -19,6 +19,9 @@ pub fn run(args: ReportArgs) -> Outcome {
                     "first_timestamp_ns": info.first_timestamp,
                     "last_timestamp_ns": info.last_timestamp,
                     "state": info.state.name(),
+                    "storage": if info.compressed { "compressed" } else { "raw" },
+                    "disk_bytes": info.disk_bytes,
+                    "ratio": info.ratio(),
                     "problems": info.problems,
                 })
             })
@@ -31,8 +34,8 @@ pub fn run(args: ReportArgs) -> Outcome {
         use std::io::Write;
         writeln!(
             out,
-            "{:<26} {:>14} {:>10} {:>9}  {:<24} {:<24} state",
-            "file", "base", "used", "records", "first", "last"
+            "{:<27} {:>14} {:>10} {:>9}  {:<24} {:<24} {:<8} {:<10} {:>6} state",
+            "file", "base", "used", "records", "first", "last", "storage", "on disk", "ratio"
         )?;
         for info in &infos {
             let time = |ts: Option<u64>| ts.map(human_time).unwrap_or_else(|| "-".into());
@@ -40,13 +43,16 @@ pub fn run(args: ReportArgs) -> Outcome {
                 if info.problems > 0 { format!("  ({} problems: run verify)", info.problems) } else { String::new() };
             writeln!(
                 out,
-                "{:<26} {:>14} {:>10} {:>9}  {:<24} {:<24} {}{problems}",
+                "{:<27} {:>14} {:>10} {:>9}  {:<24} {:<24} {:<8} {:<10} {:>6} {}{problems}",
                 info.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
                 info.base,
                 human_bytes(info.bytes_used),
                 info.records,
                 time(info.first_timestamp),
                 time(info.last_timestamp),
+                if info.compressed { "zstd" } else { "raw" },
+                human_bytes(info.disk_bytes),
+                if info.compressed { format!("{:.1}x", info.ratio()) } else { "-".into() },
                 info.state.name(),
             )?;
         }

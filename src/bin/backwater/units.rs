@@ -171,6 +171,13 @@ fn seconds_to_duration(seconds: f64, text: &str) -> Result<Duration, String> {
 }
 
 /// A fraction from 0 to 1 (a watermark).
+/// `none`, `zstd` or `zstd:LEVEL`, with the level checked.
+pub fn compression(text: &str) -> Result<backwater::Compression, String> {
+    let compression: backwater::Compression = text.parse()?;
+    compression.validate().map_err(|error| error.to_string())?;
+    Ok(compression)
+}
+
 pub fn fraction(text: &str) -> Result<f64, String> {
     let value = number(text, "a fill fraction such as 0.8")?;
     if value > 1.0 {

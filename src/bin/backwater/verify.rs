@@ -26,6 +26,9 @@ pub fn run(args: VerifyArgs) -> Outcome {
                 report.tail_position
             );
         }
+        for kept in &report.duplicates {
+            say!("kept     {}: a compression cut short left two copies; the other was removed", kept.display());
+        }
         if !report.changed() {
             say!("nothing to repair");
         }
@@ -39,7 +42,7 @@ pub fn run(args: VerifyArgs) -> Outcome {
             .collect();
         say!(
             "{}",
-            serde_json::json!({"segments": report.segments, "records": report.records, "clean": report.findings.is_empty(), "findings": findings})
+            serde_json::json!({"segments": report.segments, "compressed_segments": report.compressed, "records": report.records, "clean": report.findings.is_empty(), "findings": findings})
         );
     } else {
         for finding in &report.findings {
@@ -50,7 +53,12 @@ pub fn run(args: VerifyArgs) -> Outcome {
         } else {
             format!("{} problems", report.findings.len())
         };
-        say!("verified {} segments, {} records: {verdict}", report.segments, report.records);
+        say!(
+            "verified {} segments ({} compressed), {} records: {verdict}",
+            report.segments,
+            report.compressed,
+            report.records
+        );
     }
     if report.findings.is_empty() {
         Ok(())

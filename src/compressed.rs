@@ -1,0 +1,257 @@
+//! Compressed segment files: naming, the 64-byte header, and the zstd
+//! codec that writes one from a sealed segment's bytes and reads it back.
+//!
+//! Owns: the layout of `{base:020}.zseg` files (docs/FORMAT.md) and every
+//! call into zstd. Knows nothing of journals: `segment` opens a compressed
+//! segment through [`decompress_into`], and `compressor` (the housekeeper's
+//! step) writes one with [`write_temporary`] and decides when.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, FIRST_FORMAT_VERSION};
+use crate::mapped::{put_u32, put_u64};
+
+/// The first 8 bytes of every compressed segment file.
+pub const MAGIC: &[u8; 8] = b"BACKWZSG";
+/// Bytes before the zstd frame.
+pub const HEADER_LEN: usize = 64;
+/// The extension of compressed segment file names (the raw ones end in
+/// [`crate::segment::SUFFIX`]).
+pub const SUFFIX: &str = ".zseg";
+/// How temporary files being written are named (`.tmp-`: recovery removes them).
+const TEMP_PREFIX: &str = ".tmp-compress-";
+
+const VERSION_AT: usize = 8;
+const HEADER_LEN_AT: usize = 12;
+const BASE_AT: usize = 16;
+const JOURNAL_ID_AT: usize = 24;
+const SEGMENT_SIZE_AT: usize = 32;
+const RAW_LEN_AT: usize = 40;
+const DATA_LEN_AT: usize = 48;
+const DATA_CRC_AT: usize = 56;
+const HEADER_CRC_AT: usize = 60;
+
+/// The file name of the compressed segment that starts at `base`.
+pub fn file_name(base: u64) -> String {
+    crate::naming::by_base(base, SUFFIX)
+}
+
+/// The base position encoded in a compressed segment's file name, if it is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    crate::naming::parse_base(name, SUFFIX)
+}
+
+/// Which segment a compressed file must hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected {
+    /// The segment's base position (also in its name).
+    pub base: u64,
+    /// The journal's id.
+    pub journal_id: u64,
+    /// The journal's segment size.
+    pub segment_size: u64,
+}
+
+/// What a compressed segment's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes of the segment the file holds, from its first byte (the
+    /// segment header) to the end of its last data frame; the rest of the
+    /// segment is one padding frame.
+    pub raw_len: u64,
+    /// Bytes of the zstd frame after the header.
+    pub data_len: u64,
+}
+
+impl Header {
+    /// The whole file's length.
+    pub fn file_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.data_len
+    }
+}
+
+/// Compresses `raw` (segment `expected`'s bytes up to its last data frame)
+/// at zstd `level` into a new temporary file in `dir`, synced. Returns its
+/// path (the caller renames it into place or removes it) and its header.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written or synced, or zstd fails;
+/// [`Error::InvalidConfig`] in a build without the `compression` feature.
+pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, mode: u32) -> Result<(PathBuf, Header)> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = codec::compress(raw, level).map_err(|e| Error::io(dir, "zstd compress", e))?;
+    let header = Header { raw_len: raw.len() as u64, data_len: data.len() as u64 };
+    let temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "create temporary file in", e))?;
+    let path = temp.path().to_path_buf();
+    let mut file = temp.as_file();
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, "chmod", e))?;
+    file.write_all(&header_bytes(expected, header, &data)).map_err(|e| Error::io(&path, "write", e))?;
+    file.write_all(&data).map_err(|e| Error::io(&path, "write", e))?;
+    // On the media before the file can take its name.
+    file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+    let kept = temp.into_temp_path().keep().map_err(|e| Error::io(&path, "keep", e.error))?;
+    Ok((kept, header))
+}
+
+/// Reads the compressed segment at `path`, checks it (header fields and
+/// CRC, the zstd frame's CRC32, then zstd's own content checksum while
+/// decompressing) and decompresses it into `out` (at least `raw_len`
+/// bytes). Returns its header.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the file for anything that fails a check;
+/// [`Error::NewerFormat`] for a newer file version; [`Error::Io`] when it
+/// cannot be read (`NotFound` when it does not exist).
+pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Result<Header> {
+    // Never more than a segment's worth plus zstd's worst case: a huge file
+    // there is damage, not something to read into memory.
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?.len();
+    let most = HEADER_LEN as u64 + expected.segment_size + expected.segment_size / 64 + (64 << 10);
+    if len > most {
+        let reason = format!("compressed segment is {len} bytes, more than a segment can compress to");
+        return Err(Error::corrupt(path, expected.base, reason));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    let header = check(&bytes, path, expected)?;
+    let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
+    let Some(target) = out.get_mut(..header.raw_len as usize) else {
+        return Err(corrupt(format!("raw length {} exceeds the segment size", header.raw_len)));
+    };
+    let data = &bytes[HEADER_LEN..];
+    let written = codec::decompress(data, target).map_err(|e| match e.kind() {
+        std::io::ErrorKind::Unsupported => Error::io(path, "decompress", e),
+        _ => corrupt(format!("zstd: {e}")),
+    })?;
+    if written as u64 != header.raw_len {
+        return Err(corrupt(format!("decompressed to {written} bytes, the header says {}", header.raw_len)));
+    }
+    Ok(header)
+}
+
+/// Reads and checks the header of the compressed segment at `path` (not
+/// the data): for tools that count sizes.
+///
+/// # Errors
+/// As [`decompress_into`], for the header's checks.
+pub fn read_header(path: &Path, expected: Expected) -> Result<Header> {
+    use std::io::Read;
+    let mut bytes = [0u8; HEADER_LEN];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+    file.read_exact(&mut bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, expected.base, "compressed segment is truncated"),
+        _ => Error::io(path, "read", e),
+    })?;
+    let header = check_header(&bytes, path, expected)?;
+    if header.file_len() != len {
+        let reason = format!("compressed segment is {len} bytes, its header says {}", header.file_len());
+        return Err(Error::corrupt(path, expected.base, reason));
+    }
+    Ok(header)
+}
+
+fn header_bytes(expected: Expected, header: Header, data: &[u8]) -> [u8; HEADER_LEN] {
+    let mut bytes = [0u8; HEADER_LEN];
+    bytes[..8].copy_from_slice(MAGIC);
+    put_u32(&mut bytes, VERSION_AT, FIRST_FORMAT_VERSION);
+    put_u32(&mut bytes, HEADER_LEN_AT, HEADER_LEN as u32);
+    put_u64(&mut bytes, BASE_AT, expected.base);
+    put_u64(&mut bytes, JOURNAL_ID_AT, expected.journal_id);
+    put_u64(&mut bytes, SEGMENT_SIZE_AT, expected.segment_size);
+    put_u64(&mut bytes, RAW_LEN_AT, header.raw_len);
+    put_u64(&mut bytes, DATA_LEN_AT, header.data_len);
+    put_u32(&mut bytes, DATA_CRC_AT, crc32fast::hash(data));
+    let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+    put_u32(&mut bytes, HEADER_CRC_AT, crc);
+    bytes
+}
+
+/// Checks a whole file image: header, length and the data's CRC32.
+fn check(bytes: &[u8], path: &Path, expected: Expected) -> Result<Header> {
+    let header = check_header(bytes, path, expected)?;
+    let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
+    if header.file_len() != bytes.len() as u64 {
+        return Err(corrupt(format!(
+            "compressed segment is {} bytes, its header says {}",
+            bytes.len(),
+            header.file_len()
+        )));
+    }
+    if crc32fast::hash(&bytes[HEADER_LEN..]) != frame::read_u32(bytes, DATA_CRC_AT) {
+        return Err(corrupt("compressed data fails its CRC".into()));
+    }
+    Ok(header)
+}
+
+fn check_header(bytes: &[u8], path: &Path, expected: Expected) -> Result<Header> {
+    let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+        return Err(corrupt("bad magic (not a backwater compressed segment)".into()));
+    }
+    let version = frame::read_u32(bytes, VERSION_AT);
+    if version > FIRST_FORMAT_VERSION {
+        return Err(Error::NewerFormat { path: path.into(), found: version, supported: FIRST_FORMAT_VERSION });
+    }
+    if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != frame::read_u32(bytes, HEADER_CRC_AT) {
+        return Err(corrupt("compressed segment header fails its CRC".into()));
+    }
+    let found_id = frame::read_u64(bytes, JOURNAL_ID_AT);
+    if found_id != expected.journal_id {
+        return Err(corrupt(format!(
+            "compressed segment belongs to journal {found_id:#018x}, not {:#018x}",
+            expected.journal_id
+        )));
+    }
+    let found_base = frame::read_u64(bytes, BASE_AT);
+    if found_base != expected.base {
+        return Err(corrupt(format!("header says base {found_base}, the name says {}", expected.base)));
+    }
+    if frame::read_u64(bytes, SEGMENT_SIZE_AT) != expected.segment_size {
+        return Err(corrupt("compressed segment header has another segment size".into()));
+    }
+    let header = Header { raw_len: frame::read_u64(bytes, RAW_LEN_AT), data_len: frame::read_u64(bytes, DATA_LEN_AT) };
+    // At least a segment header (64 bytes, like this one).
+    if header.raw_len > expected.segment_size || header.raw_len < HEADER_LEN as u64 {
+        return Err(corrupt(format!("raw length {} out of range", header.raw_len)));
+    }
+    Ok(header)
+}
+
+#[cfg(feature = "compression")]
+mod codec {
+    use std::io;
+
+    /// One zstd frame with its content size and checksum.
+    pub fn compress(raw: &[u8], level: i32) -> io::Result<Vec<u8>> {
+        let mut compressor = zstd::bulk::Compressor::new(level)?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+        compressor.compress(raw)
+    }
+
+    /// Decompresses one frame into `out`, checking zstd's checksum.
+    pub fn decompress(data: &[u8], out: &mut [u8]) -> io::Result<usize> {
+        zstd::bulk::Decompressor::new()?.decompress_to_buffer(data, out)
+    }
+}
+
+#[cfg(not(feature = "compression"))]
+mod codec {
+    use std::io;
+
+    fn unsupported() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "backwater was built without its `compression` feature")
+    }
+
+    pub fn compress(_raw: &[u8], _level: i32) -> io::Result<Vec<u8>> {
+        Err(unsupported())
+    }
+
+    pub fn decompress(_data: &[u8], _out: &mut [u8]) -> io::Result<usize> {
+        Err(unsupported())
+    }
+}
