@@ -58,8 +58,9 @@ pub struct Expected {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Bytes of the segment the file holds, from its first byte (the
-    /// segment header) to the end of its last data frame; the rest of the
-    /// segment is one padding frame.
+    /// segment header) to where its trailing padding frame starts (every
+    /// frame before, padding included); the rest of the segment is that
+    /// one padding frame.
     pub raw_len: u64,
     /// Bytes of the zstd frame after the header.
     pub data_len: u64,
@@ -72,7 +73,7 @@ impl Header {
     }
 }
 
-/// Compresses `raw` (segment `expected`'s bytes up to its last data frame)
+/// Compresses `raw` (segment `expected`'s bytes up to its trailing padding)
 /// at zstd `level` into a new temporary file in `dir`, synced. Returns its
 /// path (the caller renames it into place or removes it) and its header.
 ///

@@ -254,23 +254,33 @@ fn replace_raw(inner: &JournalState, index: u64, temp: Option<(&Path, compressed
 }
 
 /// The length to compress when every frame of the sealed `segment` is
-/// committed and passes its checks: up to the end of its last data frame
-/// (the trailing padding is rebuilt when it is read). `None` otherwise.
+/// committed and passes its checks: every frame but the segment's trailing
+/// padding, which is rebuilt when it is read (exactly as it was: one padding
+/// frame from where it started to the segment's end). Padding frames before
+/// it (aborted claims, holes a dead claimer left) are kept, so every frame
+/// boundary of the raw segment is one in the compressed segment, and a
+/// cursor saved at any of them stays valid. `None` otherwise.
 fn settled_len(segment: &Segment) -> Option<usize> {
     let bytes = segment.bytes();
     let size = bytes.len();
     let mut offset = SEGMENT_HEADER_LEN as usize;
-    let mut data_end = offset;
+    let mut kept_end = offset;
     while offset < size {
         let word = segment.word0(offset).load(Ordering::Acquire);
         match frame::decode(word, &bytes[offset..], segment.base + offset as u64, true) {
             Ok(Decoded::Data { aligned_len, .. }) => {
                 offset += aligned_len;
-                data_end = offset;
+                kept_end = offset;
             }
-            Ok(Decoded::Padding { aligned_len }) => offset += aligned_len,
+            Ok(Decoded::Padding { aligned_len }) => {
+                // Dropped only if it turns out to be the last frame.
+                kept_end = offset;
+                offset += aligned_len;
+            }
             _ => return None,
         }
     }
-    Some(data_end)
+    // `kept_end` is the end of the last data frame, or the start of the
+    // trailing padding: either way the end of every frame before that.
+    Some(kept_end)
 }

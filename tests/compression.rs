@@ -446,3 +446,48 @@ fn sigkill_during_compression_leaves_one_copy_of_every_segment_and_record() {
     assert_eq!(kills, 24);
     assert!(compressed_seen > 0, "no segment was ever compressed");
 }
+
+#[test]
+fn a_cursor_in_a_segments_trailing_padding_still_points_at_a_frame_once_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let publisher = journal.publisher();
+    // Within 3 KB of the first segment's end, then an aborted claim (a
+    // padding frame after the last record).
+    while publisher.append(b"a small record").unwrap() % SEGMENT <= SEGMENT - 3000 {}
+    let aborted = publisher.claim(100).unwrap();
+    let aborted_at = aborted.position();
+    aborted.abort();
+    // A consumer commits past that padding: where the segment's trailing
+    // padding will start.
+    let mut consumer = journal.consumer("p").unwrap();
+    while consumer.poll(|_| {}, 10_000).unwrap() > 0 {}
+    consumer.commit().unwrap();
+    let committed = consumer.position();
+    assert!(committed > aborted_at && committed < SEGMENT);
+    drop(consumer);
+    // Does not fit: the rest of the segment becomes padding from `committed`.
+    let big = publisher.append(&[b'B'; 4000]).unwrap();
+    assert_eq!(big, SEGMENT + 64);
+    for _ in 0..600 {
+        publisher.append(&[b'x'; 1000]).unwrap();
+    }
+    let boundaries = |journal: &Journal| -> Vec<_> {
+        frames(journal).into_iter().filter(|frame| frame.0 < SEGMENT).map(|frame| (frame.0, frame.1)).collect()
+    };
+    let boundaries_before = boundaries(&journal);
+    journal.compress_sealed().unwrap();
+    assert!(compressed_indexes(dir.path()).contains(&0), "segment 0 not compressed");
+    let mut consumer = journal.consumer("p").unwrap();
+    assert_eq!(consumer.position(), committed);
+    let mut first = None;
+    consumer.poll(|record| first = Some((record.position(), record.payload().len())), 1).unwrap();
+    assert_eq!(first, Some((big, 4000)));
+    consumer.seek(Seek::Position(aborted_at)).unwrap();
+    consumer.seek(Seek::Position(committed)).unwrap();
+    let mut first = None;
+    consumer.poll(|record| first = Some(record.position()), 1).unwrap();
+    assert_eq!(first, Some(big));
+    // Every frame boundary is one after compression, padding included.
+    assert_eq!(boundaries(&journal), boundaries_before);
+}
