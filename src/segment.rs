@@ -354,6 +354,14 @@ pub struct SegmentFile {
 
 /// Every segment file in `dir`, raw and compressed, sorted by index (a
 /// raw file before the compressed one of the same segment).
+///
+/// A listing is not a snapshot: a directory of more than a few hundred
+/// entries is read in several `getdents` calls, and a segment renamed
+/// between two of them (compressed: its `.zseg` linked where the listing
+/// had already read, its `.seg` unlinked where it had not yet) is under
+/// neither name. Segments are contiguous, so such a segment is a gap in the
+/// listing, or just below its oldest one (compression goes oldest first):
+/// each is looked up by both names before it is left out.
 pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
     let mut files = Vec::new();
@@ -376,7 +384,46 @@ pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
         files.push(SegmentFile { index: base / segment_size, compressed, len });
     }
     files.sort_unstable_by_key(|file| (file.index, file.compressed));
-    Ok(files)
+    Ok(fill_gaps(dir, segment_size, files))
+}
+
+/// Adds to a sorted listing the segments it missed that exist (see
+/// [`list_files`]): those in its gaps, and those just below its oldest.
+fn fill_gaps(dir: &Path, segment_size: u64, files: Vec<SegmentFile>) -> Vec<SegmentFile> {
+    let Some(oldest) = files.first().map(|file| file.index) else { return files };
+    let mut found = Vec::new();
+    let mut below = oldest;
+    while let Some(index) = below.checked_sub(1) {
+        let before = found.len();
+        look_up(dir, segment_size, index, &mut found);
+        if found.len() == before {
+            break;
+        }
+        below = index;
+    }
+    for pair in files.windows(2) {
+        for index in pair[0].index + 1..pair[1].index {
+            look_up(dir, segment_size, index, &mut found);
+        }
+    }
+    if found.is_empty() {
+        return files;
+    }
+    let mut files = files;
+    files.append(&mut found);
+    files.sort_unstable_by_key(|file| (file.index, file.compressed));
+    files
+}
+
+/// Adds segment `index`'s files that exist (by `stat`) to `found`.
+fn look_up(dir: &Path, segment_size: u64, index: u64, found: &mut Vec<SegmentFile>) {
+    for (path, compressed) in
+        [(path_of(dir, index, segment_size), false), (compressed_path_of(dir, index, segment_size), true)]
+    {
+        if let Ok(metadata) = std::fs::symlink_metadata(&path) {
+            found.push(SegmentFile { index, compressed, len: metadata.len() });
+        }
+    }
 }
 
 /// The path of segment `index` in the journal directory `dir`.
@@ -456,6 +503,27 @@ pub(crate) fn mappings_of(path: &Path) -> Result<Mappings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_that_missed_a_segment_renamed_meanwhile_finds_it_by_name() {
+        const SIZE: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |index: u64, compressed: bool| {
+            let path =
+                if compressed { compressed_path_of(dir.path(), index, SIZE) } else { path_of(dir.path(), index, SIZE) };
+            std::fs::write(path, vec![0u8; if compressed { 100 } else { 10 }]).unwrap();
+            SegmentFile { index, compressed, len: if compressed { 100 } else { 10 } }
+        };
+        // 3 and 4 were compressed, the oldest, 3, is held both ways.
+        let all = vec![file(3, false), file(3, true), file(4, true), file(5, false), file(6, false), file(7, false)];
+        // A listing that read neither name of 3 (below its oldest) nor of 5
+        // or 6 (a gap) finds them; one that missed nothing is unchanged.
+        let partial = vec![all[2], all[5]];
+        assert_eq!(fill_gaps(dir.path(), SIZE, partial), all);
+        assert_eq!(fill_gaps(dir.path(), SIZE, all.clone()), all);
+        assert_eq!(list_files(dir.path(), SIZE).unwrap(), all);
+        assert_eq!(fill_gaps(dir.path(), SIZE, Vec::new()), Vec::new());
+    }
 
     #[test]
     fn names_sort_like_positions_and_parse_back() {
