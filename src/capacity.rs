@@ -112,6 +112,10 @@ pub(crate) fn refresh(inner: &JournalState) -> Result<()> {
     if inner.writable() {
         let capacity = capacity(inner)?;
         inner.meta.capacity().store(capacity, Ordering::Release);
+        // Under the journal lock, like every other recount (after a
+        // compression or a deletion): a count from a listing taken before
+        // another handle's compression never overwrites the count it made.
+        let _guard = inner.lock()?;
         account_compressed(inner)?;
     }
     Ok(())
@@ -165,8 +169,11 @@ pub(crate) fn compressed_files(dir: &Path, segment_size: u64) -> Result<Compress
 }
 
 /// Re-counts what compressed segments spare into the metadata, then
-/// recomputes the limits: after a segment was compressed or deleted (the
-/// caller holds the journal lock, under which both happen).
+/// recomputes the limits: after a segment was compressed or deleted, and
+/// every housekeeper tick. The caller holds the journal lock, under which
+/// every change to what is saved (the raw file's unlink, a deletion) and
+/// every recount happen, so the stored count is never older than one
+/// already stored.
 pub(crate) fn account_compressed(inner: &JournalState) -> Result<()> {
     let found = compressed_files(&inner.dir, inner.segment_size())?;
     inner.meta.compression_saved().store(found.saved, Ordering::Release);

@@ -491,3 +491,42 @@ fn a_cursor_in_a_segments_trailing_padding_still_points_at_a_frame_once_compress
     // Every frame boundary is one after compression, padding included.
     assert_eq!(boundaries(&journal), boundaries_before);
 }
+
+#[test]
+fn fill_never_rises_while_another_handle_recounts_during_pure_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
+    let _keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, 7, 40_000);
+    // A second writable handle recounts what compression saves (as its
+    // housekeeper does every tick), as fast as it can, while this one
+    // compresses: nothing is appended or deleted, so fill may only fall.
+    let other = Journal::open(dir.path(), Config::default()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rises = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                other.apply_retention().unwrap();
+            }
+        });
+        let sampler = scope.spawn(|| {
+            let (mut last, mut rises) = (journal.stats().fill, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let fill = journal.stats().fill;
+                if fill > last {
+                    rises.push((last, fill));
+                }
+                last = fill;
+            }
+            rises
+        });
+        let mut limits = journal.limits();
+        limits.compression = Compression::Zstd { level: 1 };
+        journal.set_limits(limits).unwrap();
+        journal.compress_sealed().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    assert!(compressed_indexes(dir.path()).len() > 50);
+    assert!(rises.is_empty(), "fill rose {} times: {rises:?}", rises.len());
+}
