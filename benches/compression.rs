@@ -18,7 +18,7 @@
 //! `cargo bench --bench compression` (about 3 minutes), `-- --short` for a
 //! CI-sized run; `-- --logs DIR` replays another directory's logs;
 //! `-- --ratios` stops after the first table, `-- --append-rate` runs the
-//! third alone.
+//! third alone, `-- --back-pressure` the second and the fourth.
 
 #[path = "../tools/logs.rs"]
 mod logs;
@@ -60,7 +60,10 @@ fn main() {
     if args.iter().any(|a| a == "--append-rate") {
         return append_rates(&scale);
     }
-    ratio_by_segment_size(short);
+    let only_back_pressure = args.iter().any(|a| a == "--back-pressure");
+    if !only_back_pressure {
+        ratio_by_segment_size(short);
+    }
     if args.iter().any(|a| a == "--ratios") {
         return;
     }
@@ -86,7 +89,9 @@ fn main() {
         let mut replay = corpus.replay();
         before_back_pressure(&scale, segment, "/var/log lines", &mut |out| replay(out));
     }
-    append_rates(&scale);
+    if !only_back_pressure {
+        append_rates(&scale);
+    }
     if let Some(journal) = json {
         catch_up(&journal);
     }
