@@ -111,11 +111,11 @@ impl Segment {
             Err(other) => return Err(other),
         };
         // In use from here on: a recycler that wants this file now waits for
-        // the mapping to go. Refused: it is being rebuilt as another segment,
-        // or replaced by its compressed copy (which then exists).
-        if !file.try_lock(FlockOperation::NonBlockingLockShared)? {
-            return Segment::open_compressed(dir, index, identity)
-                .map_err(|error| if error.is_not_found() { recycled(&path) } else { error });
+        // the mapping to go.
+        if !file.try_lock(FlockOperation::NonBlockingLockShared)?
+            && let Some(replaced) = wait_for_shared_lock(&file, &path, dir, index, identity)?
+        {
+            return Ok(replaced);
         }
         if file.len() as u64 != identity.segment_size {
             return Err(Error::corrupt(
@@ -279,6 +279,58 @@ impl RebuiltSpare {
         let segment = Segment { index, base, file, populated: Once::new(), compressed: None };
         segment.populated.call_once(|| {});
         Ok(Ok(segment))
+    }
+}
+
+/// How long opening a segment waits for a shared lock that another handle
+/// holds exclusively while the file keeps its name. Those holds are short
+/// (a compressor probing for readers, a recycled file being installed):
+/// one longer than this is reported, never taken for a missing segment.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Segment `index`'s raw `file` (at `path`) is locked exclusively by
+/// another handle: a compressor probing whether anyone is inside it (the
+/// file stays), replacing it by its compressed copy (which then exists), or
+/// a recycler that renamed it to rebuild it as another segment. Waits
+/// (bounded) for the shared lock while the file keeps its name: `None` once
+/// `file` holds it, or the compressed segment once there is one.
+///
+/// # Errors
+/// `NotFound` when the file lost its name and there is no compressed copy
+/// (deleted or recycled: the segment is gone); `WouldBlock` when the lock
+/// is still held after [`LOCK_PATIENCE`].
+fn wait_for_shared_lock(
+    file: &MappedFile,
+    path: &Path,
+    dir: &Path,
+    index: u64,
+    identity: SegmentIdentity,
+) -> Result<Option<Segment>> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    let mut idle = crate::idle::Idle::default();
+    loop {
+        match Segment::open_compressed(dir, index, identity) {
+            Ok(segment) => return Ok(Some(segment)),
+            Err(error) if !error.is_not_found() => return Err(error),
+            Err(_) => {}
+        }
+        if !file.still_at(path) {
+            // Its compressed copy takes its name before the raw file loses it.
+            return Segment::open_compressed(dir, index, identity)
+                .map(Some)
+                .map_err(|error| if error.is_not_found() { recycled(path) } else { error });
+        }
+        if std::time::Instant::now() >= deadline {
+            let held = std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("locked exclusively by another handle for over {LOCK_PATIENCE:?}"),
+            );
+            return Err(Error::io(path, "lock (shared)", held));
+        }
+        idle.idle(Some(deadline));
+        if file.try_lock(FlockOperation::NonBlockingLockShared)? {
+            return Ok(None);
+        }
     }
 }
 

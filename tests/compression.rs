@@ -530,3 +530,39 @@ fn fill_never_rises_while_another_handle_recounts_during_pure_compression() {
     assert!(compressed_indexes(dir.path()).len() > 50);
     assert!(rises.is_empty(), "fill rose {} times: {rises:?}", rises.len());
 }
+
+#[test]
+fn a_reader_waits_out_an_exclusive_lock_on_a_live_segment_instead_of_finding_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
+        let _keeper = journal.consumer("keeper").unwrap();
+        append_logs(&journal, 3, 2000);
+    }
+    let count = |journal: &Journal| {
+        let mut consumer = journal.anonymous_consumer();
+        let mut read = 0;
+        loop {
+            match consumer.poll(|_| read += 1, 1000) {
+                Ok(0) => return Ok(read),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    // What the compressor's probe for readers holds, for a moment, on the
+    // first segment: held here for good.
+    let raw = std::fs::File::open(dir.path().join(backwater::segment::file_name(0))).unwrap();
+    raw.lock().unwrap();
+    let journal = Journal::open_read_only(dir.path()).unwrap();
+    match count(&journal) {
+        Err(Error::Io { source, .. }) => assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock, "{source}"),
+        other => panic!("a live segment locked exclusively read as {other:?}"),
+    }
+    // Released while a reader waits, or before it looks: it reads all.
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| count(&journal));
+        raw.unlock().unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 2000);
+    });
+}
