@@ -111,13 +111,15 @@ pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, m
 pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Result<Header> {
     // Never more than a segment's worth plus zstd's worst case: a huge file
     // there is damage, not something to read into memory.
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?.len();
+    use std::io::Read;
+    let (mut file, len) = crate::mapped::open_regular(path, false)?;
     let most = HEADER_LEN as u64 + expected.segment_size + expected.segment_size / 64 + (64 << 10);
     if len > most {
         let reason = format!("compressed segment is {len} bytes, more than a segment can compress to");
         return Err(Error::corrupt(path, expected.base, reason));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).map_err(|e| Error::io(path, "read", e))?;
     let header = check(&bytes, path, expected)?;
     let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
     let Some(target) = out.get_mut(..header.raw_len as usize) else {
@@ -142,8 +144,7 @@ pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Resul
 pub fn read_header(path: &Path, expected: Expected) -> Result<Header> {
     use std::io::Read;
     let mut bytes = [0u8; HEADER_LEN];
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+    let (mut file, len) = crate::mapped::open_regular(path, false)?;
     file.read_exact(&mut bytes).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, expected.base, "compressed segment is truncated"),
         _ => Error::io(path, "read", e),

@@ -566,3 +566,34 @@ fn a_reader_waits_out_an_exclusive_lock_on_a_live_segment_instead_of_finding_not
         assert_eq!(reader.join().unwrap().unwrap(), 2000);
     });
 }
+
+/// A FIFO named like a compressed segment is refused, not waited on, as a
+/// FIFO named like a raw one is: `dump` and `verify` hung on one.
+#[test]
+fn a_fifo_in_place_of_a_compressed_segment_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
+        let _keeper = journal.consumer("keeper").unwrap();
+        append_logs(&journal, 5, 2000);
+    }
+    // Segment 0 "compressed" into a FIFO.
+    std::fs::remove_file(dir.path().join(backwater::segment::file_name(0))).unwrap();
+    let fifo = compressed_path(dir.path(), 0);
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let verified = backwater::recovery::verify(&path, |_, _| {}).map(|report| report.findings);
+        let journal = Journal::open_read_only(&path).unwrap();
+        let dumped = journal.walk_frames(0, |_| true).map(drop);
+        let _ = sender.send((verified, dumped));
+    });
+    // A guard against a hang, not a synchronisation: the answer comes at once.
+    let (verified, dumped) =
+        receiver.recv_timeout(std::time::Duration::from_secs(20)).expect("verify or dump blocked on a FIFO");
+    let findings = verified.unwrap();
+    assert!(findings.iter().any(|finding| format!("{finding:?}").contains(".zseg")), "{findings:?}");
+    let error = dumped.expect_err("a FIFO is not a compressed segment");
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+}
