@@ -74,13 +74,22 @@ impl Header {
 }
 
 /// Compresses `raw` (segment `expected`'s bytes up to its trailing padding)
-/// at zstd `level` into a new temporary file in `dir`, synced. Returns its
+/// at zstd `level` into a new temporary file in `dir`, synced, modified at
+/// `modified` (the raw file's: a segment's age, which retention's replay
+/// window measures, does not restart when it is compressed). Returns its
 /// path (the caller renames it into place or removes it) and its header.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written or synced, or zstd fails;
 /// [`Error::InvalidConfig`] in a build without the `compression` feature.
-pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, mode: u32) -> Result<(PathBuf, Header)> {
+pub fn write_temporary(
+    dir: &Path,
+    expected: Expected,
+    raw: &[u8],
+    level: i32,
+    mode: u32,
+    modified: std::time::SystemTime,
+) -> Result<(PathBuf, Header)> {
     use std::os::unix::fs::PermissionsExt;
     let data = codec::compress(raw, level).map_err(|e| Error::io(dir, "zstd compress", e))?;
     let header = Header { raw_len: raw.len() as u64, data_len: data.len() as u64 };
@@ -93,6 +102,7 @@ pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, m
     file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, "chmod", e))?;
     file.write_all(&header_bytes(expected, header, &data)).map_err(|e| Error::io(&path, "write", e))?;
     file.write_all(&data).map_err(|e| Error::io(&path, "write", e))?;
+    file.set_modified(modified).map_err(|e| Error::io(&path, "set the modification time of", e))?;
     // On the media before the file can take its name.
     file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
     let kept = temp.into_temp_path().keep().map_err(|e| Error::io(&path, "keep", e.error))?;

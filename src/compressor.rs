@@ -186,8 +186,11 @@ pub(crate) fn compress_segment(inner: &JournalState, index: u64, level: i32) -> 
     let Some(raw_len) = settled_len(&segment) else { return Ok(Outcome::Skipped) };
     let expected =
         compressed::Expected { base: segment.base, journal_id: inner.identity.journal_id, segment_size: size };
-    let (temp, header) =
-        compressed::write_temporary(&inner.dir, expected, &segment.bytes()[..raw_len], level, inner.file_mode)?;
+    // Sealed: its last write is behind it, and its age goes with its bytes.
+    let modified = std::fs::metadata(&raw_path).and_then(|metadata| metadata.modified());
+    let modified = modified.map_err(|e| Error::io(&raw_path, "stat", e))?;
+    let raw = &segment.bytes()[..raw_len];
+    let (temp, header) = compressed::write_temporary(&inner.dir, expected, raw, level, inner.file_mode, modified)?;
     // Our own mapping would count as a reader inside it.
     drop(segment);
     let replaced = replace_raw(inner, index, Some((temp.as_path(), header)));

@@ -597,3 +597,33 @@ fn a_fifo_in_place_of_a_compressed_segment_is_refused_without_blocking() {
     let error = dumped.expect_err("a FIFO is not a compressed segment");
     assert!(error.to_string().contains("not a regular file"), "{error}");
 }
+
+#[test]
+fn a_compressed_segment_keeps_its_age_for_the_replay_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = std::time::Duration::from_secs(3600);
+    let journal = Journal::open(dir.path(), config().compression(Compression::None).retain_for(window)).unwrap();
+    let mut consumer = journal.consumer("c").unwrap();
+    append_logs(&journal, 9, 6000);
+    // Segments 0 and 1 were written two hours ago.
+    let two_hours_ago = std::time::SystemTime::now() - 2 * window;
+    for index in 0..2 {
+        let raw =
+            std::fs::File::options().write(true).open(dir.path().join(backwater::segment::file_name(index * SEGMENT)));
+        raw.unwrap().set_modified(two_hours_ago).unwrap();
+    }
+    let mut limits = journal.limits();
+    limits.compression = Compression::Zstd { level: 3 };
+    journal.set_limits(limits).unwrap();
+    journal.compress_sealed().unwrap();
+    assert_eq!(compressed_indexes(dir.path())[..2], [0, 1]);
+    let modified = std::fs::metadata(compressed_path(dir.path(), 0)).unwrap().modified().unwrap();
+    assert_eq!(modified, two_hours_ago);
+    // Consumed, and out of the replay window: deleted like raw ones would be.
+    while consumer.poll(|_| {}, 10_000).unwrap() > 0 {}
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+    let files = segment_files(dir.path());
+    assert!(!files.contains_key(&0) && !files.contains_key(&1), "{files:?}");
+    assert!(files.contains_key(&2), "{files:?}");
+}
