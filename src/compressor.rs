@@ -31,6 +31,7 @@ use crate::compressed;
 use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded};
+use crate::meta::Level;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
 use crate::state::JournalState;
 use crate::{thread_cache, window};
@@ -61,6 +62,10 @@ pub(crate) fn start(inner: &Arc<JournalState>) {
         let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
         let mut compressing = false;
         while !owned.stopping() {
+            if housekeeper_behind(&owned) {
+                std::thread::park_timeout(DEFER);
+                continue;
+            }
             let compressed = run(&owned, Turn::Skip).unwrap_or(false);
             log_compression(&owned, compressed, &mut compressing);
             if !compressed {
@@ -71,6 +76,22 @@ pub(crate) fn start(inner: &Arc<JournalState>) {
     if let Ok(handle) = spawned {
         inner.set_compressor(handle);
     }
+}
+
+/// How long the compressor waits for the housekeeper before it looks again.
+const DEFER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Whether the housekeeper has yet to prepare the segments ahead of the
+/// tail while fill leaves time (the level is normal): compressing then
+/// would take the CPU it needs on a small machine, and put creating the
+/// next segment on a publisher's path. From the shed watermark on,
+/// compressing comes first (it is what makes room).
+fn housekeeper_behind(inner: &JournalState) -> bool {
+    if Level::from_u32(inner.meta.level().load(Ordering::Acquire)) != Level::Normal {
+        return false;
+    }
+    let ahead = inner.meta.tail_index() + inner.segments_ahead;
+    !inner.window_get(ahead).is_some_and(|segment| segment.is_populated())
 }
 
 /// Tells the `log` facade when this handle starts compressing segments

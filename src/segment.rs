@@ -218,6 +218,11 @@ impl Segment {
         self.word0(offset).store(Word0::padding(len).pack(), Ordering::Release);
     }
 
+    /// Whether [`Segment::populate`] has run to the end.
+    pub fn is_populated(&self) -> bool {
+        self.populated.is_completed()
+    }
+
     /// Faults the whole segment in, writable, so appends never page-fault.
     /// Returns once it is done, also when another thread is doing it.
     pub fn populate(&self) {
