@@ -212,22 +212,31 @@ impl Default for Watermarks {
     }
 }
 
+/// Watermarks are persisted in millionths of the capacity.
+pub(crate) const PPM: f64 = 1_000_000.0;
+
 impl Watermarks {
-    /// Checks `0 < resume < shed <= high <= 1` and `0 < compress <= shed`.
+    /// Checks `0 < resume < shed <= high <= 1` and `0 < compress <= shed`,
+    /// as they are persisted (rounded to millionths: a watermark that
+    /// rounds to 0, or two that round to the same value where one must be
+    /// below the other, are refused, not stored as something else).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when they are out of that order.
     pub fn validate(&self) -> Result<()> {
         let Watermarks { compress, shed, high, resume } = *self;
-        let ordered = 0.0 < resume && resume < shed && shed <= high && high <= 1.0;
+        let persisted = |fraction: f64| (fraction * PPM).round();
+        let (compress_ppm, shed_ppm, high_ppm, resume_ppm) =
+            (persisted(compress), persisted(shed), persisted(high), persisted(resume));
+        let ordered = 0.0 < resume_ppm && resume_ppm < shed_ppm && shed_ppm <= high_ppm && high <= 1.0;
         if !ordered {
             return Err(Error::InvalidConfig(format!(
                 "watermarks must satisfy 0 < resume < shed <= high <= 1 (got resume {resume}, shed {shed}, high {high})"
             )));
         }
-        if !(0.0 < compress && compress <= shed) {
+        if !(0.0 < compress_ppm && compress_ppm <= shed_ppm) {
             return Err(Error::InvalidConfig(format!(
-                "the compress watermark must satisfy 0 < compress <= shed (got compress {compress}, shed {shed})"
+                "the compress watermark must satisfy 0 < compress <= shed, in millionths (got compress {compress}, shed {shed})"
             )));
         }
         Ok(())

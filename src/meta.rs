@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
+use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, PPM, Watermarks, WhenFull};
 use crate::error::{Error, Result};
 use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, put_u32, put_u64};
@@ -86,8 +86,6 @@ const COMPRESSED_FILE_BYTES_AT: usize = 400;
 pub const PROCESS_TABLE_AT: usize = 512;
 pub const PROCESS_SLOTS: usize = 64;
 const PROCESS_SLOT_LEN: usize = 16;
-
-const PPM: f64 = 1_000_000.0;
 
 /// Bits of the raw tail word above the segment offset that absorb overshoot
 /// from claims racing past a segment's end (256 segments' worth).

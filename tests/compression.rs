@@ -627,3 +627,19 @@ fn a_compressed_segment_keeps_its_age_for_the_replay_window() {
     assert!(!files.contains_key(&0) && !files.contains_key(&1), "{files:?}");
     assert!(files.contains_key(&2), "{files:?}");
 }
+
+#[test]
+fn a_compress_watermark_below_a_millionth_is_refused_not_stored_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Config::default().segment_size(SEGMENT).compress_at(1e-7);
+    assert!(matches!(Journal::open(dir.path(), tiny), Err(Error::InvalidConfig(_))));
+    let journal = Journal::open(dir.path(), Config::default().segment_size(SEGMENT).compress_at(1e-6)).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 1e-6);
+    let mut limits = journal.limits();
+    limits.watermarks.compress = 4e-7;
+    assert!(matches!(journal.set_limits(limits), Err(Error::InvalidConfig(_))));
+    // Two watermarks that are persisted as the same millionth are not ordered.
+    limits.watermarks = backwater::Watermarks { compress: 0.5, shed: 0.8, high: 0.95, resume: 0.799_999_9 };
+    assert!(matches!(journal.set_limits(limits), Err(Error::InvalidConfig(_))));
+    assert_eq!(journal.limits().watermarks.compress, 1e-6);
+}
