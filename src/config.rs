@@ -421,8 +421,8 @@ impl Config {
     /// Segments of 1 to 16 MiB suit it: zstd gets enough context from 1 MiB
     /// on, a segment is compressed in milliseconds, and a reader's
     /// decompressed copy (a handle keeps two, each consumer holds one) stays
-    /// small. Level 3 compresses log lines about as well as level 1 at
-    /// 200+ MB/s on one core; 6 to 9 gain about a tenth for a third of the
+    /// small. Level 3 compresses log lines about as well as level 1, at
+    /// 100+ MB/s on one core; 6 to 9 gain about a tenth for a third of the
     /// speed (`benches/compression.rs`).
     ///
     /// ```
