@@ -191,8 +191,11 @@ impl std::str::FromStr for Compression {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Watermarks {
     /// From this fill on, with [`Compression`] on, the housekeeper
-    /// compresses sealed segments until fill is below it again (default
-    /// 0.50; at most `shed`).
+    /// compresses sealed segments until fill is below it again (at most
+    /// `shed`). Never set, it follows the shed watermark both ways: 0.50,
+    /// or `shed` while that is lower. Once set to another value than the
+    /// one in effect ([`Config::compress_at`], `set_limits`), it stays as
+    /// set, except that a shed watermark set below it takes it along.
     pub compress: f64,
     /// From this fill on, [`Priority::Low`] records are shed and the level is
     /// [`Level::Shedding`](crate::Level::Shedding) (default 0.80).
@@ -532,7 +535,8 @@ impl Config {
 
     /// The stored watermarks with the ones set applied. A compress
     /// watermark left unset follows a shed watermark set below it (it may
-    /// not be above it).
+    /// not be above it); the metadata tells a compress watermark that was
+    /// never set, which follows shed back up too (`Meta::set_limits`).
     fn watermarks_over(&self, stored: Watermarks) -> Watermarks {
         let (shed, high, resume) = self.watermarks.unwrap_or((stored.shed, stored.high, stored.resume));
         let compress = self.compress_at.unwrap_or(stored.compress.min(shed));

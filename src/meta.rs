@@ -410,7 +410,7 @@ impl Meta {
             // 0 in a journal made before compression existed: the default,
             // or the shed watermark when that is lower.
             compress: match load32(COMPRESS_MARK_AT) {
-                0 => Watermarks::default().compress.min(shed),
+                0 => following(shed),
                 ppm => ppm as f64 / PPM,
             },
             shed,
@@ -469,9 +469,24 @@ impl Meta {
     }
 }
 
+/// The compress watermark of a journal where it was never set: the
+/// default, or the shed watermark when that is lower (stored as 0).
+fn following(shed: f64) -> f64 {
+    Watermarks::default().compress.min(shed)
+}
+
 fn store_limits(file: &MappedFile, limits: &Limits) {
     let store = |at, value| file.atomic_u64(at).store(value, Ordering::Relaxed);
     let store32 = |at, value| file.atomic_u32(at).store(value, Ordering::Relaxed);
+    let load32 = |at| file.atomic_u32(at).load(Ordering::Relaxed);
+    // A compress watermark never set stays unset (0: it follows shed both
+    // ways) while the one given is what following shed gives, before this
+    // change or after it; any other value is set from now on.
+    let compress = limits.watermarks.compress;
+    let old_shed = load32(SHED_AT) as f64 / PPM;
+    let follows = load32(COMPRESS_MARK_AT) == 0
+        && (compress == following(old_shed) || compress == following(limits.watermarks.shed));
+    let compress_ppm = if follows { 0 } else { (compress * PPM).round() as u32 };
     if let Compression::Zstd { level } = limits.compression {
         // Compressed segments may exist from now on: a build that does not
         // know them must refuse the journal (see `FORMAT_VERSION`).
@@ -479,7 +494,7 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
         store32(COMPRESSION_LEVEL_AT, level as u32);
     }
     store32(COMPRESSION_KIND_AT, u32::from(limits.compression.is_on()));
-    store32(COMPRESS_MARK_AT, (limits.watermarks.compress * PPM).round() as u32);
+    store32(COMPRESS_MARK_AT, compress_ppm);
     store(MAX_DISK_AT, limits.max_disk_bytes);
     store(MIN_FREE_AT, limits.min_free_disk);
     store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);

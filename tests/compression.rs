@@ -643,3 +643,29 @@ fn a_compress_watermark_below_a_millionth_is_refused_not_stored_as_unset() {
     assert!(matches!(journal.set_limits(limits), Err(Error::InvalidConfig(_))));
     assert_eq!(journal.limits().watermarks.compress, 1e-6);
 }
+
+#[test]
+fn a_compress_watermark_never_set_follows_shed_down_and_back_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |config: Config| Journal::open(dir.path(), config.segment_size(SEGMENT)).unwrap().limits();
+    assert_eq!(open(Config::default()).watermarks.compress, 0.5);
+    assert_eq!(open(Config::default().watermarks(0.3, 0.95, 0.2)).watermarks.compress, 0.3);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.5);
+    // The same through set_limits, as `backwater config --shed` does it.
+    let journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let mut limits = journal.limits();
+    (limits.watermarks.shed, limits.watermarks.resume) = (0.3, 0.2);
+    limits.watermarks.compress = limits.watermarks.compress.min(0.3);
+    journal.set_limits(limits).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 0.3);
+    let mut limits = journal.limits();
+    (limits.watermarks.shed, limits.watermarks.resume) = (0.9, 0.7);
+    journal.set_limits(limits).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 0.5);
+    drop(journal);
+    // Set, it stays as set; a shed watermark below it takes it along.
+    assert_eq!(open(Config::default().compress_at(0.6)).watermarks.compress, 0.6);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.6);
+    assert_eq!(open(Config::default().watermarks(0.4, 0.95, 0.3)).watermarks.compress, 0.4);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.4);
+}
