@@ -531,14 +531,18 @@ fn fill_never_rises_while_another_handle_recounts_during_pure_compression() {
     assert!(rises.is_empty(), "fill rose {} times: {rises:?}", rises.len());
 }
 
+/// A journal in `dir` that does not compress, with `count` log lines
+/// (every segment held by a cursor), closed again.
+fn closed_raw_journal(dir: &Path, seed: u64, count: usize) {
+    let journal = Journal::open(dir, config().compression(Compression::None)).unwrap();
+    let _keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, seed, count);
+}
+
 #[test]
 fn a_reader_waits_out_an_exclusive_lock_on_a_live_segment_instead_of_finding_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
-        let _keeper = journal.consumer("keeper").unwrap();
-        append_logs(&journal, 3, 2000);
-    }
+    closed_raw_journal(dir.path(), 3, 2000);
     let count = |journal: &Journal| {
         let mut consumer = journal.anonymous_consumer();
         let mut read = 0;
@@ -572,11 +576,7 @@ fn a_reader_waits_out_an_exclusive_lock_on_a_live_segment_instead_of_finding_not
 #[test]
 fn a_fifo_in_place_of_a_compressed_segment_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
-        let _keeper = journal.consumer("keeper").unwrap();
-        append_logs(&journal, 5, 2000);
-    }
+    closed_raw_journal(dir.path(), 5, 2000);
     // Segment 0 "compressed" into a FIFO.
     std::fs::remove_file(dir.path().join(backwater::segment::file_name(0))).unwrap();
     let fifo = compressed_path(dir.path(), 0);
