@@ -87,7 +87,10 @@ const DEFER: std::time::Duration = std::time::Duration::from_millis(1);
 /// next segment on a publisher's path. From the shed watermark on,
 /// compressing comes first (it is what makes room).
 fn housekeeper_behind(inner: &JournalState) -> bool {
-    if Level::from_u32(inner.meta.level().load(Ordering::Acquire)) != Level::Normal {
+    let limits = inner.meta.limits();
+    let idle = !limits.compression.is_on() || Fill::read(&inner.meta).ratio() < limits.watermarks.compress;
+    // (Idle, the step returns at once and the thread sleeps a tick.)
+    if idle || Level::from_u32(inner.meta.level().load(Ordering::Acquire)) != Level::Normal {
         return false;
     }
     let ahead = inner.meta.tail_index() + inner.segments_ahead;
