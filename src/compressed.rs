@@ -109,6 +109,19 @@ pub fn write_temporary(
     Ok((kept, header))
 }
 
+/// Removes the temporary files compressors left (`.tmp-compress-*`).
+/// Only for the holder of the compress lock: every one is written under
+/// it, so those found then belong to a compressor that died (recovery
+/// removes them too, but only runs when no writer is alive). Returns how
+/// many went.
+///
+/// # Errors
+/// [`Error::Io`] when the directory cannot be read.
+pub(crate) fn remove_temporaries(dir: &Path) -> Result<usize> {
+    let stale = crate::naming::paths_named(dir, TEMP_PREFIX)?;
+    Ok(stale.iter().filter(|path| std::fs::remove_file(path).is_ok()).count())
+}
+
 /// Reads the compressed segment at `path`, checks it (header fields and
 /// CRC, the zstd frame's CRC32, then zstd's own content checksum while
 /// decompressing) and decompresses it into `out` (at least `raw_len`

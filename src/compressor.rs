@@ -144,6 +144,10 @@ pub(crate) fn run(inner: &JournalState, turn: Turn) -> Result<bool> {
         Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false), // another handle is at it
         Err(e) => return Err(Error::io(inner.dir.join(COMPRESS_LOCK_FILE), "flock", e.into())),
     }
+    // Any compressor's temporary file still there now is one whose
+    // compressor died (another writer may live on for long: recovery does
+    // not run): it holds disk for nothing.
+    compressed::remove_temporaries(&inner.dir)?;
     // This process's publisher threads may keep sealed segments mapped
     // (their caches); they only append at the tail: let go of the rest.
     // Fill may have fallen while waiting for the turn.

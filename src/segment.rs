@@ -520,18 +520,12 @@ pub(crate) fn retired_path(dir: &Path, index: u64) -> PathBuf {
 
 /// Every spare file in `dir` (any handle's).
 pub(crate) fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
-    paths_named(dir, SPARE_PREFIX)
+    crate::naming::paths_named(dir, SPARE_PREFIX)
 }
 
 /// Every retired segment file in `dir`.
 pub(crate) fn retired_paths(dir: &Path) -> Result<Vec<PathBuf>> {
-    paths_named(dir, RETIRED_PREFIX)
-}
-
-fn paths_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
-    let matching = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix));
-    Ok(matching.map(|e| e.path()).collect())
+    crate::naming::paths_named(dir, RETIRED_PREFIX)
 }
 
 /// Whether anyone has a file mapped, by its `flock` (every `Segment` holds

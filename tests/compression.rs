@@ -669,3 +669,18 @@ fn a_compress_watermark_never_set_follows_shed_down_and_back_up() {
     assert_eq!(open(Config::default().watermarks(0.4, 0.95, 0.3)).watermarks.compress, 0.4);
     assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.4);
 }
+
+#[test]
+fn a_dead_compressors_temporary_file_goes_while_writers_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let _keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, 11, 3000);
+    // What a compressor killed while writing its copy leaves; recovery
+    // does not run while this writer lives.
+    let stale = dir.path().join(".tmp-compress-dead01");
+    std::fs::write(&stale, vec![7u8; 10_000]).unwrap();
+    journal.compress_sealed().unwrap();
+    assert!(!stale.exists(), "a dead compressor's temporary file is still there");
+    assert!(!compressed_indexes(dir.path()).is_empty());
+}
