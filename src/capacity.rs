@@ -157,13 +157,10 @@ pub(crate) struct CompressedFiles {
 pub(crate) fn compressed_files(dir: &Path, segment_size: u64) -> Result<CompressedFiles> {
     let files = segment::list_files(dir, segment_size)?;
     let mut found = CompressedFiles::default();
-    for (at, file) in files.iter().enumerate() {
-        let has_raw = at > 0 && files[at - 1].index == file.index;
-        if file.compressed && !has_raw {
-            found.segments += 1;
-            found.file_bytes += file.len;
-            found.saved += segment_size.saturating_sub(file.len);
-        }
+    for file in segment::compressed_only(&files) {
+        found.segments += 1;
+        found.file_bytes += file.len;
+        found.saved += segment_size.saturating_sub(file.len);
     }
     Ok(found)
 }

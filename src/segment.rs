@@ -409,6 +409,17 @@ pub struct SegmentFile {
     pub len: u64,
 }
 
+/// The segments of a sorted listing (see [`list_files`]) that are held
+/// compressed only: a `.zseg` and no `.seg` (one with both is still being
+/// replaced, or was cut short, and counts as raw).
+pub fn compressed_only(files: &[SegmentFile]) -> impl Iterator<Item = &SegmentFile> {
+    files
+        .iter()
+        .enumerate()
+        .filter(|&(at, file)| file.compressed && (at == 0 || files[at - 1].index != file.index))
+        .map(|(_, file)| file)
+}
+
 /// Every segment file in `dir`, raw and compressed, sorted by index (a
 /// raw file before the compressed one of the same segment).
 ///
