@@ -538,12 +538,19 @@ fn fill_never_rises_while_another_handle_recounts_during_pure_compression() {
     assert!(rises.is_empty(), "fill rose {} times: {rises:?}", rises.len());
 }
 
+/// A journal opened in `dir` with `config` and `count` log lines, and the
+/// cursor that holds every segment against retention.
+fn journal_with_logs(dir: &Path, config: Config, seed: u64, count: usize) -> (Journal, backwater::Consumer) {
+    let journal = Journal::open(dir, config).unwrap();
+    let keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, seed, count);
+    (journal, keeper)
+}
+
 /// A journal in `dir` that does not compress, with `count` log lines
 /// (every segment held by a cursor), closed again.
 fn closed_raw_journal(dir: &Path, seed: u64, count: usize) {
-    let journal = Journal::open(dir, config().compression(Compression::None)).unwrap();
-    let _keeper = journal.consumer("keeper").unwrap();
-    append_logs(&journal, seed, count);
+    journal_with_logs(dir, config().compression(Compression::None), seed, count);
 }
 
 #[test]
@@ -680,9 +687,7 @@ fn a_compress_watermark_never_set_follows_shed_down_and_back_up() {
 #[test]
 fn a_dead_compressors_temporary_file_goes_while_writers_live_on() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(dir.path(), config()).unwrap();
-    let _keeper = journal.consumer("keeper").unwrap();
-    append_logs(&journal, 11, 3000);
+    let (journal, _keeper) = journal_with_logs(dir.path(), config(), 11, 3000);
     // What a compressor killed while writing its copy leaves; recovery
     // does not run while this writer lives.
     let stale = dir.path().join(".tmp-compress-dead01");
@@ -695,9 +700,7 @@ fn a_dead_compressors_temporary_file_goes_while_writers_live_on() {
 #[test]
 fn a_flush_neither_reads_nor_needs_compressed_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(dir.path(), config().flush(backwater::Flush::Never)).unwrap();
-    let _keeper = journal.consumer("keeper").unwrap();
-    append_logs(&journal, 13, 3000);
+    let (journal, _keeper) = journal_with_logs(dir.path(), config().flush(backwater::Flush::Never), 13, 3000);
     journal.compress_sealed().unwrap();
     // Damage the oldest compressed segment's data: a flush that still
     // decompressed (and walked) compressed segments would meet it.
