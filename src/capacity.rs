@@ -112,6 +112,10 @@ pub(crate) fn refresh(inner: &JournalState) -> Result<()> {
     if inner.writable() {
         let capacity = capacity(inner)?;
         inner.meta.capacity().store(capacity, Ordering::Release);
+        // Under the journal lock, like every other recount (after a
+        // compression or a deletion): a count from a listing taken before
+        // another handle's compression never overwrites the count it made.
+        let _guard = inner.lock()?;
         account_compressed(inner)?;
     }
     Ok(())
@@ -153,20 +157,20 @@ pub(crate) struct CompressedFiles {
 pub(crate) fn compressed_files(dir: &Path, segment_size: u64) -> Result<CompressedFiles> {
     let files = segment::list_files(dir, segment_size)?;
     let mut found = CompressedFiles::default();
-    for (at, file) in files.iter().enumerate() {
-        let has_raw = at > 0 && files[at - 1].index == file.index;
-        if file.compressed && !has_raw {
-            found.segments += 1;
-            found.file_bytes += file.len;
-            found.saved += segment_size.saturating_sub(file.len);
-        }
+    for file in segment::compressed_only(&files) {
+        found.segments += 1;
+        found.file_bytes += file.len;
+        found.saved += segment_size.saturating_sub(file.len);
     }
     Ok(found)
 }
 
 /// Re-counts what compressed segments spare into the metadata, then
-/// recomputes the limits: after a segment was compressed or deleted (the
-/// caller holds the journal lock, under which both happen).
+/// recomputes the limits: after a segment was compressed or deleted, and
+/// every housekeeper tick. The caller holds the journal lock, under which
+/// every change to what is saved (the raw file's unlink, a deletion) and
+/// every recount happen, so the stored count is never older than one
+/// already stored.
 pub(crate) fn account_compressed(inner: &JournalState) -> Result<()> {
     let found = compressed_files(&inner.dir, inner.segment_size())?;
     inner.meta.compression_saved().store(found.saved, Ordering::Release);

@@ -58,8 +58,9 @@ pub struct Expected {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Bytes of the segment the file holds, from its first byte (the
-    /// segment header) to the end of its last data frame; the rest of the
-    /// segment is one padding frame.
+    /// segment header) to where its trailing padding frame starts (every
+    /// frame before, padding included); the rest of the segment is that
+    /// one padding frame.
     pub raw_len: u64,
     /// Bytes of the zstd frame after the header.
     pub data_len: u64,
@@ -72,14 +73,23 @@ impl Header {
     }
 }
 
-/// Compresses `raw` (segment `expected`'s bytes up to its last data frame)
-/// at zstd `level` into a new temporary file in `dir`, synced. Returns its
+/// Compresses `raw` (segment `expected`'s bytes up to its trailing padding)
+/// at zstd `level` into a new temporary file in `dir`, synced, modified at
+/// `modified` (the raw file's: a segment's age, which retention's replay
+/// window measures, does not restart when it is compressed). Returns its
 /// path (the caller renames it into place or removes it) and its header.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be written or synced, or zstd fails;
 /// [`Error::InvalidConfig`] in a build without the `compression` feature.
-pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, mode: u32) -> Result<(PathBuf, Header)> {
+pub fn write_temporary(
+    dir: &Path,
+    expected: Expected,
+    raw: &[u8],
+    level: i32,
+    mode: u32,
+    modified: std::time::SystemTime,
+) -> Result<(PathBuf, Header)> {
     use std::os::unix::fs::PermissionsExt;
     let data = codec::compress(raw, level).map_err(|e| Error::io(dir, "zstd compress", e))?;
     let header = Header { raw_len: raw.len() as u64, data_len: data.len() as u64 };
@@ -92,10 +102,24 @@ pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, m
     file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, "chmod", e))?;
     file.write_all(&header_bytes(expected, header, &data)).map_err(|e| Error::io(&path, "write", e))?;
     file.write_all(&data).map_err(|e| Error::io(&path, "write", e))?;
+    file.set_modified(modified).map_err(|e| Error::io(&path, "set the modification time of", e))?;
     // On the media before the file can take its name.
     file.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
     let kept = temp.into_temp_path().keep().map_err(|e| Error::io(&path, "keep", e.error))?;
     Ok((kept, header))
+}
+
+/// Removes the temporary files compressors left (`.tmp-compress-*`).
+/// Only for the holder of the compress lock: every one is written under
+/// it, so those found then belong to a compressor that died (recovery
+/// removes them too, but only runs when no writer is alive). Returns how
+/// many went.
+///
+/// # Errors
+/// [`Error::Io`] when the directory cannot be read.
+pub(crate) fn remove_temporaries(dir: &Path) -> Result<usize> {
+    let stale = crate::naming::paths_named(dir, TEMP_PREFIX)?;
+    Ok(stale.iter().filter(|path| std::fs::remove_file(path).is_ok()).count())
 }
 
 /// Reads the compressed segment at `path`, checks it (header fields and
@@ -110,13 +134,15 @@ pub fn write_temporary(dir: &Path, expected: Expected, raw: &[u8], level: i32, m
 pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Result<Header> {
     // Never more than a segment's worth plus zstd's worst case: a huge file
     // there is damage, not something to read into memory.
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?.len();
+    use std::io::Read;
+    let (mut file, len) = crate::mapped::open_regular(path, false)?;
     let most = HEADER_LEN as u64 + expected.segment_size + expected.segment_size / 64 + (64 << 10);
     if len > most {
         let reason = format!("compressed segment is {len} bytes, more than a segment can compress to");
         return Err(Error::corrupt(path, expected.base, reason));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes).map_err(|e| Error::io(path, "read", e))?;
     let header = check(&bytes, path, expected)?;
     let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
     let Some(target) = out.get_mut(..header.raw_len as usize) else {
@@ -141,8 +167,7 @@ pub fn decompress_into(path: &Path, expected: Expected, out: &mut [u8]) -> Resul
 pub fn read_header(path: &Path, expected: Expected) -> Result<Header> {
     use std::io::Read;
     let mut bytes = [0u8; HEADER_LEN];
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+    let (mut file, len) = crate::mapped::open_regular(path, false)?;
     file.read_exact(&mut bytes).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, expected.base, "compressed segment is truncated"),
         _ => Error::io(path, "read", e),

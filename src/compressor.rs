@@ -144,6 +144,10 @@ pub(crate) fn run(inner: &JournalState, turn: Turn) -> Result<bool> {
         Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false), // another handle is at it
         Err(e) => return Err(Error::io(inner.dir.join(COMPRESS_LOCK_FILE), "flock", e.into())),
     }
+    // Any compressor's temporary file still there now is one whose
+    // compressor died (another writer may live on for long: recovery does
+    // not run): it holds disk for nothing.
+    compressed::remove_temporaries(&inner.dir)?;
     // This process's publisher threads may keep sealed segments mapped
     // (their caches); they only append at the tail: let go of the rest.
     // Fill may have fallen while waiting for the turn.
@@ -210,8 +214,11 @@ pub(crate) fn compress_segment(inner: &JournalState, index: u64, level: i32) -> 
     let Some(raw_len) = settled_len(&segment) else { return Ok(Outcome::Skipped) };
     let expected =
         compressed::Expected { base: segment.base, journal_id: inner.identity.journal_id, segment_size: size };
-    let (temp, header) =
-        compressed::write_temporary(&inner.dir, expected, &segment.bytes()[..raw_len], level, inner.file_mode)?;
+    // Sealed: its last write is behind it, and its age goes with its bytes.
+    let modified = std::fs::metadata(&raw_path).and_then(|metadata| metadata.modified());
+    let modified = modified.map_err(|e| Error::io(&raw_path, "stat", e))?;
+    let raw = &segment.bytes()[..raw_len];
+    let (temp, header) = compressed::write_temporary(&inner.dir, expected, raw, level, inner.file_mode, modified)?;
     // Our own mapping would count as a reader inside it.
     drop(segment);
     let replaced = replace_raw(inner, index, Some((temp.as_path(), header)));
@@ -278,23 +285,33 @@ fn replace_raw(inner: &JournalState, index: u64, temp: Option<(&Path, compressed
 }
 
 /// The length to compress when every frame of the sealed `segment` is
-/// committed and passes its checks: up to the end of its last data frame
-/// (the trailing padding is rebuilt when it is read). `None` otherwise.
+/// committed and passes its checks: every frame but the segment's trailing
+/// padding, which is rebuilt when it is read (exactly as it was: one padding
+/// frame from where it started to the segment's end). Padding frames before
+/// it (aborted claims, holes a dead claimer left) are kept, so every frame
+/// boundary of the raw segment is one in the compressed segment, and a
+/// cursor saved at any of them stays valid. `None` otherwise.
 fn settled_len(segment: &Segment) -> Option<usize> {
     let bytes = segment.bytes();
     let size = bytes.len();
     let mut offset = SEGMENT_HEADER_LEN as usize;
-    let mut data_end = offset;
+    let mut kept_end = offset;
     while offset < size {
         let word = segment.word0(offset).load(Ordering::Acquire);
         match frame::decode(word, &bytes[offset..], segment.base + offset as u64, true) {
             Ok(Decoded::Data { aligned_len, .. }) => {
                 offset += aligned_len;
-                data_end = offset;
+                kept_end = offset;
             }
-            Ok(Decoded::Padding { aligned_len }) => offset += aligned_len,
+            Ok(Decoded::Padding { aligned_len }) => {
+                // Dropped only if it turns out to be the last frame.
+                kept_end = offset;
+                offset += aligned_len;
+            }
             _ => return None,
         }
     }
-    Some(data_end)
+    // `kept_end` is the end of the last data frame, or the start of the
+    // trailing padding: either way the end of every frame before that.
+    Some(kept_end)
 }

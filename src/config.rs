@@ -191,8 +191,11 @@ impl std::str::FromStr for Compression {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Watermarks {
     /// From this fill on, with [`Compression`] on, the housekeeper
-    /// compresses sealed segments until fill is below it again (default
-    /// 0.50; at most `shed`).
+    /// compresses sealed segments until fill is below it again (at most
+    /// `shed`). Never set, it follows the shed watermark both ways: 0.50,
+    /// or `shed` while that is lower. Once set to another value than the
+    /// one in effect ([`Config::compress_at`], `set_limits`), it stays as
+    /// set, except that a shed watermark set below it takes it along.
     pub compress: f64,
     /// From this fill on, [`Priority::Low`] records are shed and the level is
     /// [`Level::Shedding`](crate::Level::Shedding) (default 0.80).
@@ -212,22 +215,31 @@ impl Default for Watermarks {
     }
 }
 
+/// Watermarks are persisted in millionths of the capacity.
+pub(crate) const PPM: f64 = 1_000_000.0;
+
 impl Watermarks {
-    /// Checks `0 < resume < shed <= high <= 1` and `0 < compress <= shed`.
+    /// Checks `0 < resume < shed <= high <= 1` and `0 < compress <= shed`,
+    /// as they are persisted (rounded to millionths: a watermark that
+    /// rounds to 0, or two that round to the same value where one must be
+    /// below the other, are refused, not stored as something else).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when they are out of that order.
     pub fn validate(&self) -> Result<()> {
         let Watermarks { compress, shed, high, resume } = *self;
-        let ordered = 0.0 < resume && resume < shed && shed <= high && high <= 1.0;
+        let persisted = |fraction: f64| (fraction * PPM).round();
+        let (compress_ppm, shed_ppm, high_ppm, resume_ppm) =
+            (persisted(compress), persisted(shed), persisted(high), persisted(resume));
+        let ordered = 0.0 < resume_ppm && resume_ppm < shed_ppm && shed_ppm <= high_ppm && high <= 1.0;
         if !ordered {
             return Err(Error::InvalidConfig(format!(
                 "watermarks must satisfy 0 < resume < shed <= high <= 1 (got resume {resume}, shed {shed}, high {high})"
             )));
         }
-        if !(0.0 < compress && compress <= shed) {
+        if !(0.0 < compress_ppm && compress_ppm <= shed_ppm) {
             return Err(Error::InvalidConfig(format!(
-                "the compress watermark must satisfy 0 < compress <= shed (got compress {compress}, shed {shed})"
+                "the compress watermark must satisfy 0 < compress <= shed, in millionths (got compress {compress}, shed {shed})"
             )));
         }
         Ok(())
@@ -523,7 +535,8 @@ impl Config {
 
     /// The stored watermarks with the ones set applied. A compress
     /// watermark left unset follows a shed watermark set below it (it may
-    /// not be above it).
+    /// not be above it); the metadata tells a compress watermark that was
+    /// never set, which follows shed back up too (`Meta::set_limits`).
     fn watermarks_over(&self, stored: Watermarks) -> Watermarks {
         let (shed, high, resume) = self.watermarks.unwrap_or((stored.shed, stored.high, stored.resume));
         let compress = self.compress_at.unwrap_or(stored.compress.min(shed));

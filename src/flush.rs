@@ -6,6 +6,7 @@
 //! `Flush::Interval` by the housekeeper calling `tick`; `Journal::flush` and
 //! dropping the last handle call `flush_all`.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -27,8 +28,13 @@ pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
     let from = inner.flushed_position.load(Ordering::Acquire).max(first);
     let tail = inner.meta.tail_position();
     // Only the segments that exist: the positions come from a shared file
-    // and may be anything, so never walk them index by index.
-    for index in segment::list(&inner.dir, size)? {
+    // and may be anything, so never walk them index by index. Compressed
+    // ones are skipped: sealed, every frame committed and checked, and
+    // synced before they took their name (their decompressed copy is
+    // memory, not the file).
+    let files = segment::list_files(&inner.dir, size)?;
+    let compressed: BTreeSet<u64> = segment::compressed_only(&files).map(|file| file.index).collect();
+    for index in files.iter().filter(|file| !file.compressed).map(|file| file.index) {
         let (start, end) = (from.max(index * size), tail.min((index + 1) * size));
         if start >= end {
             continue;
@@ -42,7 +48,7 @@ pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
     }
     // A claim still being written below the tail is synced by a later flush:
     // the next one starts at it, not at the tail.
-    let committed = committed_until(inner, from, tail);
+    let committed = committed_until(inner, from, tail, &compressed);
     inner.flushed_position.fetch_max(committed, Ordering::AcqRel);
     // Recorded after the segments are on the media, before the metadata
     // page that carries it is synced: recovery trusts everything below it.
@@ -57,12 +63,18 @@ pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
 
 /// The first position at or after `from` that does not hold a committed
 /// frame (a claim being written, or bytes no frame explains), or `tail`.
-fn committed_until(inner: &JournalState, from: u64, tail: u64) -> u64 {
+/// The `compressed` segments are committed throughout: passed over, not
+/// decompressed and walked.
+fn committed_until(inner: &JournalState, from: u64, tail: u64, compressed: &BTreeSet<u64>) -> u64 {
     let size = inner.segment_size();
     let mut position = from;
     let mut mapped: Option<std::sync::Arc<crate::segment::Segment>> = None;
     while position < tail {
         let index = position / size;
+        if compressed.contains(&index) {
+            position = (index + 1).saturating_mul(size).saturating_add(segment::SEGMENT_HEADER_LEN);
+            continue;
+        }
         if mapped.as_ref().is_none_or(|segment| segment.index != index) {
             match inner.read_segment(index) {
                 Ok(segment) => mapped = Some(segment),

@@ -26,25 +26,34 @@ pub struct MappedFile {
     file: Option<File>,
 }
 
+/// Opens `path`, which must be a regular file, and returns it with its
+/// length. Opened non-blocking, so that a FIFO or a device put where a
+/// journal file belongs is refused instead of blocking the open (or a read)
+/// forever; that changes nothing for a regular file.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be opened (`NotFound` when it does not
+/// exist); [`Error::NotAJournal`] for anything but a regular file.
+pub fn open_regular(path: &Path, writable: bool) -> Result<(File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| Error::io(path, "open", e))?;
+    let metadata = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if !metadata.file_type().is_file() {
+        return Err(Error::not_a_journal(path, "not a regular file"));
+    }
+    Ok((file, metadata.len()))
+}
+
 impl MappedFile {
     /// Maps the whole of `path`, which must be exactly `expected_len` bytes
     /// (when given).
     pub fn open(path: &Path, writable: bool, expected_len: Option<u64>) -> Result<MappedFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Non-blocking, so that a FIFO or a device put where a journal file
-        // belongs is refused below instead of blocking the open forever
-        // (no effect on a regular file).
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path)
-            .map_err(|e| Error::io(path, "open", e))?;
-        let metadata = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-        if !metadata.file_type().is_file() {
-            return Err(Error::not_a_journal(path, "not a regular file"));
-        }
-        let len = metadata.len();
+        let (file, len) = open_regular(path, writable)?;
         if let Some(expected) = expected_len
             && len != expected
         {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, Watermarks, WhenFull};
+use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, PPM, Watermarks, WhenFull};
 use crate::error::{Error, Result};
 use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, put_u32, put_u64};
@@ -93,8 +93,6 @@ const COUNT_SHARDS_AT: usize = 2048;
 pub const COUNT_SHARDS: usize = 32;
 const COUNT_SHARD_LEN: usize = 64;
 const _: () = assert!(COUNT_SHARDS_AT + COUNT_SHARDS * COUNT_SHARD_LEN == META_LEN);
-
-const PPM: f64 = 1_000_000.0;
 
 /// Bits of the raw tail word above the segment offset that absorb overshoot
 /// from claims racing past a segment's end (256 segments' worth).
@@ -442,7 +440,7 @@ impl Meta {
             // 0 in a journal made before compression existed: the default,
             // or the shed watermark when that is lower.
             compress: match load32(COMPRESS_MARK_AT) {
-                0 => Watermarks::default().compress.min(shed),
+                0 => following(shed),
                 ppm => ppm as f64 / PPM,
             },
             shed,
@@ -501,9 +499,24 @@ impl Meta {
     }
 }
 
+/// The compress watermark of a journal where it was never set: the
+/// default, or the shed watermark when that is lower (stored as 0).
+fn following(shed: f64) -> f64 {
+    Watermarks::default().compress.min(shed)
+}
+
 fn store_limits(file: &MappedFile, limits: &Limits) {
     let store = |at, value| file.atomic_u64(at).store(value, Ordering::Relaxed);
     let store32 = |at, value| file.atomic_u32(at).store(value, Ordering::Relaxed);
+    let load32 = |at| file.atomic_u32(at).load(Ordering::Relaxed);
+    // A compress watermark never set stays unset (0: it follows shed both
+    // ways) while the one given is what following shed gives, before this
+    // change or after it; any other value is set from now on.
+    let compress = limits.watermarks.compress;
+    let old_shed = load32(SHED_AT) as f64 / PPM;
+    let follows = load32(COMPRESS_MARK_AT) == 0
+        && (compress == following(old_shed) || compress == following(limits.watermarks.shed));
+    let compress_ppm = if follows { 0 } else { (compress * PPM).round() as u32 };
     if let Compression::Zstd { level } = limits.compression {
         // Compressed segments may exist from now on: a build that does not
         // know them must refuse the journal (see `FORMAT_VERSION`).
@@ -511,7 +524,7 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
         store32(COMPRESSION_LEVEL_AT, level as u32);
     }
     store32(COMPRESSION_KIND_AT, u32::from(limits.compression.is_on()));
-    store32(COMPRESS_MARK_AT, (limits.watermarks.compress * PPM).round() as u32);
+    store32(COMPRESS_MARK_AT, compress_ppm);
     store(MAX_DISK_AT, limits.max_disk_bytes);
     store(MIN_FREE_AT, limits.min_free_disk);
     store32(SHED_AT, (limits.watermarks.shed * PPM).round() as u32);

@@ -506,7 +506,7 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
                 continue;
             }
             Err(error) => {
-                report.findings.push(Finding::from(error));
+                report.findings.push(Finding::of_segment(error, dir, index, size));
                 continue;
             }
         };
@@ -546,7 +546,37 @@ impl From<Error> for Finding {
         match error {
             Error::Corrupt { path, position, reason } => Finding { path, position, reason },
             Error::NotAJournal { path, reason } => Finding { path, position: 0, reason },
+            Error::Io { ref path, .. } => Finding { path: path.clone(), position: 0, reason: error.to_string() },
             other => Finding { path: PathBuf::new(), position: 0, reason: other.to_string() },
         }
+    }
+}
+
+impl Finding {
+    /// `error`, met opening segment `index`: about that segment's file
+    /// (unless the error names one) and its first position at the least.
+    fn of_segment(error: Error, dir: &Path, index: u64, size: u64) -> Finding {
+        let mut finding = Finding::from(error);
+        if finding.path.as_os_str().is_empty() {
+            finding.path = segment::path_of(dir, index, size);
+        }
+        finding.position = finding.position.max(index * size);
+        finding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_that_cannot_be_opened_is_a_finding_naming_its_file_at_its_base() {
+        let dir = Path::new("/journal");
+        let zseg = dir.join(crate::compressed::file_name(2 << 16));
+        let unsupported = std::io::Error::new(std::io::ErrorKind::Unsupported, "built without `compression`");
+        let finding = Finding::of_segment(Error::io(&zseg, "decompress", unsupported), dir, 2, 1 << 16);
+        assert_eq!((finding.path, finding.position), (zseg, 2 << 16));
+        let finding = Finding::of_segment(Error::InvalidConfig("why".into()), dir, 3, 1 << 16);
+        assert_eq!((finding.path, finding.position), (segment::path_of(dir, 3, 1 << 16), 3 << 16));
     }
 }

@@ -111,11 +111,11 @@ impl Segment {
             Err(other) => return Err(other),
         };
         // In use from here on: a recycler that wants this file now waits for
-        // the mapping to go. Refused: it is being rebuilt as another segment,
-        // or replaced by its compressed copy (which then exists).
-        if !file.try_lock(FlockOperation::NonBlockingLockShared)? {
-            return Segment::open_compressed(dir, index, identity)
-                .map_err(|error| if error.is_not_found() { recycled(&path) } else { error });
+        // the mapping to go.
+        if !file.try_lock(FlockOperation::NonBlockingLockShared)?
+            && let Some(replaced) = wait_for_shared_lock(&file, &path, dir, index, identity)?
+        {
+            return Ok(replaced);
         }
         if file.len() as u64 != identity.segment_size {
             return Err(Error::corrupt(
@@ -287,6 +287,58 @@ impl RebuiltSpare {
     }
 }
 
+/// How long opening a segment waits for a shared lock that another handle
+/// holds exclusively while the file keeps its name. Those holds are short
+/// (a compressor probing for readers, a recycled file being installed):
+/// one longer than this is reported, never taken for a missing segment.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Segment `index`'s raw `file` (at `path`) is locked exclusively by
+/// another handle: a compressor probing whether anyone is inside it (the
+/// file stays), replacing it by its compressed copy (which then exists), or
+/// a recycler that renamed it to rebuild it as another segment. Waits
+/// (bounded) for the shared lock while the file keeps its name: `None` once
+/// `file` holds it, or the compressed segment once there is one.
+///
+/// # Errors
+/// `NotFound` when the file lost its name and there is no compressed copy
+/// (deleted or recycled: the segment is gone); `WouldBlock` when the lock
+/// is still held after [`LOCK_PATIENCE`].
+fn wait_for_shared_lock(
+    file: &MappedFile,
+    path: &Path,
+    dir: &Path,
+    index: u64,
+    identity: SegmentIdentity,
+) -> Result<Option<Segment>> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    let mut idle = crate::idle::Idle::default();
+    loop {
+        match Segment::open_compressed(dir, index, identity) {
+            Ok(segment) => return Ok(Some(segment)),
+            Err(error) if !error.is_not_found() => return Err(error),
+            Err(_) => {}
+        }
+        if !file.still_at(path) {
+            // Its compressed copy takes its name before the raw file loses it.
+            return Segment::open_compressed(dir, index, identity)
+                .map(Some)
+                .map_err(|error| if error.is_not_found() { recycled(path) } else { error });
+        }
+        if std::time::Instant::now() >= deadline {
+            let held = std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("locked exclusively by another handle for over {LOCK_PATIENCE:?}"),
+            );
+            return Err(Error::io(path, "lock (shared)", held));
+        }
+        idle.idle(Some(deadline));
+        if file.try_lock(FlockOperation::NonBlockingLockShared)? {
+            return Ok(None);
+        }
+    }
+}
+
 /// What opening a segment that was recycled meanwhile reports: the segment
 /// the caller asked for is gone, as if deleted.
 fn recycled(path: &Path) -> Error {
@@ -357,8 +409,27 @@ pub struct SegmentFile {
     pub len: u64,
 }
 
+/// The segments of a sorted listing (see [`list_files`]) that are held
+/// compressed only: a `.zseg` and no `.seg` (one with both is still being
+/// replaced, or was cut short, and counts as raw).
+pub fn compressed_only(files: &[SegmentFile]) -> impl Iterator<Item = &SegmentFile> {
+    files
+        .iter()
+        .enumerate()
+        .filter(|&(at, file)| file.compressed && (at == 0 || files[at - 1].index != file.index))
+        .map(|(_, file)| file)
+}
+
 /// Every segment file in `dir`, raw and compressed, sorted by index (a
 /// raw file before the compressed one of the same segment).
+///
+/// A listing is not a snapshot: a directory of more than a few hundred
+/// entries is read in several `getdents` calls, and a segment renamed
+/// between two of them (compressed: its `.zseg` linked where the listing
+/// had already read, its `.seg` unlinked where it had not yet) is under
+/// neither name. Segments are contiguous, so such a segment is a gap in the
+/// listing, or just below its oldest one (compression goes oldest first):
+/// each is looked up by both names before it is left out.
 pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
     let mut files = Vec::new();
@@ -381,7 +452,46 @@ pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
         files.push(SegmentFile { index: base / segment_size, compressed, len });
     }
     files.sort_unstable_by_key(|file| (file.index, file.compressed));
-    Ok(files)
+    Ok(fill_gaps(dir, segment_size, files))
+}
+
+/// Adds to a sorted listing the segments it missed that exist (see
+/// [`list_files`]): those in its gaps, and those just below its oldest.
+fn fill_gaps(dir: &Path, segment_size: u64, files: Vec<SegmentFile>) -> Vec<SegmentFile> {
+    let Some(oldest) = files.first().map(|file| file.index) else { return files };
+    let mut found = Vec::new();
+    let mut below = oldest;
+    while let Some(index) = below.checked_sub(1) {
+        let before = found.len();
+        look_up(dir, segment_size, index, &mut found);
+        if found.len() == before {
+            break;
+        }
+        below = index;
+    }
+    for pair in files.windows(2) {
+        for index in pair[0].index + 1..pair[1].index {
+            look_up(dir, segment_size, index, &mut found);
+        }
+    }
+    if found.is_empty() {
+        return files;
+    }
+    let mut files = files;
+    files.append(&mut found);
+    files.sort_unstable_by_key(|file| (file.index, file.compressed));
+    files
+}
+
+/// Adds segment `index`'s files that exist (by `stat`) to `found`.
+fn look_up(dir: &Path, segment_size: u64, index: u64, found: &mut Vec<SegmentFile>) {
+    for (path, compressed) in
+        [(path_of(dir, index, segment_size), false), (compressed_path_of(dir, index, segment_size), true)]
+    {
+        if let Ok(metadata) = std::fs::symlink_metadata(&path) {
+            found.push(SegmentFile { index, compressed, len: metadata.len() });
+        }
+    }
 }
 
 /// The path of segment `index` in the journal directory `dir`.
@@ -421,18 +531,12 @@ pub(crate) fn retired_path(dir: &Path, index: u64) -> PathBuf {
 
 /// Every spare file in `dir` (any handle's).
 pub(crate) fn spare_paths(dir: &Path) -> Result<Vec<PathBuf>> {
-    paths_named(dir, SPARE_PREFIX)
+    crate::naming::paths_named(dir, SPARE_PREFIX)
 }
 
 /// Every retired segment file in `dir`.
 pub(crate) fn retired_paths(dir: &Path) -> Result<Vec<PathBuf>> {
-    paths_named(dir, RETIRED_PREFIX)
-}
-
-fn paths_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
-    let matching = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix));
-    Ok(matching.map(|e| e.path()).collect())
+    crate::naming::paths_named(dir, RETIRED_PREFIX)
 }
 
 /// Whether anyone has a file mapped, by its `flock` (every `Segment` holds
@@ -461,6 +565,27 @@ pub(crate) fn mappings_of(path: &Path) -> Result<Mappings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_that_missed_a_segment_renamed_meanwhile_finds_it_by_name() {
+        const SIZE: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |index: u64, compressed: bool| {
+            let path =
+                if compressed { compressed_path_of(dir.path(), index, SIZE) } else { path_of(dir.path(), index, SIZE) };
+            std::fs::write(path, vec![0u8; if compressed { 100 } else { 10 }]).unwrap();
+            SegmentFile { index, compressed, len: if compressed { 100 } else { 10 } }
+        };
+        // 3 and 4 were compressed, the oldest, 3, is held both ways.
+        let all = vec![file(3, false), file(3, true), file(4, true), file(5, false), file(6, false), file(7, false)];
+        // A listing that read neither name of 3 (below its oldest) nor of 5
+        // or 6 (a gap) finds them; one that missed nothing is unchanged.
+        let partial = vec![all[2], all[5]];
+        assert_eq!(fill_gaps(dir.path(), SIZE, partial), all);
+        assert_eq!(fill_gaps(dir.path(), SIZE, all.clone()), all);
+        assert_eq!(list_files(dir.path(), SIZE).unwrap(), all);
+        assert_eq!(fill_gaps(dir.path(), SIZE, Vec::new()), Vec::new());
+    }
 
     #[test]
     fn names_sort_like_positions_and_parse_back() {

@@ -453,3 +453,264 @@ fn sigkill_during_compression_leaves_one_copy_of_every_segment_and_record() {
     assert_eq!(kills, 24);
     assert!(compressed_seen > 0, "no segment was ever compressed");
 }
+
+#[test]
+fn a_cursor_in_a_segments_trailing_padding_still_points_at_a_frame_once_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let publisher = journal.publisher();
+    // Within 3 KB of the first segment's end, then an aborted claim (a
+    // padding frame after the last record).
+    while publisher.append(b"a small record").unwrap() % SEGMENT <= SEGMENT - 3000 {}
+    let aborted = publisher.claim(100).unwrap();
+    let aborted_at = aborted.position();
+    aborted.abort();
+    // A consumer commits past that padding: where the segment's trailing
+    // padding will start.
+    let mut consumer = journal.consumer("p").unwrap();
+    while consumer.poll(|_| {}, 10_000).unwrap() > 0 {}
+    consumer.commit().unwrap();
+    let committed = consumer.position();
+    assert!(committed > aborted_at && committed < SEGMENT);
+    drop(consumer);
+    // Does not fit: the rest of the segment becomes padding from `committed`.
+    let big = publisher.append(&[b'B'; 4000]).unwrap();
+    assert_eq!(big, SEGMENT + 64);
+    for _ in 0..600 {
+        publisher.append(&[b'x'; 1000]).unwrap();
+    }
+    let boundaries = |journal: &Journal| -> Vec<_> {
+        frames(journal).into_iter().filter(|frame| frame.0 < SEGMENT).map(|frame| (frame.0, frame.1)).collect()
+    };
+    let boundaries_before = boundaries(&journal);
+    journal.compress_sealed().unwrap();
+    assert!(compressed_indexes(dir.path()).contains(&0), "segment 0 not compressed");
+    let mut consumer = journal.consumer("p").unwrap();
+    assert_eq!(consumer.position(), committed);
+    let mut first = None;
+    consumer.poll(|record| first = Some((record.position(), record.payload().len())), 1).unwrap();
+    assert_eq!(first, Some((big, 4000)));
+    consumer.seek(Seek::Position(aborted_at)).unwrap();
+    consumer.seek(Seek::Position(committed)).unwrap();
+    let mut first = None;
+    consumer.poll(|record| first = Some(record.position()), 1).unwrap();
+    assert_eq!(first, Some(big));
+    // Every frame boundary is one after compression, padding included.
+    assert_eq!(boundaries(&journal), boundaries_before);
+}
+
+#[test]
+fn fill_never_rises_while_another_handle_recounts_during_pure_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().compression(Compression::None)).unwrap();
+    let _keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, 7, 40_000);
+    // A second writable handle recounts what compression saves (as its
+    // housekeeper does every tick), as fast as it can, while this one
+    // compresses: nothing is appended or deleted, so fill may only fall.
+    let other = Journal::open(dir.path(), Config::default()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rises = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                other.apply_retention().unwrap();
+            }
+        });
+        let sampler = scope.spawn(|| {
+            let (mut last, mut rises) = (journal.stats().fill, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let fill = journal.stats().fill;
+                if fill > last {
+                    rises.push((last, fill));
+                }
+                last = fill;
+            }
+            rises
+        });
+        let mut limits = journal.limits();
+        limits.compression = Compression::Zstd { level: 1 };
+        journal.set_limits(limits).unwrap();
+        journal.compress_sealed().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    assert!(compressed_indexes(dir.path()).len() > 50);
+    assert!(rises.is_empty(), "fill rose {} times: {rises:?}", rises.len());
+}
+
+/// A journal opened in `dir` with `config` and `count` log lines, and the
+/// cursor that holds every segment against retention.
+fn journal_with_logs(dir: &Path, config: Config, seed: u64, count: usize) -> (Journal, backwater::Consumer) {
+    let journal = Journal::open(dir, config).unwrap();
+    let keeper = journal.consumer("keeper").unwrap();
+    append_logs(&journal, seed, count);
+    (journal, keeper)
+}
+
+/// A journal in `dir` that does not compress, with `count` log lines
+/// (every segment held by a cursor), closed again.
+fn closed_raw_journal(dir: &Path, seed: u64, count: usize) {
+    journal_with_logs(dir, config().compression(Compression::None), seed, count);
+}
+
+#[test]
+fn a_reader_waits_out_an_exclusive_lock_on_a_live_segment_instead_of_finding_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_raw_journal(dir.path(), 3, 2000);
+    let count = |journal: &Journal| {
+        let mut consumer = journal.anonymous_consumer();
+        let mut read = 0;
+        loop {
+            match consumer.poll(|_| read += 1, 1000) {
+                Ok(0) => return Ok(read),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    // What the compressor's probe for readers holds, for a moment, on the
+    // first segment: held here for good.
+    let raw = std::fs::File::open(dir.path().join(backwater::segment::file_name(0))).unwrap();
+    raw.lock().unwrap();
+    let journal = Journal::open_read_only(dir.path()).unwrap();
+    match count(&journal) {
+        Err(Error::Io { source, .. }) => assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock, "{source}"),
+        other => panic!("a live segment locked exclusively read as {other:?}"),
+    }
+    // Released while a reader waits, or before it looks: it reads all.
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| count(&journal));
+        raw.unlock().unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 2000);
+    });
+}
+
+/// A FIFO named like a compressed segment is refused, not waited on, as a
+/// FIFO named like a raw one is: `dump` and `verify` hung on one.
+#[test]
+fn a_fifo_in_place_of_a_compressed_segment_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_raw_journal(dir.path(), 5, 2000);
+    // Segment 0 "compressed" into a FIFO.
+    std::fs::remove_file(dir.path().join(backwater::segment::file_name(0))).unwrap();
+    let fifo = compressed_path(dir.path(), 0);
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let verified = backwater::recovery::verify(&path, |_, _| {}).map(|report| report.findings);
+        let journal = Journal::open_read_only(&path).unwrap();
+        let dumped = journal.walk_frames(0, |_| true).map(drop);
+        let _ = sender.send((verified, dumped));
+    });
+    // A guard against a hang, not a synchronisation: the answer comes at once.
+    let (verified, dumped) =
+        receiver.recv_timeout(std::time::Duration::from_secs(20)).expect("verify or dump blocked on a FIFO");
+    let findings = verified.unwrap();
+    assert!(findings.iter().any(|finding| format!("{finding:?}").contains(".zseg")), "{findings:?}");
+    let error = dumped.expect_err("a FIFO is not a compressed segment");
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+}
+
+#[test]
+fn a_compressed_segment_keeps_its_age_for_the_replay_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = std::time::Duration::from_secs(3600);
+    let journal = Journal::open(dir.path(), config().compression(Compression::None).retain_for(window)).unwrap();
+    let mut consumer = journal.consumer("c").unwrap();
+    append_logs(&journal, 9, 6000);
+    // Segments 0 and 1 were written two hours ago.
+    let two_hours_ago = std::time::SystemTime::now() - 2 * window;
+    for index in 0..2 {
+        let raw =
+            std::fs::File::options().write(true).open(dir.path().join(backwater::segment::file_name(index * SEGMENT)));
+        raw.unwrap().set_modified(two_hours_ago).unwrap();
+    }
+    let mut limits = journal.limits();
+    limits.compression = Compression::Zstd { level: 3 };
+    journal.set_limits(limits).unwrap();
+    journal.compress_sealed().unwrap();
+    assert_eq!(compressed_indexes(dir.path())[..2], [0, 1]);
+    let modified = std::fs::metadata(compressed_path(dir.path(), 0)).unwrap().modified().unwrap();
+    assert_eq!(modified, two_hours_ago);
+    // Consumed, and out of the replay window: deleted like raw ones would be.
+    while consumer.poll(|_| {}, 10_000).unwrap() > 0 {}
+    consumer.commit().unwrap();
+    journal.apply_retention().unwrap();
+    let files = segment_files(dir.path());
+    assert!(!files.contains_key(&0) && !files.contains_key(&1), "{files:?}");
+    assert!(files.contains_key(&2), "{files:?}");
+}
+
+#[test]
+fn a_compress_watermark_below_a_millionth_is_refused_not_stored_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Config::default().segment_size(SEGMENT).compress_at(1e-7);
+    assert!(matches!(Journal::open(dir.path(), tiny), Err(Error::InvalidConfig(_))));
+    let journal = Journal::open(dir.path(), Config::default().segment_size(SEGMENT).compress_at(1e-6)).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 1e-6);
+    let mut limits = journal.limits();
+    limits.watermarks.compress = 4e-7;
+    assert!(matches!(journal.set_limits(limits), Err(Error::InvalidConfig(_))));
+    // Two watermarks that are persisted as the same millionth are not ordered.
+    limits.watermarks = backwater::Watermarks { compress: 0.5, shed: 0.8, high: 0.95, resume: 0.799_999_9 };
+    assert!(matches!(journal.set_limits(limits), Err(Error::InvalidConfig(_))));
+    assert_eq!(journal.limits().watermarks.compress, 1e-6);
+}
+
+#[test]
+fn a_compress_watermark_never_set_follows_shed_down_and_back_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |config: Config| Journal::open(dir.path(), config.segment_size(SEGMENT)).unwrap().limits();
+    assert_eq!(open(Config::default()).watermarks.compress, 0.5);
+    assert_eq!(open(Config::default().watermarks(0.3, 0.95, 0.2)).watermarks.compress, 0.3);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.5);
+    // The same through set_limits, as `backwater config --shed` does it.
+    let journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let mut limits = journal.limits();
+    (limits.watermarks.shed, limits.watermarks.resume) = (0.3, 0.2);
+    limits.watermarks.compress = limits.watermarks.compress.min(0.3);
+    journal.set_limits(limits).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 0.3);
+    let mut limits = journal.limits();
+    (limits.watermarks.shed, limits.watermarks.resume) = (0.9, 0.7);
+    journal.set_limits(limits).unwrap();
+    assert_eq!(journal.limits().watermarks.compress, 0.5);
+    drop(journal);
+    // Set, it stays as set; a shed watermark below it takes it along.
+    assert_eq!(open(Config::default().compress_at(0.6)).watermarks.compress, 0.6);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.6);
+    assert_eq!(open(Config::default().watermarks(0.4, 0.95, 0.3)).watermarks.compress, 0.4);
+    assert_eq!(open(Config::default().watermarks(0.9, 0.95, 0.7)).watermarks.compress, 0.4);
+}
+
+#[test]
+fn a_dead_compressors_temporary_file_goes_while_writers_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _keeper) = journal_with_logs(dir.path(), config(), 11, 3000);
+    // What a compressor killed while writing its copy leaves; recovery
+    // does not run while this writer lives.
+    let stale = dir.path().join(".tmp-compress-dead01");
+    std::fs::write(&stale, vec![7u8; 10_000]).unwrap();
+    journal.compress_sealed().unwrap();
+    assert!(!stale.exists(), "a dead compressor's temporary file is still there");
+    assert!(!compressed_indexes(dir.path()).is_empty());
+}
+
+#[test]
+fn a_flush_neither_reads_nor_needs_compressed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _keeper) = journal_with_logs(dir.path(), config().flush(backwater::Flush::Never), 13, 3000);
+    journal.compress_sealed().unwrap();
+    // Damage the oldest compressed segment's data: a flush that still
+    // decompressed (and walked) compressed segments would meet it.
+    let index = compressed_indexes(dir.path())[0];
+    let path = compressed_path(dir.path(), index);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    journal.flush().unwrap();
+    // (What reads it still finds the damage.)
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(!report.findings.is_empty());
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use backwater::{Config, Error, Flush, Journal, Limits};
 
 use crate::cli::{ConfigArgs, CreateArgs, LimitArgs};
-use crate::output::{human_bytes, open_existing, open_read_only, require_new_or_empty};
+use crate::output::{human_bytes, open_existing, open_existing_with, open_read_only, require_new_or_empty};
 use crate::{Failure, Outcome};
 
 pub fn create(args: CreateArgs) -> Outcome {
@@ -119,8 +119,14 @@ impl Before {
 
 pub fn config(args: ConfigArgs) -> Outcome {
     // Showing writes nothing, so it works on a read-only journal too.
-    let journal =
-        if args.limits == LimitArgs::default() { open_read_only(&args.dir)? } else { open_existing(&args.dir)? };
+    // A compression setting goes in at open, ahead of the check that this
+    // build can open a journal that compresses: a build without the
+    // `compression` feature can still turn it off.
+    let journal = match args.limits.compression {
+        _ if args.limits == LimitArgs::default() => open_read_only(&args.dir)?,
+        Some(compression) => open_existing_with(&args.dir, Config::default().compression(compression))?,
+        None => open_existing(&args.dir)?,
+    };
     let limits = merge(journal.limits(), &args.limits);
     if limits != journal.limits() {
         journal.set_limits(limits)?;
