@@ -120,8 +120,10 @@ pub fn forget_dead_sleepers(dir: &Path, meta: &Meta) {
         if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
             wake::forget_sleepers_of(meta, slot);
             meta.process_slot(slot).0.store(0, Ordering::Release);
+            // Explicitly: a child another thread forks meanwhile shares
+            // the descriptor, and closing ours alone would not let it go.
+            let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
         }
-        // Closing the descriptor lets the lock go.
     }
 }
 
@@ -136,7 +138,10 @@ pub fn forget_all_sleepers(meta: &Meta) {
 fn owned(dir: &Path, slot: usize) -> Option<bool> {
     let file = open_existing(&lock_path(dir, slot)).ok()?;
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
-        Ok(()) => Some(false),
+        Ok(()) => {
+            let _ = rustix::fs::flock(&file, FlockOperation::Unlock); // as in `forget_dead_sleepers`
+            Some(false)
+        }
         Err(rustix::io::Errno::WOULDBLOCK) => Some(true),
         Err(_) => None,
     }
