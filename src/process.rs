@@ -166,6 +166,54 @@ pub fn list(dir: &Path, meta: &Meta) -> Vec<(u32, bool)> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::config::Limits;
+    use crate::meta::{META_FILE, META_LEN, NewJournal};
+
+    fn meta(dir: &Path) -> Meta {
+        let new = NewJournal {
+            segment_size: 1 << 20,
+            journal_id: 1,
+            created_ns: 1,
+            header_len: 64,
+            limits: Limits::default(),
+        };
+        crate::mapped::create_file(dir, META_FILE, META_LEN as u64, 0o600, |file| Meta::initialize(file, &new))
+            .unwrap();
+        std::fs::create_dir(dir.join(PROCESS_DIR)).unwrap();
+        Meta::open(&dir.join(META_FILE), true).unwrap()
+    }
+
+    #[test]
+    fn only_a_slot_whose_lock_is_free_has_its_sleepers_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta(dir.path());
+        // Two owners in one process: two slots.
+        let (live, dead) = (register(dir.path(), &meta, 0o600).unwrap(), register(dir.path(), &meta, 0o600).unwrap());
+        assert_eq!((live.slot, dead.slot), (0, 1));
+        wake::announce(&meta, Some(live.slot));
+        wake::announce(&meta, Some(dead.slot));
+        // Whatever pid the live slot records (another namespace's, none at all).
+        meta.process_slot(live.slot).0.store(0x7FFF_FFF0, Ordering::Relaxed);
+        forget_dead_sleepers(dir.path(), &meta);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 2, "both owners hold their locks");
+        drop(dead); // its descriptor closes, as at a death
+        assert_eq!(list(dir.path(), &meta), vec![(0x7FFF_FFF0, true), (std::process::id(), false)]);
+        forget_dead_sleepers(dir.path(), &meta);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 1);
+        assert_eq!(meta.process_sleepers(live.slot).load(Ordering::Relaxed), 1);
+        assert_eq!(meta.process_sleepers(1).load(Ordering::Relaxed), 0);
+        // The freed slot is taken again; the live one is not.
+        let next = register(dir.path(), &meta, 0o600).unwrap();
+        assert_eq!(next.slot, 1);
+        wake::retract(&meta, Some(live.slot));
+        unregister(&meta, Some(&live));
+        assert_eq!(register(dir.path(), &meta, 0o600).unwrap().slot, 0);
+        assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn own_start_time_is_readable_and_stable() {
         let pid = std::process::id();
