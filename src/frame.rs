@@ -102,7 +102,7 @@ pub struct Word0 {
     /// [`Priority::Low`] (see [`priority_flags`]); bit 1 ([`FLAG_KEYED`]):
     /// the record carries a key ([`is_keyed`]); the other bits are zero.
     pub flags: u8,
-    /// Slot of the claiming process in the metadata's process table (+1; 0 = unknown).
+    /// Slot of the claiming handle in the metadata's process table (+1; 0 = unknown).
     pub owner: u16,
 }
 

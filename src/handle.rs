@@ -107,5 +107,5 @@ fn close(state: &JournalState) {
     }
     // No publisher of this handle is left: its threads' count shards are free.
     append_count::release_handle(&state.meta, state.handle_id);
-    process::unregister(&state.meta, state.process_slot);
+    process::unregister(&state.meta, state.slot_owner());
 }

@@ -54,7 +54,7 @@ fn run(inner: Arc<JournalState>) {
             log_level_change(&inner, &mut logged_level);
             reclaim_deleted(&inner, &mut reclaimed_below);
             thread_cache::reclaim_closed();
-            process::forget_dead_sleepers(&inner.meta);
+            process::forget_dead_sleepers(&inner.dir, &inner.meta);
             let _ = window::reclaim_retired(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);

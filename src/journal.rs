@@ -105,6 +105,7 @@ impl Journal {
         let meta = open_or_create_meta(&dir, &config)?;
         // Also after a creation that died between the metadata and this.
         create_dir(&cursor::cursor_dir(&dir), mode)?;
+        create_dir(&dir.join(crate::process::PROCESS_DIR), mode)?;
         if config.sets_limits() {
             let limits = config.apply_to(meta.limits());
             limits.validate(meta.segment_size)?;
@@ -534,10 +535,14 @@ impl Journal {
     }
 
     /// The processes that have this journal open for writing, from the
-    /// metadata's process table (64 slots, informational): `(pid, alive)`,
-    /// where a dead one is a process that exited without closing the journal.
+    /// metadata's process table (one slot per writable handle, 64 at most):
+    /// `(pid, alive)`. Alive means the slot's lock (`processes/NN.lock`) is
+    /// held, by a live handle in any PID namespace (the pid is as that
+    /// handle's namespace sees it); a dead one is a handle whose process
+    /// exited without closing it. Where the lock cannot be probed (no
+    /// permission), alive is what this namespace's `/proc` shows.
     pub fn processes(&self) -> Vec<(u32, bool)> {
-        process::list(&self.inner.meta)
+        process::list(&self.inner.dir, &self.inner.meta)
     }
 
     /// The segment indexes on disk, oldest first (segment `i` holds positions

@@ -62,7 +62,11 @@ pub(crate) struct JournalState {
     pub flush_always: AtomicBool,
     /// Everything before this position has been msynced by this handle.
     pub flushed_position: AtomicU64,
+    /// This handle's slot in the process table (writable handles, while
+    /// one of the 64 was free): copied out of `slot_owner` for the sleepers.
     pub process_slot: Option<usize>,
+    /// This handle's hold on its slot's lock.
+    slot_owner: Option<process::SlotOwner>,
     level_watchers: Mutex<Vec<std::sync::mpsc::Sender<Level>>>,
     /// The level this handle's watchers were last told about.
     last_level: AtomicU32,
@@ -127,7 +131,7 @@ impl JournalState {
             return Err(Error::SegmentSizeMismatch { path: dir, existing: meta.segment_size, requested });
         }
         let identity = SegmentIdentity { journal_id: meta.journal_id, segment_size: meta.segment_size };
-        let process_slot = if writable { process::register(&meta) } else { None };
+        let slot_owner = if writable { process::register(&dir, &meta, config.file_mode_or_default()) } else { None };
         if writable {
             // Its publishers and limit changes wake sleepers without a fence.
             crate::wake::register_process();
@@ -147,7 +151,8 @@ impl JournalState {
             segments_ahead: config.segments_ahead_or_default(),
             window: Mutex::new(BTreeMap::new()),
             decompressed: Mutex::new(VecDeque::new()),
-            process_slot,
+            process_slot: slot_owner.as_ref().map(|owner| owner.slot),
+            slot_owner,
             level_watchers: Mutex::new(Vec::new()),
             last_level: AtomicU32::new(level),
             recycling: Mutex::new(Recycling::default()),
@@ -355,6 +360,11 @@ impl JournalState {
         {
             watchers.retain(|watcher| watcher.send(level).is_ok());
         }
+    }
+
+    /// This handle's hold on its slot in the process table, if it has one.
+    pub fn slot_owner(&self) -> Option<&process::SlotOwner> {
+        self.slot_owner.as_ref()
     }
 
     /// This handle's hold on the writers' lock (writable handles only).

@@ -49,16 +49,21 @@
 //!
 //! A process killed while asleep would leave the count too high for ever,
 //! and every commit would then make a needless wake call. So each sleeper
-//! also counts itself in its process's slot of the process table (`+1`
-//! after the shared count, `-1` before it), and whoever takes a dead
-//! process's slot takes its sleepers back out of the shared count: a new
-//! process reusing the slot, the housekeeper of any writable handle (once a
-//! tick), and recovery, which runs when no writer is alive and so clears
-//! every count. The order of the two steps means a death between them
-//! leaves the shared count one too high (a needless wake call until the
-//! journal is opened alone again), never too low (a lost wake-up). A handle
-//! without a slot (the table of 64 was full) counts itself in the shared
-//! count only.
+//! also counts itself in its handle's slot of the process table (`+1`
+//! after the shared count, `-1` before it). A slot is owned by whoever
+//! holds its lock file exclusively (`process`), which the kernel lets go
+//! when the owner dies, whatever its PID namespace and whatever `/proc`
+//! shows; whoever takes a slot whose lock is free takes its sleepers back
+//! out of the shared count: a handle registering in it, the housekeeper of
+//! any writable handle (once a tick), and recovery, which runs when no
+//! writer is alive and so clears every count. A live owner's lock cannot be
+//! taken, so its sleepers are never forgotten while they sleep (that would
+//! be a lost wake-up: publishers skip the call while the count reads 0).
+//! The order of the two steps means a death between them leaves the
+//! shared count one too high (a needless wake call until the journal is
+//! opened alone again), never too low. A handle without a slot (the table
+//! of 64 was full) counts itself in the shared count only. Decrements stop
+//! at 0 rather than wrap, whatever else went wrong.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
@@ -121,21 +126,24 @@ pub(crate) fn announce(meta: &Meta, slot: Option<usize>) -> u32 {
     meta.wake_word().load(Ordering::Acquire)
 }
 
-/// Undoes [`announce`].
+/// Undoes [`announce`]. Neither count goes below 0, even if something else
+/// went wrong (a count forgotten while its sleeper lived): wrapping would
+/// leave the shared count at `u32::MAX`, a wake call per commit for ever.
 pub(crate) fn retract(meta: &Meta, slot: Option<usize>) {
     if let Some(slot) = slot {
-        meta.process_sleepers(slot).fetch_sub(1, Ordering::Relaxed);
+        let _ = meta.process_sleepers(slot).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
-    meta.sleepers().fetch_sub(1, Ordering::Release);
+    let _ = meta.sleepers().fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 /// Takes the sleepers counted in `slot` back out of the shared count: the
-/// caller has just taken the slot from a dead process (or is giving up its
-/// own, with none left asleep).
+/// caller holds the slot's lock, having just taken the slot from a dead
+/// owner (or giving up its own, with none left asleep). Stops at 0 like
+/// [`retract`].
 pub(crate) fn forget_sleepers_of(meta: &Meta, slot: usize) {
     let left = meta.process_sleepers(slot).swap(0, Ordering::AcqRel);
     if left != 0 {
-        meta.sleepers().fetch_sub(left, Ordering::Release);
+        let _ = meta.sleepers().fetch_update(Ordering::Release, Ordering::Relaxed, |n| Some(n.saturating_sub(left)));
     }
 }
 
@@ -257,6 +265,29 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         retract(&meta, None);
         assert_eq!(meta.sleepers().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_retraction_after_its_sleeper_was_forgotten_does_not_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta(dir.path());
+        announce(&meta, Some(3));
+        // Something took the live sleeper back (as a reaper wrongly judging
+        // its owner dead did): both counts read 0 while it sleeps.
+        forget_sleepers_of(&meta, 3);
+        assert_eq!((meta.sleepers().load(Ordering::Relaxed), meta.process_sleepers(3).load(Ordering::Relaxed)), (0, 0));
+        retract(&meta, Some(3));
+        assert_eq!((meta.sleepers().load(Ordering::Relaxed), meta.process_sleepers(3).load(Ordering::Relaxed)), (0, 0));
+        // Nor does forgetting more than the shared count holds.
+        meta.process_sleepers(5).store(2, Ordering::Relaxed);
+        meta.sleepers().store(1, Ordering::Relaxed);
+        forget_sleepers_of(&meta, 5);
+        assert_eq!((meta.sleepers().load(Ordering::Relaxed), meta.process_sleepers(5).load(Ordering::Relaxed)), (0, 0));
+        // And the count still works afterwards.
+        announce(&meta, Some(3));
+        assert_eq!((meta.sleepers().load(Ordering::Relaxed), meta.process_sleepers(3).load(Ordering::Relaxed)), (1, 1));
+        retract(&meta, Some(3));
+        assert_eq!((meta.sleepers().load(Ordering::Relaxed), meta.process_sleepers(3).load(Ordering::Relaxed)), (0, 0));
     }
 
     #[test]

@@ -311,3 +311,88 @@ fn a_follower_killed_asleep_is_forgotten_when_the_journal_is_reopened() {
     let _journal = journal(dir.path());
     assert_eq!(sleepers(dir.path()), 0);
 }
+
+/// Slot `slot`'s sleepers count in `journal.meta`'s process table (offset
+/// 512 + 16 × slot + 4, docs/FORMAT.md).
+fn slot_sleepers(dir: &std::path::Path, slot: usize) -> u32 {
+    let meta = std::fs::read(dir.join("journal.meta")).unwrap();
+    let at = 512 + 16 * slot + 4;
+    u32::from_le_bytes(meta[at..at + 4].try_into().unwrap())
+}
+
+/// The slot, other than `except`, that counts a sleeper, once one does.
+fn slot_asleep(dir: &std::path::Path, except: Option<usize>) -> usize {
+    let asleep_by = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(slot) = (0..64).find(|&slot| Some(slot) != except && slot_sleepers(dir, slot) != 0) {
+            return slot;
+        }
+        assert!(std::time::Instant::now() < asleep_by, "the follower never went to sleep");
+        std::thread::yield_now();
+    }
+}
+
+/// A live follower whose process this one cannot see (another PID
+/// namespace records the pid it sees itself as; `/proc` mounted hidepid;
+/// no descriptor left to read it) must stay counted, or publishers skip
+/// the wake call and it sleeps out its safety cap on every record. Its slot
+/// here records a pid that exists nowhere. A second follower killed asleep
+/// in a later slot shows that the housekeeper has been over the table (a
+/// pass takes the slots in order).
+#[test]
+fn a_live_follower_this_process_cannot_see_is_not_forgotten() {
+    const NAME: &str = "a_live_follower_this_process_cannot_see_is_not_forgotten";
+    if let Ok(dir) = std::env::var("BACKWATER_FOLLOW_DIR") {
+        return follow_one_as_child(&dir, "poll_wait");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(dir.path());
+    let spawn = |stdout| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+            .env("BACKWATER_FOLLOW_DIR", dir.path())
+            .stdout(stdout)
+            .spawn()
+            .unwrap()
+    };
+    let live = spawn(std::process::Stdio::piped());
+    let live_slot = slot_asleep(dir.path(), None);
+    let mut dead = spawn(std::process::Stdio::null());
+    let dead_slot = slot_asleep(dir.path(), Some(live_slot));
+    assert!(live_slot < dead_slot, "slots {live_slot} and {dead_slot}");
+    {
+        use std::os::unix::fs::FileExt;
+        let meta = std::fs::OpenOptions::new().write(true).open(dir.path().join("journal.meta")).unwrap();
+        meta.write_at(&0x7FFF_FFF0u32.to_le_bytes(), (512 + 16 * live_slot) as u64).unwrap();
+    }
+    // Killed after the lie: the pass that takes it back has seen the lie.
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let reaped_by = std::time::Instant::now() + PATIENCE;
+    while slot_sleepers(dir.path(), dead_slot) != 0 {
+        assert!(std::time::Instant::now() < reaped_by, "the dead follower is still counted as a sleeper");
+        std::thread::yield_now();
+    }
+    // The live follower still counts (it leaves the count only for an
+    // instant between two sleeps, at most every 100 ms), and never wrapped.
+    let counted_by = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let (shared, own) = (sleepers(dir.path()), slot_sleepers(dir.path(), live_slot));
+        assert!(shared <= 1 && own <= 1, "counts wrapped: shared {shared:#x}, slot {own:#x}");
+        if (shared, own) == (1, 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < counted_by, "the live follower was forgotten: shared {shared}, slot {own}");
+        std::thread::yield_now();
+    }
+    // And a commit wakes it at once.
+    journal.publisher().append(&monotonic_ns().to_le_bytes()).unwrap();
+    let output = live.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let at = stdout.find("read ").unwrap_or_else(|| panic!("no report in {stdout}"));
+    let fields: Vec<&str> = stdout[at..].split_whitespace().take(4).collect();
+    assert_eq!(fields[1], "1", "{stdout}");
+    let latency: u64 = fields[3].parse().unwrap();
+    assert!(latency < 50_000_000, "woken after {latency} ns: the commit did not wake it");
+}
