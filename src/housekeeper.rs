@@ -102,6 +102,11 @@ fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
 pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
+        // The tail may have moved on meanwhile (this thread runs at the
+        // lowest priority): a segment it left is sealed, not to be prepared.
+        if index < inner.meta.tail_index() {
+            continue;
+        }
         window::write_segment(inner, index)?.populate();
     }
     Ok(())

@@ -258,10 +258,18 @@ impl JournalState {
         self.window.lock().ok()?.get(&index).cloned()
     }
 
-    /// Adds a mapping to the window, keeping only the tail's neighbourhood mapped.
+    /// Adds a mapping to the window, keeping only the tail's neighbourhood
+    /// mapped. A segment the tail has already left behind (mapped by a
+    /// caller that looked at the tail a while ago: a housekeeper preparing
+    /// ahead, descheduled meanwhile) is handed back but not kept: the window
+    /// would hold it mapped for as long as no later segment is inserted, and
+    /// a mapped segment is one the compressor must leave raw.
     pub fn window_insert(&self, index: u64, segment: Arc<Segment>) -> Arc<Segment> {
         let Ok(mut window) = self.window.lock() else { return segment };
         let tail_index = self.meta.tail_index();
+        if index + 1 < tail_index {
+            return window.get(&index).cloned().unwrap_or(segment);
+        }
         window.retain(|&i, _| i + 1 >= tail_index.min(index));
         Arc::clone(window.entry(index).or_insert(segment))
     }

@@ -86,6 +86,15 @@ fn check_room_for_segment(inner: &JournalState, index: u64, from_spare: bool) ->
         let first = inner.meta.first_position().load(Ordering::Acquire);
         return Err(Error::Lost { from: index * inner.segment_size(), to: first });
     }
+    // The tail only moves into a segment once it exists: one below the
+    // tail's that has no raw file now was compressed (or deleted) since the
+    // caller looked for it. Creating it would put an empty raw file beside
+    // its compressed copy, and readers prefer the raw file.
+    if index < inner.meta.tail_index() {
+        let path = segment::path_of(&inner.dir, index, inner.segment_size());
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "below the tail's segment: not created again");
+        return Err(Error::io(path, "create", gone));
+    }
     // Spare files hold disk too, except the one this segment is made from.
     // (Retired files do not count here: each is a deleted segment that one
     // reader still maps, at most one per reader; counting them would let
