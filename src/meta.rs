@@ -556,6 +556,17 @@ fn raise_version(file: &MappedFile, version: u32) {
     file.write(0, &header);
 }
 
+/// A fresh writable `journal.meta` in `dir` (1 MiB segments, default
+/// limits), for unit tests of the modules that use it.
+#[cfg(test)]
+pub(crate) fn test_meta(dir: &Path) -> Meta {
+    let new =
+        NewJournal { segment_size: 1 << 20, journal_id: 1, created_ns: 1, header_len: 64, limits: Limits::default() };
+    crate::mapped::create_file(dir, META_FILE, META_LEN as u64, 0o600, |file| Meta::initialize(file, &new))
+        .expect("create a test journal.meta");
+    Meta::open(&dir.join(META_FILE), true).expect("open the test journal.meta")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,21 +169,9 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::config::Limits;
-    use crate::meta::{META_FILE, META_LEN, NewJournal};
-
     fn meta(dir: &Path) -> Meta {
-        let new = NewJournal {
-            segment_size: 1 << 20,
-            journal_id: 1,
-            created_ns: 1,
-            header_len: 64,
-            limits: Limits::default(),
-        };
-        crate::mapped::create_file(dir, META_FILE, META_LEN as u64, 0o600, |file| Meta::initialize(file, &new))
-            .unwrap();
         std::fs::create_dir(dir.join(PROCESS_DIR)).unwrap();
-        Meta::open(&dir.join(META_FILE), true).unwrap()
+        crate::meta::test_meta(dir)
     }
 
     #[test]

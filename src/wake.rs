@@ -226,21 +226,7 @@ impl Drop for Sleeper<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use crate::meta::{META_FILE, META_LEN, NewJournal};
-
-    fn meta(dir: &std::path::Path) -> Meta {
-        let new = NewJournal {
-            segment_size: 1 << 20,
-            journal_id: 1,
-            created_ns: 1,
-            header_len: 64,
-            limits: Limits::default(),
-        };
-        crate::mapped::create_file(dir, META_FILE, META_LEN as u64, 0o600, |file| Meta::initialize(file, &new))
-            .unwrap();
-        Meta::open(&dir.join(META_FILE), true).unwrap()
-    }
+    use crate::meta::test_meta as meta;
 
     #[test]
     fn a_commit_with_nobody_asleep_leaves_the_word_alone() {
