@@ -86,14 +86,15 @@ fn check_room_for_segment(inner: &JournalState, index: u64, from_spare: bool) ->
         let first = inner.meta.first_position().load(Ordering::Acquire);
         return Err(Error::Lost { from: index * inner.segment_size(), to: first });
     }
-    // The tail only moves into a segment once it exists: one below the
-    // tail's that has no raw file now was compressed (or deleted) since the
-    // caller looked for it. Creating it would put an empty raw file beside
-    // its compressed copy, and readers prefer the raw file.
-    if index < inner.meta.tail_index() {
-        let path = segment::path_of(&inner.dir, index, inner.segment_size());
-        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "below the tail's segment: not created again");
-        return Err(Error::io(path, "create", gone));
+    // A segment compressed since the caller looked for it (a housekeeper
+    // descheduled mid-prepare): creating it again would put an empty raw
+    // file beside its compressed copy, and readers prefer the raw file. (Not
+    // "any index below the tail's": a claimer of the shared publisher may
+    // still need the segment its claim tripped after the tail moved on.)
+    let compressed = segment::compressed_path_of(&inner.dir, index, inner.segment_size());
+    if compressed.exists() {
+        let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "compressed already: not created again");
+        return Err(Error::io(compressed, "create", gone));
     }
     // Spare files hold disk too, except the one this segment is made from.
     // (Retired files do not count here: each is a deleted segment that one
