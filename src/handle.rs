@@ -104,6 +104,11 @@ fn close(state: &JournalState) {
         if state.meta.limits().flush != Flush::Never || last_writer.is_some() {
             let _ = flush::flush_all(state);
         }
+        // Explicitly: a child another thread forks meanwhile shares the
+        // descriptor, and would keep the lock (and the next opener out).
+        if let Some(probe) = last_writer {
+            let _ = rustix::fs::flock(&probe, rustix::fs::FlockOperation::Unlock);
+        }
     }
     // No publisher of this handle is left: its threads' count shards are free.
     append_count::release_handle(&state.meta, state.handle_id);
