@@ -72,11 +72,9 @@ pub fn run(args: DemoArgs) -> Outcome {
     let shared = Arc::new(Shared::default());
     shared.publishing.store(true, Ordering::Release);
     shared.db_slow.store(true, Ordering::Release);
-    let workers = vec![
-        spawn_connector(&journal, &shared),
-        spawn_consumer(&journal, &shared, "database", true),
-        spawn_consumer(&journal, &shared, "indexer", false),
-    ];
+    let connector = spawn_connector(&journal, &shared);
+    let consumers =
+        [spawn_consumer(&journal, &shared, "database", true), spawn_consumer(&journal, &shared, "indexer", false)];
     let started = Instant::now();
     let mut report = Reporter::new(&journal, &shared);
     report.header();
@@ -92,22 +90,30 @@ pub fn run(args: DemoArgs) -> Outcome {
             say!("      -> connector done; the database recovers and drains the backlog");
         }
         report.maybe_line(started.elapsed());
-        if !shared.publishing.load(Ordering::Acquire) && drained(&journal, &shared) {
+        if connector.is_finished() && drained(&journal, &shared) {
             break;
         }
     }
     shared.publishing.store(false, Ordering::Release);
     shared.db_slow.store(false, Ordering::Release);
+    // The connector first: an append it was making when told to stop counts
+    // once it returns, and the consumers must read that record too.
+    let connected = join(connector);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !drained(&journal, &shared) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     shared.stop.store(true, Ordering::Release);
-    for worker in workers {
-        worker.join().map_err(|_| Failure::new(EXIT_FINDING, "a demo thread panicked"))??;
+    for consumer in consumers {
+        join(consumer)?;
     }
+    connected?;
     report.line(started.elapsed());
     summary(&journal, &shared, args.dir.is_some())
+}
+
+fn join(worker: JoinHandle<Result<(), Failure>>) -> Outcome {
+    worker.join().map_err(|_| Failure::new(EXIT_FINDING, "a demo thread panicked"))?
 }
 
 /// A budget the connector fills in about a third of its run at the net rate.
