@@ -382,6 +382,108 @@ fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_dup
     assert!(cursor_position(journal.path(), "nats") > start);
 }
 
+/// A TCP proxy to the server that loses the client's second publish on
+/// `subject` (as a dying leader loses what was routed to it) and passes
+/// everything else both ways.
+fn publish_losing_proxy(server_port: u16, subject: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else { return };
+            let (mut from_server, mut to_client) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+            std::thread::spawn(move || pass_all_but_second_publish(client, server, subject));
+        }
+    });
+    port
+}
+
+/// Client to server, one protocol operation at a time: `PUB`/`HPUB` lines
+/// end in the size of the payload that follows; every other operation is
+/// one line.
+fn pass_all_but_second_publish(mut from_client: TcpStream, mut to_server: TcpStream, subject: &str) {
+    let (mut pending, mut buf, mut publishes) = (Vec::new(), vec![0; 1 << 16], 0);
+    while let Ok(n @ 1..) = from_client.read(&mut buf) {
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(line_end) = pending.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&pending[..line_end]).into_owned();
+            let words: Vec<&str> = line.split(' ').collect();
+            let payload = match words[0] {
+                "PUB" | "HPUB" => words.last().and_then(|len| len.parse::<usize>().ok()).unwrap() + 2,
+                _ => 0,
+            };
+            let whole = line_end + 2 + payload;
+            if pending.len() < whole {
+                break;
+            }
+            let lost = words[0] == "HPUB" && words[1] == subject && {
+                publishes += 1;
+                publishes == 2
+            };
+            if !lost && to_server.write_all(&pending[..whole]).is_err() {
+                return;
+            }
+            pending.drain(..whole);
+        }
+    }
+}
+
+#[test]
+fn with_ordered_a_lost_publish_is_not_overtaken_by_later_ones() {
+    let Some(server) = NatsServer::start("") else { return };
+    let order_of = |stream: &str| {
+        let check = Command::new(common::example("nats_edge"))
+            .args(["check", &server.url(), "--stream", stream])
+            .output()
+            .expect("run nats_edge check");
+        String::from_utf8_lossy(&check.stdout).into_owned()
+    };
+    // Without --ordered: the second record's publish is lost, the 18 after
+    // it land, and its re-send lands last.
+    for (stream, subject, ordered) in [("LOOSE", "loose", false), ("ORDERED", "ordered", true)] {
+        let proxy = format!("nats://127.0.0.1:{}", publish_losing_proxy(server.port, subject));
+        let journal = journal_with(&numbered(20));
+        let args: &[&str] = if ordered { &["--stream", stream, "--ordered"] } else { &["--stream", stream] };
+        let out = replay_to(journal.path(), &proxy, subject, args);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("re-sending from there"), "a publish was lost: {}", stderr_of(&out));
+        let report = order_of(stream);
+        assert!(
+            report.contains("20 records in the stream") && report.contains("ok   no Nats-Msg-Id twice"),
+            "{report}"
+        );
+        assert!(report.contains("positions grow in stream order"), "{report}");
+        assert_eq!(!report.contains("FAIL"), ordered, "in journal order exactly when --ordered: {stream}: {report}");
+    }
+}
+
+#[test]
+fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_error() {
+    let Some(server) = NatsServer::start("") else { return };
+    let ours = journal_with(&numbered(1));
+    let log = ours.path().join("replay.log");
+    let mut replay = Command::new(BIN)
+        .args(["replay", path(ours.path()), "--cursor", "nats", "--create", "--to", &server.url()])
+        .args(["--subject", "shared", "--stream", "SHARED", "--ordered", "--follow"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("our first record in the stream", Duration::from_secs(30), || server.messages("SHARED") == 1);
+    let theirs = journal_with(&numbered(1));
+    let out = replay_to(theirs.path(), &server.url(), "shared", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let next = cursor_position(ours.path(), "nats");
+    append(ours.path(), &numbered(1));
+    let status = replay.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("refused the record at position {next}")), "{stderr}");
+    assert!(stderr.contains("--ordered needs a stream of this journal's records alone"), "{stderr}");
+    assert_eq!(server.messages("SHARED"), 2, "the fenced record was not stored");
+    assert_eq!(cursor_position(ours.path(), "nats"), next, "the cursor stays before it");
+}
+
 #[test]
 fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
     let Some(mut server) = NatsServer::start("") else { return };

@@ -450,6 +450,11 @@ pub struct ReplayArgs {
     /// stream takes both. A key that cannot be a subject token (dots, * >, spaces) ends replay there
     #[arg(long, requires = "to")]
     pub subject_from_key: bool,
+    /// With --to: each publish names its predecessor (Nats-Expected-Last-Msg-Id), so that a
+    /// publish lost in a failure is never overtaken: journal order in the stream after any
+    /// failure. Needs a stream that takes this journal's records alone
+    #[arg(long, requires = "to")]
+    pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of
     /// each key (`append --key-delimiter`); the cursor still moves past all of them. Says on stderr
     /// how many records it skipped. One read takes a whole window, so up to that many records may

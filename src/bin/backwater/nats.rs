@@ -11,7 +11,13 @@
 //! from the oldest unacknowledged record; and it publishes nothing new while
 //! the oldest in-flight publish has waited longer than [`STALL`], so a publish
 //! lost with a dying leader cannot be overtaken by a later one that reaches
-//! the next leader (elections take seconds).
+//! the next leader (elections take seconds). That rule is a heuristic (a
+//! publish can wait in the client's buffer through a reconnect); with
+//! `--ordered` the stream itself fences: each publish carries
+//! `Nats-Expected-Last-Msg-Id` naming the record before it, so a publish
+//! whose predecessor was lost is refused and re-sent after it. The stream
+//! checks the duplicate id first, so a re-send of a record it has is still
+//! acknowledged as a duplicate.
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
@@ -49,6 +55,9 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 /// One record on its way to the stream (owned: the forwarder outlives the poll).
 pub struct Outgoing {
     position: u64,
+    /// With `--ordered`: the position of the record published before it in
+    /// this run (none for the run's first).
+    previous: Option<u64>,
     timestamp: u64,
     priority: &'static str,
     payload: bytes::Bytes,
@@ -124,6 +133,7 @@ impl Publisher {
     pub fn send(&mut self, record: &Record<'_>) {
         self.batch.push(Outgoing {
             position: record.position(),
+            previous: None,
             timestamp: record.timestamp(),
             priority: priority_name(record.priority()),
             payload: bytes::Bytes::copy_from_slice(record.payload()),
@@ -191,6 +201,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let forwarder = Forwarder {
         context,
         journal_id: journal_id.to_string(),
+        ordered: args.ordered.then_some(None),
         acks,
         stats: stats.clone(),
         unsent: VecDeque::new(),
@@ -340,6 +351,8 @@ struct InFlight {
 struct Forwarder {
     context: jetstream::Context,
     journal_id: String,
+    /// With `--ordered`: the position of the last record taken in.
+    ordered: Option<Option<u64>>,
     acks: Sender<Ack>,
     stats: Arc<Stats>,
     /// Records to publish, oldest first (re-sends go back to the front).
@@ -401,13 +414,23 @@ impl Forwarder {
                 Some(settled) = self.pub_acks.next(), if !self.in_flight.is_empty() => Event::Settled(settled),
             };
             match event {
-                Event::Records(Some(records)) => self.unsent.extend(records),
+                Event::Records(Some(records)) => self.take_in(records),
                 Event::Records(None) => open = false,
                 Event::Settled(result) => {
                     self.settle_front(result);
                     self.settle_ready();
                 }
             }
+        }
+    }
+
+    /// Queues new records; with `--ordered`, each learns its predecessor.
+    fn take_in(&mut self, records: Vec<Outgoing>) {
+        for mut record in records {
+            if let Some(last) = &mut self.ordered {
+                record.previous = last.replace(record.position);
+            }
+            self.unsent.push_back(record);
         }
     }
 
@@ -440,12 +463,21 @@ impl Forwarder {
 
     fn headers(&self, record: &Outgoing) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{}-{}", self.journal_id, record.position).as_str());
+        headers.insert("Nats-Msg-Id", self.msg_id(record.position).as_str());
+        if let Some(previous) = record.previous {
+            // The fence: the stream takes this record only right after its
+            // predecessor (a re-send it has already is a duplicate first).
+            headers.insert("Nats-Expected-Last-Msg-Id", self.msg_id(previous).as_str());
+        }
         headers.insert("Backwater-Journal", self.journal_id.as_str());
         headers.insert("Backwater-Position", record.position.to_string().as_str());
         headers.insert("Backwater-Timestamp", record.timestamp.to_string().as_str());
         headers.insert("Backwater-Priority", record.priority);
         headers
+    }
+
+    fn msg_id(&self, position: u64) -> String {
+        format!("{}-{position}", self.journal_id)
     }
 
     /// The oldest publish settled: acknowledged to replay if all before it
@@ -522,9 +554,19 @@ impl Forwarder {
             PublishErrorKind::Other if jetstream_code(error).is_some_and(|code| code != 503) => {
                 Some(Rejected::Refused { position, detail: describe(error) })
             }
-            PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
-                Some(Rejected::Refused { position, detail: describe(error) })
-            }
+            // The first failure since the last recovery, so the record
+            // before it is in the stream: a fence failing here is no loss
+            // of ours (those fail later ones, which are re-sent).
+            PublishErrorKind::WrongLastMessageId => Some(Rejected::Refused {
+                position,
+                detail: format!(
+                    "{} (with --ordered: the stream's last message is not this journal's record before it; another \
+                     publisher writes into the stream, or that record left the stream's duplicate window; --ordered \
+                     needs a stream of this journal's records alone)",
+                    describe(error)
+                ),
+            }),
+            PublishErrorKind::WrongLastSequence => Some(Rejected::Refused { position, detail: describe(error) }),
             _ => None,
         }
     }
