@@ -7,17 +7,17 @@
 //! out back-pressure. Payload: `n SEQ ...` or `l SEQ ...`, SEQ counting all
 //! records offered. Prints one line: `normal N low_offered L low_shed S`.
 //!
-//! `check nats://HOST:PORT --stream NAME [--expect ID:NORMAL:LOW]...`:
-//! reads the whole stream with its own consumer and checks, per journal (the
+//! `check nats://HOST:PORT --stream NAME... [--expect ID:NORMAL:LOW]...`:
+//! reads each whole stream with its own consumer and checks, per journal (the
 //! `Backwater-Journal` header), that positions strictly grow in stream order
 //! (journal order, nothing twice), that no `Nats-Msg-Id` repeats, and, for
 //! each `--expect`, that the journal's normal records are there with distinct
 //! growing SEQs and as many low ones as given. Prints a line per journal and
 //! `ok ...`/`FAIL ...` lines; exit 1 on any failure. With `--after-failures`
-//! (the run killed leaders, replays or the whole cluster) the order is
-//! reported, not checked: a publish re-sent after a failure can land after a
-//! later one that was still in flight (each record is still there exactly
-//! once; see the README's "Past one machine").
+//! (the run killed leaders, replays or the whole cluster, and replay ran
+//! without `--ordered`) the order is reported, not checked: a publish re-sent
+//! after a failure can land after a later one that was still in flight (each
+//! record is still there exactly once; see the README's "Past one machine").
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -50,16 +50,16 @@ enum Command {
         #[arg(long, default_value = "100")]
         size: usize,
     },
-    /// Read the whole stream and check it
+    /// Read the whole of each stream and check them
     Check {
         server: String,
-        #[arg(long)]
-        stream: String,
+        #[arg(long = "stream", required = true)]
+        streams: Vec<String>,
         /// JOURNAL_ID:NORMAL:LOW (records the journal accepted)
         #[arg(long)]
         expect: Vec<String>,
-        /// The run had failures (killed leaders, replays, an outage): report
-        /// the journal order, do not check it
+        /// The run had failures (killed leaders, replays, an outage) and
+        /// replay ran without --ordered: report the journal order, do not check it
         #[arg(long)]
         after_failures: bool,
     },
@@ -68,7 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Publish { dir, seconds, low_every, size } => publish(&dir, seconds, low_every, size),
-        Command::Check { server, stream, expect, after_failures } => check(&server, &stream, &expect, after_failures),
+        Command::Check { server, streams, expect, after_failures } => check(&server, &streams, &expect, after_failures),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -119,7 +119,7 @@ fn publish(dir: &PathBuf, seconds: f64, low_every: u64, size: usize) -> Result<b
 }
 
 /// What the stream holds of one journal, in stream order.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Seen {
     last_position: Option<u64>,
     out_of_order: u64,
@@ -129,9 +129,16 @@ struct Seen {
     normal_seq_out_of_order: u64,
 }
 
-fn check(server: &str, stream: &str, expect: &[String], after_failures: bool) -> Result<bool, Failure> {
+fn check(server: &str, streams: &[String], expect: &[String], after_failures: bool) -> Result<bool, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (journals, messages, repeated_ids) = runtime.block_on(read_stream(server, stream))?;
+    let mut read = Read::default();
+    let mut messages = 0;
+    for stream in streams {
+        let count = read_whole(&runtime, server, stream, &mut read)?;
+        println!("stream {stream}: {count} messages read");
+        messages += count;
+    }
+    let Read { journals, repeated_ids, .. } = read;
     let mut ok = true;
     let mut verdict = |good: bool, what: String| {
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
@@ -165,7 +172,7 @@ fn check(server: &str, stream: &str, expect: &[String], after_failures: bool) ->
         );
         verdict(got_low == low, format!("journal {id}: {got_low} low records = offered - shed ({low})"));
     }
-    println!("stream {stream}: {messages} messages read");
+    println!("streams: {messages} messages read");
     Ok(ok)
 }
 
@@ -177,23 +184,64 @@ fn parse_expect(text: &str) -> Result<(String, u64, u64), Failure> {
     }
 }
 
-/// Reads every message of the stream (a consumer of its own, no acks).
-async fn read_stream(server: &str, name: &str) -> Result<(BTreeMap<String, Seen>, u64, u64), Failure> {
+/// Reads every message of the stream (an ordered consumer of its own) into `read`.
+/// Reads the whole stream into `read`, from the start again (a new
+/// consumer) when a read stalls: right after a restart of the cluster a
+/// consumer may deliver nothing for a while.
+fn read_whole(runtime: &tokio::runtime::Runtime, server: &str, stream: &str, read: &mut Read) -> Result<u64, Failure> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1.. {
+        let mut this_time = read.clone();
+        match runtime.block_on(read_stream(server, stream, &mut this_time)) {
+            Ok(count) => {
+                *read = this_time;
+                return Ok(count);
+            }
+            Err(e) if attempt < ATTEMPTS => eprintln!("nats_edge: reading {stream} failed ({e}); reading it again"),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// What the streams hold, per journal, and the `Nats-Msg-Id`s seen.
+#[derive(Clone, Default)]
+struct Read {
+    journals: BTreeMap<String, Seen>,
+    ids: HashSet<String>,
+    repeated_ids: u64,
+}
+
+async fn read_stream(server: &str, name: &str, read: &mut Read) -> Result<u64, Failure> {
     let client = async_nats::connect(server).await?;
     let context = jetstream::new(client);
-    let mut stream = context.get_stream(name).await?;
-    let total = stream.info().await?.state.messages;
+    // After a restart of the cluster the stream may have no leader for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (stream, total) = loop {
+        let found: Result<_, Failure> = async {
+            let mut stream = context.get_stream(name).await?;
+            let total = stream.info().await?.state.messages;
+            Ok((stream, total))
+        }
+        .await;
+        match found {
+            Ok(found) => break found,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("nats_edge: stream {name} not readable yet ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    // An ordered consumer: it re-creates itself from the last message it
+    // delivered when a leader changes or a message goes missing in flight.
     let consumer = stream
-        .create_consumer(consumer::pull::Config {
+        .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::All,
-            ack_policy: consumer::AckPolicy::None,
             ..Default::default()
         })
         .await?;
     let mut messages = consumer.messages().await?;
-    let mut journals: BTreeMap<String, Seen> = BTreeMap::new();
-    let mut ids = HashSet::new();
-    let mut repeated_ids = 0;
     for _ in 0..total {
         let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
             .await
@@ -202,10 +250,10 @@ async fn read_stream(server: &str, name: &str) -> Result<(BTreeMap<String, Seen>
         let header = |name: &str| {
             message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string()).unwrap_or_default()
         };
-        if !ids.insert(header("Nats-Msg-Id")) {
-            repeated_ids += 1;
+        if !read.ids.insert(header("Nats-Msg-Id")) {
+            read.repeated_ids += 1;
         }
-        let seen = journals.entry(header("Backwater-Journal")).or_default();
+        let seen = read.journals.entry(header("Backwater-Journal")).or_default();
         let position: u64 = header("Backwater-Position").parse()?;
         if seen.last_position.is_some_and(|last| last >= position) {
             seen.out_of_order += 1;
@@ -213,7 +261,7 @@ async fn read_stream(server: &str, name: &str) -> Result<(BTreeMap<String, Seen>
         seen.last_position = Some(position);
         count_payload(seen, &message.payload);
     }
-    Ok((journals, total, repeated_ids))
+    Ok(total)
 }
 
 fn count_payload(seen: &mut Seen, payload: &[u8]) {
