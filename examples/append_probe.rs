@@ -60,28 +60,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("mode '{other}': use resident, exclusive, rollover or ring").into()),
     };
     let label = format!("{mode} {}", ["offer", "append", "claim"][call as usize]);
-    if mode == "ring" {
-        let mut publisher = journal.exclusive_publisher()?;
-        while journal.tail_position() < 768 << 20 {
-            publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
+    match mode.as_str() {
+        "ring" => {
+            let mut publisher = journal.exclusive_publisher()?;
+            while journal.tail_position() < 768 << 20 {
+                publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
+            }
+            return Ok(measured(&label, n, || timed(&mut publisher, n, call))?);
         }
-        let start = std::time::Instant::now();
-        let cpu = timed(&mut publisher, n, call)?;
-        report(&label, n, start.elapsed(), cpu);
-        return Ok(());
+        "exclusive" => measured(&label, n, || timed(&mut journal.exclusive_publisher()?, n, call))?,
+        _ => measured(&label, n, || timed_threads(&journal, n, call))?,
     }
-    let start = std::time::Instant::now();
-    let cpu = if mode == "exclusive" {
-        timed(&mut journal.exclusive_publisher()?, n, call)?
-    } else {
-        let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
-        std::thread::scope(|scope| {
-            let each: Vec<_> =
-                (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, call))).collect();
-            each.into_iter().map(|thread| thread.join().expect("publisher thread")).sum::<backwater::Result<_>>()
-        })?
-    };
-    report(&label, n, start.elapsed(), cpu);
     if mode == "rollover" || !read {
         return Ok(()); // (the ring has dropped most of them)
     }
@@ -175,11 +164,37 @@ const OFFER: u8 = 0;
 const APPEND: u8 = 1;
 const CLAIM: u8 = 2;
 
+/// Runs `publish` (which returns the publishing threads' CPU time) and
+/// reports its rates.
+fn measured(label: &str, n: u64, publish: impl FnOnce() -> backwater::Result<Duration>) -> backwater::Result<()> {
+    let start = std::time::Instant::now();
+    let cpu = publish()?;
+    report(label, n, start.elapsed(), cpu);
+    Ok(())
+}
+
+/// `PROBE_THREADS` threads (1 by default) appending `n` records between
+/// them through the shared publisher; returns the CPU time they spent.
+fn timed_threads(journal: &Journal, n: u64, call: Call) -> backwater::Result<Duration> {
+    let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    std::thread::scope(|scope| {
+        let each: Vec<_> =
+            (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, call))).collect();
+        each.into_iter().map(|thread| thread.join().expect("publisher thread")).sum()
+    })
+}
+
 /// Prints the wall-clock rate, then the rate per second of the publishing
 /// threads' CPU time.
 fn report(what: &str, n: u64, elapsed: Duration, cpu: Duration) {
-    let (rate, each) = (n as f64 / elapsed.as_secs_f64() / 1e6, elapsed.as_nanos() as f64 / n as f64);
+    let (rate, each) = per_record(n, elapsed);
     println!("{what}: {rate:.2} M records/s ({each:.0} ns each)");
-    let (rate, each) = (n as f64 / cpu.as_secs_f64() / 1e6, cpu.as_nanos() as f64 / n as f64);
+    let (rate, each) = per_record(n, cpu);
     println!("{what}: {rate:.2} M records/s of publisher CPU ({each:.1} CPU ns each)");
+}
+
+/// Millions of records per second, and nanoseconds per record, for `n`
+/// records in `time`.
+fn per_record(n: u64, time: Duration) -> (f64, f64) {
+    (n as f64 / time.as_secs_f64() / 1e6, time.as_nanos() as f64 / n as f64)
 }

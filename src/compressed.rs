@@ -10,8 +10,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::file_header;
 use crate::frame::{self, FIRST_FORMAT_VERSION};
 use crate::mapped::{put_u32, put_u64};
+
+/// Which segment a compressed file must hold.
+pub use crate::file_header::Expected;
 
 /// The first 8 bytes of every compressed segment file.
 pub const MAGIC: &[u8; 8] = b"BACKWZSG";
@@ -23,15 +27,19 @@ pub const SUFFIX: &str = ".zseg";
 /// How temporary files being written are named (`.tmp-`: recovery removes them).
 const TEMP_PREFIX: &str = ".tmp-compress-";
 
-const VERSION_AT: usize = 8;
-const HEADER_LEN_AT: usize = 12;
-const BASE_AT: usize = 16;
-const JOURNAL_ID_AT: usize = 24;
-const SEGMENT_SIZE_AT: usize = 32;
+// Bytes 0..40 and the CRC at 60 are the fields every segment header
+// shares (`file_header`); this kind's own fields:
 const RAW_LEN_AT: usize = 40;
 const DATA_LEN_AT: usize = 48;
 const DATA_CRC_AT: usize = 56;
-const HEADER_CRC_AT: usize = 60;
+
+/// The fields a compressed segment's header shares with a raw segment's.
+const HEADER: file_header::Layout = file_header::Layout {
+    what: "compressed segment",
+    magic: MAGIC,
+    len: HEADER_LEN,
+    newest_version: FIRST_FORMAT_VERSION,
+};
 
 /// The file name of the compressed segment that starts at `base`.
 pub fn file_name(base: u64) -> String {
@@ -41,17 +49,6 @@ pub fn file_name(base: u64) -> String {
 /// The base position encoded in a compressed segment's file name, if it is one.
 pub fn parse_file_name(name: &str) -> Option<u64> {
     crate::naming::parse_base(name, SUFFIX)
-}
-
-/// Which segment a compressed file must hold.
-#[derive(Clone, Copy, Debug)]
-pub struct Expected {
-    /// The segment's base position (also in its name).
-    pub base: u64,
-    /// The journal's id.
-    pub journal_id: u64,
-    /// The journal's segment size.
-    pub segment_size: u64,
 }
 
 /// What a compressed segment's header says.
@@ -182,17 +179,11 @@ pub fn read_header(path: &Path, expected: Expected) -> Result<Header> {
 
 fn header_bytes(expected: Expected, header: Header, data: &[u8]) -> [u8; HEADER_LEN] {
     let mut bytes = [0u8; HEADER_LEN];
-    bytes[..8].copy_from_slice(MAGIC);
-    put_u32(&mut bytes, VERSION_AT, FIRST_FORMAT_VERSION);
-    put_u32(&mut bytes, HEADER_LEN_AT, HEADER_LEN as u32);
-    put_u64(&mut bytes, BASE_AT, expected.base);
-    put_u64(&mut bytes, JOURNAL_ID_AT, expected.journal_id);
-    put_u64(&mut bytes, SEGMENT_SIZE_AT, expected.segment_size);
+    HEADER.write(&mut bytes, expected);
     put_u64(&mut bytes, RAW_LEN_AT, header.raw_len);
     put_u64(&mut bytes, DATA_LEN_AT, header.data_len);
     put_u32(&mut bytes, DATA_CRC_AT, crc32fast::hash(data));
-    let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
-    put_u32(&mut bytes, HEADER_CRC_AT, crc);
+    HEADER.seal(&mut bytes);
     bytes
 }
 
@@ -214,35 +205,12 @@ fn check(bytes: &[u8], path: &Path, expected: Expected) -> Result<Header> {
 }
 
 fn check_header(bytes: &[u8], path: &Path, expected: Expected) -> Result<Header> {
-    let corrupt = |reason: String| Error::corrupt(path, expected.base, reason);
-    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return Err(corrupt("bad magic (not a backwater compressed segment)".into()));
-    }
-    let version = frame::read_u32(bytes, VERSION_AT);
-    if version > FIRST_FORMAT_VERSION {
-        return Err(Error::NewerFormat { path: path.into(), found: version, supported: FIRST_FORMAT_VERSION });
-    }
-    if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != frame::read_u32(bytes, HEADER_CRC_AT) {
-        return Err(corrupt("compressed segment header fails its CRC".into()));
-    }
-    let found_id = frame::read_u64(bytes, JOURNAL_ID_AT);
-    if found_id != expected.journal_id {
-        return Err(corrupt(format!(
-            "compressed segment belongs to journal {found_id:#018x}, not {:#018x}",
-            expected.journal_id
-        )));
-    }
-    let found_base = frame::read_u64(bytes, BASE_AT);
-    if found_base != expected.base {
-        return Err(corrupt(format!("header says base {found_base}, the name says {}", expected.base)));
-    }
-    if frame::read_u64(bytes, SEGMENT_SIZE_AT) != expected.segment_size {
-        return Err(corrupt("compressed segment header has another segment size".into()));
-    }
+    HEADER.check(bytes, path, expected)?;
     let header = Header { raw_len: frame::read_u64(bytes, RAW_LEN_AT), data_len: frame::read_u64(bytes, DATA_LEN_AT) };
     // At least a segment header (64 bytes, like this one).
     if header.raw_len > expected.segment_size || header.raw_len < HEADER_LEN as u64 {
-        return Err(corrupt(format!("raw length {} out of range", header.raw_len)));
+        let reason = format!("raw length {} out of range", header.raw_len);
+        return Err(Error::corrupt(path, expected.base, reason));
     }
     Ok(header)
 }

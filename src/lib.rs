@@ -66,6 +66,7 @@ mod consumer;
 mod cursor;
 mod error;
 mod exclusive;
+mod file_header;
 mod flush;
 pub mod frame;
 mod handle;

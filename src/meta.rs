@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, PPM, Watermarks, WhenFull};
 use crate::error::{Error, Result};
+use crate::file_header;
 use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, put_u32, put_u64};
 
@@ -220,8 +221,7 @@ impl Meta {
         put_u64(&mut header, SEGMENT_SIZE_AT, new.segment_size);
         put_u64(&mut header, JOURNAL_ID_AT, new.journal_id);
         put_u64(&mut header, CREATED_AT, new.created_ns);
-        let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
-        put_u32(&mut header, HEADER_CRC_AT, crc);
+        file_header::seal(&mut header, HEADER_CRC_AT);
         file.write(0, &header);
         let codec = TailCodec::new(new.segment_size);
         file.atomic_u64(RAW_TAIL_AT).store(codec.pack(0, new.header_len), Ordering::Release);
@@ -551,8 +551,7 @@ fn raise_version(file: &MappedFile, version: u32) {
     let mut header = [0u8; HEADER_CRC_AT + 4];
     header.copy_from_slice(&bytes[..HEADER_CRC_AT + 4]);
     put_u32(&mut header, VERSION_AT, version);
-    let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
-    put_u32(&mut header, HEADER_CRC_AT, crc);
+    file_header::seal(&mut header, HEADER_CRC_AT);
     file.write(0, &header);
 }
 

@@ -13,9 +13,9 @@ use rustix::fs::FlockOperation;
 
 use crate::compressed;
 use crate::error::{Error, Result};
-use crate::frame::{self, Word0};
-use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
-use crate::mapped::{MappedFile, create_file, put_u32, put_u64, refuse_symlink};
+use crate::file_header;
+use crate::frame::{self, FORMAT_VERSION, Word0};
+use crate::mapped::{MappedFile, create_file, put_u64, refuse_symlink};
 
 /// The first 8 bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"BACKWSEG";
@@ -24,13 +24,17 @@ pub const SEGMENT_HEADER_LEN: u64 = 64;
 /// The extension of segment file names (see [`file_name`]).
 pub const SUFFIX: &str = ".seg";
 
-const VERSION_AT: usize = 8;
-const HEADER_LEN_AT: usize = 12;
-const BASE_AT: usize = 16;
-const JOURNAL_ID_AT: usize = 24;
-const SEGMENT_SIZE_AT: usize = 32;
+// Bytes 0..40 and the CRC at 60 are the fields every segment header
+// shares (`file_header`); this kind's own fields:
 const CREATED_AT: usize = 40;
-const HEADER_CRC_AT: usize = 60;
+
+/// The fields a segment header shares with a compressed segment's.
+const HEADER: file_header::Layout = file_header::Layout {
+    what: "segment",
+    magic: MAGIC,
+    len: SEGMENT_HEADER_LEN as usize,
+    newest_version: FORMAT_VERSION,
+};
 
 /// The file name of the segment that starts at `base`: 20 decimal digits, so
 /// that `ls` sorts segments in log order (Kafka's convention).
@@ -61,6 +65,14 @@ pub struct SegmentIdentity {
     /// The journal's segment size in bytes: every segment file is exactly
     /// this long.
     pub segment_size: u64,
+}
+
+impl SegmentIdentity {
+    /// What the header of this journal's segment at `base` must say, in its
+    /// raw file or its compressed one.
+    pub(crate) fn expected(self, base: u64) -> file_header::Expected {
+        file_header::Expected { base, journal_id: self.journal_id, segment_size: self.segment_size }
+    }
 }
 
 /// A mapped segment file.
@@ -148,8 +160,7 @@ impl Segment {
         let base = index * identity.segment_size;
         let path = compressed_path_of(dir, index, identity.segment_size);
         refuse_symlink(&path)?;
-        let expected =
-            compressed::Expected { base, journal_id: identity.journal_id, segment_size: identity.segment_size };
+        let expected = identity.expected(base);
         let len =
             usize::try_from(identity.segment_size).map_err(|_| Error::not_a_journal(&path, "segment too large"))?;
         let mut header = None;
@@ -348,46 +359,15 @@ fn recycled(path: &Path) -> Error {
 
 fn header_bytes(base: u64, identity: SegmentIdentity) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
-    header[..8].copy_from_slice(MAGIC);
-    put_u32(&mut header, VERSION_AT, FIRST_FORMAT_VERSION);
-    put_u32(&mut header, HEADER_LEN_AT, SEGMENT_HEADER_LEN as u32);
-    put_u64(&mut header, BASE_AT, base);
-    put_u64(&mut header, JOURNAL_ID_AT, identity.journal_id);
-    put_u64(&mut header, SEGMENT_SIZE_AT, identity.segment_size);
+    HEADER.write(&mut header, identity.expected(base));
     put_u64(&mut header, CREATED_AT, frame::now_ns());
-    let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
-    put_u32(&mut header, HEADER_CRC_AT, crc);
+    HEADER.seal(&mut header);
     header
 }
 
 /// Validates a segment header image against what the journal expects.
 pub fn check_header(bytes: &[u8], path: &Path, base: u64, identity: SegmentIdentity) -> Result<()> {
-    let corrupt = |reason: String| Error::corrupt(path, base, reason);
-    if bytes.len() < SEGMENT_HEADER_LEN as usize || &bytes[..8] != MAGIC {
-        return Err(corrupt("segment header has a bad magic (not a backwater segment)".into()));
-    }
-    let version = frame::read_u32(bytes, VERSION_AT);
-    if version > FORMAT_VERSION {
-        return Err(Error::NewerFormat { path: path.into(), found: version, supported: FORMAT_VERSION });
-    }
-    if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != frame::read_u32(bytes, HEADER_CRC_AT) {
-        return Err(corrupt("segment header fails its CRC".into()));
-    }
-    let found_id = frame::read_u64(bytes, JOURNAL_ID_AT);
-    if found_id != identity.journal_id {
-        return Err(corrupt(format!(
-            "segment belongs to journal {found_id:#018x}, not {:#018x} (copied from another journal?)",
-            identity.journal_id
-        )));
-    }
-    let found_base = frame::read_u64(bytes, BASE_AT);
-    if found_base != base {
-        return Err(corrupt(format!("segment header says base {found_base}, its name says {base}")));
-    }
-    if frame::read_u64(bytes, SEGMENT_SIZE_AT) != identity.segment_size {
-        return Err(corrupt("segment header has another segment size".into()));
-    }
-    Ok(())
+    HEADER.check(bytes, path, identity.expected(base))
 }
 
 /// The segment indexes present in `dir`, raw or compressed, sorted (other

@@ -7,19 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backwater");
-
-fn backwater(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run backwater")
-}
-
-fn backwater_with_input(args: &[&str], input: &[u8]) -> Output {
-    run_bounded(args, input, Duration::from_secs(300))
-}
-
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 temp path")
-}
+use common::cli::{backwater, backwater_with_input, bin, path, run_bounded, stderr_of};
 
 fn create(dir: &Path, extra: &[&str]) {
     let mut args = vec!["create", path(dir), "--segment-size", "1MiB", "--min-free", "0"];
@@ -263,7 +251,7 @@ fn a_closed_stdout_ends_reports_quietly() {
         if command == "tail" {
             args.extend(["--from", "start"]);
         }
-        let mut child = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(bin()).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take()); // like `| head -0`
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -288,35 +276,6 @@ fn config_shows_and_changes_limits() {
 // ---------------------------------------------------------------------------
 // Issue 20: the CLI and replay keep their word.
 
-/// Runs backwater with `input` on stdin; fails the test if it is still
-/// running after `limit` (it is killed first, so a hang cannot wedge the suite).
-fn run_bounded(args: &[&str], input: &[u8], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn backwater");
-    let pid = child.id();
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(limit) {
-        Ok(output) => output.expect("wait for backwater"),
-        Err(_) => {
-            kill(pid);
-            panic!("backwater {args:?} still running after {limit:?}: it hangs");
-        }
-    }
-}
-
 /// A child process killed when the test ends, passed or not.
 struct KillOnDrop(std::process::Child);
 
@@ -325,16 +284,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn kill(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Waits up to `limit` for `condition`, checking every few milliseconds.
@@ -467,7 +416,7 @@ fn replay_without_ack_commits_only_what_the_child_took() {
     assert!(again.len() >= 4997 && again[..] == all[all.len() - again.len()..], "rerun got {} records", again.len());
 
     // A reader on stdout that takes 2 records and goes away (`| head -2`).
-    let mut replay = Command::new(BIN)
+    let mut replay = Command::new(bin())
         .args(["replay", path(dir.path()), "--cursor", "piped", "--create"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -494,7 +443,7 @@ fn a_durable_cursor_has_one_writer_and_a_cursor_in_use_is_not_deleted() {
     let first = dir.path().join("first");
     let sink = format!("cat > {}", first.display());
     let _following = KillOnDrop(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["replay", path(dir.path()), "--cursor", "db", "--create", "--follow", "--exec", &sink])
             .stderr(Stdio::null())
             .spawn()
@@ -519,7 +468,7 @@ fn a_durable_cursor_has_one_writer_and_a_cursor_in_use_is_not_deleted() {
 fn rate_is_a_maximum_even_after_an_idle_period() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), &[]);
-    let mut replay = Command::new(BIN)
+    let mut replay = Command::new(bin())
         .args(["replay", path(dir.path()), "--cursor", "db", "--create", "--follow", "--rate", "200/s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -626,7 +575,7 @@ fn append_rejects_an_oversized_record_while_reading_it() {
     for format in ["lines", "len"] {
         let dir = tempfile::tempdir().unwrap();
         create(dir.path(), &[]);
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["append", path(dir.path()), "--format", format])
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
@@ -705,7 +654,7 @@ fn read_only_commands_on_a_live_drop_oldest_journal_never_fail() {
     assert!(backwater(&["config", d, "--when-full", "drop-oldest"]).status.success());
     let mut source =
         Command::new("yes").arg("a record of some length, appended forever").stdout(Stdio::piped()).spawn().unwrap();
-    let mut writer = Command::new(BIN)
+    let mut writer = Command::new(bin())
         .args(["append", d])
         .stdin(Stdio::from(source.stdout.take().unwrap()))
         .stderr(Stdio::null())
@@ -725,7 +674,7 @@ fn read_only_commands_on_a_live_drop_oldest_journal_never_fail() {
     ];
     for (args, rounds) in commands {
         for round in 0..rounds {
-            let out = Command::new(BIN).args(&args).output().unwrap();
+            let out = Command::new(bin()).args(&args).output().unwrap();
             if !out.status.success() {
                 let said = if args[0] == "verify" { String::from_utf8_lossy(&out.stdout) } else { Default::default() };
                 failures.push(format!("round {round} {}: {:?} {} {said}", args[0], out.status.code(), stderr_of(&out)));
@@ -796,7 +745,7 @@ fn every_flag_takes_the_same_durations_rates_and_times() {
 fn unprivileged(args: &[&str]) -> Output {
     if rustix::process::geteuid().is_root() {
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
             .args(args)
             .output()
             .expect("setpriv")
@@ -962,7 +911,7 @@ fn replay_without_ack_fails_when_the_reader_stops_early_and_counts_only_what_it_
 
     // A reader on stdout that takes one line once all 100 are in the pipe, then goes away.
     let mut replay = KillOnDrop(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["replay", path(dir.path()), "--cursor", "stdout", "--create"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

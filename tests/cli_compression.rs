@@ -7,23 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use backwater::{Config, Journal};
-
-const BIN: &str = env!("CARGO_BIN_EXE_backwater");
-
-fn backwater(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run backwater")
-}
-
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 temp path")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::cli::{backwater, path, stdout_of};
 
 /// A journal of 64 KiB segments created by the CLI, `count` log lines
 /// appended and the sealed segments compressed (through the library, so
@@ -69,13 +55,13 @@ fn create_and_config_take_and_show_the_compression_settings() {
     assert_eq!(limits["compress"], 0.001);
     let out = backwater(&["config", path(dir.path()), "--compression", "none", "--compress-at", "0.6"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).contains("compression    none"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("compress 0.60"), "{}", stdout(&out));
+    assert!(stdout_of(&out).contains("compression    none"), "{}", stdout_of(&out));
+    assert!(stdout_of(&out).contains("compress 0.60"), "{}", stdout_of(&out));
     for bad in [&["--compression", "lz4"][..], &["--compression", "zstd:40"], &["--compress-at", "0.9"]] {
         let mut args = vec!["config", path(dir.path())];
         args.extend_from_slice(bad);
         let out = backwater(&args);
-        assert_eq!(out.status.code(), Some(2), "{bad:?} accepted: {}", stdout(&out));
+        assert_eq!(out.status.code(), Some(2), "{bad:?} accepted: {}", stdout_of(&out));
     }
 }
 
@@ -92,7 +78,7 @@ fn segments_info_dump_tail_and_verify_read_through_compressed_segments() {
     assert!(compressed.iter().all(|row| row["ratio"].as_f64().unwrap() > 3.0), "{rows:?}");
     assert!(compressed.iter().all(|row| row["file"].as_str().unwrap().ends_with(".zseg")));
     assert_eq!(rows.iter().map(|row| row["records"].as_u64().unwrap()).sum::<u64>(), 3000);
-    let table = stdout(&backwater(&["segments", dir]));
+    let table = stdout_of(&backwater(&["segments", dir]));
     assert!(table.contains("zstd") && table.contains(".zseg") && table.contains("raw"), "{table}");
 
     let info: serde_json::Value = serde_json::from_slice(&backwater(&["info", dir, "--json"]).stdout).unwrap();
@@ -100,7 +86,7 @@ fn segments_info_dump_tail_and_verify_read_through_compressed_segments() {
     assert_eq!(compression["segments"].as_u64().unwrap(), compressed.len() as u64);
     assert!(compression["saved_bytes"].as_u64().unwrap() > 0);
     assert!(compression["ratio"].as_f64().unwrap() > 3.0);
-    let text = stdout(&backwater(&["info", dir]));
+    let text = stdout_of(&backwater(&["info", dir]));
     assert!(text.contains("compression    zstd:5"), "{text}");
 
     let dumped = backwater(&["dump", dir, "--format", "lines"]);
@@ -112,9 +98,9 @@ fn segments_info_dump_tail_and_verify_read_through_compressed_segments() {
     assert_eq!(tailed.stdout, expected);
 
     let verified = backwater(&["verify", dir]);
-    assert!(verified.status.success(), "{}", stdout(&verified));
+    assert!(verified.status.success(), "{}", stdout_of(&verified));
     let clean = format!("({} compressed), 3000 records: clean", compressed.len());
-    assert!(stdout(&verified).contains(&clean), "{}", stdout(&verified));
+    assert!(stdout_of(&verified).contains(&clean), "{}", stdout_of(&verified));
 
     // Last: it moves the cursor that holds everything, and retention follows.
     let replayed = backwater(&["replay", dir, "--cursor", "keeper"]);
@@ -131,8 +117,8 @@ fn verify_names_a_corrupt_compressed_file_and_exits_1() {
     let byte = common::read_at(&victim, len - 10, 1)[0];
     common::write_at(&victim, len - 10, &[!byte]);
     let out = backwater(&["verify", path(dir.path())]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    let text = stdout_of(&out);
     assert!(text.contains(&format!("BAD {}", victim.display())), "{text}");
     let dumped = backwater(&["dump", path(dir.path())]);
     assert!(!dumped.status.success());

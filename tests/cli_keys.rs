@@ -1,33 +1,13 @@
 //! Keys through the `backwater` binary (issue 16): `append --key-delimiter`
 //! in another process, keys in `dump` and `tail`, and `replay --conflate`.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use backwater::{Config, Journal};
-
-const BIN: &str = env!("CARGO_BIN_EXE_backwater");
-
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 temp path")
-}
-
-fn run(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run backwater");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("wait for backwater");
-    writer.join().expect("stdin writer").expect("write stdin");
-    out
-}
+use common::cli::{backwater_with_input, path};
 
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -40,8 +20,8 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 
 /// A journal holding `updates` as "KEY\tVALUE" lines, appended by the binary.
 fn journal_of(dir: &Path, updates: &str) {
-    ok(run(&["create", path(dir), "--segment-size", "64KiB", "--min-free", "0"], b""));
-    ok(run(&["append", path(dir), "--key-delimiter", "\\t"], updates.as_bytes()));
+    ok(backwater_with_input(&["create", path(dir), "--segment-size", "64KiB", "--min-free", "0"], b""));
+    ok(backwater_with_input(&["append", path(dir), "--key-delimiter", "\\t"], updates.as_bytes()));
 }
 
 #[test]
@@ -71,24 +51,24 @@ fn dump_and_tail_show_keys() {
         &["dump", path(dir.path()), "--format", "json"][..],
         &["tail", path(dir.path()), "--from", "start", "--format", "json"],
     ] {
-        let records = json_lines(&ok(run(command, b"")));
+        let records = json_lines(&ok(backwater_with_input(command, b"")));
         assert_eq!(records.len(), 2, "{command:?}");
         assert_eq!((records[0]["key"].as_str(), records[0]["payload"].as_str()), (Some("EURUSD"), Some("1.0842")));
         assert_eq!((records[1]["key"].as_str(), records[1]["payload"].as_str()), (Some(""), Some("(empty key)")));
     }
-    let text = String::from_utf8(ok(run(&["dump", path(dir.path())], b"")).stdout).unwrap();
+    let text = String::from_utf8(ok(backwater_with_input(&["dump", path(dir.path())], b"")).stdout).unwrap();
     assert!(text.contains("key=EURUSD  1.0842"), "{text}");
 }
 
 #[test]
 fn a_line_without_the_delimiter_stops_append_with_what_was_appended() {
     let dir = tempfile::tempdir().unwrap();
-    ok(run(&["create", path(dir.path()), "--segment-size", "64KiB", "--min-free", "0"], b""));
-    let out = run(&["append", path(dir.path()), "--key-delimiter", ","], b"a,1\nno delimiter\nb,2\n");
+    ok(backwater_with_input(&["create", path(dir.path()), "--segment-size", "64KiB", "--min-free", "0"], b""));
+    let out = backwater_with_input(&["append", path(dir.path()), "--key-delimiter", ","], b"a,1\nno delimiter\nb,2\n");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no key delimiter ','") && stderr.contains("appended 1 record before it"), "{stderr}");
-    let out = run(&["append", path(dir.path()), "--key-delimiter", "ab"], b"");
+    let out = backwater_with_input(&["append", path(dir.path()), "--key-delimiter", "ab"], b"");
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -101,7 +81,7 @@ fn replay_conflate_hands_over_the_latest_per_key_and_counts_the_rest() {
     }
     journal_of(dir.path(), &input);
     let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
-    let out = ok(run(&[&args[..], &["--conflate-window", "300"]].concat(), b""));
+    let out = ok(backwater_with_input(&[&args[..], &["--conflate-window", "300"]].concat(), b""));
     let records = json_lines(&out);
     // Windows of 300, 300, 300, 100 records: ten keys each.
     assert_eq!(records.len(), 40);
@@ -113,8 +93,8 @@ fn replay_conflate_hands_over_the_latest_per_key_and_counts_the_rest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("read 1000 records, handed over 40, skipped 960"), "{stderr}");
     // The cursor is past everything read: nothing is left.
-    let out = ok(run(&args, b""));
+    let out = ok(backwater_with_input(&args, b""));
     assert!(out.stdout.is_empty());
-    let out = run(&["replay", path(dir.path()), "--cursor", "db", "--conflate-window", "5"], b"");
+    let out = backwater_with_input(&["replay", path(dir.path()), "--cursor", "db", "--conflate-window", "5"], b"");
     assert_eq!(out.status.code(), Some(2), "--conflate-window needs --conflate");
 }

@@ -296,9 +296,7 @@ proptest! {
                     drop(consumer);
                     drop(journal);
                     (journal, consumer) = open(dir.path());
-                    for record in uncommitted.drain(..).rev() {
-                        unread.push_front(record);
-                    }
+                    common::redeliver(&mut uncommitted, &mut unread);
                 }
             }
         }

@@ -3,26 +3,19 @@
 //! Prometheus server (each of those two skips, saying so, where it is not
 //! installed: Debian's `prometheus` package has both; `.ci/run` installs it).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backwater::{Config, Journal, Level, OfferError, WhenFull};
-
-const BIN: &str = env!("CARGO_BIN_EXE_backwater");
-
-fn backwater(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run backwater")
-}
-
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 temp path")
-}
+use common::cli::{backwater, bin, path};
 
 /// A journal of 64 KiB segments in a 1 MiB budget: 0.1% of fill is about one
 /// 1 KiB record, so the watermarks are reached in a few hundred.
@@ -258,7 +251,7 @@ struct Exporter {
 
 impl Exporter {
     fn start(dirs: &[&Path]) -> Exporter {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["exporter", "--listen", "127.0.0.1:0"])
             .args(dirs)
             .stderr(Stdio::piped())
@@ -565,7 +558,7 @@ fn a_real_prometheus_scrapes_each_level_and_the_lag_info_reports() {
 fn the_demo_says_how_to_watch_it_and_that_works_while_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let journal_dir = dir.path().join("demo");
-    let mut demo = Command::new(BIN)
+    let mut demo = Command::new(bin())
         .args(["demo", path(&journal_dir), "--seconds", "3"])
         .stdout(Stdio::piped())
         .spawn()

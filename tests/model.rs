@@ -92,10 +92,7 @@ proptest! {
                     drop(consumer);
                     drop(journal);
                     (journal, consumer) = open(dir.path());
-                    // What was read but not committed is delivered again.
-                    for record in uncommitted.drain(..).rev() {
-                        unread.push_front(record);
-                    }
+                    common::redeliver(&mut uncommitted, &mut unread);
                 }
             }
         }

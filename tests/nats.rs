@@ -13,21 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::cli::{backwater, bin, path, stderr_of};
 use common::run_tool;
-
-const BIN: &str = env!("CARGO_BIN_EXE_backwater");
-
-fn backwater(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run backwater")
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn path(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 temp path")
-}
 
 /// A journal holding `payloads`, one record each.
 fn journal_with(payloads: &[Vec<u8>]) -> tempfile::TempDir {
@@ -45,7 +32,7 @@ fn append(dir: &Path, payloads: &[Vec<u8>]) {
         input.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         input.extend_from_slice(payload);
     }
-    let mut append = Command::new(BIN)
+    let mut append = Command::new(bin())
         .args(["append", path(dir), "--format", "len"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -288,7 +275,7 @@ fn a_record_larger_than_max_payload_stops_replay_before_it_naming_its_position()
 fn keyed_records_go_on_their_keys_subjects_and_a_key_that_cannot_be_one_stops_replay_there() {
     let Some(server) = NatsServer::start("") else { return };
     let dir = journal_with(&[b"unkeyed".to_vec()]);
-    let mut append = Command::new(BIN)
+    let mut append = Command::new(bin())
         .args(["append", path(dir.path()), "--key-delimiter", "="])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -361,7 +348,7 @@ fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_dup
     append(journal.path(), &numbered(500));
 
     let proxy = format!("nats://127.0.0.1:{}", puback_swallowing_proxy(server.port));
-    let mut replay = Command::new(BIN)
+    let mut replay = Command::new(bin())
         .args(["replay", path(journal.path()), "--cursor", "nats", "--to", &proxy, "--subject", "edge"])
         .stderr(Stdio::null())
         .spawn()
@@ -463,7 +450,7 @@ fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_
     let Some(server) = NatsServer::start("") else { return };
     let ours = journal_with(&numbered(1));
     let log = ours.path().join("replay.log");
-    let mut replay = Command::new(BIN)
+    let mut replay = Command::new(bin())
         .args(["replay", path(ours.path()), "--cursor", "nats", "--create", "--to", &server.url()])
         .args(["--subject", "shared", "--stream", "SHARED", "--ordered", "--follow"])
         .stderr(std::fs::File::create(&log).unwrap())
@@ -489,7 +476,7 @@ fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
     let Some(mut server) = NatsServer::start("") else { return };
     let journal = journal_with(&numbered(300_000));
     let log = journal.path().join("replay.log");
-    let mut replay = Command::new(BIN)
+    let mut replay = Command::new(bin())
         .args(["replay", path(journal.path()), "--cursor", "nats", "--create", "--to", &server.url()])
         .args(["--subject", "edge", "--stream", "EDGE", "--ack-timeout", "60s"])
         .stderr(std::fs::File::create(&log).unwrap())

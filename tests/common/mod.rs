@@ -16,6 +16,15 @@ pub fn drain(consumer: &mut Consumer) -> backwater::Result<Vec<(u64, Vec<u8>)>> 
     }
 }
 
+/// For the model tests: what a consumer read but did not commit is
+/// delivered again after it reopens, first. Moves `uncommitted` back to the
+/// front of `unread`, in order.
+pub fn redeliver<T>(uncommitted: &mut Vec<T>, unread: &mut std::collections::VecDeque<T>) {
+    for record in uncommitted.drain(..).rev() {
+        unread.push_front(record);
+    }
+}
+
 /// The path of the segment file holding `position`.
 pub fn segment_path(dir: &Path, segment_size: u64, position: u64) -> PathBuf {
     dir.join(backwater::segment::file_name(position - position % segment_size))
@@ -35,6 +44,9 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     file.read_exact_at(&mut buf, offset).expect("read");
     buf
 }
+
+/// The `backwater` binary, run as a user would.
+pub mod cli;
 
 /// Realistic log lines (`tools/logs.rs`), and its SplitMix64 generator.
 #[path = "../../tools/logs.rs"]
@@ -106,12 +118,7 @@ pub fn run_tool(
 ) -> Option<(std::process::Output, String)> {
     let script = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
     let mut command = std::process::Command::new("bash");
-    // option_env!: the binary exists only with the default feature `cli`, and
-    // the tests that do not run it still compile without it.
-    let Some(backwater) = option_env!("CARGO_BIN_EXE_backwater") else {
-        panic!("tools/{tool} needs the backwater binary (the default feature cli)");
-    };
-    command.arg(script).env("BACKWATER", backwater).envs(env.iter().copied());
+    command.arg(script).env("BACKWATER", cli::bin()).envs(env.iter().copied());
     for (var, name) in [("PG_SINK", "pg_sink"), ("NATS_EDGE", "nats_edge")] {
         if example(name).exists() {
             command.env(var, example(name));
@@ -122,24 +129,36 @@ pub fn run_tool(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run the tool");
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let out = match finished.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for the tool"),
-        Err(_) => {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            panic!("tools/{tool} still running after {limit:?}: it hangs");
-        }
-    };
+    let out = wait_bounded(child, limit, rustix::process::Signal::TERM, &format!("tools/{tool}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.code() == Some(77) {
         eprintln!("{}", stdout.trim());
         return None;
     }
     Some((out, stdout))
+}
+
+/// Waits for `child` to end and returns what it wrote; fails the test if it
+/// is still running after `limit` (after sending it `signal`), naming it as
+/// `what`, so that a hang cannot wedge the suite.
+pub fn wait_bounded(
+    child: std::process::Child,
+    limit: std::time::Duration,
+    signal: rustix::process::Signal,
+    what: &str,
+) -> std::process::Output {
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait for {what}: {e}")),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
+            panic!("{what} still running after {limit:?}: it hangs");
+        }
+    }
 }
