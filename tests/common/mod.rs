@@ -158,7 +158,10 @@ pub fn wait_bounded(
             if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::kill_process(pid, signal);
             }
-            panic!("{what} still running after {limit:?}: it hangs");
+            // What it wrote before the signal, if it ends on it: where it hung.
+            let written = finished.recv_timeout(std::time::Duration::from_secs(10)).ok().and_then(|out| out.ok());
+            let stdout = written.map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default();
+            panic!("{what} still running after {limit:?}: it hangs; its output until then:\n{stdout}");
         }
     }
 }
