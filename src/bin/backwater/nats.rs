@@ -17,7 +17,8 @@
 //! `Nats-Expected-Last-Msg-Id` naming the record before it, so a publish
 //! whose predecessor was lost is refused and re-sent after it. The stream
 //! checks the duplicate id first, so a re-send of a record it has is still
-//! acknowledged as a duplicate.
+//! acknowledged as a duplicate. (In replicated streams the servers' last id
+//! proved unreliable after restarts: README, "Past one machine".)
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
@@ -201,7 +202,8 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let forwarder = Forwarder {
         context,
         journal_id: journal_id.to_string(),
-        ordered: args.ordered.then_some(None),
+        ordered: args.ordered,
+        last_taken: None,
         acks,
         stats: stats.clone(),
         unsent: VecDeque::new(),
@@ -351,8 +353,10 @@ struct InFlight {
 struct Forwarder {
     context: jetstream::Context,
     journal_id: String,
-    /// With `--ordered`: the position of the last record taken in.
-    ordered: Option<Option<u64>>,
+    /// `--ordered`: each publish names its predecessor.
+    ordered: bool,
+    /// The position of the last record taken in (the next one's predecessor).
+    last_taken: Option<u64>,
     acks: Sender<Ack>,
     stats: Arc<Stats>,
     /// Records to publish, oldest first (re-sends go back to the front).
@@ -427,9 +431,10 @@ impl Forwarder {
     /// Queues new records; with `--ordered`, each learns its predecessor.
     fn take_in(&mut self, records: Vec<Outgoing>) {
         for mut record in records {
-            if let Some(last) = &mut self.ordered {
-                record.previous = last.replace(record.position);
+            if self.ordered {
+                record.previous = self.last_taken;
             }
+            self.last_taken = Some(record.position);
             self.unsent.push_back(record);
         }
     }
