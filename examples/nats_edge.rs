@@ -190,7 +190,8 @@ fn parse_expect(text: &str) -> Result<(String, u64, u64), Failure> {
 /// consumer may deliver nothing for a while.
 fn read_whole(runtime: &tokio::runtime::Runtime, server: &str, stream: &str, read: &mut Read) -> Result<u64, Failure> {
     const ATTEMPTS: usize = 3;
-    for attempt in 1.. {
+    let mut attempt = 1;
+    loop {
         let mut this_time = read.clone();
         match runtime.block_on(read_stream(server, stream, &mut this_time)) {
             Ok(count) => {
@@ -200,8 +201,8 @@ fn read_whole(runtime: &tokio::runtime::Runtime, server: &str, stream: &str, rea
             Err(e) if attempt < ATTEMPTS => eprintln!("nats_edge: reading {stream} failed ({e}); reading it again"),
             Err(e) => return Err(e),
         }
+        attempt += 1;
     }
-    unreachable!("the loop returns")
 }
 
 /// What the streams hold, per journal, and the `Nats-Msg-Id`s seen.
