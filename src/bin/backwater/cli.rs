@@ -452,8 +452,8 @@ pub struct ReplayArgs {
     pub subject_from_key: bool,
     /// With --to: each publish names its predecessor (Nats-Expected-Last-Msg-Id), so that a
     /// publish lost in a failure is never overtaken: journal order in the stream after any
-    /// failure. Needs a stream that takes this journal's records alone, with one replica: in
-    /// replicated streams the server's fence is not reliable yet (README: "Past one machine")
+    /// failure. Needs a stream that takes this journal's records alone, with one replica
+    /// (refused otherwise: in replicated streams the fence lost records; README, "Past one machine")
     #[arg(long, requires = "to")]
     pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of

@@ -179,6 +179,12 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let (Some(servers), Some(subject)) = (&args.to, &args.subject) else {
         return Err(Failure::new(EXIT_USAGE, "--to needs --subject"));
     };
+    if args.ordered && args.replicas > 1 {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--ordered needs a stream of one replica (--replicas 1): see README, \"Past one machine\"",
+        ));
+    }
     if args.window > MAX_WINDOW {
         return Err(Failure::new(EXIT_USAGE, format!("--window is at most {MAX_WINDOW} with --to")));
     }
@@ -277,6 +283,7 @@ async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject:
             )
         })?;
         let config = stream_config(context, &name).await?;
+        check_ordered(&name, &config, args.ordered)?;
         return check_subjects(&name, &config, &needed);
     };
     let config = match context.get_stream(name).await {
@@ -299,7 +306,28 @@ async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject:
         }
         Err(e) => return Err(Failure::new(EXIT_FINDING, format!("cannot look up stream '{name}': {e}"))),
     };
+    check_ordered(name, &config, args.ordered)?;
     check_subjects(name, &config, &needed)
+}
+
+/// `--ordered` only into a stream of one replica. In replicated streams the
+/// servers tested (2.9.10, 2.10.26, 2.15.1) check the fence on each replica
+/// against a last id that a replica catching up does not update, and keep
+/// a refused publish's id, so that its re-send counts as a duplicate never
+/// stored: the fence lost acknowledged records there (README, "Past one
+/// machine").
+fn check_ordered(name: &str, config: &stream::Config, ordered: bool) -> Result<(), Failure> {
+    if ordered && config.num_replicas > 1 {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "--ordered needs a stream of one replica, and stream '{name}' has {}: in replicated streams the \
+                 NATS servers tested lost acknowledged records under the fence (README, \"Past one machine\")",
+                config.num_replicas
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn stream_config(context: &jetstream::Context, name: &str) -> Result<stream::Config, Failure> {
@@ -599,7 +627,15 @@ fn describe(error: &jetstream::context::PublishError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::subject_matches;
+    use super::{check_ordered, stream, subject_matches};
+
+    #[test]
+    fn ordered_is_refused_for_a_replicated_stream() {
+        let config = |replicas| stream::Config { num_replicas: replicas, ..Default::default() };
+        assert!(check_ordered("EDGE", &config(3), true).is_err());
+        assert!(check_ordered("EDGE", &config(1), true).is_ok());
+        assert!(check_ordered("EDGE", &config(3), false).is_ok());
+    }
 
     #[test]
     fn subject_filters_match_as_nats_does() {
