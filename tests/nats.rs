@@ -165,6 +165,16 @@ impl Drop for NatsServer {
 }
 
 /// `replay DIR --cursor nats --create --to URL --subject SUBJECT` plus `extra`.
+/// `replay_to`'s command, started in the background with its stderr in `log`.
+fn spawn_replay_to(dir: &Path, url: &str, args: &[&str], log: &Path) -> Child {
+    Command::new(bin())
+        .args(["replay", path(dir), "--cursor", "nats", "--create", "--to", url])
+        .args(args)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 fn replay_to(dir: &Path, url: &str, subject: &str, extra: &[&str]) -> Output {
     let mut args = vec!["replay", path(dir), "--cursor", "nats", "--create", "--to", url, "--subject", subject];
     args.extend_from_slice(extra);
@@ -450,12 +460,12 @@ fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_
     let Some(server) = NatsServer::start("") else { return };
     let ours = journal_with(&numbered(1));
     let log = ours.path().join("replay.log");
-    let mut replay = Command::new(bin())
-        .args(["replay", path(ours.path()), "--cursor", "nats", "--create", "--to", &server.url()])
-        .args(["--subject", "shared", "--stream", "SHARED", "--ordered", "--follow"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut replay = spawn_replay_to(
+        ours.path(),
+        &server.url(),
+        &["--subject", "shared", "--stream", "SHARED", "--ordered", "--follow"],
+        &log,
+    );
     wait_for("our first record in the stream", Duration::from_secs(30), || server.messages("SHARED") == 1);
     let theirs = journal_with(&numbered(1));
     let out = replay_to(theirs.path(), &server.url(), "shared", &[]);
@@ -476,12 +486,12 @@ fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
     let Some(mut server) = NatsServer::start("") else { return };
     let journal = journal_with(&numbered(300_000));
     let log = journal.path().join("replay.log");
-    let mut replay = Command::new(bin())
-        .args(["replay", path(journal.path()), "--cursor", "nats", "--create", "--to", &server.url()])
-        .args(["--subject", "edge", "--stream", "EDGE", "--ack-timeout", "60s"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut replay = spawn_replay_to(
+        journal.path(),
+        &server.url(),
+        &["--subject", "edge", "--stream", "EDGE", "--ack-timeout", "60s"],
+        &log,
+    );
     wait_for("records in the stream", Duration::from_secs(30), || server.messages("EDGE") > 1000);
     server.stop();
     // Down long enough for several rounds of re-sends to fill the client's buffer, so

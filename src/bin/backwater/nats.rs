@@ -17,8 +17,9 @@
 //! `Nats-Expected-Last-Msg-Id` naming the record before it, so a publish
 //! whose predecessor was lost is refused and re-sent after it. The stream
 //! checks the duplicate id first, so a re-send of a record it has is still
-//! acknowledged as a duplicate. (In replicated streams the servers' last id
-//! proved unreliable after restarts: README, "Past one machine".)
+//! acknowledged as a duplicate. Only into a stream of one replica
+//! ([`check_ordered`]): in replicated streams the servers' fence lost
+//! acknowledged records (README, "Past one machine").
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
