@@ -379,10 +379,27 @@ fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_dup
     assert!(cursor_position(journal.path(), "nats") > start);
 }
 
-/// A TCP proxy to the server that loses the client's second publish on
-/// `subject` (as a dying leader loses what was routed to it) and passes
-/// everything else both ways.
-fn publish_losing_proxy(server_port: u16, subject: &'static str) -> u16 {
+/// What a [`losing_proxy`] does to one message the client sends.
+#[derive(Clone, Copy)]
+struct Loss {
+    /// The `nth` (from 1) message on `subject` is lost...
+    subject: &'static str,
+    nth: usize,
+    /// ...and, if given, answered with this (a PubAck or an error, as a
+    /// server would), published to its reply subject, which the client
+    /// subscribes to.
+    answer: Option<&'static str>,
+}
+
+/// The second publish on `subject` lost, unanswered: as a dying leader loses
+/// what was routed to it.
+fn second_publish_lost(subject: &'static str) -> Loss {
+    Loss { subject, nth: 2, answer: None }
+}
+
+/// A TCP proxy to the server that applies `loss` and passes everything else
+/// both ways.
+fn losing_proxy(server_port: u16, loss: Loss) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -390,40 +407,124 @@ fn publish_losing_proxy(server_port: u16, subject: &'static str) -> u16 {
             let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else { return };
             let (mut from_server, mut to_client) = (server.try_clone().unwrap(), client.try_clone().unwrap());
             std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
-            std::thread::spawn(move || pass_all_but_second_publish(client, server, subject));
+            std::thread::spawn(move || pass_all_but(loss, client, server));
         }
     });
     port
 }
 
-/// Client to server, one protocol operation at a time: `PUB`/`HPUB` lines
-/// end in the size of the payload that follows; every other operation is
-/// one line.
-fn pass_all_but_second_publish(mut from_client: TcpStream, mut to_server: TcpStream, subject: &str) {
-    let (mut pending, mut buf, mut publishes) = (Vec::new(), vec![0; 1 << 16], 0);
+/// Client to server, one protocol operation at a time: `PUB SUBJECT [REPLY]
+/// LEN` and `HPUB SUBJECT [REPLY] HEADER_LEN LEN` lines end in the size of
+/// the payload that follows; every other operation is one line.
+fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream) {
+    let (mut pending, mut buf, mut seen) = (Vec::new(), vec![0; 1 << 16], 0);
     while let Ok(n @ 1..) = from_client.read(&mut buf) {
         pending.extend_from_slice(&buf[..n]);
         while let Some(line_end) = pending.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8_lossy(&pending[..line_end]).into_owned();
             let words: Vec<&str> = line.split(' ').collect();
-            let payload = match words[0] {
-                "PUB" | "HPUB" => words.last().and_then(|len| len.parse::<usize>().ok()).unwrap() + 2,
-                _ => 0,
+            let publish = matches!(words[0], "PUB" | "HPUB");
+            let payload = match publish {
+                true => words.last().and_then(|len| len.parse::<usize>().ok()).unwrap() + 2,
+                false => 0,
             };
             let whole = line_end + 2 + payload;
             if pending.len() < whole {
                 break;
             }
-            let lost = words[0] == "HPUB" && words[1] == subject && {
-                publishes += 1;
-                publishes == 2
+            let lost = publish && words[1] == loss.subject && {
+                seen += 1;
+                seen == loss.nth
             };
-            if !lost && to_server.write_all(&pending[..whole]).is_err() {
+            let forwarded = match (lost, loss.answer) {
+                (false, _) => to_server.write_all(&pending[..whole]),
+                (true, None) => Ok(()),
+                (true, Some(answer)) => {
+                    to_server.write_all(format!("PUB {} {}\r\n{answer}\r\n", words[2], answer.len()).as_bytes())
+                }
+            };
+            if forwarded.is_err() {
                 return;
             }
             pending.drain(..whole);
         }
     }
+}
+
+/// Replays 20 records into `stream` through a proxy that answers the second
+/// publish with `answer` (it never reaches the server). Returns replay's
+/// output, the messages in the stream and the cursor's position after.
+fn replay_with_second_publish_answered(
+    stream: &str,
+    subject: &'static str,
+    answer: &'static str,
+) -> (Output, u64, u64) {
+    let server = NatsServer::start("").expect("checked by the caller");
+    let proxy = losing_proxy(server.port, Loss { subject, nth: 2, answer: Some(answer) });
+    let journal = journal_with(&numbered(20));
+    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), subject, &["--stream", stream]);
+    (out, server.messages(stream), cursor_position(journal.path(), "nats"))
+}
+
+#[test]
+fn a_duplicate_of_sequence_0_is_not_an_ack_the_record_is_resent() {
+    if NatsServer::start("").is_none() {
+        return;
+    }
+    // nats-server 2.10 answers so while a replicated stream stores an
+    // earlier publish of the id, and for one lost with a leader: the
+    // record was never stored (seen: 19 of 20 in the stream before the fix).
+    let (out, messages, _) =
+        replay_with_second_publish_answered("STAGED", "staged", r#"{"stream":"STAGED","seq":0,"duplicate":true}"#);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("duplicate of sequence 0"), "{}", stderr_of(&out));
+    assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
+}
+
+#[test]
+fn an_id_still_being_stored_passes_the_record_is_resent() {
+    if NatsServer::start("").is_none() {
+        return;
+    }
+    // nats-server 2.11 and later answer 409 (10158) where 2.10 sent a
+    // duplicate of sequence 0 (seen: exit 1, "refused", before the fix).
+    let conflict = r#"{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"},"stream":"CONFLICT","seq":0}"#;
+    let (out, messages, _) = replay_with_second_publish_answered("CONFLICT", "conflict", conflict);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
+}
+
+#[test]
+fn a_full_stream_under_limits_retention_refuses_the_record_for_good() {
+    if NatsServer::start("").is_none() {
+        return;
+    }
+    // Discard-new at its limits: only an operator makes room (seen: retried,
+    // then stored by the proxy's pass-through, exit 0, before the fix).
+    let full =
+        r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"FULL","seq":0}"#;
+    let (out, messages, cursor) = replay_with_second_publish_answered("FULL", "full", full);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let refused = format!("refused the record at position {cursor}: publish failed: maximum messages exceeded");
+    assert!(stderr_of(&out).contains(&refused), "the cursor stays before it: {}", stderr_of(&out));
+    // The publishes pipelined after it landed; a rerun re-sends them as duplicates.
+    assert_eq!(messages, 19);
+}
+
+#[test]
+fn a_stream_lookup_that_gets_no_answer_is_asked_again() {
+    let Some(server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(20));
+    let out = replay_to(journal.path(), &server.url(), "late", &["--stream", "LATE"]);
+    assert!(out.status.success(), "the stream is made: {}", stderr_of(&out));
+    append(journal.path(), &numbered(20));
+    // The first lookup is lost, as during an election (seen: exit 2, "no
+    // JetStream stream takes subject", before the fix).
+    let proxy = losing_proxy(server.port, Loss { subject: "$JS.API.STREAM.NAMES", nth: 1, answer: None });
+    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), "late", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("JetStream did not answer the stream lookup"), "{}", stderr_of(&out));
+    assert_eq!(server.messages("LATE"), 40);
 }
 
 #[test]
@@ -439,7 +540,7 @@ fn with_ordered_a_lost_publish_is_not_overtaken_by_later_ones() {
     // Without --ordered: the second record's publish is lost, the 18 after
     // it land, and its re-send lands last.
     for (stream, subject, ordered) in [("LOOSE", "loose", false), ("ORDERED", "ordered", true)] {
-        let proxy = format!("nats://127.0.0.1:{}", publish_losing_proxy(server.port, subject));
+        let proxy = format!("nats://127.0.0.1:{}", losing_proxy(server.port, second_publish_lost(subject)));
         let journal = journal_with(&numbered(20));
         let args: &[&str] = if ordered { &["--stream", stream, "--ordered"] } else { &["--stream", stream] };
         let out = replay_to(journal.path(), &proxy, subject, args);

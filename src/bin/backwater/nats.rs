@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{
+    CreateStreamErrorKind, GetStreamByNameErrorKind, GetStreamErrorKind, PublishErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
@@ -193,16 +195,16 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         .enable_all()
         .build()
         .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS client's runtime: {e}")))?;
-    let context = runtime.block_on(async {
+    let (context, retention) = runtime.block_on(async {
         let client = connect(&servers.0).await?;
         let context = jetstream::ContextBuilder::new()
             .timeout(ACK_TIMEOUT)
             // More permits than publishes in flight: a send never waits for one.
             .max_ack_inflight(args.window + 1)
             .build(client);
-        let stream = ensure_stream(&context, args, subject).await?;
+        let (stream, config) = ensure_stream(&context, args, subject).await?;
         eprintln!("backwater replay: publishing on '{subject}' into stream '{stream}' via {}", servers.0.join(","));
-        Ok::<_, Failure>(context)
+        Ok::<_, Failure>((context, config.retention))
     })?;
     let (records, receiver) = tokio::sync::mpsc::unbounded_channel();
     let stats = Arc::new(Stats::default());
@@ -210,6 +212,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         context,
         journal_id: journal_id.to_string(),
         ordered: args.ordered,
+        retention,
         last_taken: None,
         acks,
         stats: stats.clone(),
@@ -265,50 +268,139 @@ fn backoff_after(attempts: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << attempts.min(8)).min(LONGEST_BACKOFF)
 }
 
-/// The stream that takes `subject`: `--stream` (created if absent) or the
-/// existing one whose subjects match it. Returns its name.
-async fn ensure_stream(context: &jetstream::Context, args: &ReplayArgs, subject: &str) -> Result<String, Failure> {
+/// Why a start-up lookup of the stream failed.
+enum Lookup {
+    /// JetStream did not answer (an election, a node restarting): worth asking again.
+    Unanswered(String),
+    /// An answer that ends the replay (no such stream, subjects that do not match...).
+    Failed(Failure),
+}
+
+/// The stream that takes `subject`, and its configuration: `--stream`
+/// (created if absent) or the existing one whose subjects match it. A lookup
+/// JetStream does not answer is asked again with backoff, saying so, for up
+/// to `--ack-timeout`.
+async fn ensure_stream(
+    context: &jetstream::Context,
+    args: &ReplayArgs,
+    subject: &str,
+) -> Result<(String, stream::Config), Failure> {
+    let deadline = Instant::now() + args.ack_timeout;
+    let mut attempts = 0;
+    loop {
+        let why = match find_stream(context, args, subject).await {
+            Ok(found) => return Ok(found),
+            Err(Lookup::Failed(failure)) => return Err(failure),
+            Err(Lookup::Unanswered(why)) => why,
+        };
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                EXIT_FINDING,
+                format!(
+                    "JetStream did not answer the stream lookup for {} ({why}): is JetStream enabled, and does the \
+                     stream have a leader? Nothing was published; the cursor is unchanged",
+                    humantime::format_duration(args.ack_timeout)
+                ),
+            ));
+        }
+        let wait = backoff_after(attempts);
+        attempts += 1;
+        eprintln!(
+            "backwater replay: JetStream did not answer the stream lookup ({why}); asking again in {} ms",
+            wait.as_millis()
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One attempt of [`ensure_stream`].
+async fn find_stream(
+    context: &jetstream::Context,
+    args: &ReplayArgs,
+    subject: &str,
+) -> Result<(String, stream::Config), Lookup> {
+    let name = match &args.stream {
+        Some(name) => name.clone(),
+        None => context.stream_by_subject(subject).await.map_err(|e| match e.kind() {
+            GetStreamByNameErrorKind::NotFound | GetStreamByNameErrorKind::InvalidSubject => {
+                Lookup::Failed(Failure::new(
+                    EXIT_USAGE,
+                    format!(
+                        "no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"
+                    ),
+                ))
+            }
+            GetStreamByNameErrorKind::JetStream(api) => answered(&api, format!("cannot look up subject '{subject}'")),
+            GetStreamByNameErrorKind::Request => Lookup::Unanswered(e.to_string()),
+        })?,
+    };
+    let config = match context.get_stream(&name).await {
+        Ok(stream) => stream.cached_info().config.clone(),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(api) if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
+                match args.stream.is_some() {
+                    true => create_stream(context, args, &name, subject).await?,
+                    false => return Err(Lookup::Unanswered(format!("stream '{name}' is gone: {e}"))),
+                }
+            }
+            GetStreamErrorKind::JetStream(api) => {
+                return Err(answered(&api, format!("cannot look up stream '{name}'")));
+            }
+            GetStreamErrorKind::Request => return Err(Lookup::Unanswered(e.to_string())),
+            _ => return Err(Lookup::Failed(Failure::new(EXIT_USAGE, format!("bad --stream '{name}': {e}")))),
+        },
+    };
     // With --subject-from-key, the keys' subjects too (keys are single tokens:
     // a filter that takes `SUBJECT.*`, read as a literal, takes every one).
     let mut needed = vec![subject.to_string()];
     if args.subject_from_key {
         needed.push(format!("{subject}.*"));
     }
-    let Some(name) = &args.stream else {
-        let name = context.stream_by_subject(subject).await.map_err(|e| {
-            Failure::new(
-                EXIT_USAGE,
-                format!(
-                    "no JetStream stream takes subject '{subject}' ({e}); name one with --stream NAME to create it"
-                ),
-            )
-        })?;
-        let config = stream_config(context, &name).await?;
-        check_ordered(&name, &config, args.ordered)?;
-        return check_subjects(&name, &config, &needed);
+    check_ordered(&name, &config, args.ordered).map_err(Lookup::Failed)?;
+    check_subjects(&name, &config, &needed).map_err(Lookup::Failed)?;
+    Ok((name, config))
+}
+
+async fn create_stream(
+    context: &jetstream::Context,
+    args: &ReplayArgs,
+    name: &str,
+    subject: &str,
+) -> Result<stream::Config, Lookup> {
+    let mut subjects = vec![subject.to_string()];
+    if args.subject_from_key {
+        subjects.push(format!("{subject}.>"));
+    }
+    let config = stream::Config {
+        name: name.to_string(),
+        subjects,
+        num_replicas: args.replicas.into(),
+        duplicate_window: args.duplicate_window,
+        ..Default::default()
     };
-    let config = match context.get_stream(name).await {
-        Ok(_) => stream_config(context, name).await?,
-        Err(e) if is_not_found(&e) => {
-            let mut subjects = vec![subject.to_string()];
-            if args.subject_from_key {
-                subjects.push(format!("{subject}.>"));
+    let what = format!("cannot create stream '{name}' for subject '{subject}'");
+    match context.create_stream(config).await {
+        Ok(created) => Ok(created.cached_info().config.clone()),
+        Err(e) => Err(match e.kind() {
+            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                Lookup::Unanswered(e.to_string())
             }
-            let config = stream::Config {
-                name: name.clone(),
-                subjects,
-                num_replicas: args.replicas.into(),
-                duplicate_window: args.duplicate_window,
-                ..Default::default()
-            };
-            context.create_stream(config).await.map(|created| created.cached_info().config.clone()).map_err(|e| {
-                Failure::new(EXIT_USAGE, format!("cannot create stream '{name}' for subject '{subject}': {e}"))
-            })?
-        }
-        Err(e) => return Err(Failure::new(EXIT_FINDING, format!("cannot look up stream '{name}': {e}"))),
-    };
-    check_ordered(name, &config, args.ordered)?;
-    check_subjects(name, &config, &needed)
+            CreateStreamErrorKind::JetStream(api) if api.code() == 503 => Lookup::Unanswered(e.to_string()),
+            _ => Lookup::Failed(Failure::new(EXIT_USAGE, format!("{what}: {e}"))),
+        }),
+    }
+}
+
+/// An error JetStream answered a lookup with: a 503 (no leader, no quorum)
+/// may pass; anything else (JetStream not enabled, no permission...) ends
+/// the replay.
+fn answered(api: &jetstream::Error, what: String) -> Lookup {
+    let disabled =
+        [jetstream::ErrorCode::JETSTREAM_NOT_ENABLED, jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT];
+    match api.code() == 503 && !disabled.contains(&api.error_code()) {
+        true => Lookup::Unanswered(api.to_string()),
+        false => Lookup::Failed(Failure::new(EXIT_FINDING, format!("{what}: {api}"))),
+    }
 }
 
 /// `--ordered` only into a stream of one replica. In replicated streams the
@@ -331,16 +423,10 @@ fn check_ordered(name: &str, config: &stream::Config, ordered: bool) -> Result<(
     Ok(())
 }
 
-async fn stream_config(context: &jetstream::Context, name: &str) -> Result<stream::Config, Failure> {
-    let read =
-        async { context.get_stream(name).await?.info().await.map(|info| info.config.clone()).map_err(Into::into) };
-    read.await.map_err(|e: async_nats::Error| Failure::new(EXIT_FINDING, format!("cannot read stream '{name}': {e}")))
-}
-
 /// The stream takes every subject in `needed`, or the error says which not.
-fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Result<String, Failure> {
+fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Result<(), Failure> {
     match needed.iter().find(|subject| !config.subjects.iter().any(|filter| subject_matches(filter, subject))) {
-        None => Ok(name.to_string()),
+        None => Ok(()),
         Some(subject) => Err(Failure::new(
             EXIT_USAGE,
             format!(
@@ -350,11 +436,6 @@ fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Res
             ),
         )),
     }
-}
-
-fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
-    matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
-        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// Whether a stream's subject filter (with `*` and `>` wildcards) takes `subject`.
@@ -384,6 +465,8 @@ struct Forwarder {
     journal_id: String,
     /// `--ordered`: each publish names its predecessor.
     ordered: bool,
+    /// The stream's retention: whether a full stream is final ([`passes`]).
+    retention: stream::RetentionPolicy,
     /// The position of the last record taken in (the next one's predecessor).
     last_taken: Option<u64>,
     acks: Sender<Ack>,
@@ -519,6 +602,11 @@ impl Forwarder {
     fn settle_front(&mut self, result: Result<PublishAck, jetstream::context::PublishError>) {
         let Some(front) = self.in_flight.pop_front() else { return };
         match result {
+            // The id is staged, its message not (yet) stored: not an ack.
+            Ok(ack) if is_staged_duplicate(&ack) => {
+                self.trouble.get_or_insert_with(staged_duplicate_error);
+                self.resend.push(front.record);
+            }
             // In order: only if no earlier publish failed (a failed send stops
             // later ones; the publishes before it are acknowledged as usual).
             Ok(ack) if self.resend.is_empty() => self.acknowledge(&ack),
@@ -564,7 +652,7 @@ impl Forwarder {
             self.unsent.push_front(record);
         }
         let position = self.unsent.front().map_or(0, |record| record.position);
-        if let Some(rejected) = Self::rejection(&error, position) {
+        if let Some(rejected) = Self::rejection(&error, position, self.retention) {
             return Err(rejected);
         }
         self.troubled_since.get_or_insert_with(Instant::now);
@@ -582,10 +670,14 @@ impl Forwarder {
     }
 
     /// The failure as a refusal, when retrying cannot help.
-    fn rejection(error: &jetstream::context::PublishError, position: u64) -> Option<Rejected> {
+    fn rejection(
+        error: &jetstream::context::PublishError,
+        position: u64,
+        retention: stream::RetentionPolicy,
+    ) -> Option<Rejected> {
         match error.kind() {
             PublishErrorKind::MaxPayloadExceeded => Some(Rejected::TooLarge { position, detail: describe(error) }),
-            PublishErrorKind::Other if jetstream_code(error).is_some_and(|code| code != 503) => {
+            PublishErrorKind::Other if jetstream_error(error).is_some_and(|e| !passes(e, retention)) => {
                 Some(Rejected::Refused { position, detail: describe(error) })
             }
             // The first failure since the last recovery, so the record
@@ -606,10 +698,43 @@ impl Forwarder {
     }
 }
 
-/// The JetStream API error code (a status such as 503 or 400) behind a failed publish.
-fn jetstream_code(error: &jetstream::context::PublishError) -> Option<usize> {
-    let source = std::error::Error::source(error)?;
-    source.downcast_ref::<jetstream::Error>().map(jetstream::Error::code)
+/// The JetStream API error (a status such as 503 or 400, and its own code)
+/// the stream answered a publish with.
+fn jetstream_error(error: &jetstream::context::PublishError) -> Option<&jetstream::Error> {
+    std::error::Error::source(error)?.downcast_ref::<jetstream::Error>()
+}
+
+/// Whether an error the stream answered may pass, so that a re-send can
+/// land: the stream is unavailable (503: no leader, no storage left), it is
+/// still storing an earlier publish of the id (nats-server 2.11 and later),
+/// or it is full under discard-new while its consumers can free room
+/// (interest or work-queue retention; under limits retention only an
+/// operator can, and the record is refused).
+fn passes(error: &jetstream::Error, retention: stream::RetentionPolicy) -> bool {
+    match error.error_code() {
+        jetstream::ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT => true,
+        jetstream::ErrorCode::STREAM_STORE_FAILED => retention != stream::RetentionPolicy::Limits,
+        _ => error.code() == 503,
+    }
+}
+
+/// A PubAck that calls the publish a duplicate of sequence 0. A replicated
+/// stream on nats-server 2.10 and earlier answers so while an earlier
+/// publish of the id is still being stored, and, after a leader change, for
+/// a publish that was never stored (the id it staged outlives the leader's
+/// term, until the duplicate window ends; fixed in 2.11). Either way the
+/// record may not be in the stream: it is re-sent until the stream answers
+/// with its sequence.
+fn is_staged_duplicate(ack: &PublishAck) -> bool {
+    ack.duplicate && ack.sequence == 0
+}
+
+fn staged_duplicate_error() -> jetstream::context::PublishError {
+    jetstream::context::PublishError::with_source(
+        PublishErrorKind::Other,
+        "the stream answered 'duplicate of sequence 0': an earlier publish of the record is still being stored, \
+         or was lost with a leader",
+    )
 }
 
 /// The error with its cause, in one line.
