@@ -117,9 +117,11 @@ pub enum Command {
         Backwater-Position, Backwater-Timestamp (ns since the epoch) and Backwater-Priority. At most\n\
         --window publishes are unacknowledged; the cursor is committed only up to records whose\n\
         PubAck arrived, in journal order. Lost connections, leader elections and timeouts are\n\
-        retried with backoff (on stderr) for up to --ack-timeout without a PubAck; a refusal (a\n\
-        record larger than the server's max_payload, an error the stream answers) ends replay\n\
-        with exit 1, saying at which position the cursor stays.\n  \
+        retried with backoff (on stderr) for up to --ack-timeout without a PubAck, as are a stream\n\
+        that does not answer at start and a PubAck that says 'duplicate of sequence 0' (on\n\
+        nats-server 2.10: still being stored, or lost with a leader); a refusal (a record larger\n\
+        than the server's max_payload, a stream full under limits retention, another error the\n\
+        stream answers) ends replay with exit 1, saying at which position the cursor stays.\n  \
         backwater replay /var/lib/feed --cursor nats --to nats://10.0.0.1:4222,10.0.0.2:4222 \\\n      \
         --subject feed.host1 --stream FEED --replicas 3 --follow")]
     Replay(ReplayArgs),

@@ -20,6 +20,10 @@
 //! acknowledged as a duplicate. Only into a stream of one replica
 //! ([`check_ordered`]): in replicated streams the servers' fence lost
 //! acknowledged records (README, "Past one machine").
+//!
+//! What counts as a PubAck is strict: a duplicate of sequence 0 is not one
+//! ([`is_staged_duplicate`]), and which errors the stream answers may pass
+//! and which refuse the record for good is [`passes`]'s to say.
 
 use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
