@@ -342,10 +342,11 @@ async fn find_stream(
         Ok(stream) => stream.cached_info().config.clone(),
         Err(e) => match e.kind() {
             GetStreamErrorKind::JetStream(api) if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
-                match args.stream.is_some() {
-                    true => create_stream(context, args, &name, subject).await?,
-                    false => return Err(Lookup::Unanswered(format!("stream '{name}' is gone: {e}"))),
+                if args.stream.is_none() {
+                    // Deleted since the subject's lookup: look the subject up again.
+                    return Err(Lookup::Unanswered(format!("stream '{name}' is gone: {e}")));
                 }
+                create_stream(context, args, &name, subject).await?
             }
             GetStreamErrorKind::JetStream(api) => {
                 return Err(answered(&api, format!("cannot look up stream '{name}'")));
@@ -401,9 +402,10 @@ async fn create_stream(
 fn answered(api: &jetstream::Error, what: String) -> Lookup {
     let disabled =
         [jetstream::ErrorCode::JETSTREAM_NOT_ENABLED, jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT];
-    match api.code() == 503 && !disabled.contains(&api.error_code()) {
-        true => Lookup::Unanswered(api.to_string()),
-        false => Lookup::Failed(Failure::new(EXIT_FINDING, format!("{what}: {api}"))),
+    if api.code() == 503 && !disabled.contains(&api.error_code()) {
+        Lookup::Unanswered(api.to_string())
+    } else {
+        Lookup::Failed(Failure::new(EXIT_FINDING, format!("{what}: {api}")))
     }
 }
 
