@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cli::{backwater, bin, path, stderr_of};
@@ -70,12 +70,21 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// The NATS tests, one at a time: the e2e's cluster of three servers and
+/// nine processes, on two cores, had elections time out while another test
+/// replayed 300,000 records beside it.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static NATS: Mutex<()> = Mutex::new(());
+    NATS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A throwaway single-node JetStream server, killed at drop.
 struct NatsServer {
     child: Child,
     port: u16,
     monitor: u16,
     _store: tempfile::TempDir,
+    _alone: MutexGuard<'static, ()>,
 }
 
 impl NatsServer {
@@ -85,6 +94,7 @@ impl NatsServer {
             eprintln!("SKIPPED: no nats-server (apt-get install nats-server)");
             return None;
         }
+        let alone = one_at_a_time();
         let store = tempfile::tempdir().unwrap();
         let (port, monitor) = (free_port(), free_port());
         let config = store.path().join("server.conf");
@@ -94,7 +104,7 @@ impl NatsServer {
         );
         std::fs::write(&config, text).unwrap();
         let child = Self::spawn(store.path());
-        let server = NatsServer { child, port, monitor, _store: store };
+        let server = NatsServer { child, port, monitor, _store: store, _alone: alone };
         server.wait_healthy();
         Some(server)
     }
@@ -455,11 +465,11 @@ fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream
 /// publish with `answer` (it never reaches the server). Returns replay's
 /// output, the messages in the stream and the cursor's position after.
 fn replay_with_second_publish_answered(
+    server: &NatsServer,
     stream: &str,
     subject: &'static str,
     answer: &'static str,
 ) -> (Output, u64, u64) {
-    let server = NatsServer::start("").expect("checked by the caller");
     let proxy = losing_proxy(server.port, Loss { subject, nth: 2, answer: Some(answer) });
     let journal = journal_with(&numbered(20));
     let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), subject, &["--stream", stream]);
@@ -468,14 +478,16 @@ fn replay_with_second_publish_answered(
 
 #[test]
 fn a_duplicate_of_sequence_0_is_not_an_ack_the_record_is_resent() {
-    if NatsServer::start("").is_none() {
-        return;
-    }
+    let Some(server) = NatsServer::start("") else { return };
     // nats-server 2.10 answers so while a replicated stream stores an
     // earlier publish of the id, and for one lost with a leader: the
     // record was never stored (seen: 19 of 20 in the stream before the fix).
-    let (out, messages, _) =
-        replay_with_second_publish_answered("STAGED", "staged", r#"{"stream":"STAGED","seq":0,"duplicate":true}"#);
+    let (out, messages, _) = replay_with_second_publish_answered(
+        &server,
+        "STAGED",
+        "staged",
+        r#"{"stream":"STAGED","seq":0,"duplicate":true}"#,
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
     assert!(stderr_of(&out).contains("duplicate of sequence 0"), "{}", stderr_of(&out));
@@ -483,27 +495,23 @@ fn a_duplicate_of_sequence_0_is_not_an_ack_the_record_is_resent() {
 
 #[test]
 fn an_id_still_being_stored_passes_the_record_is_resent() {
-    if NatsServer::start("").is_none() {
-        return;
-    }
+    let Some(server) = NatsServer::start("") else { return };
     // nats-server 2.11 and later answer 409 (10158) where 2.10 sent a
     // duplicate of sequence 0 (seen: exit 1, "refused", before the fix).
     let conflict = r#"{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"},"stream":"CONFLICT","seq":0}"#;
-    let (out, messages, _) = replay_with_second_publish_answered("CONFLICT", "conflict", conflict);
+    let (out, messages, _) = replay_with_second_publish_answered(&server, "CONFLICT", "conflict", conflict);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
 }
 
 #[test]
 fn a_full_stream_under_limits_retention_refuses_the_record_for_good() {
-    if NatsServer::start("").is_none() {
-        return;
-    }
+    let Some(server) = NatsServer::start("") else { return };
     // Discard-new at its limits: only an operator makes room (seen: retried,
     // then stored by the proxy's pass-through, exit 0, before the fix).
     let full =
         r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"FULL","seq":0}"#;
-    let (out, messages, cursor) = replay_with_second_publish_answered("FULL", "full", full);
+    let (out, messages, cursor) = replay_with_second_publish_answered(&server, "FULL", "full", full);
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let refused = format!("refused the record at position {cursor}: publish failed: maximum messages exceeded");
     assert!(stderr_of(&out).contains(&refused), "the cursor stays before it: {}", stderr_of(&out));
@@ -619,6 +627,7 @@ fn replay_rides_out_a_server_restart_and_every_record_lands_once() {
 
 #[test]
 fn three_edge_journals_forward_into_an_r3_stream_exactly_once_through_crashes_and_an_outage() {
+    let _alone = one_at_a_time();
     let Some((out, stdout)) = run_tool("nats-e2e", &[], Duration::from_secs(300)) else { return };
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("\nPASS"), "{stdout}");
