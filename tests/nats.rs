@@ -392,11 +392,13 @@ fn replay_killed_between_publish_and_puback_resends_and_the_stream_drops_the_dup
 /// What a [`losing_proxy`] does to one message the client sends.
 #[derive(Clone, Copy)]
 struct Loss {
-    /// The `nth` (from 1) message on `subject` is lost...
+    /// The `nth` (from 1) message on `subject` is lost, and so are its
+    /// re-sends (the same `Nats-Msg-Id`) until `times` are lost...
     subject: &'static str,
     nth: usize,
-    /// ...and, if given, answered with this (a PubAck or an error, as a
-    /// server would), published to its reply subject, which the client
+    times: usize,
+    /// ...and, if given, each is answered with this (a PubAck or an error,
+    /// as a server would), published to its reply subject, which the client
     /// subscribes to.
     answer: Option<&'static str>,
 }
@@ -404,7 +406,7 @@ struct Loss {
 /// The second publish on `subject` lost, unanswered: as a dying leader loses
 /// what was routed to it.
 fn second_publish_lost(subject: &'static str) -> Loss {
-    Loss { subject, nth: 2, answer: None }
+    Loss { subject, nth: 2, times: 1, answer: None }
 }
 
 /// A TCP proxy to the server that applies `loss` and passes everything else
@@ -428,6 +430,7 @@ fn losing_proxy(server_port: u16, loss: Loss) -> u16 {
 /// the payload that follows; every other operation is one line.
 fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream) {
     let (mut pending, mut buf, mut seen) = (Vec::new(), vec![0; 1 << 16], 0);
+    let (mut lost_message, mut lost_times) = (None, 0);
     while let Ok(n @ 1..) = from_client.read(&mut buf) {
         pending.extend_from_slice(&buf[..n]);
         while let Some(line_end) = pending.windows(2).position(|w| w == b"\r\n") {
@@ -442,10 +445,15 @@ fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream
             if pending.len() < whole {
                 break;
             }
+            let message = msg_id(&pending[line_end + 2..whole]);
             let lost = publish && words[1] == loss.subject && {
                 seen += 1;
-                seen == loss.nth
+                if seen == loss.nth {
+                    lost_message = Some(message.clone());
+                }
+                lost_message.as_ref() == Some(&message) && lost_times < loss.times
             };
+            lost_times += usize::from(lost);
             let forwarded = match (lost, loss.answer) {
                 (false, _) => to_server.write_all(&pending[..whole]),
                 (true, None) => Ok(()),
@@ -461,18 +469,28 @@ fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream
     }
 }
 
-/// Replays 20 records into `stream` through a proxy that answers the second
-/// publish with `answer` (it never reaches the server). Returns replay's
-/// output, the messages in the stream and the cursor's position after.
-fn replay_with_second_publish_answered(
-    server: &NatsServer,
-    stream: &str,
-    subject: &'static str,
-    answer: &'static str,
-) -> (Output, u64, u64) {
-    let proxy = losing_proxy(server.port, Loss { subject, nth: 2, answer: Some(answer) });
+/// The second publish on `subject` answered with `answer` (it never
+/// reaches the server), and so are its next `times - 1` re-sends.
+fn second_publish_answered(subject: &'static str, times: usize, answer: &'static str) -> Loss {
+    Loss { subject, nth: 2, times, answer: Some(answer) }
+}
+
+/// The `Nats-Msg-Id` header's value in a message's bytes (empty if none).
+fn msg_id(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let value = text.split("\r\n").find_map(|line| line.strip_prefix("Nats-Msg-Id: "));
+    value.unwrap_or_default().to_string()
+}
+
+/// Replays 20 records into a stream `--stream STREAM` plus `extra` makes,
+/// through a [`losing_proxy`] that applies `loss`. Returns replay's output,
+/// the messages in the stream and the cursor's position after.
+fn replay_through(server: &NatsServer, loss: Loss, stream: &str, extra: &[&str]) -> (Output, u64, u64) {
+    let proxy = losing_proxy(server.port, loss);
     let journal = journal_with(&numbered(20));
-    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), subject, &["--stream", stream]);
+    let mut args = vec!["--stream", stream];
+    args.extend_from_slice(extra);
+    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), loss.subject, &args);
     (out, server.messages(stream), cursor_position(journal.path(), "nats"))
 }
 
@@ -482,15 +500,27 @@ fn a_duplicate_of_sequence_0_is_not_an_ack_the_record_is_resent() {
     // nats-server 2.10 answers so while a replicated stream stores an
     // earlier publish of the id, and for one lost with a leader: the
     // record was never stored (seen: 19 of 20 in the stream before the fix).
-    let (out, messages, _) = replay_with_second_publish_answered(
-        &server,
-        "STAGED",
-        "staged",
-        r#"{"stream":"STAGED","seq":0,"duplicate":true}"#,
-    );
+    let staged = second_publish_answered("staged", 1, STAGED);
+    let (out, messages, _) = replay_through(&server, staged, "STAGED", &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
     assert!(stderr_of(&out).contains("duplicate of sequence 0"), "{}", stderr_of(&out));
+}
+
+const STAGED: &str = r#"{"stream":"STAGED","seq":0,"duplicate":true}"#;
+
+#[test]
+fn records_stored_behind_a_stalled_one_are_not_published_again() {
+    let Some(server) = NatsServer::start("") else { return };
+    // The second record's id stays staged past the stream's duplicate window
+    // (nats-server 2.10, a leader that lost its proposal and leads again).
+    // The 18 records after it are stored meanwhile; re-sent after the
+    // window, they were stored again (seen: 74 messages before the fix).
+    let stalled = second_publish_answered("stalled", 6, STAGED);
+    let (out, messages, _) = replay_through(&server, stalled, "STALLED", &["--duplicate-window", "1s"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(messages, 20, "each record once: {}", stderr_of(&out));
+    assert_eq!(stderr_of(&out).matches("duplicate of sequence 0").count(), 6, "{}", stderr_of(&out));
 }
 
 #[test]
@@ -499,7 +529,7 @@ fn an_id_still_being_stored_passes_the_record_is_resent() {
     // nats-server 2.11 and later answer 409 (10158) where 2.10 sent a
     // duplicate of sequence 0 (seen: exit 1, "refused", before the fix).
     let conflict = r#"{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"},"stream":"CONFLICT","seq":0}"#;
-    let (out, messages, _) = replay_with_second_publish_answered(&server, "CONFLICT", "conflict", conflict);
+    let (out, messages, _) = replay_through(&server, second_publish_answered("conflict", 1, conflict), "CONFLICT", &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(messages, 20, "the record was re-sent: {}", stderr_of(&out));
 }
@@ -511,7 +541,7 @@ fn a_full_stream_under_limits_retention_refuses_the_record_for_good() {
     // then stored by the proxy's pass-through, exit 0, before the fix).
     let full =
         r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"FULL","seq":0}"#;
-    let (out, messages, cursor) = replay_with_second_publish_answered(&server, "FULL", "full", full);
+    let (out, messages, cursor) = replay_through(&server, second_publish_answered("full", 1, full), "FULL", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let refused = format!("refused the record at position {cursor}: publish failed: maximum messages exceeded");
     assert!(stderr_of(&out).contains(&refused), "the cursor stays before it: {}", stderr_of(&out));
@@ -528,7 +558,7 @@ fn a_stream_lookup_that_gets_no_answer_is_asked_again() {
     append(journal.path(), &numbered(20));
     // The first lookup is lost, as during an election (seen: exit 2, "no
     // JetStream stream takes subject", before the fix).
-    let proxy = losing_proxy(server.port, Loss { subject: "$JS.API.STREAM.NAMES", nth: 1, answer: None });
+    let proxy = losing_proxy(server.port, Loss { subject: "$JS.API.STREAM.NAMES", nth: 1, times: 1, answer: None });
     let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), "late", &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("JetStream did not answer the stream lookup"), "{}", stderr_of(&out));

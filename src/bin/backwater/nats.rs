@@ -72,6 +72,9 @@ pub struct Outgoing {
     /// The subject it goes on; an error when, with `--subject-from-key`,
     /// its key cannot be a subject token.
     subject: Result<String, Rejected>,
+    /// The PubAck it got while a record before it was still unacknowledged:
+    /// it is in the stream, and is not published again ([`Forwarder::publish_ready`]).
+    stored: Option<PublishAck>,
 }
 
 /// Why the forwarder stopped for good: the record it could not publish.
@@ -146,6 +149,7 @@ impl Publisher {
             priority: priority_name(record.priority()),
             payload: bytes::Bytes::copy_from_slice(record.payload()),
             subject: self.subject_of(record),
+            stored: None,
         });
     }
 
@@ -558,10 +562,19 @@ impl Forwarder {
     }
 
     /// Publishes the records waiting, unless there is trouble or the oldest
-    /// publish has waited for its PubAck longer than [`STALL`].
+    /// publish has waited for its PubAck longer than [`STALL`]. A record the
+    /// stream already stored is not published again: its PubAck goes back in
+    /// line, to be settled in journal order. (Re-sent, it could be stored
+    /// twice: a stream keeps ids for its duplicate window only, and on
+    /// nats-server 2.10 a stalled record before it can outlast that.)
     async fn publish_ready(&mut self) {
         while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
-            let Some(record) = self.unsent.pop_front() else { return };
+            let Some(mut record) = self.unsent.pop_front() else { return };
+            if let Some(ack) = record.stored.take() {
+                self.in_flight.push_back(InFlight { record, sent: Instant::now() });
+                self.pub_acks.push_back(Box::pin(std::future::ready(Ok(ack))));
+                continue;
+            }
             let subject = match &record.subject {
                 Ok(subject) => subject.clone(),
                 Err(rejected) => {
@@ -606,7 +619,7 @@ impl Forwarder {
     /// The oldest publish settled: acknowledged to replay if all before it
     /// were; otherwise (or if it failed) kept to be re-sent.
     fn settle_front(&mut self, result: Result<PublishAck, jetstream::context::PublishError>) {
-        let Some(front) = self.in_flight.pop_front() else { return };
+        let Some(mut front) = self.in_flight.pop_front() else { return };
         match result {
             // The id is staged, its message not (yet) stored: not an ack.
             Ok(ack) if is_staged_duplicate(&ack) => {
@@ -616,7 +629,10 @@ impl Forwarder {
             // In order: only if no earlier publish failed (a failed send stops
             // later ones; the publishes before it are acknowledged as usual).
             Ok(ack) if self.resend.is_empty() => self.acknowledge(&ack),
-            Ok(_) => self.resend.push(front.record),
+            Ok(ack) => {
+                front.record.stored = Some(ack);
+                self.resend.push(front.record);
+            }
             Err(error) => {
                 self.trouble.get_or_insert(error);
                 self.resend.push(front.record);
@@ -662,7 +678,7 @@ impl Forwarder {
             return Err(rejected);
         }
         self.troubled_since.get_or_insert_with(Instant::now);
-        let count = self.unsent.len();
+        let count = self.unsent.iter().filter(|record| record.stored.is_none()).count();
         self.stats.resent.fetch_add(count as u64, Ordering::Relaxed);
         eprintln!(
             "backwater replay: NATS publish at position {position} failed ({}); re-sending from there ({count} \
