@@ -218,11 +218,11 @@ async fn read_stream(server: &str, name: &str, read: &mut Read) -> Result<u64, F
     let context = jetstream::new(client);
     // After a restart of the cluster the stream may have no leader for a while.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (stream, total) = loop {
+    let (stream, state) = loop {
         let found: Result<_, Failure> = async {
             let mut stream = context.get_stream(name).await?;
-            let total = stream.info().await?.state.messages;
-            Ok((stream, total))
+            let state = stream.info().await?.state.clone();
+            Ok((stream, state))
         }
         .await;
         match found {
@@ -242,6 +242,18 @@ async fn read_stream(server: &str, name: &str, read: &mut Read) -> Result<u64, F
             ..Default::default()
         })
         .await?;
+    // A message lost inside the stream leaves a gap in its sequences (the
+    // journals' records are never deleted from it): the server's loss, not a
+    // record that never arrived.
+    let span = state.last_sequence.saturating_sub(state.first_sequence) + u64::from(state.messages > 0);
+    println!(
+        "stream {name}: sequences {}..={}, {} messages, {} missing inside (deleted or lost)",
+        state.first_sequence,
+        state.last_sequence,
+        state.messages,
+        span.saturating_sub(state.messages)
+    );
+    let total = state.messages;
     let mut messages = consumer.messages().await?;
     for _ in 0..total {
         let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
