@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::capacity::Fill;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::JournalState;
 use crate::{Level, capacity, flush, process, retention, thread_cache, window};
 
@@ -99,6 +99,8 @@ fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
 }
 
 /// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
+/// A segment ahead of the tail that the budget has no room for makes room
+/// under a dropping policy ([`retention::drop_for_prepared`]).
 pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
@@ -107,7 +109,13 @@ pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
         if index < inner.meta.tail_index() {
             continue;
         }
-        window::write_segment(inner, index)?.populate();
+        let segment = match window::write_segment(inner, index) {
+            Err(Error::BackPressured { .. }) if index > tail_index && retention::drop_for_prepared(inner)? => {
+                window::write_segment(inner, index)?
+            }
+            other => other?,
+        };
+        segment.populate();
     }
     Ok(())
 }

@@ -323,9 +323,16 @@ impl Journal {
     /// does it in the background): for a publisher whose first burst must run
     /// at memory speed.
     ///
+    /// Under [`WhenFull::DropOldest`](crate::WhenFull::DropOldest) and
+    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest) a full
+    /// budget drops its oldest segment to make room for one ahead of the
+    /// tail, as the housekeeper does: prepared segments count against the
+    /// budget.
+    ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only handle; [`Error::BackPressured`]
-    /// when the budget has no room for a segment; [`Error::JournalBusy`],
+    /// when the budget has no room for a segment (under
+    /// [`WhenFull::Block`](crate::WhenFull::Block)); [`Error::JournalBusy`],
     /// [`Error::PositionsExhausted`] or [`Error::Io`] when one cannot be
     /// created.
     pub fn prepare(&self) -> Result<()> {

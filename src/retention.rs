@@ -84,6 +84,17 @@ fn lock_unless_stuck(inner: &JournalState) -> Result<Option<JournalLock<'_>>> {
     }
 }
 
+/// Room for a segment prepared ahead of the tail: under `DropOldest` or
+/// `EvictSlowest` the oldest segment goes one step early, so that a full
+/// ring's next segment is built off the publisher's path (the budget
+/// includes the prepared segments). `true` if one went; never under `Block`.
+pub(crate) fn drop_for_prepared(inner: &JournalState) -> Result<bool> {
+    if inner.meta.limits().when_full == WhenFull::Block {
+        return Ok(false);
+    }
+    drop_oldest_segment(inner).map_err(Error::from)
+}
+
 /// Applies the dropping policy to the oldest segment if it is not the tail's:
 /// `true` if one went.
 fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {

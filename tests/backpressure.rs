@@ -277,3 +277,28 @@ fn two_publishers_bursting_overshoot_the_high_watermark_by_less_than_a_segment()
     assert!(overshoot < MIB, "overshoot {overshoot} bytes is more than a segment");
     assert!(stats.disk_bytes <= BUDGET);
 }
+
+#[test]
+fn a_full_dropping_ring_makes_room_for_its_next_segment_one_step_early() {
+    for policy in [WhenFull::DropOldest, WhenFull::EvictSlowest, WhenFull::Block] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = budgeted(dir.path(), policy);
+        let publisher = journal.publisher();
+        // The tail in the budget's last segment, below the high watermark:
+        // no room for the segment after it.
+        while journal.tail_position() < 7 * MIB + 1000 {
+            publisher.offer(&[7u8; 1000]).unwrap();
+        }
+        let prepared = journal.prepare();
+        let segments = journal.segment_indexes().unwrap();
+        if policy == WhenFull::Block {
+            assert!(matches!(prepared, Err(Error::BackPressured { .. })), "{policy:?}: {prepared:?}");
+            assert_eq!(segments.first(), Some(&0), "{policy:?} drops nothing to prepare: {segments:?}");
+        } else {
+            assert!(prepared.is_ok(), "{policy:?}: {prepared:?}");
+            assert!(segments.contains(&8), "{policy:?}: the next segment is ready: {segments:?}");
+            assert_eq!(segments.first(), Some(&1), "{policy:?}: the oldest went one step early: {segments:?}");
+        }
+        assert!(journal.stats().disk_bytes <= BUDGET, "{policy:?}: over the budget");
+    }
+}
