@@ -66,7 +66,7 @@ pub(crate) fn rotation_failed(inner: &JournalState, error: Error) -> Result<(), 
     }
     // Files the positions do not show (spares a reader still has mapped,
     // retired segments) can fill the budget below the high watermark.
-    if inner.meta.limits().when_full != WhenFull::Block && drop_oldest_segment(inner)? {
+    if inner.meta.limits().when_full != WhenFull::Block && drop_oldest_segment(inner, inner.meta.tail_index())? {
         return Ok(());
     }
     inner.meta.normal_limit().store(inner.meta.tail_position(), Ordering::Release);
@@ -87,24 +87,27 @@ fn lock_unless_stuck(inner: &JournalState) -> Result<Option<JournalLock<'_>>> {
 /// Room for a segment prepared ahead of the tail: under `DropOldest` or
 /// `EvictSlowest` the oldest segment goes one step early, so that a full
 /// ring's next segment is built off the publisher's path (the budget
-/// includes the prepared segments). `true` if one went; never under `Block`.
+/// includes the prepared segments). Never the segment just before the
+/// tail's, which readers and the appending threads are likeliest to hold:
+/// a ring of two or three segments keeps waiting for room as before.
+/// `true` if one went; never under `Block`.
 pub(crate) fn drop_for_prepared(inner: &JournalState) -> Result<bool> {
     if inner.meta.limits().when_full == WhenFull::Block {
         return Ok(false);
     }
-    drop_oldest_segment(inner).map_err(Error::from)
+    drop_oldest_segment(inner, inner.meta.tail_index().saturating_sub(1)).map_err(Error::from)
 }
 
-/// Applies the dropping policy to the oldest segment if it is not the tail's:
-/// `true` if one went.
-fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
+/// Applies the dropping policy to the oldest segment if it is below segment
+/// `below` (at most the tail's): `true` if one went.
+fn drop_oldest_segment(inner: &JournalState, below: u64) -> Result<bool, OfferError> {
     let Some(_guard) = lock_unless_stuck(inner)? else { return Ok(false) };
     let size = inner.segment_size();
     let oldest = segment::list(&inner.dir, size)?.first().copied();
     match oldest {
         // Never the tail's own segment, even when it is full: the segment
         // after it may not exist yet.
-        Some(oldest) if oldest < inner.meta.tail_index() => {
+        Some(oldest) if oldest < below.min(inner.meta.tail_index()) => {
             drop_segment(inner, oldest, &inner.meta.limits())?;
             Ok(true)
         }
