@@ -138,8 +138,8 @@ pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Re
 ///   a segment went, the budget's end is past it, so a second caller finds
 ///   nothing to do (one drop per rotation);
 /// - the oldest is the first position's segment and is not the one just
-///   before the tail's (claims tripped into the tail's segment may still
-///   write into it, and readers are likeliest to be in it: a ring of two
+///   before the tail's (claims made before the tail left it may still be
+///   writing into it, and readers are likeliest to be in it: a ring of two
 ///   segments waits for room as before);
 /// - below the shed watermark, the oldest is not in the replay window.
 fn early_drop_candidate(inner: &JournalState, tail_index: u64, limits: &Limits) -> Result<Option<u64>> {
