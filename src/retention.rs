@@ -108,20 +108,16 @@ fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
 /// segment as a publisher of this handle enters the budget's last segment,
 /// rather than the publisher when it reaches its limit in that segment, so
 /// that the next segment is built off the publisher's path (the budget
-/// includes the segments prepared ahead). Only for a rotation a live
-/// publisher of this handle made and at most once for it, and only when
-/// [`early_drop_candidate`] finds it is due under the journal lock. `true`
-/// if a segment went.
+/// includes the segments prepared ahead). The caller took the mark of a
+/// rotation a live publisher of this handle made into `tail_index`
+/// ([`JournalState::take_rotation`]): this is its one chance, and
+/// [`early_drop_candidate`] says under the journal lock whether the drop
+/// is due. `true` if a segment went.
 pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Result<bool> {
-    // Without the lock first: every prepare of a full ring comes here.
-    if !inner.awaits_early_drop(tail_index) {
-        return Ok(false);
-    }
     let Some(guard) = lock_unless_stuck(inner)? else { return Ok(false) };
     let limits = inner.meta.limits();
     let Some(oldest) = early_drop_candidate(inner, tail_index, &limits)? else { return Ok(false) };
     drop_segment(inner, oldest, &limits)?;
-    inner.early_drop_made(tail_index);
     drop(guard);
     recompute_limits(inner);
     Ok(true)
@@ -130,8 +126,7 @@ pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Re
 /// The oldest segment, if dropping it now is the drop that a publisher
 /// appending on from segment `tail_index` would make before leaving it,
 /// looked at again under the journal lock (the caller holds it):
-/// - the policy drops (never `Block`), the tail is still in `tail_index`
-///   and the rotation into it still awaits its early drop;
+/// - the policy drops (never `Block`) and the tail is still in `tail_index`;
 /// - that segment is the budget's last whole one: the publisher's limit
 ///   (the high watermark, at most that segment's end) is in it, so the
 ///   data and the segment prepared after it pass the high watermark; once
@@ -145,9 +140,9 @@ pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Re
 fn early_drop_candidate(inner: &JournalState, tail_index: u64, limits: &Limits) -> Result<Option<u64>> {
     let size = inner.segment_size();
     let fill = Fill::read(&inner.meta);
-    let rotation_pending = inner.awaits_early_drop(tail_index) && inner.meta.tail_index() == tail_index;
+    let tail_moved = inner.meta.tail_index() != tail_index;
     let in_budgets_last = fill.hard_end(size) == (tail_index + 1) * size;
-    if limits.when_full == WhenFull::Block || !rotation_pending || !in_budgets_last {
+    if limits.when_full == WhenFull::Block || tail_moved || !in_budgets_last {
         return Ok(None);
     }
     debug_assert!((tail_index + 2) * size > fill.position_at(limits.watermarks.high));

@@ -59,9 +59,10 @@ pub(crate) struct JournalState {
     /// Segments past the tail's that the housekeeper keeps ready.
     pub segments_ahead: u64,
     /// The segment a live publisher of this handle (shared or exclusive)
-    /// last moved the tail into, until an early drop was made for that
-    /// rotation or the publishers went (`NO_ROTATION`): only a handle that
-    /// is appending makes room one step early, once per rotation
+    /// last moved the tail into, until the first prepare after that
+    /// rotation took it or the publishers went (`NO_ROTATION`): only a
+    /// handle that is appending makes room one step early, and only as it
+    /// enters the segment, once per rotation
     /// (`retention::drop_for_next_segment`).
     rotated_into: AtomicU64,
     /// Segments mapped for writing: the tail's and the one prepared ahead.
@@ -337,16 +338,14 @@ impl JournalState {
         self.rotated_into.store(NO_ROTATION, Ordering::Release);
     }
 
-    /// Whether a live publisher of this handle moved the tail into segment
-    /// `index` and no early drop was made for that rotation yet.
-    pub fn awaits_early_drop(&self, index: u64) -> bool {
-        self.rotated_into.load(Ordering::Acquire) == index
-    }
-
-    /// The early drop for the rotation into segment `index` was made.
-    pub fn early_drop_made(&self, index: u64) {
-        // A later rotation's mark stays.
-        let _ = self.rotated_into.compare_exchange(index, NO_ROTATION, Ordering::AcqRel, Ordering::Acquire);
+    /// Takes the mark of a live publisher's rotation into segment `index`:
+    /// `true` for the first caller after that rotation, which decides its
+    /// early drop then and there, drop or not. (A mark left for later would
+    /// drop data when the conditions change with nothing appended: a policy
+    /// switched from `Block`, a replay window that ages, a smaller budget.
+    /// A later rotation's mark stays.)
+    pub fn take_rotation(&self, index: u64) -> bool {
+        self.rotated_into.compare_exchange(index, NO_ROTATION, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     pub fn set_compressor(&self, handle: JoinHandle<()>) {

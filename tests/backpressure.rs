@@ -398,6 +398,32 @@ fn the_early_drop_keeps_the_replay_window_below_the_shed_watermark() {
     assert_nothing_dropped(&journal, &format!("replay window, prepare -> {prepared:?}"));
 }
 
+// The review of the early drop (branch ring-review, F1): a live publisher's
+// rotation mark outlived the first prepare that looked at it, so a drop not
+// due then (under Block, in the replay window, room to spare) was made later
+// when the conditions changed with nothing appended: segment 0 of unread
+// data went after a switch to drop-oldest (seen failing before the fix).
+#[test]
+fn an_idle_publishers_rotation_is_decided_once_not_when_the_policy_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), budget_config(WhenFull::Block)).unwrap();
+    let mut reader = journal.consumer("reader").unwrap();
+    reader.commit().unwrap();
+    let publisher = journal.publisher();
+    // Into the budget's last segment under Block (fill 0.88, below high).
+    offer_until_past(&journal, &publisher, 7 * MIB + 100_000);
+    let prepared = prepare_while_busy(&journal);
+    assert!(matches!(prepared, Err(Error::BackPressured { .. })), "no room under Block: {prepared:?}");
+    // The operator switches the policy, as `backwater config --when-full
+    // drop-oldest` does from another process; the publisher, alive, is idle.
+    let admin = Journal::open(dir.path(), Config::default()).unwrap();
+    admin.set_limits(backwater::Limits { when_full: WhenFull::DropOldest, ..admin.limits() }).unwrap();
+    let prepared = prepare_while_busy(&journal);
+    assert_nothing_dropped(&journal, &format!("after the switch, prepare -> {prepared:?}"));
+    assert!(reader.poll(|_| {}, 10).unwrap() > 0);
+    drop(publisher);
+}
+
 // Finding 3: the first early drop did not look again under the journal
 // lock, so callers preparing at once (the handles' housekeepers, threads
 // calling `Journal::prepare`) each dropped a segment for one rotation.
