@@ -113,14 +113,17 @@ pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
         if index < inner.meta.tail_index() {
             continue;
         }
-        // The first prepare after a publisher's rotation decides its early drop.
-        let rotated = index == tail_index + 1 && inner.take_rotation(tail_index);
+        let next = index == tail_index + 1;
         let segment = match window::write_segment(inner, index) {
-            Err(Error::BackPressured { .. }) if rotated && retention::drop_for_next_segment(inner, tail_index)? => {
+            Err(Error::BackPressured { .. }) if next && retention::drop_for_next_segment(inner, tail_index)? => {
                 window::write_segment(inner, index)?
             }
             other => other?,
         };
+        if next {
+            // Room there was (or was made): the rotation's early drop is decided.
+            inner.take_rotation(tail_index);
+        }
         segment.populate();
     }
     Ok(())

@@ -108,13 +108,22 @@ fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
 /// segment as a publisher of this handle enters the budget's last segment,
 /// rather than the publisher when it reaches its limit in that segment, so
 /// that the next segment is built off the publisher's path (the budget
-/// includes the segments prepared ahead). The caller took the mark of a
-/// rotation a live publisher of this handle made into `tail_index`
-/// ([`JournalState::take_rotation`]): this is its one chance, and
-/// [`early_drop_candidate`] says under the journal lock whether the drop
-/// is due. `true` if a segment went.
+/// includes the segments prepared ahead). Only for a rotation a live
+/// publisher of this handle made into `tail_index`, decided once: under the
+/// journal lock the caller takes the rotation's mark
+/// ([`JournalState::take_rotation`]) and [`early_drop_candidate`] says
+/// whether the drop is due; a drop not due then is not made later. (With
+/// the lock held by another nothing is decided, and the mark stays for the
+/// next prepare.) `true` if a segment went.
 pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Result<bool> {
+    // Without the lock first: every prepare of a full ring comes here.
+    if !inner.awaits_rotation(tail_index) {
+        return Ok(false);
+    }
     let Some(guard) = lock_unless_stuck(inner)? else { return Ok(false) };
+    if !inner.take_rotation(tail_index) {
+        return Ok(false); // decided by another caller meanwhile
+    }
     let limits = inner.meta.limits();
     let Some(oldest) = early_drop_candidate(inner, tail_index, &limits)? else { return Ok(false) };
     drop_segment(inner, oldest, &limits)?;

@@ -339,13 +339,20 @@ impl JournalState {
     }
 
     /// Takes the mark of a live publisher's rotation into segment `index`:
-    /// `true` for the first caller after that rotation, which decides its
-    /// early drop then and there, drop or not. (A mark left for later would
+    /// `true` for the first caller after that rotation that can decide its
+    /// early drop (room there was, or the journal lock held), which decides
+    /// it then and there, drop or not. (A mark left for later would
     /// drop data when the conditions change with nothing appended: a policy
     /// switched from `Block`, a replay window that ages, a smaller budget.
     /// A later rotation's mark stays.)
     pub fn take_rotation(&self, index: u64) -> bool {
         self.rotated_into.compare_exchange(index, NO_ROTATION, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Whether a live publisher's rotation into segment `index` awaits its
+    /// decision ([`JournalState::take_rotation`] not yet called for it).
+    pub fn awaits_rotation(&self, index: u64) -> bool {
+        self.rotated_into.load(Ordering::Acquire) == index
     }
 
     pub fn set_compressor(&self, handle: JoinHandle<()>) {
