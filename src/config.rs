@@ -488,7 +488,10 @@ impl Config {
 
     /// How many segments past the tail's this handle's housekeeper keeps
     /// created and faulted in (default 1): each absorbs `segment_size` bytes
-    /// of burst at memory speed, and holds that much disk.
+    /// of burst at memory speed, and holds that much of the budget (a full
+    /// `DropOldest` or `EvictSlowest` ring that a publisher of this handle
+    /// appends to drops its oldest segment one step early to keep the
+    /// next one; further ones wait for room).
     /// [`Journal::prepare`](crate::Journal::prepare) does the same work at
     /// once, on the caller's thread.
     pub fn segments_ahead(mut self, segments: u32) -> Self {

@@ -293,7 +293,7 @@ impl ExclusivePublisher {
         meta.raw_tail().store(self.codec.pack(index + 1, SEGMENT_HEADER_LEN), Ordering::Release);
         self.segment = next;
         self.offset = SEGMENT_HEADER_LEN as usize;
-        self.inner.wake_housekeeper();
+        self.inner.publisher_rotated(index + 1);
         Ok(())
     }
 }
@@ -305,6 +305,7 @@ impl Drop for ExclusivePublisher {
         if let Some(mut recycling) = self.inner.recycling() {
             recycling.from_index = None;
         }
+        self.inner.publishers_gone();
         // Nothing recycles them any more: give their disk back.
         window::remove_spares(&self.inner);
         self.inner.meta.exclusive_pid().store(0, Ordering::Release);

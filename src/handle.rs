@@ -53,7 +53,7 @@ impl Handle {
     pub fn publisher_group(&self) -> Arc<PublisherGroup> {
         let mut slot = self.lifetime.publisher_group.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         slot.upgrade().unwrap_or_else(|| {
-            let group = Arc::new(PublisherGroup::default());
+            let group = Arc::new(PublisherGroup::new(Arc::clone(&self.state)));
             *slot = Arc::downgrade(&group);
             group
         })

@@ -2,7 +2,9 @@
 //! slow work off the publishers' hot path.
 //!
 //! Owns nothing of its own; every tick it prepares the next segment ahead of
-//! need (created, fully allocated, mapped and faulted in), and at least every
+//! need (created, fully allocated, mapped and faulted in; in a full
+//! dropping ring that its handle's publisher appends to, after making room
+//! one step early), and at least every
 //! 100 ms re-reads the filesystem's free space, runs retention and recomputes
 //! the publication limits, and flushes under `Flush::Interval`. (Compressing
 //! sealed segments has a thread of its own, `compressor`'s, so that
@@ -15,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::capacity::Fill;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::JournalState;
 use crate::{Level, capacity, flush, process, retention, thread_cache, window};
 
@@ -99,6 +101,10 @@ fn reclaim_deleted(inner: &Arc<JournalState>, reclaimed_below: &mut u64) {
 }
 
 /// Makes sure the tail's segment and `ahead` more are mapped and faulted in.
+/// A full `DropOldest` or `EvictSlowest` ring that a publisher of this
+/// handle appends to makes room for the segment after the tail's one step
+/// early ([`retention::drop_for_next_segment`]); segments further ahead
+/// only use room there is.
 pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
     let tail_index = inner.meta.tail_index();
     for index in tail_index..=tail_index + ahead {
@@ -107,7 +113,18 @@ pub(crate) fn prepare(inner: &JournalState, ahead: u64) -> Result<()> {
         if index < inner.meta.tail_index() {
             continue;
         }
-        window::write_segment(inner, index)?.populate();
+        let next = index == tail_index + 1;
+        let segment = match window::write_segment(inner, index) {
+            Err(Error::BackPressured { .. }) if next && retention::drop_for_next_segment(inner, tail_index)? => {
+                window::write_segment(inner, index)?
+            }
+            other => other?,
+        };
+        if next {
+            // Room there was (or was made): the rotation's early drop is decided.
+            inner.take_rotation(tail_index);
+        }
+        segment.populate();
     }
     Ok(())
 }

@@ -323,9 +323,19 @@ impl Journal {
     /// does it in the background): for a publisher whose first burst must run
     /// at memory speed.
     ///
+    /// Prepared segments count against the budget. Under
+    /// [`WhenFull::DropOldest`](crate::WhenFull::DropOldest) and
+    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest), once a
+    /// publisher of this handle has moved the tail into the budget's last
+    /// segment, the oldest segment goes to make room for the segment after
+    /// the tail's, as the housekeeper does: the drop that publisher would
+    /// make at the high watermark, one step early, once per rotation. A
+    /// handle with no publisher appending never drops anything here.
+    ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only handle; [`Error::BackPressured`]
-    /// when the budget has no room for a segment; [`Error::JournalBusy`],
+    /// when the budget has no room for a segment (beyond the early drop,
+    /// segments ahead only use room there is); [`Error::JournalBusy`],
     /// [`Error::PositionsExhausted`] or [`Error::Io`] when one cannot be
     /// created.
     pub fn prepare(&self) -> Result<()> {

@@ -464,7 +464,7 @@ impl Publisher {
         while self.codec.unpack(current).0 == index {
             match tail.compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    self.inner.wake_housekeeper();
+                    self.inner.publisher_rotated(index + 1);
                     break;
                 }
                 Err(actual) => current = actual,

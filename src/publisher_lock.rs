@@ -6,11 +6,12 @@
 //! claimer in any process. The kernel releases a dead process's lock, so a
 //! crashed exclusive publisher never blocks the journal: the next holder
 //! settles the tail it left (`recovery::settle_tail`). Touches the metadata's
-//! exclusive-publisher word.
+//! exclusive-publisher word, and tells the state when a handle's appending
+//! `Publisher`s are all gone (no early drop for their rotation).
 
 use std::fs::File;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
@@ -26,13 +27,28 @@ pub(crate) const PUBLISHER_LOCK_FILE: &str = "publisher.lock";
 /// The publisher lock, held shared for all `Publisher`s of one handle: taken
 /// at their first append, released when the last of them is dropped. While
 /// it is held no `ExclusivePublisher` can exist, in any process.
-#[derive(Default)]
 pub(crate) struct PublisherGroup {
     held: AtomicBool,
     lock: Mutex<Option<PublisherLock>>,
+    /// The handle's state, told when the group's publishers are gone.
+    inner: Arc<JournalState>,
+}
+
+impl Drop for PublisherGroup {
+    fn drop(&mut self) {
+        // Only a group that appended: an unused one may be dropped while
+        // the handle's exclusive publisher appends.
+        if self.held.load(Ordering::Acquire) {
+            self.inner.publishers_gone();
+        }
+    }
 }
 
 impl PublisherGroup {
+    pub fn new(inner: Arc<JournalState>) -> PublisherGroup {
+        PublisherGroup { held: AtomicBool::new(false), lock: Mutex::new(None), inner }
+    }
+
     /// `Ok` once the lock is held (one load after the first time).
     #[inline]
     pub fn ensure_held(&self, inner: &JournalState) -> Result<()> {

@@ -3,8 +3,10 @@
 //!
 //! Owns: deleting consumed segments (past every attached durable cursor and
 //! the replay window), the dropping policies (`DropOldest`, `EvictSlowest`:
-//! counting what unread data went, detaching cursors) and the refusal a
-//! claim at its limit gets (shed, back-pressure). Touches the metadata's
+//! counting what unread data went, detaching cursors), including their one
+//! early drop per rotation that lets a full ring prepare its next segment
+//! off the publisher's path, and the refusal a claim at its limit gets
+//! (shed, back-pressure). Touches the metadata's
 //! first position and counters, cursor files (to read positions and mark
 //! evictions), and segment files through `window`, always under the
 //! journal lock when it deletes anything. Levels and limits are `capacity`'s.
@@ -99,6 +101,67 @@ fn drop_oldest_segment(inner: &JournalState) -> Result<bool, OfferError> {
         }
         _ => Ok(false),
     }
+}
+
+/// Room for the segment after the tail's, made one step early: in a full
+/// `DropOldest` or `EvictSlowest` ring the housekeeper drops the oldest
+/// segment as a publisher of this handle enters the budget's last segment,
+/// rather than the publisher when it reaches its limit in that segment, so
+/// that the next segment is built off the publisher's path (the budget
+/// includes the segments prepared ahead). Only for a rotation a live
+/// publisher of this handle made into `tail_index`, decided once: under the
+/// journal lock the caller takes the rotation's mark
+/// ([`JournalState::take_rotation`]) and [`early_drop_candidate`] says
+/// whether the drop is due; a drop not due then is not made later. (With
+/// the lock held by another nothing is decided, and the mark stays for the
+/// next prepare.) `true` if a segment went.
+pub(crate) fn drop_for_next_segment(inner: &JournalState, tail_index: u64) -> Result<bool> {
+    // Without the lock first: every prepare of a full ring comes here.
+    if !inner.awaits_rotation(tail_index) {
+        return Ok(false);
+    }
+    let Some(guard) = lock_unless_stuck(inner)? else { return Ok(false) };
+    if !inner.take_rotation(tail_index) {
+        return Ok(false); // decided by another caller meanwhile
+    }
+    let limits = inner.meta.limits();
+    let Some(oldest) = early_drop_candidate(inner, tail_index, &limits)? else { return Ok(false) };
+    drop_segment(inner, oldest, &limits)?;
+    drop(guard);
+    recompute_limits(inner);
+    Ok(true)
+}
+
+/// The oldest segment, if dropping it now is the drop that a publisher
+/// appending on from segment `tail_index` would make before leaving it,
+/// looked at again under the journal lock (the caller holds it):
+/// - the policy drops (never `Block`) and the tail is still in `tail_index`;
+/// - that segment is the budget's last whole one: the publisher's limit
+///   (the high watermark, at most that segment's end) is in it, so the
+///   data and the segment prepared after it pass the high watermark; once
+///   a segment went, the budget's end is past it, so a second caller finds
+///   nothing to do (one drop per rotation);
+/// - the oldest is the first position's segment and is not the one just
+///   before the tail's (claims made before the tail left it may still be
+///   writing into it, and readers are likeliest to be in it: a ring of two
+///   segments waits for room as before);
+/// - below the shed watermark, the oldest is not in the replay window.
+fn early_drop_candidate(inner: &JournalState, tail_index: u64, limits: &Limits) -> Result<Option<u64>> {
+    let size = inner.segment_size();
+    let fill = Fill::read(&inner.meta);
+    let tail_moved = inner.meta.tail_index() != tail_index;
+    let in_budgets_last = fill.hard_end(size) == (tail_index + 1) * size;
+    if limits.when_full == WhenFull::Block || tail_moved || !in_budgets_last {
+        return Ok(None);
+    }
+    debug_assert!((tail_index + 2) * size > fill.position_at(limits.watermarks.high));
+    let first_index = fill.first_base / size;
+    let oldest = segment::list(&inner.dir, size)?.first().copied();
+    let Some(oldest) = oldest.filter(|&oldest| oldest == first_index && oldest + 1 < tail_index) else {
+        return Ok(None);
+    };
+    let replay_kept = fill.ratio() < limits.watermarks.shed && in_replay_window(inner, oldest, fill.tail, limits);
+    Ok((!replay_kept).then_some(oldest))
 }
 
 /// One retention pass: deletes every segment that all attached durable

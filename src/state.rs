@@ -5,7 +5,9 @@
 //! recovering, creating or deleting segments, changing limits), the map of
 //! segments mapped for writing (the window), the recycling pool's
 //! bookkeeping, this handle's hold on the writers' lock and its slot in the
-//! process table, and the housekeeper thread's handle. Touches nothing
+//! process table, the housekeeper thread's handle, and the mark of the last
+//! rotation this handle's live publisher made (it asks for one early drop
+//! in a full dropping ring). Touches nothing
 //! above it: the mechanisms (window, capacity, retention, recovery, flush,
 //! housekeeper) and the handles work on it through these methods.
 
@@ -38,6 +40,9 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 /// decompress it once.
 const DECOMPRESSED_KEPT: usize = 2;
 
+/// `rotated_into` when no rotation awaits an early drop.
+const NO_ROTATION: u64 = u64::MAX;
+
 /// Distinguishes handles in the publishers' thread-local segment cache.
 static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -53,6 +58,13 @@ pub(crate) struct JournalState {
     pub unblock_timeout: Duration,
     /// Segments past the tail's that the housekeeper keeps ready.
     pub segments_ahead: u64,
+    /// The segment a live publisher of this handle (shared or exclusive)
+    /// last moved the tail into, until the first prepare after that
+    /// rotation took it or the publishers went (`NO_ROTATION`): only a
+    /// handle that is appending makes room one step early, and only as it
+    /// enters the segment, once per rotation
+    /// (`retention::drop_for_next_segment`).
+    rotated_into: AtomicU64,
     /// Segments mapped for writing: the tail's and the one prepared ahead.
     window: Mutex<BTreeMap<u64, Arc<Segment>>>,
     /// The compressed segments this handle read last, decompressed (at
@@ -149,6 +161,7 @@ impl JournalState {
             append_timeout: config.append_timeout,
             unblock_timeout: config.unblock_timeout_or_default(),
             segments_ahead: config.segments_ahead_or_default(),
+            rotated_into: AtomicU64::new(NO_ROTATION),
             window: Mutex::new(BTreeMap::new()),
             decompressed: Mutex::new(VecDeque::new()),
             process_slot: slot_owner.as_ref().map(|owner| owner.slot),
@@ -309,6 +322,37 @@ impl JournalState {
         {
             handle.thread().unpark();
         }
+    }
+
+    /// A publisher of this handle moved the tail into segment `index`: the
+    /// housekeeper prepares the next one (a full dropping ring makes room
+    /// for it one step early).
+    pub fn publisher_rotated(&self, index: u64) {
+        self.rotated_into.store(index, Ordering::Release);
+        self.wake_housekeeper();
+    }
+
+    /// This handle's publishers are gone: their last rotation no longer
+    /// asks for an early drop.
+    pub fn publishers_gone(&self) {
+        self.rotated_into.store(NO_ROTATION, Ordering::Release);
+    }
+
+    /// Takes the mark of a live publisher's rotation into segment `index`:
+    /// `true` for the first caller after that rotation that can decide its
+    /// early drop (room there was, or the journal lock held), which decides
+    /// it then and there, drop or not. (A mark left for later would
+    /// drop data when the conditions change with nothing appended: a policy
+    /// switched from `Block`, a replay window that ages, a smaller budget.
+    /// A later rotation's mark stays.)
+    pub fn take_rotation(&self, index: u64) -> bool {
+        self.rotated_into.compare_exchange(index, NO_ROTATION, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Whether a live publisher's rotation into segment `index` awaits its
+    /// decision ([`JournalState::take_rotation`] not yet called for it).
+    pub fn awaits_rotation(&self, index: u64) -> bool {
+        self.rotated_into.load(Ordering::Acquire) == index
     }
 
     pub fn set_compressor(&self, handle: JoinHandle<()>) {

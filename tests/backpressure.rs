@@ -12,8 +12,12 @@ const MIB: u64 = 1 << 20;
 const BUDGET: u64 = 8 * MIB;
 
 fn budgeted(dir: &std::path::Path, policy: WhenFull) -> Journal {
-    let config = Config::default().segment_size(MIB).max_disk_bytes(BUDGET).min_free_disk(0).when_full(policy);
-    Journal::open(dir, config).expect("open")
+    Journal::open(dir, budget_config(policy)).expect("open")
+}
+
+/// 1 MiB segments, an 8 MiB budget, `policy` when full.
+fn budget_config(policy: WhenFull) -> Config {
+    Config::default().segment_size(MIB).max_disk_bytes(BUDGET).min_free_disk(0).when_full(policy)
 }
 
 /// Offers 1000-byte records until one is refused; returns how many were
@@ -164,6 +168,9 @@ fn evict_slowest_detaches_the_slow_consumer_and_spares_the_fast_one() {
             fast.commit().unwrap();
         }
     }
+    // The early drop for the last rotation, if the housekeeper has not made
+    // it yet: made now, not after the slow consumer re-attaches.
+    let _ = prepare_while_busy(&journal);
     match slow.poll(|_| {}, 10) {
         Err(Error::Evicted { cursor, from, to }) => {
             assert_eq!(cursor, "slow");
@@ -276,4 +283,186 @@ fn two_publishers_bursting_overshoot_the_high_watermark_by_less_than_a_segment()
     eprintln!("2-thread burst: fill {:.4}, overshoot past high {overshoot} bytes", stats.fill);
     assert!(overshoot < MIB, "overshoot {overshoot} bytes is more than a segment");
     assert!(stats.disk_bytes <= BUDGET);
+}
+
+#[test]
+fn a_full_dropping_ring_makes_room_for_its_next_segment_one_step_early() {
+    for policy in [WhenFull::DropOldest, WhenFull::EvictSlowest, WhenFull::Block] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = budgeted(dir.path(), policy);
+        let publisher = journal.publisher();
+        // The tail in the budget's last segment, below the high watermark:
+        // no room for the segment after it.
+        while journal.tail_position() < 7 * MIB + 1000 {
+            publisher.offer(&[7u8; 1000]).unwrap();
+        }
+        let prepared = journal.prepare();
+        let segments = journal.segment_indexes().unwrap();
+        if policy == WhenFull::Block {
+            assert!(matches!(prepared, Err(Error::BackPressured { .. })), "{policy:?}: {prepared:?}");
+            assert_eq!(segments.first(), Some(&0), "{policy:?} drops nothing to prepare: {segments:?}");
+        } else {
+            assert!(prepared.is_ok(), "{policy:?}: {prepared:?}");
+            assert!(segments.contains(&8), "{policy:?}: the next segment is ready: {segments:?}");
+            assert_eq!(segments.first(), Some(&1), "{policy:?}: the oldest went one step early: {segments:?}");
+        }
+        assert!(journal.stats().disk_bytes <= BUDGET, "{policy:?}: over the budget");
+    }
+}
+
+/// Offers 1000-byte records through `publisher` until the tail is past
+/// `position`.
+fn offer_until_past(journal: &Journal, publisher: &backwater::Publisher, position: u64) {
+    while journal.tail_position() < position {
+        publisher.offer(&[7u8; 1000]).expect("offer");
+    }
+}
+
+/// `Journal::prepare`, again while it finds the journal lock busy (a
+/// housekeeper holding it, descheduled on a loaded machine).
+fn prepare_while_busy(journal: &Journal) -> backwater::Result<()> {
+    loop {
+        match journal.prepare() {
+            Err(Error::JournalBusy { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Nothing went: no unread byte counted lost, the first record still there.
+fn assert_nothing_dropped(journal: &Journal, case: &str) {
+    let stats = journal.stats();
+    assert_eq!(stats.lost_bytes, 0, "{case}: dropped at fill {:.3}: {:?}", stats.fill, journal.segment_indexes());
+    assert_eq!(journal.first_position(), 64, "{case}: segment 0 went at fill {:.3}", stats.fill);
+}
+
+// The review of the first early drop (branch ahead-review, finding 1): a
+// writable handle with no publisher (a consumer process, `backwater replay`,
+// `backwater config`) dropped a segment of unread data from a ring at rest
+// below its high watermark, whatever its own `segments_ahead`.
+#[test]
+fn a_handle_without_a_publisher_never_drops_to_prepare() {
+    for written_under in [WhenFull::DropOldest, WhenFull::Block] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Nothing prepared after the tail's segment (segments_ahead 0).
+            let writer = Journal::open(dir.path(), budget_config(written_under).segments_ahead(0)).unwrap();
+            writer.consumer("reader").unwrap().commit().unwrap();
+            offer_until_past(&writer, &writer.publisher(), 7 * MIB + 10_000);
+        }
+        // A consumer process opens it (switching it to drop-oldest, as
+        // `backwater config --when-full drop-oldest` does).
+        let reader =
+            Journal::open(dir.path(), Config::default().when_full(WhenFull::DropOldest).segments_ahead(6)).unwrap();
+        let mut consumer = reader.existing_consumer("reader").unwrap();
+        let prepared = reader.prepare();
+        let case = format!("written under {written_under:?}, prepare -> {prepared:?}");
+        assert_nothing_dropped(&reader, &case);
+        assert!(consumer.poll(|_| {}, 10).unwrap() > 0, "{case}");
+    }
+}
+
+// Finding 1 again: with a large `segments_ahead` the first early drop took
+// segments at any fill (here 25 %); the early drop is only ever for the
+// segment after the tail's.
+#[test]
+fn a_large_segments_ahead_never_drops_far_below_the_high_watermark() {
+    for policy in [WhenFull::DropOldest, WhenFull::EvictSlowest] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), budget_config(policy).segments_ahead(7)).unwrap();
+        journal.consumer("reader").unwrap().commit().unwrap();
+        let publisher = journal.publisher();
+        offer_until_past(&journal, &publisher, 2 * MIB + 10_000);
+        let prepared = journal.prepare();
+        assert_nothing_dropped(&journal, &format!("{policy:?}, prepare -> {prepared:?}"));
+        assert_eq!(journal.stats().evictions, 0, "{policy:?}");
+    }
+}
+
+// Finding 2: the replay window is kept while fill is below the shed
+// watermark (`Limits::retain_bytes`); the first early drop took it anyway.
+#[test]
+fn the_early_drop_keeps_the_replay_window_below_the_shed_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().segment_size(MIB).max_disk_bytes(4 * MIB).min_free_disk(0);
+    let journal = Journal::open(dir.path(), config.when_full(WhenFull::DropOldest).retain_bytes(4 * MIB)).unwrap();
+    let mut reader = journal.consumer("reader").unwrap();
+    let publisher = journal.publisher();
+    // Into the budget's last segment (fill 0.75, below shed at 0.80), all read.
+    offer_until_past(&journal, &publisher, 3 * MIB + 10_000);
+    drain(&mut reader).unwrap();
+    reader.commit().unwrap();
+    let prepared = journal.prepare();
+    let fill = journal.stats().fill;
+    assert!(fill < 0.80, "fill {fill}");
+    assert_nothing_dropped(&journal, &format!("replay window, prepare -> {prepared:?}"));
+}
+
+// The review of the early drop (branch ring-review, F1): a live publisher's
+// rotation mark outlived the first prepare that looked at it, so a drop not
+// due then (under Block, in the replay window, room to spare) was made later
+// when the conditions changed with nothing appended: segment 0 of unread
+// data went after a switch to drop-oldest (seen failing before the fix).
+#[test]
+fn an_idle_publishers_rotation_is_decided_once_not_when_the_policy_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), budget_config(WhenFull::Block)).unwrap();
+    let mut reader = journal.consumer("reader").unwrap();
+    reader.commit().unwrap();
+    let publisher = journal.publisher();
+    // Into the budget's last segment under Block (fill 0.88, below high).
+    offer_until_past(&journal, &publisher, 7 * MIB + 100_000);
+    let prepared = prepare_while_busy(&journal);
+    assert!(matches!(prepared, Err(Error::BackPressured { .. })), "no room under Block: {prepared:?}");
+    // The operator switches the policy, as `backwater config --when-full
+    // drop-oldest` does from another process; the publisher, alive, is idle.
+    let admin = Journal::open(dir.path(), Config::default()).unwrap();
+    admin.set_limits(backwater::Limits { when_full: WhenFull::DropOldest, ..admin.limits() }).unwrap();
+    let prepared = prepare_while_busy(&journal);
+    assert_nothing_dropped(&journal, &format!("after the switch, prepare -> {prepared:?}"));
+    assert!(reader.poll(|_| {}, 10).unwrap() > 0);
+    drop(publisher);
+}
+
+// Finding 3: the first early drop did not look again under the journal
+// lock, so callers preparing at once (the handles' housekeepers, threads
+// calling `Journal::prepare`) each dropped a segment for one rotation.
+#[test]
+fn concurrent_prepares_drop_one_segment_for_one_rotation() {
+    const OTHER_HANDLES: usize = 3;
+    const THREADS_ON_THE_PUBLISHING_HANDLE: usize = 3;
+    for trial in 0..50 {
+        let dir = tempfile::tempdir().unwrap();
+        let publishing = budgeted(dir.path(), WhenFull::DropOldest);
+        let publisher = publishing.publisher();
+        offer_until_past(&publishing, &publisher, 7 * MIB - 5_000);
+        // Other processes' handles, each with a publisher that appends.
+        let others: Vec<Journal> =
+            (0..OTHER_HANDLES).map(|_| Journal::open(dir.path(), Config::default()).unwrap()).collect();
+        let other_publishers: Vec<_> = others.iter().map(Journal::publisher).collect();
+        other_publishers.iter().for_each(|p| assert!(p.offer(b"other").is_ok()));
+        prepare_while_busy(&publishing).unwrap();
+        assert_eq!(publishing.segment_indexes().unwrap(), (0..8).collect::<Vec<_>>());
+        // Into the budget's last segment: room for one more segment needs one drop.
+        offer_until_past(&publishing, &publisher, 7 * MIB + 10_000);
+        let preparing: Vec<&Journal> =
+            std::iter::repeat_n(&publishing, THREADS_ON_THE_PUBLISHING_HANDLE).chain(others.iter()).collect();
+        let barrier = std::sync::Barrier::new(preparing.len());
+        std::thread::scope(|scope| {
+            for journal in &preparing {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let _ = journal.prepare();
+                });
+            }
+        });
+        // Once more alone: whatever the racers left undone (the journal lock
+        // found busy on a loaded machine), not a second drop.
+        prepare_while_busy(&publishing).unwrap();
+        let segments = publishing.segment_indexes().unwrap();
+        let lost = publishing.stats().lost_bytes;
+        assert_eq!(segments.first(), Some(&1), "trial {trial}: one rotation, one drop: {segments:?} (lost {lost})");
+        assert!(segments.contains(&8), "trial {trial}: {segments:?}");
+    }
 }
