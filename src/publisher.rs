@@ -88,7 +88,10 @@ impl Publisher {
     ///   [`Error::ExclusivelyPublished`] (an [`ExclusivePublisher`](crate::ExclusivePublisher)
     ///   exists), [`Error::ReadOnly`], [`Error::PositionsExhausted`],
     ///   [`Error::CommittedNotFlushed`] (under [`Flush::Always`](crate::Flush::Always):
-    ///   the record *was* appended) or [`Error::Io`].
+    ///   the record *was* appended), [`Error::Lost`] (a dropping policy deleted
+    ///   the segment this call's claim fell in before it could write there:
+    ///   several threads on a ring of a few segments; nothing was written) or
+    ///   [`Error::Io`].
     #[inline]
     pub fn offer(&self, payload: &[u8]) -> Result<u64, OfferError> {
         self.offer_with(Priority::Normal, payload)
