@@ -550,6 +550,30 @@ fn a_full_stream_under_limits_retention_refuses_the_record_for_good() {
 }
 
 #[test]
+fn a_full_work_queue_stream_is_waited_for_its_consumers_free_room() {
+    let Some(server) = NatsServer::start("") else { return };
+    // A work-queue stream, made beforehand as an operator would.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let context = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let config = async_nats::jetstream::stream::Config {
+            name: "WORK".into(),
+            subjects: vec!["work".into()],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        };
+        context.create_stream(config).await.unwrap();
+    });
+    // Its consumers free room as they take messages: the record is re-sent
+    // (seen: exit 1, refused, with 10077 final whatever the retention).
+    let full =
+        r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"WORK","seq":0}"#;
+    let (out, messages, _) = replay_through(&server, second_publish_answered("work", 1, full), "WORK", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(messages, 20, "{}", stderr_of(&out));
+}
+
+#[test]
 fn a_stream_lookup_that_gets_no_answer_is_asked_again() {
     let Some(server) = NatsServer::start("") else { return };
     let journal = journal_with(&numbered(20));
