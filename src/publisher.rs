@@ -407,7 +407,7 @@ impl Publisher {
         if len > self.inner.max_payload {
             return Err(Error::RecordTooLarge { len, max: self.inner.max_payload });
         }
-        self.group.ensure_held(&self.inner)
+        self.group.ensure_held()
     }
 
     fn owner(&self) -> u16 {

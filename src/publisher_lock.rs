@@ -51,15 +51,15 @@ impl PublisherGroup {
 
     /// `Ok` once the lock is held (one load after the first time).
     #[inline]
-    pub fn ensure_held(&self, inner: &JournalState) -> Result<()> {
-        if self.held.load(Ordering::Acquire) { Ok(()) } else { self.acquire(inner) }
+    pub fn ensure_held(&self) -> Result<()> {
+        if self.held.load(Ordering::Acquire) { Ok(()) } else { self.acquire() }
     }
 
     #[cold]
-    fn acquire(&self, inner: &JournalState) -> Result<()> {
+    fn acquire(&self) -> Result<()> {
         let mut lock = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if lock.is_none() {
-            *lock = Some(PublisherLock::acquire(inner, Mode::Shared)?);
+            *lock = Some(PublisherLock::acquire(&self.inner, Mode::Shared)?);
         }
         self.held.store(true, Ordering::Release);
         Ok(())
