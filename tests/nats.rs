@@ -608,6 +608,12 @@ fn with_ordered_a_lost_publish_is_not_overtaken_by_later_ones() {
         let out = replay_to(journal.path(), &proxy, subject, args);
         assert!(out.status.success(), "{}", stderr_of(&out));
         assert!(stderr_of(&out).contains("re-sending from there"), "a publish was lost: {}", stderr_of(&out));
+        // With the fence, each of the 18 after the lost one is refused (its
+        // predicted predecessor is not the stream's last) and re-sent after
+        // it; without, they are stored, and only the lost one is re-sent.
+        let (resent, fenced) = if ordered { (19, 18) } else { (1, 0) };
+        let resent = format!("{resent} re-sent after failures, {fenced} of them refused by the --ordered fence");
+        assert!(stderr_of(&out).contains(&resent), "{}", stderr_of(&out));
         let report = order_of(stream);
         assert!(
             report.contains("20 records in the stream") && report.contains("ok   no Nats-Msg-Id twice"),
@@ -688,5 +694,24 @@ fn three_edge_journals_forward_into_an_r3_stream_exactly_once_through_crashes_an
     for event in ["SIGKILL n", "SIGKILL replay b", "all three nodes stopped", "shedding", "back-pressured"] {
         assert!(stdout.contains(event), "the run must show '{event}':\n{stdout}");
     }
+    println!("{stdout}");
+}
+
+/// The same run with `--ordered`, each journal into an R3 stream of its own:
+/// besides exactly once, every stream holds its journal's records in journal
+/// order (`nats_edge check` fails otherwise) through the same crashes.
+#[test]
+fn with_ordered_each_edge_journal_lands_in_journal_order_in_its_r3_stream_through_crashes_and_an_outage() {
+    let _alone = one_at_a_time();
+    let Some((out, stdout)) = run_tool("nats-e2e", &[("ORDERED", "1")], Duration::from_secs(300)) else { return };
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\nPASS"), "{stdout}");
+    for event in ["SIGKILL n", "SIGKILL replay b", "all three nodes stopped", "replay --ordered"] {
+        assert!(stdout.contains(event), "the run must show '{event}':\n{stdout}");
+    }
+    let in_order =
+        stdout.lines().filter(|line| line.starts_with("ok") && line.ends_with("grow in stream order (journal order)"));
+    assert_eq!(in_order.count(), 3, "each journal's records in journal order:\n{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
     println!("{stdout}");
 }

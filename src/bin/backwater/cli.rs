@@ -452,10 +452,11 @@ pub struct ReplayArgs {
     /// stream takes both. A key that cannot be a subject token (dots, * >, spaces) ends replay there
     #[arg(long, requires = "to")]
     pub subject_from_key: bool,
-    /// With --to: each publish names its predecessor (Nats-Expected-Last-Msg-Id), so that a
-    /// publish lost in a failure is never overtaken: journal order in the stream after any
-    /// failure. Needs a stream that takes this journal's records alone, with one replica
-    /// (refused otherwise: in replicated streams the fence lost records; README, "Past one machine")
+    /// With --to: each publish expects the stream sequence of the record before it
+    /// (Nats-Expected-Last-Sequence), so that a publish lost in a failure is never overtaken:
+    /// journal order in the stream after any failure, replicated or not. Needs a stream that takes
+    /// this journal's records alone (another publisher's message stops replay, exit 1; README,
+    /// "Past one machine")
     #[arg(long, requires = "to")]
     pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of

@@ -14,12 +14,10 @@
 //! the next leader (elections take seconds). That rule is a heuristic (a
 //! publish can wait in the client's buffer through a reconnect); with
 //! `--ordered` the stream itself fences: each publish carries
-//! `Nats-Expected-Last-Msg-Id` naming the record before it, so a publish
-//! whose predecessor was lost is refused and re-sent after it. The stream
-//! checks the duplicate id first, so a re-send of a record it has is still
-//! acknowledged as a duplicate. Only into a stream of one replica
-//! ([`check_ordered`]): in replicated streams the servers' fence lost
-//! acknowledged records (README, "Past one machine").
+//! `Nats-Expected-Last-Sequence`, the stream sequence of the record before it
+//! ([`Fence`]), so a publish whose predecessor was lost is refused and re-sent
+//! after it. The stream checks the duplicate id first, so a re-send of a
+//! record it has is still acknowledged as a duplicate.
 //!
 //! What counts as a PubAck is strict: a duplicate of sequence 0 is not one
 //! ([`is_staged_duplicate`]), and which errors the stream answers may pass
@@ -63,9 +61,6 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 /// One record on its way to the stream (owned: the forwarder outlives the poll).
 pub struct Outgoing {
     position: u64,
-    /// With `--ordered`: the position of the record published before it in
-    /// this run (none for the run's first).
-    previous: Option<u64>,
     timestamp: u64,
     priority: &'static str,
     payload: bytes::Bytes,
@@ -113,16 +108,20 @@ pub struct Stats {
     /// PubAcks with the duplicate flag: the stream had the record already.
     pub duplicates: AtomicU64,
     pub resent: AtomicU64,
+    /// Publishes `--ordered`'s fence refused because a record before them
+    /// was not stored (each is re-sent after it).
+    pub fenced: AtomicU64,
 }
 
 /// The forwarder's counts in one line.
 pub fn summary(stats: &Stats) -> String {
     format!(
         "backwater replay: NATS acknowledged {} publishes, {} of them duplicates the stream dropped (it had them \
-         already); {} re-sent after failures",
+         already); {} re-sent after failures, {} of them refused by the --ordered fence",
         stats.acknowledged.load(Ordering::Relaxed),
         stats.duplicates.load(Ordering::Relaxed),
-        stats.resent.load(Ordering::Relaxed)
+        stats.resent.load(Ordering::Relaxed),
+        stats.fenced.load(Ordering::Relaxed)
     )
 }
 
@@ -144,7 +143,6 @@ impl Publisher {
     pub fn send(&mut self, record: &Record<'_>) {
         self.batch.push(Outgoing {
             position: record.position(),
-            previous: None,
             timestamp: record.timestamp(),
             priority: priority_name(record.priority()),
             payload: bytes::Bytes::copy_from_slice(record.payload()),
@@ -190,12 +188,6 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
     let (Some(servers), Some(subject)) = (&args.to, &args.subject) else {
         return Err(Failure::new(EXIT_USAGE, "--to needs --subject"));
     };
-    if args.ordered && args.replicas > 1 {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            "--ordered needs a stream of one replica (--replicas 1): see README, \"Past one machine\"",
-        ));
-    }
     if args.window > MAX_WINDOW {
         return Err(Failure::new(EXIT_USAGE, format!("--window is at most {MAX_WINDOW} with --to")));
     }
@@ -205,12 +197,20 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         .map_err(|e| Failure::new(EXIT_FINDING, format!("cannot start the NATS client's runtime: {e}")))?;
     let (context, retention) = runtime.block_on(async {
         let client = connect(&servers.0).await?;
+        let version = client.server_info().version;
         let context = jetstream::ContextBuilder::new()
             .timeout(ACK_TIMEOUT)
             // More permits than publishes in flight: a send never waits for one.
             .max_ack_inflight(args.window + 1)
             .build(client);
         let (stream, config) = ensure_stream(&context, args, subject).await?;
+        if args.ordered && config.num_replicas > 1 && fence_waits_for_duplicate_window(&version) {
+            eprintln!(
+                "backwater replay: warning: nats-server {version} checks --ordered's fence in a replicated stream only \
+                 after staging the publish's id: after a lost publish, replay waits until the stream's duplicate \
+                 window ends (nothing is lost; see README, \"Past one machine\"); nats-server 2.12 or later does not"
+            );
+        }
         eprintln!("backwater replay: publishing on '{subject}' into stream '{stream}' via {}", servers.0.join(","));
         Ok::<_, Failure>((context, config.retention))
     })?;
@@ -221,7 +221,8 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         journal_id: journal_id.to_string(),
         ordered: args.ordered,
         retention,
-        last_taken: None,
+        acknowledged_sequence: None,
+        predicted_sequence: None,
         acks,
         stats: stats.clone(),
         unsent: VecDeque::new(),
@@ -365,7 +366,6 @@ async fn find_stream(
     if args.subject_from_key {
         needed.push(format!("{subject}.*"));
     }
-    check_ordered(&name, &config, args.ordered).map_err(Lookup::Failed)?;
     check_subjects(&name, &config, &needed).map_err(Lookup::Failed)?;
     Ok((name, config))
 }
@@ -413,24 +413,15 @@ fn answered(api: &jetstream::Error, what: String) -> Lookup {
     }
 }
 
-/// `--ordered` only into a stream of one replica. In replicated streams the
-/// servers tested (2.9.10, 2.10.26, 2.15.1) check the fence on each replica
-/// against a last id that a replica catching up does not update, and keep
-/// a refused publish's id, so that its re-send counts as a duplicate never
-/// stored: the fence lost acknowledged records there (README, "Past one
-/// machine").
-fn check_ordered(name: &str, config: &stream::Config, ordered: bool) -> Result<(), Failure> {
-    if ordered && config.num_replicas > 1 {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            format!(
-                "--ordered needs a stream of one replica, and stream '{name}' has {}: in replicated streams the \
-                 NATS servers tested lost acknowledged records under the fence (README, \"Past one machine\")",
-                config.num_replicas
-            ),
-        ));
-    }
-    Ok(())
+/// Whether nats-server `version` checks `--ordered`'s fence in a replicated
+/// stream only after staging the publish's id (2.10.14 to 2.11; 2.12 checks
+/// it before, 2.9 stages nothing): a refused publish's re-send is then
+/// answered as a duplicate still being stored until the stream's duplicate
+/// window ends, and replay waits that long after a lost publish.
+fn fence_waits_for_duplicate_window(version: &str) -> bool {
+    let mut numbers = version.split(['.', '-', '+']).map(|number| number.parse::<u32>().unwrap_or(0));
+    let release = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    ((2, 10, 14)..(2, 12, 0)).contains(&release)
 }
 
 /// The stream takes every subject in `needed`, or the error says which not.
@@ -467,18 +458,48 @@ type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, jetstream::conte
 struct InFlight {
     record: Outgoing,
     sent: Instant,
+    /// With `--ordered`: what its `Nats-Expected-Last-Sequence` rests on.
+    fence: Fence,
+}
+
+/// With `--ordered`, the stream sequence a publish expects the stream's last
+/// message to have: the sequence of this journal's record before it, known
+/// from that record's PubAck, or predicted (one past the sequence its own
+/// predecessor expects) for a publish sent while the one before it is still
+/// in flight. A stream of this journal's records alone stores them at
+/// consecutive sequences, so the prediction holds unless one before it was
+/// lost: then this publish is refused, and re-sent after it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fence {
+    /// The run's first publish: nothing to rest on (not fenced).
+    Unknown,
+    /// The predecessor's sequence, from its PubAck.
+    Acknowledged(u64),
+    /// One past the sequence the predecessor expects.
+    Predicted(u64),
+}
+
+impl Fence {
+    fn sequence(self) -> Option<u64> {
+        match self {
+            Fence::Unknown => None,
+            Fence::Acknowledged(sequence) | Fence::Predicted(sequence) => Some(sequence),
+        }
+    }
 }
 
 /// The publishing loop, on the forwarder thread.
 struct Forwarder {
     context: jetstream::Context,
     journal_id: String,
-    /// `--ordered`: each publish names its predecessor.
+    /// `--ordered`: each publish expects its predecessor's stream sequence.
     ordered: bool,
     /// The stream's retention: whether a full stream is final ([`passes`]).
     retention: stream::RetentionPolicy,
-    /// The position of the last record taken in (the next one's predecessor).
-    last_taken: Option<u64>,
+    /// The stream sequence of the last record acknowledged (in journal order).
+    acknowledged_sequence: Option<u64>,
+    /// The stream sequence the last record published will get, if known.
+    predicted_sequence: Option<u64>,
     acks: Sender<Ack>,
     stats: Arc<Stats>,
     /// Records to publish, oldest first (re-sends go back to the front).
@@ -550,15 +571,8 @@ impl Forwarder {
         }
     }
 
-    /// Queues new records; with `--ordered`, each learns its predecessor.
     fn take_in(&mut self, records: Vec<Outgoing>) {
-        for mut record in records {
-            if self.ordered {
-                record.previous = self.last_taken;
-            }
-            self.last_taken = Some(record.position);
-            self.unsent.push_back(record);
-        }
+        self.unsent.extend(records);
     }
 
     /// Publishes the records waiting, unless there is trouble or the oldest
@@ -569,9 +583,11 @@ impl Forwarder {
     /// nats-server 2.10 a stalled record before it can outlast that.)
     async fn publish_ready(&mut self) {
         while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
+            let Some(fence) = self.next_fence() else { return };
             let Some(mut record) = self.unsent.pop_front() else { return };
             if let Some(ack) = record.stored.take() {
-                self.in_flight.push_back(InFlight { record, sent: Instant::now() });
+                self.predicted_sequence = Some(ack.sequence);
+                self.in_flight.push_back(InFlight { record, sent: Instant::now(), fence });
                 self.pub_acks.push_back(Box::pin(std::future::ready(Ok(ack))));
                 continue;
             }
@@ -583,10 +599,11 @@ impl Forwarder {
                     return;
                 }
             };
-            let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record));
+            let publish = PublishMessage::build().payload(record.payload.clone()).headers(self.headers(&record, fence));
             match self.context.send_publish(subject, publish).await {
                 Ok(ack) => {
-                    self.in_flight.push_back(InFlight { record, sent: Instant::now() });
+                    self.predicted_sequence = fence.sequence().map(|sequence| sequence + 1);
+                    self.in_flight.push_back(InFlight { record, sent: Instant::now(), fence });
                     self.pub_acks.push_back(ack.into_future());
                 }
                 Err(error) => {
@@ -597,13 +614,26 @@ impl Forwarder {
         }
     }
 
-    fn headers(&self, record: &Outgoing) -> HeaderMap {
+    /// The fence of the next publish, or none while it cannot be known yet:
+    /// with `--ordered`, the run's first publish goes alone, and the ones
+    /// after it wait for its PubAck (its sequence starts the predictions).
+    fn next_fence(&self) -> Option<Fence> {
+        if !self.ordered {
+            return Some(Fence::Unknown);
+        }
+        if self.in_flight.is_empty() {
+            return Some(self.acknowledged_sequence.map_or(Fence::Unknown, Fence::Acknowledged));
+        }
+        self.predicted_sequence.map(Fence::Predicted)
+    }
+
+    fn headers(&self, record: &Outgoing, fence: Fence) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", self.msg_id(record.position).as_str());
-        if let Some(previous) = record.previous {
-            // The fence: the stream takes this record only right after its
-            // predecessor (a re-send it has already is a duplicate first).
-            headers.insert("Nats-Expected-Last-Msg-Id", self.msg_id(previous).as_str());
+        if let Some(sequence) = fence.sequence() {
+            // The stream takes this record only right after its predecessor
+            // (a re-send it has already is a duplicate first).
+            headers.insert("Nats-Expected-Last-Sequence", sequence.to_string().as_str());
         }
         headers.insert("Backwater-Journal", self.journal_id.as_str());
         headers.insert("Backwater-Position", record.position.to_string().as_str());
@@ -634,6 +664,16 @@ impl Forwarder {
                 self.resend.push(front.record);
             }
             Err(error) => {
+                // Refused by a predicted fence: a record before it was not
+                // stored, and it is re-sent after that one. (Refused by an
+                // acknowledged fence, it is final: [`Forwarder::rejection`].)
+                let predicted = matches!(front.fence, Fence::Predicted(_));
+                let error = if predicted && error.kind() == PublishErrorKind::WrongLastSequence {
+                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                    predecessor_lost_error()
+                } else {
+                    error
+                };
                 self.trouble.get_or_insert(error);
                 self.resend.push(front.record);
             }
@@ -654,6 +694,7 @@ impl Forwarder {
     }
 
     fn acknowledge(&mut self, ack: &PublishAck) {
+        self.acknowledged_sequence = Some(ack.sequence);
         self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
         if ack.duplicate {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -702,19 +743,16 @@ impl Forwarder {
             PublishErrorKind::Other if jetstream_error(error).is_some_and(|e| !passes(e, retention)) => {
                 Some(Rejected::Refused { position, detail: describe(error) })
             }
-            // The first failure since the last recovery, so the record
-            // before it is in the stream: a fence failing here is no loss
-            // of ours (those fail later ones, which are re-sent).
-            PublishErrorKind::WrongLastMessageId => Some(Rejected::Refused {
+            // A fence on the sequence its predecessor's PubAck gave (a
+            // predicted one failing passes: [`Forwarder::settle_front`]).
+            PublishErrorKind::WrongLastSequence => Some(Rejected::Refused {
                 position,
                 detail: format!(
                     "{} (with --ordered: the stream's last message is not this journal's record before it; another \
-                     publisher writes into the stream, or that record left the stream's duplicate window; --ordered \
-                     needs a stream of this journal's records alone)",
+                     publisher writes into the stream; --ordered needs a stream of this journal's records alone)",
                     describe(error)
                 ),
             }),
-            PublishErrorKind::WrongLastSequence => Some(Rejected::Refused { position, detail: describe(error) }),
             _ => None,
         }
     }
@@ -751,6 +789,13 @@ fn is_staged_duplicate(ack: &PublishAck) -> bool {
     ack.duplicate && ack.sequence == 0
 }
 
+fn predecessor_lost_error() -> jetstream::context::PublishError {
+    jetstream::context::PublishError::with_source(
+        PublishErrorKind::Other,
+        "the stream's last message is not the record before it: that one was not stored",
+    )
+}
+
 fn staged_duplicate_error() -> jetstream::context::PublishError {
     jetstream::context::PublishError::with_source(
         PublishErrorKind::Other,
@@ -775,14 +820,16 @@ fn describe(error: &jetstream::context::PublishError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_ordered, stream, subject_matches};
+    use super::{fence_waits_for_duplicate_window, subject_matches};
 
     #[test]
-    fn ordered_is_refused_for_a_replicated_stream() {
-        let config = |replicas| stream::Config { num_replicas: replicas, ..Default::default() };
-        assert!(check_ordered("EDGE", &config(3), true).is_err());
-        assert!(check_ordered("EDGE", &config(1), true).is_ok());
-        assert!(check_ordered("EDGE", &config(3), false).is_ok());
+    fn the_servers_that_stage_ids_before_the_fence_are_named_by_version() {
+        for version in ["2.10.14", "2.10.26", "2.11.0", "2.11.17", "2.11.3-RC.1"] {
+            assert!(fence_waits_for_duplicate_window(version), "{version}");
+        }
+        for version in ["2.9.10", "2.10.12", "2.12.0", "2.15.1", "3.0.0", "garbage"] {
+            assert!(!fence_waits_for_duplicate_window(version), "{version}");
+        }
     }
 
     #[test]
