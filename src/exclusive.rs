@@ -220,24 +220,67 @@ impl ExclusivePublisher {
         self.codec.position(self.codec.pack(self.segment.index, self.offset as u64))
     }
 
-    #[inline]
+    /// One record: the common case (it fits the tail's segment below the
+    /// publication limit) inline at the caller, everything else
+    /// ([`ExclusivePublisher::offer_slow`]) out of line. The same checks in
+    /// the same outcome as [`ExclusivePublisher::room_for`]'s first round.
+    #[inline(always)]
     fn try_offer<B: Body + ?Sized>(&mut self, priority: Priority, body: &B) -> Result<u64, OfferError> {
+        let len = body.body_len();
+        if len <= self.inner.max_payload {
+            let aligned = frame::aligned_frame_len(len);
+            let position = self.segment.base + self.offset as u64;
+            if self.offset + aligned <= self.segment_len
+                && position + aligned as u64 <= self.inner.meta.limit(priority).load(Ordering::Relaxed)
+            {
+                // SAFETY: just checked: the frame fits the tail's segment.
+                return unsafe { self.write_frame(priority, body, position, aligned) };
+            }
+        }
+        self.offer_slow(priority, body)
+    }
+
+    /// [`ExclusivePublisher::try_offer`] for a record too large, at the
+    /// publication limit or past the end of the tail's segment.
+    #[cold]
+    #[inline(never)]
+    fn offer_slow<B: Body + ?Sized>(&mut self, priority: Priority, body: &B) -> Result<u64, OfferError> {
         let len = body.body_len();
         if len > self.inner.max_payload {
             return Err(Error::RecordTooLarge { len, max: self.inner.max_payload }.into());
         }
         let aligned = frame::aligned_frame_len(len);
         let position = self.room_for(priority, aligned)?;
+        // SAFETY: `room_for` returns the tail's position only once the frame
+        // fits the tail's segment.
+        unsafe { self.write_frame(priority, body, position, aligned) }
+    }
+
+    /// Writes and commits the frame at the tail, `position`.
+    ///
+    /// # Safety
+    /// `aligned` is `body`'s [`frame::aligned_frame_len`], and
+    /// `self.offset + aligned <= self.segment_len` (as
+    /// [`ExclusivePublisher::room_for`] makes sure).
+    #[inline(always)]
+    unsafe fn write_frame<B: Body + ?Sized>(
+        &mut self,
+        priority: Priority,
+        body: &B,
+        position: u64,
+        aligned: usize,
+    ) -> Result<u64, OfferError> {
+        let len = body.body_len();
         let word = Word0::data(priority, len, self.owner).with_flags(B::FLAGS);
         let (segment, offset) = (&self.segment, self.offset);
         let fields = frame::header_fields(position, frame::now_ns(), body.body_crc());
         let file = segment.file();
-        // SAFETY: `room_for` made `offset + aligned <= segment_len`, which is
-        // the mapping's length (segments are exactly that long), and `aligned`
-        // covers header and body (whose parts lie in `0..len`); offsets stay
-        // multiples of the frame alignment (32), so word 0 is 8-aligned;
-        // `write_segment` maps segments writable; and past the tail only this
-        // publisher writes.
+        // SAFETY: the caller made `offset + aligned <= segment_len` (the
+        // function's contract), which is the mapping's length
+        // (segments are exactly that long), and `aligned` covers header and
+        // body (whose parts lie in `0..len`); offsets stay multiples of the
+        // frame alignment (32), so word 0 is 8-aligned; `write_segment` maps
+        // segments writable; and past the tail only this publisher writes.
         unsafe {
             file.write_unchecked(offset + frame::POSITION_OFFSET, &fields);
             body.write_parts(|at, part| file.write_unchecked(offset + HEADER_LEN + at, part));
@@ -252,8 +295,17 @@ impl ExclusivePublisher {
         meta.appended().store(self.appended, Ordering::Relaxed);
         wake::notify(meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
-            segment.file().flush_range(offset, aligned).map_err(|e| committed_not_flushed(position, e))?;
+            return self.flush_frame(position, offset, aligned);
         }
+        Ok(position)
+    }
+
+    /// Under [`Flush::Always`](crate::Flush::Always): msyncs the frame just
+    /// committed at `offset`.
+    #[cold]
+    #[inline(never)]
+    fn flush_frame(&self, position: u64, offset: usize, aligned: usize) -> Result<u64, OfferError> {
+        self.segment.file().flush_range(offset, aligned).map_err(|e| committed_not_flushed(position, e))?;
         Ok(position)
     }
 

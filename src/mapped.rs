@@ -149,6 +149,19 @@ impl MappedFile {
         unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) }
     }
 
+    /// `atomic_u32` without its check, for the metadata's hot words.
+    ///
+    /// # Safety
+    /// `offset` is a multiple of 4 and `offset + 4 <= self.len()`.
+    #[inline]
+    pub unsafe fn atomic_u32_unchecked(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= self.map.len());
+        // SAFETY: in bounds and 4-aligned by the caller's contract (the map is
+        // page-aligned); AtomicU32 has the layout of u32; the mapping outlives
+        // the returned reference, which borrows self.
+        unsafe { &*(self.map.as_ptr().add(offset) as *const AtomicU32) }
+    }
+
     /// Copies `data` into the mapping at `offset`.
     ///
     /// The caller must own that byte range (a claimed frame, or a file not yet

@@ -292,7 +292,7 @@ impl Meta {
 
     #[inline]
     pub fn raw_tail(&self) -> &AtomicU64 {
-        self.file.atomic_u64(RAW_TAIL_AT)
+        self.word_u64::<RAW_TAIL_AT>()
     }
 
     /// The position the next claim would get (never inside a tripped gap).
@@ -317,7 +317,7 @@ impl Meta {
     /// The base of the records-appended count (see `append_count`).
     #[inline]
     pub fn appended(&self) -> &AtomicU64 {
-        self.file.atomic_u64(APPENDED_AT)
+        self.word_u64::<APPENDED_AT>()
     }
 
     #[inline]
@@ -334,13 +334,13 @@ impl Meta {
     /// Claims ending past this position take the slow path (normal priority).
     #[inline]
     pub fn normal_limit(&self) -> &AtomicU64 {
-        self.file.atomic_u64(NORMAL_LIMIT_AT)
+        self.word_u64::<NORMAL_LIMIT_AT>()
     }
 
     /// Claims ending past this position take the slow path (low priority).
     #[inline]
     pub fn low_limit(&self) -> &AtomicU64 {
-        self.file.atomic_u64(LOW_LIMIT_AT)
+        self.word_u64::<LOW_LIMIT_AT>()
     }
 
     #[inline]
@@ -390,7 +390,7 @@ impl Meta {
     /// on) the wake word.
     #[inline]
     pub fn sleepers(&self) -> &AtomicU32 {
-        self.file.atomic_u32(SLEEPERS_AT)
+        self.word_u32::<SLEEPERS_AT>()
     }
 
     #[inline]
@@ -402,6 +402,28 @@ impl Meta {
     pub fn process_slot(&self, slot: usize) -> (&AtomicU32, &AtomicU64) {
         let at = PROCESS_TABLE_AT + slot * PROCESS_SLOT_LEN;
         (self.file.atomic_u32(at), self.file.atomic_u64(at + 8))
+    }
+
+    /// The `u64` at the layout's constant offset `AT`, without the run-time
+    /// bounds check of `MappedFile::atomic_u64` (the publishers' hot path
+    /// reads and writes these on every record).
+    #[inline]
+    fn word_u64<const AT: usize>(&self) -> &AtomicU64 {
+        const { assert!(AT.is_multiple_of(8) && AT + 8 <= META_LEN) };
+        // SAFETY: `AT` is a multiple of 8 with `AT + 8 <= META_LEN` (asserted
+        // at compile time above), and `open` refuses a metadata file of any
+        // other length than `META_LEN`.
+        unsafe { self.file.atomic_u64_unchecked(AT) }
+    }
+
+    /// The `u32` at the layout's constant offset `AT`, as [`Meta::word_u64`].
+    #[inline]
+    fn word_u32<const AT: usize>(&self) -> &AtomicU32 {
+        const { assert!(AT.is_multiple_of(4) && AT + 4 <= META_LEN) };
+        // SAFETY: `AT` is a multiple of 4 with `AT + 4 <= META_LEN` (asserted
+        // at compile time above), and `open` refuses a metadata file of any
+        // other length than `META_LEN`.
+        unsafe { self.file.atomic_u32_unchecked(AT) }
     }
 
     /// How many of [`Meta::sleepers`] the process in slot `slot` counted
