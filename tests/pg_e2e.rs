@@ -45,11 +45,13 @@ fn a_poison_record_makes_the_scenario_fail_instead_of_rerunning_forever() {
 
 /// `tools/pg-conflate` in its short mode (100,000 updates over 1,000 keys;
 /// the tool's default is 1,000,000 over 10,000): `replay --conflate` hands
-/// the database at most 10% of the records, both tables end at the latest
-/// value per key, and the conflated drain is at least 5x faster.
+/// the database at most 10% of the records, and both tables end at the
+/// latest value per key. The speed-up is printed, not checked: a timing on a
+/// shared machine is a figure for the README, not a test (by hand, the tool
+/// checks it: at least 5x).
 #[test]
-fn conflation_drains_a_keyed_backlog_into_postgresql_five_times_faster() {
-    let env = [("UPDATES", "100000"), ("KEYS", "1000")];
+fn conflation_hands_postgresql_a_tenth_of_a_keyed_backlog_and_the_same_latest_values() {
+    let env = [("UPDATES", "100000"), ("KEYS", "1000"), ("MIN_SPEEDUP", "0")];
     let Some((out, stdout)) = run_tool("pg-conflate", &env, Duration::from_secs(300)) else { return };
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.trim_end().ends_with("PASS") && !stdout.contains("FAIL"), "{stdout}");
