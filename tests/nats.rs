@@ -401,12 +401,14 @@ struct Loss {
     /// as a server would), published to its reply subject, which the client
     /// subscribes to.
     answer: Option<&'static str>,
+    /// Only publishes with `--ordered`'s fence (`Nats-Expected-Last-Sequence`) count.
+    fenced_only: bool,
 }
 
 /// The second publish on `subject` lost, unanswered: as a dying leader loses
 /// what was routed to it.
 fn second_publish_lost(subject: &'static str) -> Loss {
-    Loss { subject, nth: 2, times: 1, answer: None }
+    Loss { subject, nth: 2, times: 1, answer: None, fenced_only: false }
 }
 
 /// A TCP proxy to the server that applies `loss` and passes everything else
@@ -446,7 +448,8 @@ fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream
                 break;
             }
             let message = msg_id(&pending[line_end + 2..whole]);
-            let lost = publish && words[1] == loss.subject && {
+            let fenced = String::from_utf8_lossy(&pending[line_end + 2..whole]).contains("Nats-Expected-Last-Sequence");
+            let lost = publish && words[1] == loss.subject && (fenced || !loss.fenced_only) && {
                 seen += 1;
                 if seen == loss.nth {
                     lost_message = Some(message.clone());
@@ -472,7 +475,7 @@ fn pass_all_but(loss: Loss, mut from_client: TcpStream, mut to_server: TcpStream
 /// The second publish on `subject` answered with `answer` (it never
 /// reaches the server), and so are its next `times - 1` re-sends.
 fn second_publish_answered(subject: &'static str, times: usize, answer: &'static str) -> Loss {
-    Loss { subject, nth: 2, times, answer: Some(answer) }
+    Loss { subject, nth: 2, times, answer: Some(answer), fenced_only: false }
 }
 
 /// The `Nats-Msg-Id` header's value in a message's bytes (empty if none).
@@ -582,7 +585,10 @@ fn a_stream_lookup_that_gets_no_answer_is_asked_again() {
     append(journal.path(), &numbered(20));
     // The first lookup is lost, as during an election (seen: exit 2, "no
     // JetStream stream takes subject", before the fix).
-    let proxy = losing_proxy(server.port, Loss { subject: "$JS.API.STREAM.NAMES", nth: 1, times: 1, answer: None });
+    let proxy = losing_proxy(
+        server.port,
+        Loss { subject: "$JS.API.STREAM.NAMES", nth: 1, times: 1, answer: None, fenced_only: false },
+    );
     let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), "late", &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("JetStream did not answer the stream lookup"), "{}", stderr_of(&out));
@@ -624,6 +630,34 @@ fn with_ordered_a_lost_publish_is_not_overtaken_by_later_ones() {
     }
 }
 
+/// nats-server 2.12 and later check an R1 stream's fence before the
+/// duplicate id: a fenced re-send of a record the stream has is refused
+/// (`wrong last sequence`), not acknowledged as a duplicate. Emulated by a
+/// proxy that answers so to fenced publishes, over a replay rewound onto
+/// records the stream has: it sends them unfenced, one at a time, until the
+/// stream stores one anew (here none). (Before, the second was fenced and
+/// refused, and replay blamed another publisher and exited 1; each rerun got
+/// one record further.)
+#[test]
+fn with_ordered_records_the_stream_has_are_resent_unfenced_not_refused() {
+    let Some(server) = NatsServer::start("") else { return };
+    let journal = journal_with(&numbered(20));
+    let args = ["--stream", "HAS", "--ordered"];
+    let out = replay_to(journal.path(), &server.url(), "has", &args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let end = cursor_position(journal.path(), "nats");
+    let start = backwater(&["cursor", path(journal.path()), "reset", "nats", "start"]);
+    assert!(start.status.success(), "{}", stderr_of(&start));
+    let refused = r#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 20"},"stream":"HAS"}"#;
+    let proxy =
+        losing_proxy(server.port, Loss { subject: "has", nth: 1, times: 2, answer: Some(refused), fenced_only: true });
+    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), "has", &args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("acknowledged 20 publishes, 20 of them duplicates"), "{}", stderr_of(&out));
+    assert_eq!(server.messages("HAS"), 20);
+    assert_eq!(cursor_position(journal.path(), "nats"), end);
+}
+
 #[test]
 fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_error() {
     let Some(server) = NatsServer::start("") else { return };
@@ -644,10 +678,12 @@ fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_
     let status = replay.wait().unwrap();
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("refused the record at position {next}")), "{stderr}");
+    // The fence refused it; re-sent unfenced, it was stored anew after the
+    // other publisher's message: in journal order after ours, and replay says so.
+    assert!(stderr.contains(&format!("last message before the record at position {next}")), "{stderr}");
     assert!(stderr.contains("--ordered needs a stream of this journal's records alone"), "{stderr}");
-    assert_eq!(server.messages("SHARED"), 2, "the fenced record was not stored");
-    assert_eq!(cursor_position(ours.path(), "nats"), next, "the cursor stays before it");
+    assert_eq!(server.messages("SHARED"), 3);
+    assert!(cursor_position(ours.path(), "nats") > next, "the record is in the stream and acknowledged");
 }
 
 #[test]

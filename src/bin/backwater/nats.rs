@@ -81,6 +81,11 @@ pub enum Rejected {
     Refused { position: u64, detail: String },
     /// With `--subject-from-key`: its key cannot be a subject token.
     BadKey { position: u64, key: String },
+    /// With `--ordered`: the record at `position` was stored (at `sequence`)
+    /// after a message that is not this journal's record before it: another
+    /// publisher writes into the stream. `overtaken` records after it were
+    /// stored before it, out of journal order.
+    Foreign { position: u64, sequence: u64, overtaken: usize },
 }
 
 impl std::fmt::Display for Rejected {
@@ -96,6 +101,18 @@ impl std::fmt::Display for Rejected {
                 f,
                 "the record at position {position} has key {key:?}, which cannot be a subject token \
                  (--subject-from-key needs keys without dots, wildcards (* >), spaces or control characters)"
+            ),
+            Rejected::Foreign { position, sequence, overtaken } => write!(
+                f,
+                "with --ordered: the stream's last message before the record at position {position} (now its \
+                 sequence {sequence}) is not this journal's record before it: another publisher writes into the \
+                 stream, or the record's id left its duplicate window{}; --ordered needs a stream of this \
+                 journal's records alone",
+                if *overtaken > 0 {
+                    format!(" ({overtaken} records after it were stored before it, out of journal order)")
+                } else {
+                    String::new()
+                }
             ),
         }
     }
@@ -223,6 +240,8 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         retention,
         acknowledged_sequence: None,
         predicted_sequence: None,
+        catching_up: true,
+        unexplained_refusal: None,
         acks,
         stats: stats.clone(),
         unsent: VecDeque::new(),
@@ -500,6 +519,17 @@ struct Forwarder {
     acknowledged_sequence: Option<u64>,
     /// The stream sequence the last record published will get, if known.
     predicted_sequence: Option<u64>,
+    /// With `--ordered`: publishes go unfenced, one at a time, until the
+    /// stream stores one anew (not as a duplicate). So at a run's start, and
+    /// after the stream refused a publish whose predecessor's PubAck had
+    /// arrived: the record itself may be in the stream (nats-server 2.12 and
+    /// later check an R1 stream's fence before the duplicate id), and an
+    /// unfenced re-send tells.
+    catching_up: bool,
+    /// The position of a record refused under an acknowledged fence, until
+    /// a re-send shows it was in the stream already (a duplicate). Stored
+    /// anew instead, the stream's last message was another publisher's.
+    unexplained_refusal: Option<u64>,
     acks: Sender<Ack>,
     stats: Arc<Stats>,
     /// Records to publish, oldest first (re-sends go back to the front).
@@ -582,7 +612,10 @@ impl Forwarder {
     /// twice: a stream keeps ids for its duplicate window only, and on
     /// nats-server 2.10 a stalled record before it can outlast that.)
     async fn publish_ready(&mut self) {
-        while self.trouble.is_none() && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL) {
+        while self.trouble.is_none()
+            && self.unpublishable.is_none()
+            && self.in_flight.front().is_none_or(|f| f.sent.elapsed() <= STALL)
+        {
             let Some(fence) = self.next_fence() else { return };
             let Some(mut record) = self.unsent.pop_front() else { return };
             if let Some(ack) = record.stored.take() {
@@ -615,11 +648,15 @@ impl Forwarder {
     }
 
     /// The fence of the next publish, or none while it cannot be known yet:
-    /// with `--ordered`, the run's first publish goes alone, and the ones
-    /// after it wait for its PubAck (its sequence starts the predictions).
+    /// with `--ordered`, while catching up a publish goes alone and unfenced,
+    /// and the ones after it wait for its PubAck (its sequence starts the
+    /// predictions).
     fn next_fence(&self) -> Option<Fence> {
         if !self.ordered {
             return Some(Fence::Unknown);
+        }
+        if self.catching_up {
+            return self.in_flight.is_empty().then_some(Fence::Unknown);
         }
         if self.in_flight.is_empty() {
             return Some(self.acknowledged_sequence.map_or(Fence::Unknown, Fence::Acknowledged));
@@ -658,25 +695,61 @@ impl Forwarder {
             }
             // In order: only if no earlier publish failed (a failed send stops
             // later ones; the publishes before it are acknowledged as usual).
-            Ok(ack) if self.resend.is_empty() => self.acknowledge(&ack),
+            Ok(ack) if self.resend.is_empty() => {
+                self.acknowledge(&ack);
+                if self.ordered && self.catching_up {
+                    self.catch_up(&ack, front.record.position);
+                }
+            }
             Ok(ack) => {
                 front.record.stored = Some(ack);
                 self.resend.push(front.record);
             }
             Err(error) => {
-                // Refused by a predicted fence: a record before it was not
-                // stored, and it is re-sent after that one. (Refused by an
-                // acknowledged fence, it is final: [`Forwarder::rejection`].)
-                let predicted = matches!(front.fence, Fence::Predicted(_));
-                let error = if predicted && error.kind() == PublishErrorKind::WrongLastSequence {
-                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
-                    predecessor_lost_error()
-                } else {
-                    error
+                let error = match (error.kind(), front.fence) {
+                    (PublishErrorKind::WrongLastSequence, Fence::Predicted(_) | Fence::Acknowledged(_)) => {
+                        self.fence_refused(front.fence, front.record.position)
+                    }
+                    _ => error,
                 };
                 self.trouble.get_or_insert(error);
                 self.resend.push(front.record);
             }
+        }
+    }
+
+    /// The fence refused the record at `position`, which is re-sent: under a
+    /// predicted fence, a record before it was not stored (it goes first);
+    /// under an acknowledged one, the record is in the stream already or
+    /// another publisher wrote, and an unfenced re-send tells
+    /// ([`Forwarder::catch_up`]).
+    fn fence_refused(&mut self, fence: Fence, position: u64) -> jetstream::context::PublishError {
+        self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+        let why = if let Fence::Acknowledged(_) = fence {
+            self.catching_up = true;
+            self.unexplained_refusal = Some(position);
+            "the stream's last message is not the record before it: the record is in the stream already, or \
+             another publisher wrote; re-sent without the fence to tell which"
+        } else {
+            "the stream's last message is not the record before it: that one was not stored"
+        };
+        jetstream::context::PublishError::with_source(PublishErrorKind::Other, why)
+    }
+
+    /// With `--ordered`, the PubAck of a publish sent unfenced while catching
+    /// up: a duplicate (the stream had the record) keeps catching up; a record
+    /// stored anew ends it, and if the fence had refused it, the message
+    /// before it is another publisher's: the forwarding stops.
+    fn catch_up(&mut self, ack: &PublishAck, position: u64) {
+        if ack.duplicate {
+            self.unexplained_refusal = None;
+            return;
+        }
+        self.catching_up = false;
+        if self.unexplained_refusal.take().is_some() {
+            let overtaken = self.unsent.iter().filter_map(|record| record.stored.as_ref());
+            let overtaken = overtaken.filter(|stored| stored.sequence < ack.sequence).count();
+            self.unpublishable = Some(Rejected::Foreign { position, sequence: ack.sequence, overtaken });
         }
     }
 
@@ -745,14 +818,9 @@ impl Forwarder {
             }
             // A fence on the sequence its predecessor's PubAck gave (a
             // predicted one failing passes: [`Forwarder::settle_front`]).
-            PublishErrorKind::WrongLastSequence => Some(Rejected::Refused {
-                position,
-                detail: format!(
-                    "{} (with --ordered: the stream's last message is not this journal's record before it; another \
-                     publisher writes into the stream; --ordered needs a stream of this journal's records alone)",
-                    describe(error)
-                ),
-            }),
+            // Only a fenced publish is refused so, and its refusals pass
+            // ([`Forwarder::fence_refused`]): this one is the server's doing.
+            PublishErrorKind::WrongLastSequence => Some(Rejected::Refused { position, detail: describe(error) }),
             _ => None,
         }
     }
@@ -787,13 +855,6 @@ fn passes(error: &jetstream::Error, retention: stream::RetentionPolicy) -> bool 
 /// with its sequence.
 fn is_staged_duplicate(ack: &PublishAck) -> bool {
     ack.duplicate && ack.sequence == 0
-}
-
-fn predecessor_lost_error() -> jetstream::context::PublishError {
-    jetstream::context::PublishError::with_source(
-        PublishErrorKind::Other,
-        "the stream's last message is not the record before it: that one was not stored",
-    )
 }
 
 fn staged_duplicate_error() -> jetstream::context::PublishError {

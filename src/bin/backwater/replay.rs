@@ -265,11 +265,25 @@ impl Replay<'_> {
         self.handed += handed as u64;
         let read = polled.map_err(|e| self.poll_failed(e))?;
         self.read += read as u64;
-        flushed.map_err(|e| child_gone(&e))?;
+        flushed.map_err(|e| self.hand_over_failed(&e))?;
         if handed > 0 && self.pending.len() == handed {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
         Ok(read)
+    }
+
+    /// Records could not be handed over. To NATS, the forwarder stopped, and
+    /// the acks it sent before it did (the refusal that stopped it, naming
+    /// the record) say why.
+    fn hand_over_failed(&mut self, error: &std::io::Error) -> Failure {
+        if matches!(self.out, Some(Destination::Nats(_))) {
+            while let Some(Ok(ack)) = self.acks.as_ref().map(|acks| acks.try_recv()) {
+                if let Err(failure) = self.apply_ack(ack) {
+                    return failure;
+                }
+            }
+        }
+        child_gone(error)
     }
 
     /// Data deleted under the cursor: a rerun fails the same way, so say how to go on.
@@ -402,6 +416,9 @@ impl Replay<'_> {
             crate::nats::Rejected::BadKey { .. } => {
                 format!("a rerun fails the same way: replay without --subject-from-key, or {skip}")
             }
+            crate::nats::Rejected::Foreign { .. } => {
+                "the record is in the stream; a rerun goes on after it (stop the other publisher first)".into()
+            }
         }
     }
 
@@ -446,7 +463,9 @@ impl Replay<'_> {
     /// taken everything or gone (a child that exits counts as gone).
     fn settle(&mut self, child: Option<&mut Child>) -> Outcome {
         let Some(out) = self.out.as_mut() else { return Ok(()) };
-        out.flush().map_err(|e| child_gone(&e))?;
+        if let Err(error) = out.flush() {
+            return Err(self.hand_over_failed(&error));
+        }
         if self.acks.is_some() {
             return Ok(());
         }
