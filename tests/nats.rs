@@ -659,6 +659,20 @@ fn with_ordered_records_the_stream_has_are_resent_unfenced_not_refused() {
 }
 
 #[test]
+fn with_ordered_a_stream_that_takes_other_subjects_is_refused_at_start() {
+    let Some(server) = NatsServer::start("") else { return };
+    let keyed = journal_with(&numbered(1));
+    let out = replay_to(keyed.path(), &server.url(), "wide", &["--stream", "WIDE", "--subject-from-key"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let ours = journal_with(&numbered(1));
+    let out = replay_to(ours.path(), &server.url(), "wide", &["--stream", "WIDE", "--ordered"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("stream 'WIDE' also takes 'wide.>'"), "{}", stderr_of(&out));
+    let out = replay_to(ours.path(), &server.url(), "wide", &["--stream", "WIDE", "--ordered", "--subject-from-key"]);
+    assert!(out.status.success(), "its own subjects are fine: {}", stderr_of(&out));
+}
+
+#[test]
 fn with_ordered_a_stream_that_takes_another_publisher_stops_replay_with_a_clear_error() {
     let Some(server) = NatsServer::start("") else { return };
     let ours = journal_with(&numbered(1));

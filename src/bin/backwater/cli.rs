@@ -454,9 +454,9 @@ pub struct ReplayArgs {
     pub subject_from_key: bool,
     /// With --to: each publish expects the stream sequence of the record before it
     /// (Nats-Expected-Last-Sequence), so that a publish lost in a failure is never overtaken:
-    /// journal order in the stream after any failure, replicated or not. Needs a stream that takes
-    /// this journal's records alone (another publisher's message stops replay, exit 1; README,
-    /// "Past one machine")
+    /// journal order in the stream after any failure, replicated or not, within the duplicate
+    /// window. Needs a stream that takes this journal's subject alone (else exit 2); another
+    /// publisher's message on it stops replay (exit 1). README, "Past one machine"
     #[arg(long, requires = "to")]
     pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of

@@ -386,6 +386,9 @@ async fn find_stream(
         needed.push(format!("{subject}.*"));
     }
     check_subjects(&name, &config, &needed).map_err(Lookup::Failed)?;
+    if args.ordered {
+        check_alone(&name, &config, subject, args.subject_from_key).map_err(Lookup::Failed)?;
+    }
     Ok((name, config))
 }
 
@@ -453,6 +456,27 @@ fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Res
                 "stream '{name}' takes subjects [{}], not '{subject}': publish on one of those, or name another \
                  --stream",
                 config.subjects.join(", ")
+            ),
+        )),
+    }
+}
+
+/// With `--ordered`, the stream takes this replay's subjects only: a
+/// message of another publisher while publishes are in flight lets the
+/// ones behind it match their predicted fences ([`Fence`]), ahead of the
+/// refused one. (Another publisher on the very same subject is not caught
+/// here: replay stops when the fence shows it, [`Rejected::Foreign`].)
+fn check_alone(name: &str, config: &stream::Config, subject: &str, subject_from_key: bool) -> Result<(), Failure> {
+    let ours = |filter: &String| {
+        filter == subject || (subject_from_key && [".*", ".>"].iter().any(|tail| *filter == format!("{subject}{tail}")))
+    };
+    match config.subjects.iter().find(|filter| !ours(filter)) {
+        None => Ok(()),
+        Some(filter) => Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "--ordered needs a stream of this journal's records alone, and stream '{name}' also takes \
+                 '{filter}': give the journal a stream of its own (--stream NAME --subject {subject})"
             ),
         )),
     }
