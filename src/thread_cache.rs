@@ -107,7 +107,7 @@ pub(crate) fn with_segment_on<R>(inner: &Arc<JournalState>, index: u64, f: impl 
     // Only a pointer out of `try_with`: with the whole append inside its
     // closure, `try_with` grows too large to be inlined, and the `Result`
     // goes through memory.
-    match CACHE.try_with(|cache| Arc::as_ptr(cache)) {
+    match CACHE.try_with(Arc::as_ptr) {
         Ok(cache) => {
             // SAFETY: the pointer is to this thread's `ThreadCache`, which
             // its `CACHE` slot keeps alive (a strong `Arc`) until the slot
