@@ -22,10 +22,11 @@ use crate::appender::{committed_not_flushed, count_refusal, wait_after_refusal, 
 use crate::error::{Error, OfferError, Result};
 use crate::frame::{self, Body, HEADER_LEN, Keyed, Word0};
 use crate::handle::Handle;
+use crate::mapped::MappedFile;
 use crate::meta::TailCodec;
 use crate::publisher_lock::PublisherGroup;
 use crate::segment::{SEGMENT_HEADER_LEN, Segment};
-use crate::thread_cache::with_segment;
+use crate::thread_cache::{OnSegment, with_segment, with_segment_on};
 use crate::{Priority, retention, wake, window};
 
 /// A handle for appending records, from [`Journal::publisher`](crate::Journal::publisher).
@@ -110,8 +111,10 @@ impl Publisher {
     }
 
     /// Appends one record whose body is `body` (a payload, or a keyed
-    /// record): generic, so the unkeyed path carries no key branch.
-    #[inline]
+    /// record): generic, so the unkeyed path carries no key branch. Inline
+    /// at the caller (the `Result` in registers, no call per record); what
+    /// it calls past the first claim attempt is out of line.
+    #[inline(always)]
     fn try_offer<B: Body + ?Sized>(&self, priority: Priority, body: &B) -> Result<u64, OfferError> {
         let len = body.body_len();
         self.check_len(len)?;
@@ -122,9 +125,7 @@ impl Publisher {
         let crc = body.body_crc();
         loop {
             let claimed = self.claim_range(priority, aligned)?;
-            if with_segment(self.inner.state(), claimed.index, |segment| {
-                write_frame(segment, claimed, word, crc, body)
-            })? {
+            if with_segment_on(self.inner.state(), claimed.index, WriteFrame { at: claimed, word, crc, body })? {
                 self.committed(claimed, aligned, 1)?;
                 return Ok(claimed.position);
             }
@@ -134,15 +135,23 @@ impl Publisher {
     }
 
     /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
-    #[inline]
+    #[inline(always)]
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         count_appended(self.inner.state(), records);
         wake::notify(&self.inner.meta);
         if self.inner.flush_always.load(Ordering::Relaxed) {
-            with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
-                .map_err(|e| committed_not_flushed(at.position, e))?;
+            return self.flush_committed(at, len);
         }
         Ok(())
+    }
+
+    /// Under [`Flush::Always`](crate::Flush::Always): msyncs the `len`
+    /// bytes just committed at `at`.
+    #[cold]
+    #[inline(never)]
+    fn flush_committed(&self, at: Claimed, len: usize) -> Result<()> {
+        with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
+            .map_err(|e| committed_not_flushed(at.position, e))
     }
 
     /// Appends with normal priority, waiting (spin, yield, park) while the
@@ -403,6 +412,7 @@ impl Publisher {
         }
     }
 
+    #[inline]
     fn check_len(&self, len: usize) -> Result<()> {
         if len > self.inner.max_payload {
             return Err(Error::RecordTooLarge { len, max: self.inner.max_payload });
@@ -410,6 +420,7 @@ impl Publisher {
         self.group.ensure_held()
     }
 
+    #[inline]
     fn owner(&self) -> u16 {
         self.inner.owner_tag()
     }
@@ -418,9 +429,50 @@ impl Publisher {
         count_refusal(&self.inner.meta, error);
     }
 
-    /// Claims `aligned` bytes: the hot path is the first three lines of the loop.
-    #[inline]
+    /// Claims `aligned` bytes. The common case (below the limit, the tail
+    /// not tripped, the claim inside its segment) is inline at the caller;
+    /// it runs what the first round of [`Publisher::claim_range_slow`]'s
+    /// loop runs, in the same order with the same orderings, and hands
+    /// everything else to it (or to [`Publisher::claim_after_trip`] once
+    /// its fetch-add ran past the segment's end).
+    #[inline(always)]
     fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
+        let meta = &self.inner.meta;
+        let limit = meta.limit(priority).load(Ordering::Relaxed);
+        let seen = meta.raw_tail().load(Ordering::Relaxed);
+        let (_, seen_offset) = self.codec.unpack(seen);
+        if self.codec.position(seen) + aligned as u64 > limit || seen_offset >= self.segment_size {
+            return self.claim_range_slow(priority, aligned);
+        }
+        let raw = meta.raw_tail().fetch_add(aligned as u64, Ordering::AcqRel);
+        let (index, offset) = self.codec.unpack(raw);
+        if offset + aligned as u64 <= self.segment_size {
+            let position = index * self.segment_size + offset;
+            return Ok(Claimed { index, offset: offset as usize, position });
+        }
+        self.claim_after_trip(priority, aligned, index, offset)
+    }
+
+    /// [`Publisher::claim_range`] after its fetch-add ran past the end of
+    /// segment `index`: trips, then claims again.
+    #[cold]
+    #[inline(never)]
+    fn claim_after_trip(
+        &self,
+        priority: Priority,
+        aligned: usize,
+        index: u64,
+        offset: u64,
+    ) -> Result<Claimed, OfferError> {
+        self.trip(index, offset)?;
+        self.claim_range_slow(priority, aligned)
+    }
+
+    /// Claims `aligned` bytes: the whole loop (at the limit, a tripped tail,
+    /// rotation).
+    #[cold]
+    #[inline(never)]
+    fn claim_range_slow(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
         let meta = &self.inner.meta;
         let limit_word = meta.limit(priority);
         loop {
@@ -480,24 +532,78 @@ impl Publisher {
 /// Writes position, timestamp and CRC, then publishes the claimed word, so an
 /// unblocker that finds it knows the frame's length and position. `false` if
 /// an unblocker covered the slot first (the range is padding now).
-#[inline]
+#[inline(always)]
 fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
-    segment.file().write(at.offset + frame::POSITION_OFFSET, &frame::header_fields(at.position, frame::now_ns(), crc));
-    let published = frame::publish_claim(segment.word0(at.offset), word);
+    let file = segment.file();
+    check_frame(file, at.offset, word);
+    let fields = frame::header_fields(at.position, frame::now_ns(), crc);
+    // SAFETY: `check_frame` made the mapping writable and `at.offset +
+    // HEADER_LEN <= file.len()`, and the fields end at HEADER_LEN; the
+    // claim owns the range (it came from the tail fetch-add).
+    unsafe { file.write_unchecked(at.offset + frame::POSITION_OFFSET, &fields) };
+    // SAFETY: `check_frame` made `at.offset` a multiple of 8 with
+    // `at.offset + 8 <= file.len()`.
+    let published = frame::publish_claim(unsafe { file.atomic_u64_unchecked(at.offset) }, word);
     // Keep the payload stores after the claimed word in program order.
     compiler_fence(Ordering::SeqCst);
     published
 }
 
+/// Panics unless the frame of `word`'s length at `offset` lies inside the
+/// writable mapping `file` with its header word 8-aligned: one check for
+/// the frame's stores, which then go unchecked. (The claim's offset comes
+/// from the shared tail word, which another process may have scribbled.)
+#[inline(always)]
+fn check_frame(file: &MappedFile, offset: usize, word: Word0) {
+    let len = word.length.unsigned_abs() as usize;
+    if !(file.writable() && offset.is_multiple_of(8) && len >= HEADER_LEN && offset + len <= file.len()) {
+        frame_outside(file, offset, len);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn frame_outside(file: &MappedFile, offset: usize, len: usize) -> ! {
+    panic!(
+        "frame of {len} bytes at {offset} outside the writable mapping of {} bytes ({})",
+        file.len(),
+        file.path().display()
+    )
+}
+
+/// [`write_frame`] as an [`OnSegment`], inline where it is run.
+struct WriteFrame<'a, B: Body + ?Sized> {
+    at: Claimed,
+    word: Word0,
+    crc: u32,
+    body: &'a B,
+}
+
+impl<B: Body + ?Sized> OnSegment<bool> for WriteFrame<'_, B> {
+    #[inline(always)]
+    fn on(self, segment: &Arc<Segment>) -> bool {
+        write_frame(segment, self.at, self.word, self.crc, self.body)
+    }
+}
+
 /// Writes and commits one frame; `false` if an unblocker took the range over
 /// (the caller claims again: the record was not appended).
-#[inline]
+#[inline(always)]
 fn write_frame<B: Body + ?Sized>(segment: &Segment, at: Claimed, word: Word0, crc: u32, body: &B) -> bool {
     if !write_claim_header(segment, at, word, crc) {
         return false;
     }
-    body.write_parts(|offset, part| segment.file().write(at.offset + HEADER_LEN + offset, part));
-    frame::commit(segment.word0(at.offset), word)
+    let file = segment.file();
+    // SAFETY: `write_claim_header` ran `check_frame`: the mapping is
+    // writable and `at.offset + HEADER_LEN + body_len <= file.len()`
+    // (`word`'s length is `HEADER_LEN` plus the body's length, as every
+    // caller builds it with `Word0::data`), and the bodies a publisher
+    // writes (`[u8]`, `Keyed`) have their parts in `0..body_len`; the claim
+    // owns the range.
+    body.write_parts(|offset, part| unsafe { file.write_unchecked(at.offset + HEADER_LEN + offset, part) });
+    // SAFETY: as in `write_claim_header`, `at.offset` is a multiple of 8
+    // with `at.offset + 8 <= file.len()`.
+    frame::commit(unsafe { file.atomic_u64_unchecked(at.offset) }, word)
 }
 
 /// Writes the frames of `records` from `at` in order; returns how many were

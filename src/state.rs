@@ -186,6 +186,7 @@ impl JournalState {
 
     /// What frames appended through this handle carry as their owner: its
     /// slot in the process table + 1 (0 when the table was full).
+    #[inline]
     pub fn owner_tag(&self) -> u16 {
         self.process_slot.map_or(0, |slot| slot as u16 + 1)
     }

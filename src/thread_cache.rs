@@ -71,38 +71,68 @@ fn register() -> Arc<ThreadCache> {
 struct Busy<'a>(&'a AtomicBool);
 
 impl Drop for Busy<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         compiler_fence(Ordering::SeqCst);
         self.0.store(false, Ordering::Release);
     }
 }
 
-/// Runs `f` on segment `index` of `inner`, mapped from this thread's cache
-/// (or mapped now and cached).
-#[inline]
-pub(crate) fn with_segment<R>(inner: &Arc<JournalState>, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
-    let mut f = Some(f);
-    if let Ok(Some(done)) = CACHE.try_with(|cache| f.take().map(|f| with_cached_segment(cache, inner, index, f))) {
-        return done;
-    }
-    // This thread's cache is already destroyed: an append from a
-    // thread-local destructor that runs after it. Map without it.
-    match f.take() {
-        Some(f) => Ok(f(&window::write_segment(inner, index)?)),
-        None => unreachable!("the cache ran the closure, and returned what it gave"),
+/// What [`with_segment`] runs on the segment: any closure, or a type whose
+/// [`OnSegment::on`] is `#[inline(always)]` (a closure can't be marked so;
+/// the shared publisher's frame write, which must be inline in its loop).
+pub(crate) trait OnSegment<R> {
+    fn on(self, segment: &Arc<Segment>) -> R;
+}
+
+impl<R, F: FnOnce(&Arc<Segment>) -> R> OnSegment<R> for F {
+    #[inline(always)]
+    fn on(self, segment: &Arc<Segment>) -> R {
+        self(segment)
     }
 }
 
-#[inline]
+/// Runs `f` on segment `index` of `inner`, mapped from this thread's cache
+/// (or mapped now and cached): [`with_segment_on`] for a closure.
+#[inline(always)]
+pub(crate) fn with_segment<R>(inner: &Arc<JournalState>, index: u64, f: impl FnOnce(&Arc<Segment>) -> R) -> Result<R> {
+    with_segment_on(inner, index, f)
+}
+
+/// Runs `f` on segment `index` of `inner`, mapped from this thread's cache
+/// (or mapped now and cached). A cache hit is inline at the caller; the
+/// rest is out of line.
+#[inline(always)]
+pub(crate) fn with_segment_on<R>(inner: &Arc<JournalState>, index: u64, f: impl OnSegment<R>) -> Result<R> {
+    // Only a pointer out of `try_with`: with the whole append inside its
+    // closure, `try_with` grows too large to be inlined, and the `Result`
+    // goes through memory.
+    match CACHE.try_with(Arc::as_ptr) {
+        Ok(cache) => {
+            // SAFETY: the pointer is to this thread's `ThreadCache`, which
+            // its `CACHE` slot keeps alive (a strong `Arc`) until the slot
+            // is destroyed, and that happens only on this thread as it
+            // exits, never while this call (on this thread) runs; so the
+            // reference does not outlive the cache.
+            let cache = unsafe { &*cache };
+            with_cached_segment(cache, inner, index, f)
+        }
+        // This thread's cache is already destroyed: an append from a
+        // thread-local destructor that runs after it. Map without it.
+        Err(_) => uncached(inner, index, f),
+    }
+}
+
+#[inline(always)]
 fn with_cached_segment<R>(
     cache: &ThreadCache,
     inner: &Arc<JournalState>,
     index: u64,
-    f: impl FnOnce(&Arc<Segment>) -> R,
+    f: impl OnSegment<R>,
 ) -> Result<R> {
     if cache.busy.load(Ordering::Relaxed) {
         // Re-entered from `f`: the outer call holds the cache.
-        return Ok(f(&window::write_segment(inner, index)?));
+        return uncached(inner, index, f);
     }
     cache.busy.store(true, Ordering::Relaxed);
     let _busy = Busy(&cache.busy);
@@ -110,21 +140,42 @@ fn with_cached_segment<R>(
     // this load sees `revoking`.
     compiler_fence(Ordering::SeqCst);
     if cache.revoking.load(Ordering::Acquire) {
-        return Ok(f(&window::write_segment(inner, index)?));
+        return uncached(inner, index, f);
     }
     // SAFETY: busy is set and no reclaimer is revoking (see `ThreadCache`).
     let entries = unsafe { &mut *cache.entries.get() };
     let id = inner.handle_id;
-    if let Some(hit) = entries.iter().find(|e| e.handle_id == id && e.index == index) {
-        return Ok(f(&hit.segment));
-    }
+    let segment = match entries.iter().position(|e| e.handle_id == id && e.index == index) {
+        Some(hit) => &entries[hit].segment,
+        None => cache_miss(entries, inner, index)?,
+    };
+    Ok(f.on(segment))
+}
+
+/// `f` on segment `index` mapped without the cache.
+#[cold]
+#[inline(never)]
+fn uncached<R>(inner: &Arc<JournalState>, index: u64, f: impl OnSegment<R>) -> Result<R> {
+    Ok(f.on(&window::write_segment(inner, index)?))
+}
+
+/// Maps segment `index` into `entries` (the busy cache's), evicting stale
+/// and old entries.
+#[cold]
+#[inline(never)]
+fn cache_miss<'a>(
+    entries: &'a mut Vec<CachedSegment>,
+    inner: &Arc<JournalState>,
+    index: u64,
+) -> Result<&'a Arc<Segment>> {
+    let id = inner.handle_id;
     let segment = window::write_segment(inner, index)?;
     entries.retain(|e| e.handle.strong_count() > 0 && (e.handle_id != id || e.index + 1 >= index));
     if entries.len() >= CACHE_ENTRIES {
         entries.remove(0);
     }
     entries.push(CachedSegment { handle_id: id, index, segment, handle: Arc::downgrade(inner) });
-    Ok(f(&entries[entries.len() - 1].segment))
+    Ok(&entries[entries.len() - 1].segment)
 }
 
 /// Drops, from every thread's cache, the entries of handle `handle_id` for
