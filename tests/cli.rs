@@ -156,7 +156,7 @@ fn info_segments_and_cursors_report_the_journal() {
 }
 
 #[test]
-fn replay_at_2000_per_second_takes_five_seconds() {
+fn replay_at_2000_per_second_takes_at_least_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), &[]);
     backwater_with_input(&["append", path(dir.path())], &lines(10_000));
@@ -165,7 +165,9 @@ fn replay_at_2000_per_second_takes_five_seconds() {
     let seconds = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, lines(10_000));
-    assert!((4.5..=5.5).contains(&seconds), "replay took {seconds:.2} s");
+    // The pace is a floor: never faster than the rate. The ceiling only
+    // catches a pacer that oversleeps grossly (a loaded machine adds seconds).
+    assert!((4.5..=10.0).contains(&seconds), "replay took {seconds:.2} s");
     // The cursor was committed at the end: a rerun hands over nothing.
     let again = backwater(&["replay", path(dir.path()), "--cursor", "paced"]);
     assert!(again.stdout.is_empty());
