@@ -102,6 +102,21 @@ impl Located {
         }
     }
 
+    /// The record of an unkeyed frame whose payload the caller has
+    /// already sliced from the segment (`frame::decode_plain`).
+    #[inline]
+    pub fn unkeyed<'a>(&self, payload: &'a [u8]) -> Record<'a> {
+        debug_assert!(self.key_len.is_none() && payload.len() == self.payload_len);
+        Record {
+            position: self.position,
+            next_position: self.next_position,
+            timestamp: self.timestamp,
+            priority: frame::flags_priority(self.flags),
+            key: None,
+            payload,
+        }
+    }
+
     /// The key of a keyed record, from the bytes of its segment.
     #[inline]
     pub fn key<'a>(&self, segment: &'a [u8]) -> Option<&'a [u8]> {
