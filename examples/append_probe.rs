@@ -19,6 +19,8 @@
 //! writes is recycled (the steady state).
 //!
 //! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
+//! `PROBE_KEYED=1` (`exclusive`): keyed records (10,000 keys) appended
+//! untimed, then the read-back timed (a keyed record's read path).
 //!
 //! The timed loops are the function `timed_calls`, so that
 //! `valgrind --tool=callgrind --toggle-collect='*timed_calls'` counts the
@@ -67,6 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 publisher.offer(&PAYLOAD)?; // wrap the ring once and a half first
             }
             return Ok(measured(&label, n, || timed(&mut publisher, n, call))?);
+        }
+        "exclusive" if std::env::var_os("PROBE_KEYED").is_some() => {
+            let mut publisher = journal.exclusive_publisher()?;
+            for i in 0..n {
+                publisher.append_keyed(format!("key-{}", i % 10_000).as_bytes(), &PAYLOAD)?;
+            }
         }
         "exclusive" => measured(&label, n, || timed(&mut journal.exclusive_publisher()?, n, call))?,
         _ => measured(&label, n, || timed_threads(&journal, n, call))?,

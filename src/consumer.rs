@@ -276,10 +276,10 @@ impl Consumer {
     /// records. Returns how many, and `false` when there is nothing more to
     /// read for now (the tail, or a hole not yet old enough to unblock).
     ///
-    /// The loop handles the common frame inline (an unkeyed record whose
-    /// CRC matches: `frame::decode_plain`); everything else (padding, a
-    /// claim, a keyed record, a fault) goes to [`Consumer::read_other`],
-    /// out of line, which decodes it in full.
+    /// The loop handles the common frame inline (a record whose CRC
+    /// matches: `frame::decode_record`); everything else (padding, a claim,
+    /// a fault) goes to [`Consumer::read_other`], out of line, which
+    /// decodes it in full.
     #[inline(always)]
     fn read_in_segment<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(
         &mut self,
@@ -312,22 +312,23 @@ impl Consumer {
             let word = unsafe { segment.word0_unchecked(offset) }.load(Ordering::Acquire);
             // SAFETY: `offset < size` (as above).
             let room = unsafe { bytes.get_unchecked(offset..) };
-            let aligned = match frame::decode_plain(word, room, position) {
-                Some(plain) => {
-                    let next = segment::next_position(position, plain.aligned_len, size as u64);
+            let aligned = match frame::decode_record(word, room, position) {
+                Some(record) => {
+                    let next = segment::next_position(position, record.aligned_len, size as u64);
                     let at = Located {
                         offset,
                         position,
                         next_position: next,
-                        timestamp: plain.timestamp,
-                        flags: plain.flags,
-                        key_len: None,
-                        payload_len: plain.payload.len(),
+                        timestamp: record.timestamp,
+                        flags: record.flags,
+                        // A key is at most u16::MAX bytes (its length is a u16).
+                        key_len: record.key.map(|key| key.len() as u16),
+                        payload_len: record.payload.len(),
                     };
-                    visit(segment, at, at.unkeyed(plain.payload));
+                    visit(segment, at, at.with(record.key, record.payload));
                     count += 1;
                     position = next;
-                    plain.aligned_len
+                    record.aligned_len
                 }
                 None => match self.read_other(segment, visit, word, offset, position, started_at)? {
                     Other::Next { aligned_len, next, record } => {
@@ -351,9 +352,10 @@ impl Consumer {
     }
 
     /// The frames `read_in_segment` does not handle inline, decoded in
-    /// full: a keyed record (handed to `visit`), padding, a claim (where
-    /// the read stops, or which is unblocked), or a fault
-    /// ([`Error::Corrupt`] naming the segment file and the position).
+    /// full: padding, a claim (where the read stops, or which is
+    /// unblocked), a fault ([`Error::Corrupt`] naming the segment file and
+    /// the position), or a record (should `frame::decode_record` have left
+    /// one: handed to `visit` as in the loop).
     #[cold]
     #[inline(never)]
     fn read_other<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(

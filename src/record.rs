@@ -102,17 +102,17 @@ impl Located {
         }
     }
 
-    /// The record of an unkeyed frame whose payload the caller has
-    /// already sliced from the segment (`frame::decode_plain`).
+    /// The record of a frame whose key and payload the caller has already
+    /// sliced from the segment (`frame::decode_record`).
     #[inline]
-    pub fn unkeyed<'a>(&self, payload: &'a [u8]) -> Record<'a> {
-        debug_assert!(self.key_len.is_none() && payload.len() == self.payload_len);
+    pub fn with<'a>(&self, key: Option<&'a [u8]>, payload: &'a [u8]) -> Record<'a> {
+        debug_assert!(key.map(|key| key.len() as u16) == self.key_len && payload.len() == self.payload_len);
         Record {
             position: self.position,
             next_position: self.next_position,
             timestamp: self.timestamp,
             priority: frame::flags_priority(self.flags),
-            key: None,
+            key,
             payload,
         }
     }
