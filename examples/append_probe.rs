@@ -20,7 +20,8 @@
 //!
 //! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
 //! `PROBE_KEYED=1` (`exclusive`): keyed records (10,000 keys) appended
-//! untimed, then the read-back timed (a keyed record's read path).
+//! untimed, then the read-back timed (a keyed record's read path);
+//! `PROBE_CONFLATED=1`: read with `poll_conflated` in windows of 100,000.
 //!
 //! The timed loops are the function `timed_calls`, so that
 //! `valgrind --tool=callgrind --toggle-collect='*timed_calls'` counts the
@@ -103,6 +104,12 @@ fn thread_cpu() -> Duration {
 #[inline(never)]
 fn timed_reads(consumer: &mut backwater::Consumer, n: u64) -> backwater::Result<u64> {
     let (mut read, mut sum) = (0u64, 0u64);
+    if std::env::var_os("PROBE_CONFLATED").is_some() {
+        while read < n {
+            read += consumer.poll_conflated_counts(|r| sum += r.payload()[0] as u64, 100_000)?.read as u64;
+        }
+        return Ok(sum);
+    }
     while read < n {
         read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096)? as u64;
     }
