@@ -19,10 +19,13 @@
 //! writes is recycled (the steady state).
 //!
 //! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
+//! `PROBE_KEYED=1` (`exclusive`): keyed records (10,000 keys) appended
+//! untimed, then the read-back timed (a keyed record's read path);
+//! `PROBE_CONFLATED=1`: read with `poll_conflated` in windows of 100,000.
 //!
 //! The timed loops are the function `timed_calls`, so that
 //! `valgrind --tool=callgrind --toggle-collect='*timed_calls'` counts the
-//! instructions of the appends alone.
+//! instructions of the appends alone (`*timed_reads`: of the read-back).
 use std::time::Duration;
 
 use backwater::{Config, ExclusivePublisher, Journal, OfferError, Publisher, WhenFull};
@@ -68,6 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             return Ok(measured(&label, n, || timed(&mut publisher, n, call))?);
         }
+        "exclusive" if std::env::var_os("PROBE_KEYED").is_some() => {
+            let mut publisher = journal.exclusive_publisher()?;
+            for i in 0..n {
+                publisher.append_keyed(format!("key-{}", i % 10_000).as_bytes(), &PAYLOAD)?;
+            }
+        }
         "exclusive" => measured(&label, n, || timed(&mut journal.exclusive_publisher()?, n, call))?,
         _ => measured(&label, n, || timed_threads(&journal, n, call))?,
     }
@@ -76,15 +85,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // And read them back (CRC checked), for profiling the consumer.
     let mut consumer = journal.anonymous_consumer();
-    let (mut read, mut sum) = (0u64, 0u64);
     let start = std::time::Instant::now();
+    let cpu_start = thread_cpu();
+    std::hint::black_box(timed_reads(&mut consumer, n)?);
+    let cpu = thread_cpu().saturating_sub(cpu_start);
+    report("read back", n, start.elapsed(), cpu);
+    Ok(())
+}
+
+/// The CPU time this thread has run (what a loaded machine disturbs less
+/// than the wall-clock time).
+fn thread_cpu() -> Duration {
+    Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime)).unwrap_or_default()
+}
+
+/// The read loop of `benches/peers.rs` (`read_back`), a function of its own
+/// for `callgrind --toggle-collect='*timed_reads'`.
+#[inline(never)]
+fn timed_reads(consumer: &mut backwater::Consumer, n: u64) -> backwater::Result<u64> {
+    let (mut read, mut sum) = (0u64, 0u64);
+    if std::env::var_os("PROBE_CONFLATED").is_some() {
+        while read < n {
+            read += consumer.poll_conflated_counts(|r| sum += r.payload()[0] as u64, 100_000)?.read as u64;
+        }
+        return Ok(sum);
+    }
     while read < n {
         read += consumer.poll(|r| sum += r.payload()[0] as u64, 4096)? as u64;
     }
-    std::hint::black_box(sum);
-    let elapsed = start.elapsed();
-    report("read back", n, elapsed, elapsed);
-    Ok(())
+    Ok(sum)
 }
 
 /// The calls on either publisher.
@@ -130,15 +159,13 @@ impl Appends for &Publisher {
 /// CPU time the thread spent in it (what a loaded machine disturbs less
 /// than the wall-clock time).
 fn timed<P: Appends>(publisher: &mut P, n: u64, call: Call) -> backwater::Result<Duration> {
-    let cpu =
-        || Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime)).unwrap_or_default();
-    let start = cpu();
+    let start = thread_cpu();
     match call {
         Call::Offer => timed_calls::<P, OFFER>(publisher, n),
         Call::Append => timed_calls::<P, APPEND>(publisher, n),
         Call::Claim => timed_calls::<P, CLAIM>(publisher, n),
     }?;
-    Ok(cpu().saturating_sub(start))
+    Ok(thread_cpu().saturating_sub(start))
 }
 
 #[inline(never)]
@@ -185,12 +212,12 @@ fn timed_threads(journal: &Journal, n: u64, call: Call) -> backwater::Result<Dur
 }
 
 /// Prints the wall-clock rate, then the rate per second of the publishing
-/// threads' CPU time.
+/// (or reading) threads' CPU time.
 fn report(what: &str, n: u64, elapsed: Duration, cpu: Duration) {
     let (rate, each) = per_record(n, elapsed);
     println!("{what}: {rate:.2} M records/s ({each:.0} ns each)");
     let (rate, each) = per_record(n, cpu);
-    println!("{what}: {rate:.2} M records/s of publisher CPU ({each:.1} CPU ns each)");
+    println!("{what}: {rate:.2} M records/s of thread CPU ({each:.1} CPU ns each)");
 }
 
 /// Millions of records per second, and nanoseconds per record, for `n`

@@ -182,7 +182,7 @@ impl Consumer {
     ///   [`Consumer::reattach`].
     /// - [`Error::Io`] when a segment cannot be mapped.
     pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
-        self.scan(|segment, at| handler(at.record(segment.bytes())), limit)
+        self.scan(|_, _, record| handler(record), limit)
     }
 
     /// Reads up to `limit` records from the consumer's position (fewer at
@@ -234,15 +234,15 @@ impl Consumer {
         // Taken out while scanning, so the visitor may use it while `scan`
         // borrows the consumer.
         let mut conflation = std::mem::take(&mut self.conflation);
-        let scanned = self.scan(|segment, at| conflation.note(segment, at), limit);
+        let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit);
         let delivered = conflation.deliver(&mut handler);
         self.conflation = conflation;
         Ok(Conflated { read: scanned?, delivered })
     }
 
     /// Walks up to `limit` records from the consumer's position, handing
-    /// each one's place and segment to `visit`, and moves past them.
-    fn scan<F: FnMut(&Arc<Segment>, Located)>(&mut self, mut visit: F, limit: usize) -> Result<usize> {
+    /// each one's place, segment and record to `visit`, and moves past them.
+    fn scan<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(&mut self, mut visit: F, limit: usize) -> Result<usize> {
         self.check_attached()?;
         let size = self.inner.segment_size();
         if !self.position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) || self.position % size < SEGMENT_HEADER_LEN {
@@ -275,8 +275,13 @@ impl Consumer {
     /// Reads frames of `segment` from the consumer's position, up to `limit`
     /// records. Returns how many, and `false` when there is nothing more to
     /// read for now (the tail, or a hole not yet old enough to unblock).
-    #[inline]
-    fn read_in_segment<F: FnMut(&Arc<Segment>, Located)>(
+    ///
+    /// The loop handles the common frame inline (a record whose CRC
+    /// matches: `frame::decode_record`); everything else (padding, a claim,
+    /// a fault) goes to [`Consumer::read_other`], out of line, which
+    /// decodes it in full.
+    #[inline(always)]
+    fn read_in_segment<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(
         &mut self,
         segment: &Arc<Segment>,
         visit: &mut F,
@@ -287,37 +292,52 @@ impl Consumer {
         let started_at = self.position;
         let mut position = self.position;
         let mut offset = (position & (size as u64 - 1)) as usize;
+        // The loop's invariant, checked once here: `offset` is a multiple of
+        // the frame alignment (so of 8) and below `size`, itself a multiple
+        // of the alignment, so the frame header at `offset` (8-byte word
+        // included) lies inside the segment. (`scan` refuses a position off
+        // the alignment; a segment is a power of two of at least 64 KiB.)
+        if !offset.is_multiple_of(frame::FRAME_ALIGNMENT) || !size.is_multiple_of(frame::FRAME_ALIGNMENT) {
+            let reason = format!("segment of {size} bytes read at offset {offset}: not frame-aligned");
+            return Err(Error::corrupt(segment.path(), position, reason));
+        }
         let mut count = 0;
         while count < limit {
-            let word = segment.word0(offset).load(Ordering::Acquire);
-            let aligned = match frame::decode(word, &bytes[offset..], position, true) {
-                Ok(Decoded::Data { payload_len, key_len, aligned_len, flags, timestamp }) => {
-                    let next = segment::next_position(position, aligned_len, size as u64);
-                    let at = Located { offset, position, next_position: next, timestamp, flags, key_len, payload_len };
-                    visit(segment, at);
+            // SAFETY: `offset` is a multiple of FRAME_ALIGNMENT (checked before
+            // the loop; it grows by aligned lengths only), and below `size`
+            // (it starts below, grows by at most the room left, and the loop
+            // ends when it reaches `size`); `size` is a multiple of
+            // FRAME_ALIGNMENT (checked before the loop), which is a multiple
+            // of 8: so `offset` is 8-aligned and `offset + 8 <= size`.
+            let word = unsafe { segment.word0_unchecked(offset) }.load(Ordering::Acquire);
+            // SAFETY: `offset < size` (as above).
+            let room = unsafe { bytes.get_unchecked(offset..) };
+            let aligned = match frame::decode_record(word, room, position) {
+                Some(record) => {
+                    let next = segment::next_position(position, record.aligned_len, size as u64);
+                    let at = Located {
+                        offset,
+                        position,
+                        next_position: next,
+                        timestamp: record.timestamp,
+                        flags: record.flags,
+                        // A key is at most u16::MAX bytes (its length is a u16).
+                        key_len: record.key.map(|key| key.len() as u16),
+                        payload_len: record.payload.len(),
+                    };
+                    visit(segment, at, at.with(record.key, record.payload));
                     count += 1;
                     position = next;
-                    aligned_len
+                    record.aligned_len
                 }
-                Ok(Decoded::Padding { aligned_len }) => {
-                    position = segment::next_position(position, aligned_len, size as u64);
-                    aligned_len
-                }
-                Ok(Decoded::Pending { claimed }) => {
-                    self.position = position;
-                    if position != started_at {
-                        self.hole = None;
+                None => match self.read_other(segment, visit, word, offset, position, started_at)? {
+                    Other::Next { aligned_len, next, record } => {
+                        count += usize::from(record);
+                        position = next;
+                        aligned_len
                     }
-                    let unblocked = unblock(&self.inner, segment, position, claimed, &mut self.hole);
-                    return Ok((count, unblocked));
-                }
-                Err(fault) => {
-                    self.position = position;
-                    // A segment recycled under this reader holds other
-                    // positions now: that is data deleted, not corruption.
-                    self.check_attached()?;
-                    return Err(Error::corrupt(segment.path(), position, fault.to_string()));
-                }
+                    Other::Stop { more } => return Ok((count, more)),
+                },
             };
             offset += aligned;
             if offset == size {
@@ -329,6 +349,54 @@ impl Consumer {
             self.hole = None;
         }
         Ok((count, true))
+    }
+
+    /// The frames `read_in_segment` does not handle inline, decoded in
+    /// full: padding, a claim (where the read stops, or which is
+    /// unblocked), a fault ([`Error::Corrupt`] naming the segment file and
+    /// the position), or a record (should `frame::decode_record` have left
+    /// one: handed to `visit` as in the loop).
+    #[cold]
+    #[inline(never)]
+    fn read_other<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(
+        &mut self,
+        segment: &Arc<Segment>,
+        visit: &mut F,
+        word: u64,
+        offset: usize,
+        position: u64,
+        started_at: u64,
+    ) -> Result<Other> {
+        let bytes = segment.bytes();
+        let size = bytes.len() as u64;
+        match frame::decode(word, &bytes[offset..], position, true) {
+            Ok(Decoded::Data { payload_len, key_len, aligned_len, flags, timestamp }) => {
+                let next = segment::next_position(position, aligned_len, size);
+                let at = Located { offset, position, next_position: next, timestamp, flags, key_len, payload_len };
+                visit(segment, at, at.record(bytes));
+                Ok(Other::Next { aligned_len, next, record: true })
+            }
+            Ok(Decoded::Padding { aligned_len }) => Ok(Other::Next {
+                aligned_len,
+                next: segment::next_position(position, aligned_len, size),
+                record: false,
+            }),
+            Ok(Decoded::Pending { claimed }) => {
+                self.position = position;
+                if position != started_at {
+                    self.hole = None;
+                }
+                let unblocked = unblock(&self.inner, segment, position, claimed, &mut self.hole);
+                Ok(Other::Stop { more: unblocked })
+            }
+            Err(fault) => {
+                self.position = position;
+                // A segment recycled under this reader holds other
+                // positions now: that is data deleted, not corruption.
+                self.check_attached()?;
+                Err(Error::corrupt(segment.path(), position, fault.to_string()))
+            }
+        }
     }
 
     /// [`Consumer::poll`], but waits up to `timeout` for at least one
@@ -607,6 +675,14 @@ impl Consumer {
         }
         Ok(found.unwrap_or(scout.position))
     }
+}
+
+/// What `Consumer::read_other` found.
+enum Other {
+    /// A frame to move past: a record handed to the visitor, or padding.
+    Next { aligned_len: usize, next: u64, record: bool },
+    /// Stop reading this segment (at a claim): `more` if it was unblocked.
+    Stop { more: bool },
 }
 
 /// At an uncommitted frame: `true` if it was turned into padding (read on),

@@ -542,6 +542,65 @@ pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result
     }
 }
 
+/// A data frame whose CRC matched, as [`decode_record`] finds it.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    /// A keyed record's key ([`FLAG_KEYED`]); `None` for an unkeyed one.
+    pub key: Option<&'a [u8]>,
+    /// The payload (without a keyed record's key and key length).
+    pub payload: &'a [u8],
+    /// Bytes the frame occupies, header included, rounded up to
+    /// [`FRAME_ALIGNMENT`].
+    pub aligned_len: usize,
+    /// The frame's [`Word0::flags`].
+    pub flags: u8,
+    /// When it was appended, in ns since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// The common case of [`decode`] with `check_crc`, for a reader's loop: a
+/// committed data frame (keyed or not) that fits `room`, names `position`,
+/// whose key fits its body and whose body matches its CRC. `None` for
+/// anything else (padding, a claim, a fault): the caller then calls
+/// [`decode`], which tells those apart and names the fault. Whatever this
+/// returns, [`decode`] returns the same [`Decoded::Data`] for it.
+///
+/// Inlined into the loop and free of panics: every bound is a comparison
+/// whose failure is `None`.
+#[inline(always)]
+pub fn decode_record(word0: u64, room: &[u8], position: u64) -> Option<Checked<'_>> {
+    let word = Word0::unpack(word0);
+    if word.frame_type != TYPE_DATA || word.length < HEADER_LEN as i32 {
+        return None;
+    }
+    let length = word.length as usize;
+    let aligned_len = align(length);
+    let frame = room.get(..aligned_len)?;
+    let (header, _) = frame.split_first_chunk::<HEADER_LEN>()?;
+    let body = frame.get(HEADER_LEN..length)?;
+    let field = |at: usize| -> [u8; 8] {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&header[at..at + 8]); // constant offsets into the array: checked at compile time
+        raw
+    };
+    if u64::from_le_bytes(field(POSITION_OFFSET)) != position {
+        return None;
+    }
+    let (key, payload) = if is_keyed(word.flags) {
+        let (key_len, rest) = body.split_first_chunk::<KEY_LEN_BYTES>()?;
+        let (key, payload) = rest.split_at_checked(u16::from_le_bytes(*key_len) as usize)?;
+        (Some(key), payload)
+    } else {
+        (None, body)
+    };
+    let stored = u64::from_le_bytes(field(CRC_OFFSET)) as u32;
+    if crc(body) != stored {
+        return None;
+    }
+    let timestamp = u64::from_le_bytes(field(TIMESTAMP_OFFSET));
+    Some(Checked { key, payload, aligned_len, flags: word.flags, timestamp })
+}
+
 /// The key length at the start of a keyed record's `body`, checked to fit it.
 #[inline]
 fn decode_key_len(body: &[u8]) -> Result<u16, FrameFault> {
@@ -634,6 +693,78 @@ mod tests {
         assert_eq!(decode(word, &room, 0, true), Err(FrameFault::BadKeyLength { key_len: 0, body: 1 }));
         let (word, room) = keyed_room(&[0, 0]);
         assert!(matches!(decode(word, &room, 0, true), Ok(Decoded::Data { payload_len: 0, key_len: Some(0), .. })));
+    }
+
+    /// `decode_record` agrees with `decode`: it finds exactly the data
+    /// frames that `decode` accepts (CRC checked), with the same fields,
+    /// and `None` for every other frame or fault.
+    #[test]
+    fn decode_record_is_decode_on_its_frames() {
+        let payload = b"hello, plain";
+        let keyed = |key_len: u16| {
+            let mut body = key_len.to_le_bytes().to_vec();
+            body.extend_from_slice(payload);
+            body
+        };
+        let frame = |word: Word0, position: u64, body: &[u8], crc: u32, room_len: usize| {
+            let mut room = vec![0u8; 128];
+            room[..8].copy_from_slice(&word.pack().to_le_bytes());
+            room[POSITION_OFFSET..POSITION_OFFSET + 8].copy_from_slice(&position.to_le_bytes());
+            room[TIMESTAMP_OFFSET..TIMESTAMP_OFFSET + 8].copy_from_slice(&77u64.to_le_bytes());
+            room[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+            room[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
+            room.truncate(room_len);
+            (word.pack(), room)
+        };
+        let good = Word0::data(Priority::Low, payload.len(), 3);
+        let crc = crc(payload);
+        let (key5, key20) = (keyed(5), keyed(20));
+        let with_key = |body: &[u8]| Word0::data(Priority::Normal, body.len(), 3).with_flags(FLAG_KEYED);
+        let fits = aligned_frame_len(payload.len());
+        let cases = [
+            frame(good, 4096, payload, crc, 128),                           // a record
+            frame(good, 4096, payload, crc, fits),                          // exactly fits
+            frame(good, 4096, payload, crc, fits - 32),                     // runs past the room
+            frame(good, 4128, payload, crc, 128),                           // another position
+            frame(good, 4096, payload, crc ^ 1, 128),                       // bad CRC
+            frame(with_key(&key5), 4096, &key5, super::crc(&key5), 128),    // keyed
+            frame(with_key(&key20), 4096, &key20, super::crc(&key20), 128), // key past the body
+            frame(with_key(&key5[..1]), 4096, &key5[..1], super::crc(&key5[..1]), 128), // no key length
+            frame(good.with_flags(FLAG_KEYED), 4096, payload, crc, 128),    // keyed, key too long
+            frame(good.claimed(), 4096, payload, crc, 128),                 // a claim
+            frame(Word0::padding(64), 4096, payload, crc, 128),             // padding
+            frame(Word0 { length: 0, ..good }, 4096, payload, crc, 128),    // nothing yet
+            frame(Word0 { length: 31, ..good }, 4096, payload, crc, 128),   // shorter than a header
+            frame(Word0 { frame_type: 9, ..good }, 4096, payload, crc, 128), // unknown type
+        ];
+        let mut found = 0;
+        for (word, room) in &cases {
+            let full = decode(*word, room, 4096, true);
+            match decode_record(*word, room, 4096) {
+                Some(record) => {
+                    found += 1;
+                    let key_len = record.key.map(|key| key.len() as u16);
+                    assert_eq!(
+                        full,
+                        Ok(Decoded::Data {
+                            payload_len: record.payload.len(),
+                            key_len,
+                            aligned_len: record.aligned_len,
+                            flags: record.flags,
+                            timestamp: record.timestamp,
+                        })
+                    );
+                    let start = payload_offset(key_len);
+                    assert_eq!(record.payload, &room[start..start + record.payload.len()]);
+                    if let Some(key_len) = key_len {
+                        assert_eq!(record.key, Some(&room[key_range(key_len)]));
+                    }
+                    assert_eq!(record.timestamp, 77);
+                }
+                None => assert!(!matches!(full, Ok(Decoded::Data { .. })), "{full:?}"),
+            }
+        }
+        assert_eq!(found, 3);
     }
 
     #[test]

@@ -102,6 +102,21 @@ impl Located {
         }
     }
 
+    /// The record of a frame whose key and payload the caller has already
+    /// sliced from the segment (`frame::decode_record`).
+    #[inline]
+    pub fn with<'a>(&self, key: Option<&'a [u8]>, payload: &'a [u8]) -> Record<'a> {
+        debug_assert!(key.map(|key| key.len() as u16) == self.key_len && payload.len() == self.payload_len);
+        Record {
+            position: self.position,
+            next_position: self.next_position,
+            timestamp: self.timestamp,
+            priority: frame::flags_priority(self.flags),
+            key,
+            payload,
+        }
+    }
+
     /// The key of a keyed record, from the bytes of its segment.
     #[inline]
     pub fn key<'a>(&self, segment: &'a [u8]) -> Option<&'a [u8]> {

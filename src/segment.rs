@@ -221,6 +221,16 @@ impl Segment {
         self.file.atomic_u64(offset)
     }
 
+    /// [`Segment::word0`] without its run-time check, for a reader's loop.
+    ///
+    /// # Safety
+    /// `offset` is a multiple of 8 and `offset + 8 <= self.bytes().len()`.
+    #[inline]
+    pub unsafe fn word0_unchecked(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: the caller's contract is `atomic_u64_unchecked`'s.
+        unsafe { self.file.atomic_u64_unchecked(offset) }
+    }
+
     /// Writes a committed padding frame over `[offset, offset + len)`.
     ///
     /// `len` is a multiple of the frame alignment; the caller owns the range.
