@@ -241,6 +241,7 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         acknowledged_sequence: None,
         predicted_sequence: None,
         catching_up: true,
+        highest_sequence: 0,
         unexplained_refusal: None,
         acks,
         stats: stats.clone(),
@@ -400,7 +401,7 @@ async fn create_stream(
 ) -> Result<stream::Config, Lookup> {
     let mut subjects = vec![subject.to_string()];
     if args.subject_from_key {
-        subjects.push(format!("{subject}.>"));
+        subjects.push(format!("{subject}.*")); // keys are single tokens
     }
     let config = stream::Config {
         name: name.to_string(),
@@ -467,9 +468,16 @@ fn check_subjects(name: &str, config: &stream::Config, needed: &[String]) -> Res
 /// refused one. (Another publisher on the very same subject is not caught
 /// here: replay stops when the fence shows it, [`Rejected::Foreign`].)
 fn check_alone(name: &str, config: &stream::Config, subject: &str, subject_from_key: bool) -> Result<(), Failure> {
-    let ours = |filter: &String| {
-        filter == subject || (subject_from_key && [".*", ".>"].iter().any(|tail| *filter == format!("{subject}{tail}")))
-    };
+    let ours = |filter: &String| filter == subject || (subject_from_key && *filter == format!("{subject}.*"));
+    if config.mirror.is_some() || config.sources.as_ref().is_some_and(|sources| !sources.is_empty()) {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "--ordered needs a stream of this journal's records alone, and stream '{name}' also takes \
+                 messages from other streams (sources or a mirror): give the journal a stream of its own"
+            ),
+        ));
+    }
     match config.subjects.iter().find(|filter| !ours(filter)) {
         None => Ok(()),
         Some(filter) => Err(Failure::new(
@@ -550,6 +558,11 @@ struct Forwarder {
     /// later check an R1 stream's fence before the duplicate id), and an
     /// unfenced re-send tells.
     catching_up: bool,
+    /// The highest stream sequence a PubAck named. With `--ordered`, a record
+    /// acknowledged below it sits before records of this journal the stream
+    /// already has (a gap a crash or another publisher left): fences
+    /// predicted from its sequence would be wrong, so catching up starts over.
+    highest_sequence: u64,
     /// The position of a record refused under an acknowledged fence, until
     /// a re-send shows it was in the stream already (a duplicate). Stored
     /// anew instead, the stream's last message was another publisher's.
@@ -643,7 +656,8 @@ impl Forwarder {
             let Some(fence) = self.next_fence() else { return };
             let Some(mut record) = self.unsent.pop_front() else { return };
             if let Some(ack) = record.stored.take() {
-                self.predicted_sequence = Some(ack.sequence);
+                // Not below a sequence seen: then the ones after it wait.
+                self.predicted_sequence = Some(ack.sequence).filter(|&sequence| sequence >= self.highest_sequence);
                 self.in_flight.push_back(InFlight { record, sent: Instant::now(), fence });
                 self.pub_acks.push_back(Box::pin(std::future::ready(Ok(ack))));
                 continue;
@@ -791,6 +805,10 @@ impl Forwarder {
     }
 
     fn acknowledge(&mut self, ack: &PublishAck) {
+        if self.ordered && ack.sequence < self.highest_sequence {
+            self.catching_up = true;
+        }
+        self.highest_sequence = self.highest_sequence.max(ack.sequence);
         self.acknowledged_sequence = Some(ack.sequence);
         self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
         if ack.duplicate {
