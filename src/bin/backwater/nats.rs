@@ -106,8 +106,8 @@ impl std::fmt::Display for Rejected {
                 f,
                 "with --ordered: the stream's last message before the record at position {position} (now its \
                  sequence {sequence}) is not this journal's record before it: another publisher writes into the \
-                 stream, or the record's id left its duplicate window{}; --ordered needs a stream of this \
-                 journal's records alone",
+                 stream, the record's id left its duplicate window, or the stream was deleted and created again{}; \
+                 --ordered needs a stream of this journal's records alone",
                 if *overtaken > 0 {
                     format!(" ({overtaken} records after it were stored before it, out of journal order)")
                 } else {
