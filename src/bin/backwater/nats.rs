@@ -238,7 +238,6 @@ pub fn start(args: &ReplayArgs, journal_id: &str, acks: Sender<Ack>) -> Result<P
         journal_id: journal_id.to_string(),
         ordered: args.ordered,
         retention,
-        acknowledged_sequence: None,
         predicted_sequence: None,
         catching_up: true,
         highest_sequence: 0,
@@ -547,8 +546,6 @@ struct Forwarder {
     ordered: bool,
     /// The stream's retention: whether a full stream is final ([`passes`]).
     retention: stream::RetentionPolicy,
-    /// The stream sequence of the last record acknowledged (in journal order).
-    acknowledged_sequence: Option<u64>,
     /// The stream sequence the last record published will get, if known.
     predicted_sequence: Option<u64>,
     /// With `--ordered`: publishes go unfenced, one at a time, until the
@@ -562,6 +559,8 @@ struct Forwarder {
     /// acknowledged below it sits before records of this journal the stream
     /// already has (a gap a crash or another publisher left): fences
     /// predicted from its sequence would be wrong, so catching up starts over.
+    /// Outside catching up it is the last acknowledged record's sequence
+    /// (catching up ends only at a record stored anew, the stream's last).
     highest_sequence: u64,
     /// The position of a record refused under an acknowledged fence, until
     /// a re-send shows it was in the stream already (a duplicate). Stored
@@ -697,7 +696,7 @@ impl Forwarder {
             return self.in_flight.is_empty().then_some(Fence::Unknown);
         }
         if self.in_flight.is_empty() {
-            return Some(self.acknowledged_sequence.map_or(Fence::Unknown, Fence::Acknowledged));
+            return Some(Fence::Acknowledged(self.highest_sequence));
         }
         self.predicted_sequence.map(Fence::Predicted)
     }
@@ -809,7 +808,6 @@ impl Forwarder {
             self.catching_up = true;
         }
         self.highest_sequence = self.highest_sequence.max(ack.sequence);
-        self.acknowledged_sequence = Some(ack.sequence);
         self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
         if ack.duplicate {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
