@@ -353,6 +353,41 @@ fn replay_ack_closes_the_childs_input_at_the_tail_and_takes_the_last_acks() {
 }
 
 #[test]
+fn paced_replay_commits_each_ack_as_it_arrives_not_a_hand_over_later() {
+    // At 20 records/s a hand-over of 256 records once took 12.8 s, and acks
+    // were applied only between hand-overs: the cursor trailed the sink's
+    // acks by up to 256 records, all re-sent after a crash.
+    let dir = journal_with_lines(300);
+    let ends: Vec<u64> = {
+        let journal = backwater::Journal::open_read_only(dir.path()).unwrap();
+        let mut reader = journal.anonymous_consumer();
+        let mut ends = Vec::new();
+        reader.poll(|record| ends.push(record.next_position()), 300).unwrap();
+        ends
+    };
+    let received = dir.path().join("received");
+    let sink = batching_sink(&received, 1);
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--rate", "20/s", "--ack"];
+    let replay = Command::new(bin())
+        .args(args)
+        .args(["--format", "json", "--exec", &sink])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _replay = KillOnDrop(replay);
+    wait_for("the sink to acknowledge 10 records", Duration::from_secs(20), || line_count(&received) >= 10);
+    wait_for("the cursor to follow the acks", Duration::from_secs(5), || {
+        cursor_position(dir.path(), "db").is_some_and(|committed| committed >= ends[9])
+    });
+    // ... and never run ahead of them (the sink writes a record, then acks it).
+    let committed = cursor_position(dir.path(), "db").unwrap();
+    let written = line_count(&received);
+    assert!(written < 300, "the replay is still paced, {written} records in");
+    assert!(committed <= ends[written - 1], "committed {committed} past the {written} records the sink has");
+}
+
+#[test]
 fn replay_ack_with_a_window_below_the_sinks_batch_fails_clearly_instead_of_hanging() {
     let dir = journal_with_lines(100);
     let received = dir.path().join("received");

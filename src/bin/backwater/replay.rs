@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use backwater::{Consumer, Error, Journal, Record};
+use backwater::{Consumer, Error, Journal, Record, Seek};
 
 use crate::cli::{Pace, ReplayArgs, ReplayFormat};
 use crate::output::{human_bytes, key_json, open_existing, payload_json, priority_name};
@@ -222,13 +222,17 @@ impl Replay<'_> {
             }
             let wait = if self.args.follow { Duration::from_millis(50) } else { Duration::ZERO };
             let limit = if self.args.conflate { self.args.conflate_window } else { room.clamp(1, 256) };
-            let read = self.hand_over(limit, wait)?;
+            let (read, paused) = self.hand_over(limit, wait)?;
             since_commit += read;
             if self.acks.is_none() && (since_commit >= self.args.batch || read == 0 && !self.pending.is_empty()) {
                 self.commit_taken()?;
                 since_commit = 0;
             }
             self.progress.show(self.handed, self.pacer.bytes, self.consumer.lag());
+            if let Some(due_in) = paused {
+                self.pause(due_in)?;
+                continue;
+            }
             if read == 0 && !self.args.follow {
                 return Ok(());
             }
@@ -238,17 +242,35 @@ impl Replay<'_> {
         }
     }
 
-    /// Polls up to `limit` records (waiting up to `wait` for the first), paces
-    /// and writes each, then flushes.
-    fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<usize, Failure> {
-        let Some(out) = self.out.as_mut() else { return Ok(0) };
+    /// Polls up to `limit` records (waiting up to `wait` for the first) and
+    /// writes those that are due, then flushes. Returns how many it handed
+    /// over and, when the pacer held one back, how long until it is due: the
+    /// consumer is moved back to that record, so that the wait happens
+    /// between hand-overs, where acks are applied and the cursor committed.
+    /// (Conflated, the window read again from that record may supersede the
+    /// held-back ones too: the latest per key while the sink waits. A record
+    /// after it that was superseded is counted among those read twice.)
+    fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<(usize, Option<Duration>), Failure> {
+        let Some(out) = self.out.as_mut() else { return Ok((0, None)) };
         let pending_before = self.pending.len();
         let (format, pacer, pending, journal) =
             (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
         let mut written = Ok(());
+        let mut paused: Option<(u64, Duration)> = None;
+        let mut held_back = 0;
         let handler = |record: Record<'_>| {
-            if written.is_ok() {
-                written = pacer.wait(&record, out).and_then(|()| out.send(&record, format, journal));
+            if paused.is_none() {
+                let due_in = pacer.due_in(&record);
+                if due_in.is_zero() {
+                    pacer.sent(&record);
+                } else {
+                    paused = Some((record.position(), due_in));
+                }
+            }
+            if paused.is_some() {
+                held_back += 1;
+            } else if written.is_ok() {
+                written = out.send(&record, format, journal);
                 pending.push_back((out.end(), record.next_position()));
             }
         };
@@ -263,13 +285,27 @@ impl Replay<'_> {
         // Counted even when the write failed: they are pending, and may have been taken.
         let handed = self.pending.len() - pending_before;
         self.handed += handed as u64;
-        let read = polled.map_err(|e| self.poll_failed(e))?;
+        let read = polled.map_err(|e| self.poll_failed(e))? - held_back;
         self.read += read as u64;
         flushed.map_err(|e| self.hand_over_failed(&e))?;
         if handed > 0 && self.pending.len() == handed {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
-        Ok(read)
+        if let Some((position, _)) = paused {
+            self.consumer.seek(Seek::Position(position)).map_err(|e| self.poll_failed(e))?;
+        }
+        Ok((read, paused.map(|(_, due_in)| due_in)))
+    }
+
+    /// Waits until the record the pacer held back is due, applying the acks
+    /// that arrive meanwhile (so the cursor follows them, whatever the rate).
+    fn pause(&mut self, due_in: Duration) -> Outcome {
+        if self.acks.is_some() {
+            self.take_acks(due_in)
+        } else {
+            std::thread::sleep(due_in);
+            Ok(())
+        }
     }
 
     /// Records could not be handed over. To NATS, the forwarder stopped, and
@@ -682,13 +718,22 @@ impl Bucket {
         Bucket { rate, burst, tokens: burst, refilled: Instant::now() }
     }
 
-    /// Takes `cost` tokens; returns how long to wait until they are earned.
-    fn take(&mut self, cost: f64) -> Duration {
-        let now = Instant::now();
-        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst) - cost;
-        self.refilled = now;
-        seconds(-self.tokens / self.rate)
+    /// The tokens banked by now.
+    fn banked(&self) -> f64 {
+        let earned = self.refilled.elapsed().as_secs_f64() * self.rate;
+        (self.tokens + earned).min(self.burst)
+    }
+
+    /// How long until `cost` tokens are banked (a cost above the burst
+    /// waits for a full bucket and leaves a debt the next ones wait out).
+    fn due_in(&self, cost: f64) -> Duration {
+        seconds((cost.min(self.burst) - self.banked()) / self.rate)
+    }
+
+    /// Takes `cost` tokens now.
+    fn take(&mut self, cost: f64) {
+        self.tokens = self.banked() - cost;
+        self.refilled = Instant::now();
     }
 }
 
@@ -719,28 +764,34 @@ impl Pacer {
         }
     }
 
-    /// Waits until `record` is due, flushing `out` first so that what went
-    /// before goes out at its own time.
-    fn wait(&mut self, record: &Record<'_>, out: &mut Destination) -> std::io::Result<()> {
-        let len = record.payload().len();
-        let mut wait = Duration::ZERO;
-        if let Some(bucket) = &mut self.records {
-            wait = wait.max(bucket.take(1.0));
+    /// How long until `record` is due (zero: now).
+    fn due_in(&self, record: &Record<'_>) -> Duration {
+        let mut due_in = Duration::ZERO;
+        if let Some(bucket) = &self.records {
+            due_in = due_in.max(bucket.due_in(1.0));
         }
-        if let Some(bucket) = &mut self.byte_rate {
-            wait = wait.max(bucket.take(len as f64));
+        if let Some(bucket) = &self.byte_rate {
+            due_in = due_in.max(bucket.due_in(record.payload().len() as f64));
         }
         if let Some(speed) = self.recorded {
-            let first = *self.first_timestamp.get_or_insert(record.timestamp());
+            let first = self.first_timestamp.unwrap_or(record.timestamp());
             let due = record.timestamp().saturating_sub(first) as f64 / 1e9 / speed;
-            wait = wait.max(seconds(due - self.start.elapsed().as_secs_f64()));
+            due_in = due_in.max(seconds(due - self.start.elapsed().as_secs_f64()));
         }
+        due_in
+    }
+
+    /// Counts `record` as handed over now.
+    fn sent(&mut self, record: &Record<'_>) {
+        let len = record.payload().len();
+        if let Some(bucket) = &mut self.records {
+            bucket.take(1.0);
+        }
+        if let Some(bucket) = &mut self.byte_rate {
+            bucket.take(len as f64);
+        }
+        self.first_timestamp.get_or_insert(record.timestamp());
         self.bytes += len as u64;
-        if !wait.is_zero() {
-            out.flush()?;
-            std::thread::sleep(wait);
-        }
-        Ok(())
     }
 }
 
