@@ -71,6 +71,16 @@ pub struct ExclusivePublisher {
     _lock: PublisherLock,
 }
 
+/// What the tail has for a frame of a given length.
+enum Room {
+    /// It fits at this position: below the publication limit, in the tail's segment.
+    Fits(u64),
+    /// It would pass the publication limit.
+    AtLimit,
+    /// It fits below the limit but not in the tail's segment.
+    SegmentFull,
+}
+
 impl ExclusivePublisher {
     pub(crate) fn new(inner: Handle) -> Result<ExclusivePublisher> {
         let lock = PublisherLock::acquire(&inner, Mode::Exclusive)?;
@@ -222,18 +232,14 @@ impl ExclusivePublisher {
 
     /// One record: the common case (it fits the tail's segment below the
     /// publication limit) inline at the caller, everything else
-    /// ([`ExclusivePublisher::offer_slow`]) out of line. The same checks in
-    /// the same outcome as [`ExclusivePublisher::room_for`]'s first round.
+    /// ([`ExclusivePublisher::offer_slow`]) out of line.
     #[inline(always)]
     fn try_offer<B: Body + ?Sized>(&mut self, priority: Priority, body: &B) -> Result<u64, OfferError> {
         let len = body.body_len();
         if len <= self.inner.max_payload {
             let aligned = frame::aligned_frame_len(len);
-            let position = self.segment.base + self.offset as u64;
-            if self.offset + aligned <= self.segment_len
-                && position + aligned as u64 <= self.inner.meta.limit(priority).load(Ordering::Relaxed)
-            {
-                // SAFETY: just checked: the frame fits the tail's segment.
+            if let Room::Fits(position) = self.room(priority, aligned) {
+                // SAFETY: `Room::Fits`: the frame fits the tail's segment.
                 return unsafe { self.write_frame(priority, body, position, aligned) };
             }
         }
@@ -309,20 +315,29 @@ impl ExclusivePublisher {
         Ok(position)
     }
 
+    /// Whether an `aligned`-byte frame fits at the tail now.
+    #[inline(always)]
+    fn room(&self, priority: Priority, aligned: usize) -> Room {
+        let position = self.segment.base + self.offset as u64;
+        if position + aligned as u64 > self.inner.meta.limit(priority).load(Ordering::Relaxed) {
+            Room::AtLimit
+        } else if self.offset + aligned <= self.segment_len {
+            Room::Fits(position)
+        } else {
+            Room::SegmentFull
+        }
+    }
+
     /// The position for an `aligned`-byte frame: within the publication
     /// limit, in a segment with room for it (rotating if needed).
     #[inline]
     fn room_for(&mut self, priority: Priority, aligned: usize) -> Result<u64, OfferError> {
         loop {
-            let position = self.segment.base + self.offset as u64;
-            if position + aligned as u64 > self.inner.meta.limit(priority).load(Ordering::Relaxed) {
-                retention::at_limit(&self.inner, priority, aligned as u64)?;
-                continue;
+            match self.room(priority, aligned) {
+                Room::Fits(position) => return Ok(position),
+                Room::AtLimit => retention::at_limit(&self.inner, priority, aligned as u64)?,
+                Room::SegmentFull => self.rotate()?,
             }
-            if self.offset + aligned <= self.segment_len {
-                return Ok(position);
-            }
-            self.rotate()?;
         }
     }
 
