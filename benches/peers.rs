@@ -29,8 +29,10 @@
 //!   inlined fixed-size copy.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "../tools/raw.rs"]
+mod raw;
 
 const PAYLOAD: [u8; 64] = [0x5A; 64];
 const SEGMENT: u64 = 64 << 20;
@@ -212,38 +214,13 @@ fn commitlog(dir: &Path, n: u64) -> Timing {
 fn raw(dir: &Path, n: u64, resident: bool) -> Timing {
     const FRAME: usize = 24 + 64;
     let len = n as usize * FRAME;
-    let file =
-        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("raw")).unwrap();
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len as u64).unwrap();
-    let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }.unwrap();
-    if resident {
-        map.fill(0); // fault every page in, writable, before timing
-    }
-    // As for every contender, the payload's length is not known to the
-    // compiler (no journal knows it), and the CRC and the clock are the ones
-    // backwater uses: the difference is the journal's own work.
+    let mut map = raw::map(&dir.join("raw"), len, resident).unwrap();
     let payload: &[u8] = std::hint::black_box(&PAYLOAD);
     let start = Instant::now();
-    for i in 0..n as usize {
-        let frame = &mut map[i * FRAME..(i + 1) * FRAME];
-        frame[8..16].copy_from_slice(&backwater::frame::now_ns().to_le_bytes());
-        frame[4..8].copy_from_slice(&backwater::frame::crc(payload).to_le_bytes());
-        frame[24..24 + payload.len()].copy_from_slice(payload);
-        // SAFETY: 4-byte aligned (FRAME is a multiple of 8, the map is page-aligned), in bounds.
-        let length = unsafe { &*(frame.as_mut_ptr() as *const AtomicU32) };
-        length.store(FRAME as u32, Ordering::Release);
-    }
+    raw::write_frames::<FRAME>(&mut map, n as usize, payload);
     let append = start.elapsed();
-    let (mut sum, mut offset) = (0u64, 0);
     let start = Instant::now();
-    while offset < len {
-        let frame = &map[offset..offset + FRAME];
-        if crc32fast::hash(&frame[24..]) == u32::from_le_bytes(frame[4..8].try_into().unwrap()) {
-            sum += frame[24] as u64;
-        }
-        offset += FRAME;
-    }
-    std::hint::black_box(sum);
+    std::hint::black_box(raw::read_frames::<FRAME>(&map, len));
     Timing { append, read: start.elapsed() }
 }
 

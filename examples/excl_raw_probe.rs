@@ -1,17 +1,21 @@
-//! The two loops of the peers bench's "ExclusivePublisher append, prepared"
-//! and "raw, resident pages" rows, one at a time, for `perf record`:
-//! `excl_raw_probe raw|raw96|exclusive [N] [ROUNDS]` (`raw96`: the raw loop
-//! at backwater's frame stride, 32-byte header + 64, to tell the cost of the
-//! 8 more bytes per record from the journal's own work). Not callgrind:
-//! rustix's vDSO lookup faults under valgrind.
+//! The loops of the peers bench's "ExclusivePublisher append, prepared" and
+//! "raw, resident pages" rows, one at a time, for `perf record`:
+//! `excl_raw_probe raw|raw96|read|exclusive [N] [ROUNDS]` (`raw96`: the raw
+//! loop at backwater's frame stride, 32-byte header + 64, to tell the cost of
+//! the 8 more bytes per record from the journal's own work; `read`: the raw
+//! reader, crc32fast alone, the read row's limit). Not callgrind: rustix's
+//! vDSO lookup faults under valgrind.
 //!
-//! Both write N records of 64 B over pages faulted in before the clock
+//! Each writes N records of 64 B over pages faulted in before the clock
 //! starts (64 MiB segments, `segments_ahead` + `Journal::prepare`, as the
-//! bench does; the raw loop is the bench's). The timed loops are the
-//! functions `raw_loop` and `exclusive_loop`. Prints the rate by wall-clock
-//! time and by the thread's CPU time (which a loaded machine disturbs less).
-use std::sync::atomic::{AtomicU32, Ordering};
+//! bench does; the raw loops are the bench's, `tools/raw.rs`). The timed
+//! loops are the functions `raw::write_frames`, `raw::read_frames` and
+//! `exclusive_loop`. Prints the rate by wall-clock time and by the thread's
+//! CPU time (which a loaded machine disturbs less).
 use std::time::Instant;
+
+#[path = "../tools/raw.rs"]
+mod raw;
 
 const PAYLOAD: [u8; 64] = [0x5A; 64];
 const SEGMENT: u64 = 64 << 20;
@@ -27,8 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seconds = match mode.as_str() {
             "raw" => raw::<FRAME>(dir.path(), n)?,
             "raw96" => raw::<96>(dir.path(), n)?,
+            "read" => raw_read(dir.path(), n)?,
             "exclusive" => exclusive(dir.path(), n)?,
-            other => return Err(format!("mode '{other}': use raw, raw96 or exclusive").into()),
+            other => return Err(format!("mode '{other}': use raw, raw96, read or exclusive").into()),
         };
         let (wall, cpu) = seconds;
         println!("{mode}: {:.2} M records/s, {:.2} M records/s of CPU", n as f64 / wall / 1e6, n as f64 / cpu / 1e6);
@@ -55,30 +60,23 @@ fn exclusive_loop(publisher: &mut backwater::ExclusivePublisher, n: u64) -> back
     Ok(())
 }
 
-fn raw<const STRIDE: usize>(dir: &std::path::Path, n: u64) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    let len = n as usize * STRIDE;
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join("raw"))?;
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len as u64)?;
-    // SAFETY: a file of our own, nobody else maps or truncates it.
-    let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }?;
-    map.fill(0);
-    let payload: &[u8] = std::hint::black_box(&PAYLOAD);
+/// The raw reader (frames written by `raw`, read back with each CRC checked
+/// by crc32fast alone): the limit for the read row.
+fn raw_read(dir: &std::path::Path, n: u64) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let len = n as usize * FRAME;
+    let mut map = raw::map(&dir.join("raw"), len, true)?;
+    raw::write_frames::<FRAME>(&mut map, n as usize, std::hint::black_box(&PAYLOAD));
     let (start, cpu) = (Instant::now(), cpu_seconds());
-    raw_loop::<STRIDE>(&mut map, n as usize, payload);
+    std::hint::black_box(raw::read_frames::<FRAME>(&map, len));
     Ok((start.elapsed().as_secs_f64(), cpu_seconds() - cpu))
 }
 
-#[inline(never)]
-fn raw_loop<const STRIDE: usize>(map: &mut [u8], n: usize, payload: &[u8]) {
-    for i in 0..n {
-        let frame = &mut map[i * STRIDE..(i + 1) * STRIDE];
-        frame[8..16].copy_from_slice(&backwater::frame::now_ns().to_le_bytes());
-        frame[4..8].copy_from_slice(&backwater::frame::crc(payload).to_le_bytes());
-        frame[24..24 + payload.len()].copy_from_slice(payload);
-        // SAFETY: 4-byte aligned (FRAME is a multiple of 8, the map is page-aligned), in bounds.
-        let length = unsafe { &*(frame.as_mut_ptr() as *const AtomicU32) };
-        length.store(STRIDE as u32, Ordering::Release);
-    }
+fn raw<const STRIDE: usize>(dir: &std::path::Path, n: u64) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let mut map = raw::map(&dir.join("raw"), n as usize * STRIDE, true)?;
+    let payload: &[u8] = std::hint::black_box(&PAYLOAD);
+    let (start, cpu) = (Instant::now(), cpu_seconds());
+    raw::write_frames::<STRIDE>(&mut map, n as usize, payload);
+    Ok((start.elapsed().as_secs_f64(), cpu_seconds() - cpu))
 }
 
 /// The calling thread's CPU time in seconds.
