@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -150,6 +150,19 @@ impl NatsServer {
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    }
+
+    /// A JetStream API request (`$JS.API.` + `api`) over the client port;
+    /// the server's JSON answer.
+    fn jetstream_api(&self, api: &str, request: &serde_json::Value) -> serde_json::Value {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let body = request.to_string();
+        write!(stream, "CONNECT {{\"verbose\":false}}\r\nSUB _INBOX.api 1\r\n").unwrap();
+        write!(stream, "PUB $JS.API.{api} _INBOX.api {}\r\n{body}\r\n", body.len()).unwrap();
+        let mut lines = BufReader::new(stream).lines().map(|line| line.unwrap());
+        lines.find(|line| line.starts_with("MSG _INBOX.api")).expect("the server answers");
+        serde_json::from_str(&lines.next().expect("the answer's payload")).unwrap()
     }
 
     /// Messages in stream `name` (0 if it does not exist).
@@ -700,6 +713,23 @@ fn with_ordered_a_stream_that_takes_other_subjects_is_refused_at_start() {
     assert!(stderr_of(&out).contains("stream 'WIDE' also takes 'wide.*'"), "{}", stderr_of(&out));
     let out = replay_to(ours.path(), &server.url(), "wide", &["--stream", "WIDE", "--ordered", "--subject-from-key"]);
     assert!(out.status.success(), "its own subjects are fine: {}", stderr_of(&out));
+}
+
+#[test]
+fn with_ordered_a_stream_that_takes_other_streams_messages_is_refused_at_start() {
+    let Some(server) = NatsServer::start("") else { return };
+    let theirs = journal_with(&numbered(1));
+    let out = replay_to(theirs.path(), &server.url(), "theirs", &["--stream", "THEIRS"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let config = serde_json::json!({"name": "MIXED", "subjects": ["ours"], "sources": [{"name": "THEIRS"}]});
+    let created = server.jetstream_api("STREAM.CREATE.MIXED", &config);
+    assert!(created["error"].is_null(), "{created}");
+    let ours = journal_with(&numbered(1));
+    let out = replay_to(ours.path(), &server.url(), "ours", &["--stream", "MIXED", "--ordered"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("stream 'MIXED' also takes messages from other streams"), "{}", stderr_of(&out));
+    let out = replay_to(ours.path(), &server.url(), "ours", &["--stream", "MIXED"]);
+    assert!(out.status.success(), "without --ordered a shared stream is fine: {}", stderr_of(&out));
 }
 
 #[test]

@@ -921,7 +921,25 @@ fn describe(error: &jetstream::context::PublishError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{fence_waits_for_duplicate_window, subject_matches};
+    use super::{check_alone, fence_waits_for_duplicate_window, stream, subject_matches};
+
+    #[test]
+    fn ordered_wants_a_stream_of_the_journals_subjects_alone() {
+        let alone = |config: &stream::Config, from_key| check_alone("S", config, "edge", from_key).is_ok();
+        let ours = stream::Config { subjects: vec!["edge".into()], ..Default::default() };
+        assert!(alone(&ours, false));
+        let keyed = stream::Config { subjects: vec!["edge.*".into()], ..Default::default() };
+        assert!(alone(&keyed, true) && !alone(&keyed, false));
+        let deeper = stream::Config { subjects: vec!["edge.>".into()], ..Default::default() };
+        assert!(!alone(&deeper, true), "edge.> takes edge.a.b, which no key makes");
+        let mirror = stream::Config { mirror: Some(stream::Source { name: "M".into(), ..Default::default() }), ..ours };
+        assert!(!alone(&mirror, false));
+        let sources = vec![stream::Source { name: "T".into(), ..Default::default() }];
+        let sourced = stream::Config { subjects: vec!["edge".into()], sources: Some(sources), ..Default::default() };
+        assert!(!alone(&sourced, false));
+        let no_sources = stream::Config { sources: Some(Vec::new()), ..sourced };
+        assert!(alone(&no_sources, false));
+    }
 
     #[test]
     fn the_servers_that_stage_ids_before_the_fence_are_named_by_version() {
