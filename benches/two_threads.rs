@@ -1,6 +1,6 @@
 //! What two threads appending through one shared `Publisher` can reach on
 //! this machine, and where the cost goes (the performance issue's row "two
-//! publisher threads ≥ 0.8× the aggregate of one"; notes/two-threads.md).
+//! publisher threads ≥ 0.8× the aggregate of one"; docs/two-threads.md).
 //!
 //! Two parts, run interleaved in rounds, each ratio taken within a round and
 //! then the median:
