@@ -98,3 +98,32 @@ fn replay_conflate_hands_over_the_latest_per_key_and_counts_the_rest() {
     let out = backwater_with_input(&["replay", path(dir.path()), "--cursor", "db", "--conflate-window", "5"], b"");
     assert_eq!(out.status.code(), Some(2), "--conflate-window needs --conflate");
 }
+
+#[test]
+fn paced_replay_conflate_hands_over_what_an_unpaced_one_does() {
+    // Pacing decides when, never what: a window the pacer pauses in is read
+    // once, and the rest of its latest records follow after the pause.
+    let mut input = String::new();
+    for n in 0..3000 {
+        input.push_str(&format!("k{}\t{n}\n", (n * 7919) % 37));
+    }
+    // Two journals of the same records (a finished cursor lets the
+    // segments it read go, so one journal would not serve both replays).
+    let replay = |pace: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        journal_of(dir.path(), &input);
+        let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+        let out = ok(backwater_with_input(&[&args[..], &["--conflate-window", "300"], pace].concat(), b""));
+        let records: Vec<_> =
+            json_lines(&out).iter().map(|r| (r["position"].clone(), r["key"].clone(), r["payload"].clone())).collect();
+        let counts = String::from_utf8_lossy(&out.stderr).lines().last().map(str::to_string);
+        (records, counts)
+    };
+    let unpaced = replay(&[]);
+    // 37 keys a window, 20 records a burst: the pacer pauses in every window.
+    let paced = replay(&["--rate", "2000/s"]);
+    assert_eq!(paced.0.len(), 370);
+    assert!(paced.0 == unpaced.0, "paced, other records were handed over");
+    assert_eq!(paced.1, unpaced.1);
+    assert!(paced.1.is_some_and(|line| line.contains("read 3000 records, handed over 370")));
+}

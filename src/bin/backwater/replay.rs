@@ -57,6 +57,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         (Destination::Bytes(std::io::BufWriter::with_capacity(1 << 16, Counted { sink, sent: 0 })), acks)
     };
     let mut replay = Replay {
+        journal: &journal,
         journal_id,
         committed_at: consumer.position(),
         consumer,
@@ -65,6 +66,7 @@ pub fn run(args: ReplayArgs) -> Outcome {
         pending: VecDeque::new(),
         last_ack: Instant::now(),
         pacer: Pacer::new(&args),
+        rest_of_window: None,
         progress: Progress::new(),
         handed: 0,
         read: 0,
@@ -181,6 +183,7 @@ fn reader_gone(fd: BorrowedFd<'_>) -> bool {
 }
 
 struct Replay<'a> {
+    journal: &'a Journal,
     /// For `--format json`: with the position, a record's lasting name.
     journal_id: String,
     consumer: Consumer,
@@ -192,6 +195,8 @@ struct Replay<'a> {
     /// When the child last acknowledged (or was first owed an ack).
     last_ack: Instant,
     pacer: Pacer,
+    /// With `--conflate`: a window the pacer paused in.
+    rest_of_window: Option<RestOfWindow>,
     progress: Progress,
     handed: u64,
     /// Records read: with `--conflate`, `handed` plus those skipped.
@@ -221,7 +226,8 @@ impl Replay<'_> {
                 continue;
             }
             let wait = if self.args.follow { Duration::from_millis(50) } else { Duration::ZERO };
-            let limit = if self.args.conflate { self.args.conflate_window } else { room.clamp(1, 256) };
+            let reading_a_window = self.args.conflate && self.rest_of_window.is_none();
+            let limit = if reading_a_window { self.args.conflate_window } else { room.clamp(1, 256) };
             let (read, paused) = self.hand_over(limit, wait)?;
             since_commit += read;
             if self.acks.is_none() && (since_commit >= self.args.batch || read == 0 && !self.pending.is_empty()) {
@@ -233,7 +239,7 @@ impl Replay<'_> {
                 self.pause(due_in)?;
                 continue;
             }
-            if read == 0 && !self.args.follow {
+            if read == 0 && !self.args.follow && self.rest_of_window.is_none() {
                 return Ok(());
             }
             if read == 0 {
@@ -243,58 +249,109 @@ impl Replay<'_> {
     }
 
     /// Polls up to `limit` records (waiting up to `wait` for the first) and
-    /// writes those that are due, then flushes. Returns how many it handed
-    /// over and, when the pacer held one back, how long until it is due: the
-    /// consumer is moved back to that record, so that the wait happens
-    /// between hand-overs, where acks are applied and the cursor committed.
-    /// (Conflated, the window read again from that record may supersede the
-    /// held-back ones too: the latest per key while the sink waits. A record
-    /// after it that was superseded is counted among those read twice.)
+    /// writes those that are due, then flushes. Returns how many records it
+    /// moved past and, when the pacer held one back, how long until it is
+    /// due: the consumer is moved back to that record, so that the wait
+    /// happens between hand-overs, where acks are applied and the cursor
+    /// committed. A conflated window is read once: when the pacer holds one
+    /// of its records back, the positions of those still to hand over are
+    /// kept ([`RestOfWindow`]) and the next hand-overs read on to them.
     fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<(usize, Option<Duration>), Failure> {
         let Some(out) = self.out.as_mut() else { return Ok((0, None)) };
         let pending_before = self.pending.len();
-        let (format, pacer, pending, journal) =
-            (self.args.format, &mut self.pacer, &mut self.pending, &self.journal_id);
-        let mut written = Ok(());
+        let mut sender = Sender {
+            pacer: &mut self.pacer,
+            out,
+            pending: &mut self.pending,
+            format: self.args.format,
+            journal: &self.journal_id,
+            written: Ok(()),
+        };
         let mut paused: Option<(u64, Duration)> = None;
+        // Records read after the one held back (read again next time).
         let mut held_back = 0;
-        let handler = |record: Record<'_>| {
-            if paused.is_none() {
-                let due_in = pacer.due_in(&record);
-                if due_in.is_zero() {
-                    pacer.sent(&record);
-                } else {
-                    paused = Some((record.position(), due_in));
+        let rest = &mut self.rest_of_window;
+        let polled = if let Some(window) = rest.as_mut() {
+            let handler = |record: Record<'_>| {
+                let at = record.position();
+                if paused.is_some() || at >= window.end || window.positions.front() != Some(&at) {
+                    return; // held back before, past the window, or superseded in it
                 }
-            }
+                match sender.offer(&record) {
+                    Some(due_in) => paused = Some((at, due_in)),
+                    None => drop(window.positions.pop_front()),
+                }
+            };
+            // Counted among those read when the window was read.
+            self.consumer.poll(handler, limit).map(|moved| (moved, 0))
+        } else if self.args.conflate {
+            let mut left = VecDeque::new();
+            let handler = |record: Record<'_>| {
+                if paused.is_none() {
+                    paused = sender.offer(&record).map(|due_in| (record.position(), due_in));
+                }
+                if paused.is_some() {
+                    left.push_back(record.position());
+                }
+            };
+            let read = conflated(&mut self.consumer, handler, limit, wait);
             if paused.is_some() {
-                held_back += 1;
-            } else if written.is_ok() {
-                written = out.send(&record, format, journal);
-                pending.push_back((out.end(), record.next_position()));
+                *rest = Some(RestOfWindow { positions: left, end: self.consumer.position() });
             }
-        };
-        let polled = if self.args.conflate {
-            conflated(&mut self.consumer, handler, limit, wait)
-        } else if wait.is_zero() {
-            self.consumer.poll(handler, limit)
+            read.map(|read| (read, read))
         } else {
-            self.consumer.poll_wait(handler, limit, wait)
+            let handler = |record: Record<'_>| {
+                if paused.is_none() {
+                    paused = sender.offer(&record).map(|due_in| (record.position(), due_in));
+                }
+                if paused.is_some() {
+                    held_back += 1;
+                }
+            };
+            let polled = if wait.is_zero() {
+                self.consumer.poll(handler, limit)
+            } else {
+                self.consumer.poll_wait(handler, limit, wait)
+            };
+            polled.map(|polled| (polled - held_back, polled - held_back))
         };
-        let flushed = written.and_then(|()| out.flush());
+        let flushed = sender.written.and_then(|()| out.flush());
         // Counted even when the write failed: they are pending, and may have been taken.
         let handed = self.pending.len() - pending_before;
         self.handed += handed as u64;
-        let read = polled.map_err(|e| self.poll_failed(e))? - held_back;
+        let (moved, read) = polled.map_err(|e| self.poll_failed(e))?;
         self.read += read as u64;
         flushed.map_err(|e| self.hand_over_failed(&e))?;
         if handed > 0 && self.pending.len() == handed {
             self.last_ack = Instant::now(); // the oldest owed ack starts now
         }
-        if let Some((position, _)) = paused {
-            self.consumer.seek(Seek::Position(position)).map_err(|e| self.poll_failed(e))?;
+        self.move_to_next(paused.map(|(position, _)| position))?;
+        Ok((moved, paused.map(|(_, due_in)| due_in)))
+    }
+
+    /// After a hand-over: back to the record the pacer held back, if any;
+    /// past the rest of a conflated window once it is all handed over.
+    fn move_to_next(&mut self, paused_at: Option<u64>) -> Outcome {
+        let to = match (&self.rest_of_window, paused_at) {
+            (_, Some(position)) => position,
+            (Some(window), None) if window.positions.is_empty() => window.end,
+            _ => return Ok(()),
+        };
+        if paused_at.is_none() {
+            self.rest_of_window = None;
         }
-        Ok((read, paused.map(|(_, due_in)| due_in)))
+        match self.consumer.seek(Seek::Position(to)) {
+            Ok(()) => Ok(()),
+            // Deleted since it was read (`drop-oldest`): as a poll would say.
+            Err(_) if to < self.first_position() => {
+                Err(self.poll_failed(Error::Lost { from: to, to: self.first_position() }))
+            }
+            Err(error) => Err(self.poll_failed(error)),
+        }
+    }
+
+    fn first_position(&self) -> u64 {
+        self.journal.first_position()
     }
 
     /// Waits until the record the pacer held back is due, applying the acks
@@ -638,6 +695,41 @@ fn spawn(command: &str, ack: bool) -> Result<Child, Failure> {
 /// One conflating read of up to `limit` records; returns how many it read
 /// (handed out or skipped). With a `wait`, waits for the first record first
 /// (a conflating read has no waiting form: it polls again every `wait`).
+/// What a hand-over writes through: each record paced, then framed and sent.
+struct Sender<'r> {
+    pacer: &'r mut Pacer,
+    out: &'r mut Destination,
+    pending: &'r mut VecDeque<(u64, u64)>,
+    format: ReplayFormat,
+    journal: &'r str,
+    /// The first failure to write: nothing is sent after it.
+    written: std::io::Result<()>,
+}
+
+impl Sender<'_> {
+    /// Sends `record` if it is due; if not, how long until it is.
+    fn offer(&mut self, record: &Record<'_>) -> Option<Duration> {
+        let due_in = self.pacer.due_in(record);
+        if !due_in.is_zero() {
+            return Some(due_in);
+        }
+        self.pacer.sent(record);
+        if self.written.is_ok() {
+            self.written = self.out.send(record, self.format, self.journal);
+            self.pending.push_back((self.out.end(), record.next_position()));
+        }
+        None
+    }
+}
+
+/// A conflated window that the pacer paused in: the positions of its
+/// records still to hand over (the latest of their keys, and unkeyed ones),
+/// in order, and where the window ends.
+struct RestOfWindow {
+    positions: VecDeque<u64>,
+    end: u64,
+}
+
 fn conflated(
     consumer: &mut Consumer,
     handler: impl FnMut(Record<'_>),
@@ -718,22 +810,13 @@ impl Bucket {
         Bucket { rate, burst, tokens: burst, refilled: Instant::now() }
     }
 
-    /// The tokens banked by now.
-    fn banked(&self) -> f64 {
-        let earned = self.refilled.elapsed().as_secs_f64() * self.rate;
-        (self.tokens + earned).min(self.burst)
-    }
-
-    /// How long until `cost` tokens are banked (a cost above the burst
-    /// waits for a full bucket and leaves a debt the next ones wait out).
-    fn due_in(&self, cost: f64) -> Duration {
-        seconds((cost.min(self.burst) - self.banked()) / self.rate)
-    }
-
-    /// Takes `cost` tokens now.
-    fn take(&mut self, cost: f64) {
-        self.tokens = self.banked() - cost;
-        self.refilled = Instant::now();
+    /// Takes `cost` tokens; returns how long to wait until they are earned.
+    fn take(&mut self, cost: f64) -> Duration {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst) - cost;
+        self.refilled = now;
+        seconds(-self.tokens / self.rate)
     }
 }
 
@@ -744,54 +827,67 @@ fn seconds(secs: f64) -> Duration {
 
 /// Spaces records by a record rate, a byte rate, or their recorded timestamps.
 struct Pacer {
-    start: Instant,
     bytes: u64,
     records: Option<Bucket>,
     byte_rate: Option<Bucket>,
     recorded: Option<f64>,
-    first_timestamp: Option<u64>,
+    /// The first record's timestamp, and when it was handed over.
+    first: Option<(u64, Instant)>,
+    /// The record charged to the buckets and not yet sent: its position and
+    /// when it is due. (Charged once, when first asked about: a wait that
+    /// oversleeps is then credited to the next record, not lost.)
+    charged: Option<(u64, Instant)>,
 }
 
 impl Pacer {
     fn new(args: &ReplayArgs) -> Pacer {
         Pacer {
-            start: Instant::now(),
             bytes: 0,
             records: args.rate.map(|rate| Bucket::new(rate, 1.0)),
             byte_rate: args.bytes_rate.map(|rate| Bucket::new(rate, 1.0)),
             recorded: (args.pace == Pace::Recorded).then_some(args.speed),
-            first_timestamp: None,
+            first: None,
+            charged: None,
         }
     }
 
     /// How long until `record` is due (zero: now).
-    fn due_in(&self, record: &Record<'_>) -> Duration {
-        let mut due_in = Duration::ZERO;
-        if let Some(bucket) = &self.records {
-            due_in = due_in.max(bucket.due_in(1.0));
-        }
-        if let Some(bucket) = &self.byte_rate {
-            due_in = due_in.max(bucket.due_in(record.payload().len() as f64));
-        }
-        if let Some(speed) = self.recorded {
-            let first = self.first_timestamp.unwrap_or(record.timestamp());
-            let due = record.timestamp().saturating_sub(first) as f64 / 1e9 / speed;
-            due_in = due_in.max(seconds(due - self.start.elapsed().as_secs_f64()));
+    fn due_in(&mut self, record: &Record<'_>) -> Duration {
+        let due_at = match self.charged {
+            Some((position, due_at)) if position == record.position() => due_at,
+            _ => {
+                let (now, wait) = (Instant::now(), self.charge(record));
+                let due_at = now.checked_add(wait).unwrap_or(now + Duration::from_secs(u32::MAX.into()));
+                self.charged = Some((record.position(), due_at));
+                due_at
+            }
+        };
+        let mut due_in = due_at.saturating_duration_since(Instant::now());
+        if let (Some(speed), Some((first_timestamp, first_sent))) = (self.recorded, self.first) {
+            let due = record.timestamp().saturating_sub(first_timestamp) as f64 / 1e9 / speed;
+            due_in = due_in.max(seconds(due - first_sent.elapsed().as_secs_f64()));
         }
         due_in
     }
 
-    /// Counts `record` as handed over now.
-    fn sent(&mut self, record: &Record<'_>) {
-        let len = record.payload().len();
+    /// Takes `record`'s cost from the buckets; returns how long until they
+    /// have earned it.
+    fn charge(&mut self, record: &Record<'_>) -> Duration {
+        let mut wait = Duration::ZERO;
         if let Some(bucket) = &mut self.records {
-            bucket.take(1.0);
+            wait = wait.max(bucket.take(1.0));
         }
         if let Some(bucket) = &mut self.byte_rate {
-            bucket.take(len as f64);
+            wait = wait.max(bucket.take(record.payload().len() as f64));
         }
-        self.first_timestamp.get_or_insert(record.timestamp());
-        self.bytes += len as u64;
+        wait
+    }
+
+    /// Counts `record` as handed over now.
+    fn sent(&mut self, record: &Record<'_>) {
+        self.charged = None;
+        self.first.get_or_insert_with(|| (record.timestamp(), Instant::now()));
+        self.bytes += record.payload().len() as u64;
     }
 }
 
