@@ -180,11 +180,19 @@ fn writers_killed_mid_append_lose_nothing_committed_and_never_wedge_the_follower
             }
         }
     });
+    // Once the follower has read a record of the steady writer, both hold the
+    // journal open, and as long as either lives no opener runs recovery. Else
+    // the dead claimer below could die before either had opened it, and the
+    // first of them to open would run recovery, finding no writer alive, and
+    // cut the dead claim as the torn tail it is: nothing left to unblock.
+    follower.wait_for(|&(id, _)| id == 0);
     // A claimer that dies holding a half-written claim, on purpose: its hole
     // must be padded by the follower once the steady writer commits past it.
     let mut dead_claimer = writer(dir.path(), 99, 50, &["--report", "10", "--die-in-claim"]);
     let output = BufReader::new(dead_claimer.stdout.take().unwrap()).lines().map_while(Result::ok).last();
-    assert!(output.is_some_and(|line| line.starts_with("claimed ")), "the dead claimer must die holding a claim");
+    let dead_claim: u64 = output
+        .and_then(|line| line.strip_prefix("claimed ")?.parse().ok())
+        .expect("the dead claimer must die holding a claim");
     assert!(!dead_claimer.wait().unwrap().success());
     let steady_now = *steady_progress.lock().unwrap();
     follower.wait_for(|&(id, seq)| id == 0 && seq > steady_now + 100);
@@ -214,6 +222,16 @@ fn writers_killed_mid_append_lose_nothing_committed_and_never_wedge_the_follower
     let counts = per_writer_prefixes(&records);
     assert_eq!(counts.get(&99), Some(&50), "the dead claimer's committed records are all there");
     assert!(report_field(&report, "unblocked") >= 1, "the dead claim was padded: {report}");
+    // By the follower's unblocker, in place: padding the claim's length where
+    // the claim was (recovery would have cut it, and the next record taken
+    // its position).
+    let word = common::read_at(&common::segment_path(dir.path(), 64 << 10, dead_claim), dead_claim % (64 << 10), 8);
+    let word = backwater::frame::Word0::unpack(u64::from_le_bytes(word.try_into().unwrap()));
+    assert_eq!(
+        (word.frame_type, word.length),
+        (backwater::frame::TYPE_PADDING, backwater::frame::aligned_frame_len(64) as i32),
+        "the dead claim at {dead_claim} was unblocked in place"
+    );
     for (id, last) in committed_by_killed {
         assert!(counts.get(&id).is_some_and(|&n| n > last), "writer {id}: a committed record was lost");
     }
