@@ -127,3 +127,23 @@ fn paced_replay_conflate_hands_over_what_an_unpaced_one_does() {
     assert_eq!(paced.1, unpaced.1);
     assert!(paced.1.is_some_and(|line| line.contains("read 3000 records, handed over 370")));
 }
+
+#[test]
+fn replay_conflate_with_ack_hands_over_no_more_than_the_window() {
+    // A conflated window's latest records once all went to the child at
+    // once, whatever --window said: after a crash all were sent again.
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..50).map(|n| format!("k{n}\t{n}\n")).collect();
+    journal_of(dir.path(), &input);
+    let received = dir.path().join("received");
+    let sink = format!("cat > {}", received.display()); // never acknowledges
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+    let out = backwater_with_input(
+        &[&args[..], &["--ack", "--window", "3", "--ack-timeout", "1s", "--exec", &sink]].concat(),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("acknowledged nothing for 1s"));
+    let lines = std::fs::read_to_string(&received).unwrap().lines().count();
+    assert_eq!(lines, 3, "the child was handed {lines} records with --window 3");
+}

@@ -228,7 +228,10 @@ impl Replay<'_> {
             let wait = if self.args.follow { Duration::from_millis(50) } else { Duration::ZERO };
             let reading_a_window = self.args.conflate && self.rest_of_window.is_none();
             let limit = if reading_a_window { self.args.conflate_window } else { room.clamp(1, 256) };
-            let (read, paused) = self.hand_over(limit, wait)?;
+            // With --ack, never more unacknowledged than --window (a
+            // conflated window's latest records included).
+            let cap = if self.acks.is_some() { room } else { usize::MAX };
+            let (read, paused) = self.hand_over(limit, cap, wait)?;
             since_commit += read;
             if self.acks.is_none() && (since_commit >= self.args.batch || read == 0 && !self.pending.is_empty()) {
                 self.commit_taken()?;
@@ -249,14 +252,14 @@ impl Replay<'_> {
     }
 
     /// Polls up to `limit` records (waiting up to `wait` for the first) and
-    /// writes those that are due, then flushes. Returns how many records it
-    /// moved past and, when the pacer held one back, how long until it is
-    /// due: the consumer is moved back to that record, so that the wait
+    /// writes those that are due, up to `room` of them, then flushes.
+    /// Returns how many records it moved past and, when one was held back
+    /// (not yet due, or no room), how long until it is due: the consumer is moved back to that record, so that the wait
     /// happens between hand-overs, where acks are applied and the cursor
     /// committed. A conflated window is read once: when the pacer holds one
     /// of its records back, the positions of those still to hand over are
     /// kept ([`RestOfWindow`]) and the next hand-overs read on to them.
-    fn hand_over(&mut self, limit: usize, wait: Duration) -> Result<(usize, Option<Duration>), Failure> {
+    fn hand_over(&mut self, limit: usize, room: usize, wait: Duration) -> Result<(usize, Option<Duration>), Failure> {
         let Some(out) = self.out.as_mut() else { return Ok((0, None)) };
         let pending_before = self.pending.len();
         let mut sender = Sender {
@@ -265,6 +268,7 @@ impl Replay<'_> {
             pending: &mut self.pending,
             format: self.args.format,
             journal: &self.journal_id,
+            room,
             written: Ok(()),
         };
         let mut paused: Option<(u64, Duration)> = None;
@@ -692,9 +696,6 @@ fn spawn(command: &str, ack: bool) -> Result<Child, Failure> {
         .map_err(|e| Failure::new(EXIT_USAGE, format!("cannot run '{command}': {e}")))
 }
 
-/// One conflating read of up to `limit` records; returns how many it read
-/// (handed out or skipped). With a `wait`, waits for the first record first
-/// (a conflating read has no waiting form: it polls again every `wait`).
 /// What a hand-over writes through: each record paced, then framed and sent.
 struct Sender<'r> {
     pacer: &'r mut Pacer,
@@ -702,18 +703,26 @@ struct Sender<'r> {
     pending: &'r mut VecDeque<(u64, u64)>,
     format: ReplayFormat,
     journal: &'r str,
+    /// How many more records may be sent (with `--ack`: the room left in
+    /// `--window`).
+    room: usize,
     /// The first failure to write: nothing is sent after it.
     written: std::io::Result<()>,
 }
 
 impl Sender<'_> {
-    /// Sends `record` if it is due; if not, how long until it is.
+    /// Sends `record` if it is due and there is room; if not, how long
+    /// until it is due (zero: when there is room again).
     fn offer(&mut self, record: &Record<'_>) -> Option<Duration> {
+        if self.room == 0 {
+            return Some(Duration::ZERO);
+        }
         let due_in = self.pacer.due_in(record);
         if !due_in.is_zero() {
             return Some(due_in);
         }
         self.pacer.sent(record);
+        self.room -= 1;
         if self.written.is_ok() {
             self.written = self.out.send(record, self.format, self.journal);
             self.pending.push_back((self.out.end(), record.next_position()));
@@ -722,14 +731,17 @@ impl Sender<'_> {
     }
 }
 
-/// A conflated window that the pacer paused in: the positions of its
-/// records still to hand over (the latest of their keys, and unkeyed ones),
-/// in order, and where the window ends.
+/// A conflated window that the pacer (or `--window`) paused in: the
+/// positions of its records still to hand over (the latest of their keys,
+/// and unkeyed ones), in order, and where the window ends.
 struct RestOfWindow {
     positions: VecDeque<u64>,
     end: u64,
 }
 
+/// One conflating read of up to `limit` records; returns how many it read
+/// (handed out or skipped). With a `wait`, waits for the first record first
+/// (a conflating read has no waiting form: it polls again every `wait`).
 fn conflated(
     consumer: &mut Consumer,
     handler: impl FnMut(Record<'_>),
@@ -810,13 +822,23 @@ impl Bucket {
         Bucket { rate, burst, tokens: burst, refilled: Instant::now() }
     }
 
-    /// Takes `cost` tokens; returns how long to wait until they are earned.
-    fn take(&mut self, cost: f64) -> Duration {
-        let now = Instant::now();
-        let earned = now.duration_since(self.refilled).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst) - cost;
-        self.refilled = now;
-        seconds(-self.tokens / self.rate)
+    /// The tokens banked at `at` (never more than the burst).
+    fn banked(&self, at: Instant) -> f64 {
+        let earned = at.saturating_duration_since(self.refilled).as_secs_f64() * self.rate;
+        (self.tokens + earned).min(self.burst)
+    }
+
+    /// The first instant from `from` on when `cost` may go: when its tokens
+    /// are banked, or a full bucket for a cost above the burst (so one
+    /// record always goes after an idle spell; its debt delays the next).
+    fn due_at(&self, cost: f64, from: Instant) -> Instant {
+        later(from, (cost.min(self.burst) - self.banked(from)) / self.rate)
+    }
+
+    /// Takes `cost` tokens as of `at`.
+    fn take(&mut self, cost: f64, at: Instant) {
+        self.tokens = self.banked(at) - cost;
+        self.refilled = at;
     }
 }
 
@@ -833,10 +855,11 @@ struct Pacer {
     recorded: Option<f64>,
     /// The first record's timestamp, and when it was handed over.
     first: Option<(u64, Instant)>,
-    /// The record charged to the buckets and not yet sent: its position and
-    /// when it is due. (Charged once, when first asked about: a wait that
-    /// oversleeps is then credited to the next record, not lost.)
-    charged: Option<(u64, Instant)>,
+    /// The record asked about and not yet sent, and when it was first asked
+    /// about: it is due no earlier, and its cost is charged as of when it was
+    /// due (an oversleep is then credited to the next record, and an idle
+    /// spell still banks no more than the burst).
+    asked: Option<(u64, Instant)>,
 }
 
 impl Pacer {
@@ -847,48 +870,54 @@ impl Pacer {
             byte_rate: args.bytes_rate.map(|rate| Bucket::new(rate, 1.0)),
             recorded: (args.pace == Pace::Recorded).then_some(args.speed),
             first: None,
-            charged: None,
+            asked: None,
         }
     }
 
     /// How long until `record` is due (zero: now).
     fn due_in(&mut self, record: &Record<'_>) -> Duration {
-        let due_at = match self.charged {
-            Some((position, due_at)) if position == record.position() => due_at,
-            _ => {
-                let (now, wait) = (Instant::now(), self.charge(record));
-                let due_at = now.checked_add(wait).unwrap_or(now + Duration::from_secs(u32::MAX.into()));
-                self.charged = Some((record.position(), due_at));
-                due_at
-            }
+        self.due_at(record).saturating_duration_since(Instant::now())
+    }
+
+    /// When `record` is due: once every limit allows it.
+    fn due_at(&mut self, record: &Record<'_>) -> Instant {
+        let asked = match self.asked {
+            Some((position, asked)) if position == record.position() => asked,
+            _ => self.asked.insert((record.position(), Instant::now())).1,
         };
-        let mut due_in = due_at.saturating_duration_since(Instant::now());
+        let mut due_at = asked;
+        if let Some(bucket) = &self.records {
+            due_at = due_at.max(bucket.due_at(1.0, asked));
+        }
+        if let Some(bucket) = &self.byte_rate {
+            due_at = due_at.max(bucket.due_at(record.payload().len() as f64, asked));
+        }
         if let (Some(speed), Some((first_timestamp, first_sent))) = (self.recorded, self.first) {
             let due = record.timestamp().saturating_sub(first_timestamp) as f64 / 1e9 / speed;
-            due_in = due_in.max(seconds(due - first_sent.elapsed().as_secs_f64()));
+            due_at = due_at.max(later(first_sent, due));
         }
-        due_in
+        due_at
     }
 
-    /// Takes `record`'s cost from the buckets; returns how long until they
-    /// have earned it.
-    fn charge(&mut self, record: &Record<'_>) -> Duration {
-        let mut wait = Duration::ZERO;
+    /// Counts `record` (now due) as handed over, charging the buckets as of
+    /// when it was due.
+    fn sent(&mut self, record: &Record<'_>) {
+        let due_at = self.due_at(record);
         if let Some(bucket) = &mut self.records {
-            wait = wait.max(bucket.take(1.0));
+            bucket.take(1.0, due_at);
         }
         if let Some(bucket) = &mut self.byte_rate {
-            wait = wait.max(bucket.take(record.payload().len() as f64));
+            bucket.take(record.payload().len() as f64, due_at);
         }
-        wait
-    }
-
-    /// Counts `record` as handed over now.
-    fn sent(&mut self, record: &Record<'_>) {
-        self.charged = None;
+        self.asked = None;
         self.first.get_or_insert_with(|| (record.timestamp(), Instant::now()));
         self.bytes += record.payload().len() as u64;
     }
+}
+
+/// `secs` after `instant` (a wait too long to represent: a century).
+fn later(instant: Instant, secs: f64) -> Instant {
+    instant.checked_add(seconds(secs)).unwrap_or(instant + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Records/s, lag and ETA on stderr, when stderr is a terminal.
