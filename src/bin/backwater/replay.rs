@@ -874,8 +874,16 @@ impl Pacer {
         }
     }
 
+    /// Whether any limit is set (unpaced, no clock is read per record).
+    fn paces(&self) -> bool {
+        self.records.is_some() || self.byte_rate.is_some() || self.recorded.is_some()
+    }
+
     /// How long until `record` is due (zero: now).
     fn due_in(&mut self, record: &Record<'_>) -> Duration {
+        if !self.paces() {
+            return Duration::ZERO;
+        }
         self.due_at(record).saturating_duration_since(Instant::now())
     }
 
@@ -902,6 +910,10 @@ impl Pacer {
     /// Counts `record` (now due) as handed over, charging the buckets as of
     /// when it was due.
     fn sent(&mut self, record: &Record<'_>) {
+        self.bytes += record.payload().len() as u64;
+        if !self.paces() {
+            return;
+        }
         let due_at = self.due_at(record);
         if let Some(bucket) = &mut self.records {
             bucket.take(1.0, due_at);
@@ -911,7 +923,6 @@ impl Pacer {
         }
         self.asked = None;
         self.first.get_or_insert_with(|| (record.timestamp(), Instant::now()));
-        self.bytes += record.payload().len() as u64;
     }
 }
 
