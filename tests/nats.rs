@@ -608,6 +608,82 @@ fn a_stream_lookup_that_gets_no_answer_is_asked_again() {
     assert_eq!(server.messages("LATE"), 40);
 }
 
+/// nats-server's answer to a stream creation it has no servers to place
+/// the replicas on (2.10.26 answered so right after a cluster started).
+const NO_PEERS: &str = r#"{"type":"io.nats.jetstream.api.v1.stream_create_response","error":{"code":400,"err_code":10005,"description":"no suitable peers for placement"}}"#;
+
+/// The first `times` requests on `create` (`$JS.API.STREAM.CREATE.NAME`)
+/// answered [`NO_PEERS`].
+fn creation_unplaced(create: &'static str, times: usize) -> Loss {
+    Loss { subject: create, nth: 1, times, answer: Some(NO_PEERS), fenced_only: false }
+}
+
+/// Runs `child` to its end, failing the test if that takes over `limit`:
+/// its exit code, and how long it ran.
+fn run_for_at_most(mut child: Child, limit: Duration) -> (Option<i32>, Duration) {
+    let started = Instant::now();
+    let mut status = None;
+    wait_for("replay to end", limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    (status.and_then(|status| status.code()), started.elapsed())
+}
+
+#[test]
+fn a_stream_creation_without_servers_to_place_it_on_yet_is_asked_again() {
+    let Some(server) = NatsServer::start("") else { return };
+    // As a cluster that just started, before its servers have all reported
+    // in (seen: exit 2, "no suitable peers for placement", before the fix).
+    let proxy = losing_proxy(server.port, creation_unplaced("$JS.API.STREAM.CREATE.PLACED", 2));
+    let journal = journal_with(&numbered(20));
+    let out = replay_to(journal.path(), &format!("nats://127.0.0.1:{proxy}"), "placed", &["--stream", "PLACED"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let asked_again = "no servers to place stream 'PLACED''s 1 replicas on";
+    assert_eq!(stderr_of(&out).matches(asked_again).count(), 2, "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("replayed 20 records"), "{}", stderr_of(&out));
+    assert_eq!(server.messages("PLACED"), 20);
+}
+
+#[test]
+fn a_stream_creation_never_placed_ends_replay_naming_replicas_after_the_ack_timeout() {
+    let Some(server) = NatsServer::start("") else { return };
+    // --replicas 5 on a cluster of three: every creation is answered so
+    // (seen before the fix: exit 2 at once, not naming --replicas).
+    let proxy = losing_proxy(server.port, creation_unplaced("$JS.API.STREAM.CREATE.UNPLACED", usize::MAX));
+    let journal = journal_with(&numbered(20));
+    let log = journal.path().join("replay.log");
+    let url = format!("nats://127.0.0.1:{proxy}");
+    let args = ["--subject", "unplaced", "--stream", "UNPLACED", "--replicas", "5", "--ack-timeout", "2s"];
+    let (code, took) = run_for_at_most(spawn_replay_to(journal.path(), &url, &args, &log), Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(took >= Duration::from_secs(2), "asked again until --ack-timeout, not {took:?}: {stderr}");
+    assert!(stderr.contains("asking again in"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    for says in ["cannot create stream 'UNPLACED'", "no suitable peers for placement", "check --replicas 5 against"] {
+        assert!(last.contains(says), "the last line must say '{says}': {stderr}");
+    }
+    assert!(last.contains("Nothing was published; the cursor is unchanged"), "{stderr}");
+}
+
+#[test]
+fn replicas_on_a_server_without_a_cluster_end_replay_at_once() {
+    let Some(server) = NatsServer::start("") else { return };
+    // A server without a cluster answers 10074, not 10005: that is final,
+    // not asked again until --ack-timeout (60 s).
+    let journal = journal_with(&numbered(20));
+    let log = journal.path().join("replay.log");
+    let args = ["--subject", "alone", "--stream", "ALONE", "--replicas", "3"];
+    let (code, took) =
+        run_for_at_most(spawn_replay_to(journal.path(), &server.url(), &args, &log), Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("replicas > 1 not supported in non-clustered mode"), "{stderr}");
+    assert!(!stderr.contains("asking again"), "{stderr}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
 #[test]
 fn with_ordered_a_lost_publish_is_not_overtaken_by_later_ones() {
     let Some(server) = NatsServer::start("") else { return };

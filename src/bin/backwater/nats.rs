@@ -300,14 +300,20 @@ fn backoff_after(attempts: u32) -> Duration {
 enum Lookup {
     /// JetStream did not answer (an election, a node restarting): worth asking again.
     Unanswered(String),
+    /// Creating the stream was answered "no suitable peers for placement"
+    /// (10005): right after a cluster starts, before its servers have all
+    /// reported in (seen on nats-server 2.10.26), worth asking again; for
+    /// good when `--replicas` exceeds the servers the cluster has up (or a
+    /// server never joined its meta group: seen once on 2.10.26 too).
+    Unplaced(String),
     /// An answer that ends the replay (no such stream, subjects that do not match...).
     Failed(Failure),
 }
 
 /// The stream that takes `subject`, and its configuration: `--stream`
 /// (created if absent) or the existing one whose subjects match it. A lookup
-/// JetStream does not answer is asked again with backoff, saying so, for up
-/// to `--ack-timeout`.
+/// JetStream does not answer, or a creation it has no servers to place yet,
+/// is asked again with backoff, saying so, for up to `--ack-timeout`.
 async fn ensure_stream(
     context: &jetstream::Context,
     args: &ReplayArgs,
@@ -316,27 +322,50 @@ async fn ensure_stream(
     let deadline = Instant::now() + args.ack_timeout;
     let mut attempts = 0;
     loop {
-        let why = match find_stream(context, args, subject).await {
+        let (why, unplaced) = match find_stream(context, args, subject).await {
             Ok(found) => return Ok(found),
             Err(Lookup::Failed(failure)) => return Err(failure),
-            Err(Lookup::Unanswered(why)) => why,
+            Err(Lookup::Unanswered(why)) => (why, false),
+            Err(Lookup::Unplaced(why)) => (why, true),
         };
+        let stream = args.stream.as_deref().unwrap_or_default();
+        let replicas = args.replicas;
         if Instant::now() >= deadline {
-            return Err(Failure::new(
-                EXIT_FINDING,
-                format!(
-                    "JetStream did not answer the stream lookup for {} ({why}): is JetStream enabled, and does the \
-                     stream have a leader? Nothing was published; the cursor is unchanged",
-                    humantime::format_duration(args.ack_timeout)
-                ),
-            ));
+            let waited = humantime::format_duration(args.ack_timeout);
+            return Err(if unplaced {
+                Failure::new(
+                    EXIT_USAGE,
+                    format!(
+                        "cannot create stream '{stream}': for {waited} JetStream had no servers to place its \
+                         {replicas} replicas on ({why}): check --replicas {replicas} against the JetStream \
+                         servers the cluster has up and in its meta group (`nats server report jetstream` lists \
+                         them). Nothing was published; the cursor is unchanged"
+                    ),
+                )
+            } else {
+                Failure::new(
+                    EXIT_FINDING,
+                    format!(
+                        "JetStream did not answer the stream lookup for {waited} ({why}): is JetStream enabled, and \
+                         does the stream have a leader? Nothing was published; the cursor is unchanged"
+                    ),
+                )
+            });
         }
         let wait = backoff_after(attempts);
         attempts += 1;
-        eprintln!(
-            "backwater replay: JetStream did not answer the stream lookup ({why}); asking again in {} ms",
-            wait.as_millis()
-        );
+        if unplaced {
+            eprintln!(
+                "backwater replay: JetStream has no servers to place stream '{stream}''s {replicas} replicas on \
+                 ({why}): a cluster just started, or --replicas is more than it has up; asking again in {} ms",
+                wait.as_millis()
+            );
+        } else {
+            eprintln!(
+                "backwater replay: JetStream did not answer the stream lookup ({why}); asking again in {} ms",
+                wait.as_millis()
+            );
+        }
         tokio::time::sleep(wait).await;
     }
 }
@@ -417,6 +446,9 @@ async fn create_stream(
                 Lookup::Unanswered(e.to_string())
             }
             CreateStreamErrorKind::JetStream(api) if api.code() == 503 => Lookup::Unanswered(e.to_string()),
+            CreateStreamErrorKind::JetStream(api) if api.error_code() == jetstream::ErrorCode::CLUSTER_NO_PEERS => {
+                Lookup::Unplaced(e.to_string())
+            }
             _ => Lookup::Failed(Failure::new(EXIT_USAGE, format!("{what}: {e}"))),
         }),
     }
