@@ -190,6 +190,36 @@ fn evict_slowest_detaches_the_slow_consumer_and_spares_the_fast_one() {
     assert!(!drain(&mut slow).unwrap().is_empty());
 }
 
+/// An evicted consumer that had read past its committed cursor is told the
+/// loss from where it had read to, not from the cursor the evictor saw:
+/// the records between were handed to it before they were deleted.
+#[test]
+fn an_evicted_consumer_is_told_the_loss_from_where_it_had_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = budgeted(dir.path(), WhenFull::EvictSlowest);
+    let mut slow = journal.consumer("slow").unwrap();
+    let publisher = journal.publisher();
+    for _ in 0..2 * MIB / 1056 {
+        publisher.offer(&[4u8; 1000]).unwrap();
+    }
+    // Two segments read, none of it committed: the cursor stays at the start.
+    let read = drain(&mut slow).unwrap();
+    let read_to = slow.position();
+    assert!(read.len() > 1000 && read_to > 2 * MIB - 1056);
+    for _ in 0..3 * BUDGET / 1056 {
+        publisher.offer(&[4u8; 1000]).expect("evict-slowest never pushes back");
+    }
+    let _ = prepare_while_busy(&journal);
+    match slow.poll(|_| {}, 10) {
+        Err(Error::Evicted { cursor, from, to }) => {
+            assert_eq!(cursor, "slow");
+            assert_eq!(from, read_to, "the loss starts where the consumer had read to");
+            assert_eq!(to, journal.first_position());
+        }
+        other => panic!("expected Evicted, got {other:?}"),
+    }
+}
+
 #[test]
 fn consumed_segments_stay_readable_for_replay_up_to_retain_bytes() {
     let dir = tempfile::tempdir().unwrap();
