@@ -578,12 +578,17 @@ impl Consumer {
 
     /// Reports eviction or deleted data once, then moves to the oldest record.
     fn check_attached(&mut self) -> Result<()> {
+        let first = self.inner.meta.first_position().load(Ordering::Acquire);
         if let Some(cursor) = &self.cursor
-            && let Some((from, to)) = cursor.eviction()
+            && let Some((evicted_at, retained_from)) = cursor.eviction()
         {
+            // The evictor saw the committed cursor; this consumer may have
+            // read past it (those records were handed over before they
+            // went), and more may have been deleted since.
+            let from = evicted_at.max(self.position);
+            let to = retained_from.max(first).max(from);
             return Err(Error::Evicted { cursor: cursor.name.clone(), from, to });
         }
-        let first = self.inner.meta.first_position().load(Ordering::Acquire);
         if self.position < first {
             let from = self.position;
             self.position = first;

@@ -116,9 +116,11 @@ pub enum Error {
     Evicted {
         /// The evicted cursor's name.
         cursor: String,
-        /// The cursor's position when it was evicted.
+        /// Where this consumer's loss starts: the cursor's position when it
+        /// was evicted, or the consumer's own if it had read further.
         from: u64,
-        /// The oldest retained position at eviction: `from..to` is gone.
+        /// The oldest retained position when this was reported: `from..to`
+        /// is gone (empty when nothing the consumer had not read is).
         to: u64,
     },
     /// The journal was above its high watermark when the offer was made
@@ -272,6 +274,12 @@ impl std::fmt::Display for Error {
             Error::Lost { from, to } => {
                 write!(f, "records in positions {from}..{to} were deleted before this consumer read them")
             }
+            Error::Evicted { cursor, from, to } if from == to => write!(
+                f,
+                "cursor '{cursor}' was evicted as the slowest consumer: it no longer holds retention, though \
+                 nothing it had not read is gone yet (re-attach with `Consumer::reattach` or `backwater cursor \
+                 reset`)"
+            ),
             Error::Evicted { cursor, from, to } => write!(
                 f,
                 "cursor '{cursor}' was evicted as the slowest consumer; positions {from}..{to} are gone \
