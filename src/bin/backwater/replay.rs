@@ -344,18 +344,11 @@ impl Replay<'_> {
         if paused_at.is_none() {
             self.rest_of_window = None;
         }
-        match self.consumer.seek(Seek::Position(to)) {
-            Ok(()) => Ok(()),
-            // Deleted since it was read (`drop-oldest`): as a poll would say.
-            Err(_) if to < self.first_position() => {
-                Err(self.poll_failed(Error::Lost { from: to, to: self.first_position() }))
-            }
-            Err(error) => Err(self.poll_failed(error)),
-        }
-    }
-
-    fn first_position(&self) -> u64 {
-        self.journal.first_position()
+        let Err(error) = self.consumer.seek(Seek::Position(to)) else { return Ok(()) };
+        let first = self.journal.first_position();
+        // Deleted since it was read (`drop-oldest`): as a poll would say.
+        let error = if to < first { Error::Lost { from: to, to: first } } else { error };
+        Err(self.poll_failed(error))
     }
 
     /// Waits until the record the pacer held back is due, applying the acks
