@@ -434,7 +434,9 @@ impl Publisher {
     /// it runs what the first round of [`Publisher::claim_range_slow`]'s
     /// loop runs, in the same order with the same orderings, and hands
     /// everything else to it (or to [`Publisher::claim_after_trip`] once
-    /// its fetch-add ran past the segment's end).
+    /// its fetch-add ran past the segment's end). A round shared by both,
+    /// returning an enum of its outcomes, measured ~10% slower on this path
+    /// (the claim went through the stack): hence the repetition.
     #[inline(always)]
     fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
         let meta = &self.inner.meta;
