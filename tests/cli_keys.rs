@@ -147,3 +147,39 @@ fn replay_conflate_with_ack_hands_over_no_more_than_the_window() {
     let lines = std::fs::read_to_string(&received).unwrap().lines().count();
     assert_eq!(lines, 3, "the child was handed {lines} records with --window 3");
 }
+
+#[test]
+fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_conflated_away() {
+    // The cursor was committed mid-window: a rerun's windows started there,
+    // so a record the crashed run had skipped for a later one of its key
+    // (delivered) came out alone in a window and went over after it. A
+    // sink that drops records it has seen by position then kept the old
+    // value (review of --to nats:// with --conflate, finding 1).
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..30)
+        .map(|n| match n {
+            11 => "a\told\n".to_string(),
+            15 => "a\tnew\n".to_string(),
+            _ => format!("u{n}\tv{n}\n"),
+        })
+        .collect();
+    journal_of(dir.path(), &input);
+    let (first_run, second_run) = (dir.path().join("first"), dir.path().join("second"));
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+    let window = ["--conflate-window", "10", "--ack", "--ack-timeout", "1s"];
+    // Acknowledges three records, then takes the rest without a word.
+    let sink = format!(
+        "for n in 1 2 3; do read line; echo \"$line\" >> {0}; done; echo 3; cat >> {0}",
+        first_run.display()
+    );
+    let out = backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b"");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = std::fs::read_to_string(&first_run).unwrap();
+    assert!(first.contains("\"new\"") && !first.contains("\"old\""), "{first}");
+    // The rerun acknowledges every record.
+    let sink = format!("while read line; do echo \"$line\" >> {}; echo 1; done", second_run.display());
+    ok(backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b""));
+    let second = std::fs::read_to_string(&second_run).unwrap();
+    assert!(!second.contains("\"old\""), "the rerun handed over the value conflated away before:\n{second}");
+    assert!(second.contains("\"new\""), "{second}");
+}
