@@ -168,10 +168,8 @@ fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_confla
     let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
     let window = ["--conflate-window", "10", "--ack", "--ack-timeout", "1s"];
     // Acknowledges three records, then takes the rest without a word.
-    let sink = format!(
-        "for n in 1 2 3; do read line; echo \"$line\" >> {0}; done; echo 3; cat >> {0}",
-        first_run.display()
-    );
+    let sink =
+        format!("for n in 1 2 3; do read line; echo \"$line\" >> {0}; done; echo 3; cat >> {0}", first_run.display());
     let out = backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b"");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let first = std::fs::read_to_string(&first_run).unwrap();
@@ -182,4 +180,18 @@ fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_confla
     let second = std::fs::read_to_string(&second_run).unwrap();
     assert!(!second.contains("\"old\""), "the rerun handed over the value conflated away before:\n{second}");
     assert!(second.contains("\"new\""), "{second}");
+}
+
+#[test]
+fn conflate_window_is_refused_with_to_like_conflate() {
+    // It was accepted with --to and did nothing (review of --to with --conflate, finding 2).
+    let dir = tempfile::tempdir().unwrap();
+    journal_of(dir.path(), "k\tv\n");
+    let to = ["--to", "nats://127.0.0.1:9", "--subject", "feed"];
+    for extra in [&["--conflate"][..], &["--conflate-window", "5"]] {
+        let args = [&["replay", path(dir.path()), "--cursor", "c", "--create"][..], &to, extra].concat();
+        let out = backwater_with_input(&args, b"");
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{extra:?}");
+    }
 }
