@@ -460,14 +460,14 @@ pub struct ReplayArgs {
     #[arg(long, requires = "to")]
     pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of
-    /// each key (`append --key-delimiter`); the cursor still moves past all of them. Says on stderr
-    /// how many records it skipped. One read takes a whole window, so up to that many records may
-    /// be handed over past --window; not with --to (its window bounds the publishes in flight)
+    /// each key (`append --key-delimiter`); the cursor still moves past all of them, a whole window
+    /// at a time, so that a rerun after a crash reads the same windows. Says on stderr how many
+    /// records it skipped. Not with --to
     #[arg(long, conflicts_with = "to")]
     pub conflate: bool,
     /// With --conflate: records read per window (at least 1); a larger window skips more, and
-    /// holds one small entry per record read
-    #[arg(long, default_value = "100000", value_parser = units::positive_count, requires = "conflate")]
+    /// holds one small entry per record read. Keep it the same across reruns
+    #[arg(long, default_value = "100000", value_parser = units::positive_count, requires = "conflate", conflicts_with = "to")]
     pub conflate_window: usize,
 }
 
