@@ -182,7 +182,7 @@ impl Consumer {
     ///   [`Consumer::reattach`].
     /// - [`Error::Io`] when a segment cannot be mapped.
     pub fn poll<F: FnMut(Record<'_>)>(&mut self, mut handler: F, limit: usize) -> Result<usize> {
-        self.scan(|_, _, record| handler(record), limit)
+        self.scan(|_, _, record| handler(record), limit, 0)
     }
 
     /// Reads up to `limit` records from the consumer's position (fewer at
@@ -234,15 +234,38 @@ impl Consumer {
         // Taken out while scanning, so the visitor may use it while `scan`
         // borrows the consumer.
         let mut conflation = std::mem::take(&mut self.conflation);
-        let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit);
+        let until = self.conflated_through();
+        let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
+        if let Some(cursor) = self.cursor.as_ref().filter(|_| self.inner.writable()) {
+            cursor.raise_conflated_through(self.position);
+        }
         let delivered = conflation.deliver(&mut handler);
         self.conflation = conflation;
         Ok(Conflated { read: scanned?, delivered })
     }
 
-    /// Walks up to `limit` records from the consumer's position, handing
+    /// Where a conflated read must read to at least, so that its window
+    /// holds every window a run before it read from here (and may have
+    /// handed out, in part, before it died): a rerun then skips what that
+    /// run skipped, never handing out a record after a later one of its key
+    /// that run handed out. Only a consumer at its committed position
+    /// resumes such a run; 0 (no bound) for any other.
+    fn conflated_through(&self) -> u64 {
+        match &self.cursor {
+            Some(cursor) if cursor.position() == self.position => cursor.conflated_through(),
+            _ => 0,
+        }
+    }
+
+    /// Walks `limit` records from the consumer's position, and on to
+    /// position `until` at least (stopping earlier at the tail), handing
     /// each one's place, segment and record to `visit`, and moves past them.
-    fn scan<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(&mut self, mut visit: F, limit: usize) -> Result<usize> {
+    fn scan<F: FnMut(&Arc<Segment>, Located, Record<'_>)>(
+        &mut self,
+        mut visit: F,
+        limit: usize,
+        until: u64,
+    ) -> Result<usize> {
         self.check_attached()?;
         let size = self.inner.segment_size();
         if !self.position.is_multiple_of(frame::FRAME_ALIGNMENT as u64) || self.position % size < SEGMENT_HEADER_LEN {
@@ -250,7 +273,7 @@ impl Consumer {
             return Err(Error::corrupt(self.inner.meta.path(), self.position, reason));
         }
         let mut count = 0;
-        while count < limit {
+        while count < limit || self.position < until {
             // The segment size is a power of two: shift and mask, not divide.
             let index = self.position >> size.trailing_zeros();
             if self.segment.as_ref().map(|s| s.index) != Some(index) {
@@ -262,7 +285,10 @@ impl Consumer {
             // Taken out while reading (no refcount change per poll); an error
             // leaves it out, and the next poll maps whatever is current.
             let Some(segment) = self.segment.take() else { break };
-            let (read, more) = self.read_in_segment(&segment, &mut visit, limit - count)?;
+            // Past `limit`, on to `until` a record at a time, so as to stop
+            // right there (a rerun's first conflated read, no other).
+            let want = if count < limit { limit - count } else { 1 };
+            let (read, more) = self.read_in_segment(&segment, &mut visit, want)?;
             self.segment = Some(segment);
             count += read;
             if !more {

@@ -25,6 +25,7 @@ const JOURNAL_ID_AT: usize = 24;
 const UPDATED_AT: usize = 32;
 const EVICTED_FROM_AT: usize = 40;
 const EVICTED_TO_AT: usize = 48;
+const CONFLATED_THROUGH_AT: usize = 56;
 
 const FLAG_EVICTED: u32 = 1;
 
@@ -118,10 +119,33 @@ impl CursorFile {
         self.position_word().load(Ordering::Acquire)
     }
 
-    /// Commits `position` (visible to every process at once).
+    /// Commits `position` (visible to every process at once). Moving it
+    /// back (a reset, recovery) forgets [`CursorFile::conflated_through`].
     pub fn store(&self, position: u64) {
+        if position < self.position() {
+            self.conflated_through_word().store(0, Ordering::Relaxed);
+        }
         self.position_word().store(position, Ordering::Release);
         self.file.atomic_u64(UPDATED_AT).store(crate::frame::now_ns(), Ordering::Relaxed);
+    }
+
+    fn conflated_through_word(&self) -> &AtomicU64 {
+        self.file.atomic_u64(CONFLATED_THROUGH_AT)
+    }
+
+    /// How far this cursor's consumer has read in conflated windows (0:
+    /// never, or forgotten by a move back): a consumer resuming at the
+    /// committed position conflates up to there as one window (see
+    /// `Consumer::poll_conflated`).
+    pub fn conflated_through(&self) -> u64 {
+        self.conflated_through_word().load(Ordering::Relaxed)
+    }
+
+    /// Raises [`CursorFile::conflated_through`] to `position`, before the
+    /// window that ends there is handed out (visible to every process, and
+    /// surviving this one, at once).
+    pub fn raise_conflated_through(&self, position: u64) {
+        self.conflated_through_word().fetch_max(position, Ordering::Relaxed);
     }
 
     /// Nanoseconds since the epoch of the last commit.

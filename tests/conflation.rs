@@ -254,6 +254,9 @@ proptest! {
         let (mut journal, mut consumer) = open(dir.path());
         let mut unread: VecDeque<Seen> = VecDeque::new();
         let mut uncommitted: Vec<Seen> = Vec::new();
+        // Records past the committed position that conflated reads reached
+        // (the cursor's mark): a read from there takes at least these.
+        let mut marked = 0;
         let mut seed = 0u64;
         let mut record = |key: Option<u8>, len: usize| {
             seed += 1;
@@ -280,16 +283,22 @@ proptest! {
                     }
                 }
                 Op::Conflate(limit) => {
-                    let read: Vec<Seen> = unread.drain(..limit.min(unread.len())).collect();
+                    let at_committed = uncommitted.is_empty();
+                    let take = if at_committed { limit.max(marked) } else { limit };
+                    let read: Vec<Seen> = unread.drain(..take.min(unread.len())).collect();
                     let mut got = Vec::new();
                     let counts = consumer.poll_conflated_counts(|r| got.push(seen(r)), limit).unwrap();
                     prop_assert_eq!(counts.read, read.len());
                     prop_assert_eq!(counts.delivered, got.len());
                     prop_assert_eq!(&got, &conflate(&read));
                     uncommitted.extend(read);
+                    marked = marked.max(uncommitted.len());
                 }
                 Op::Commit => {
                     consumer.commit().unwrap();
+                    if !uncommitted.is_empty() {
+                        marked = 0; // committed at or past the mark
+                    }
                     uncommitted.clear();
                 }
                 Op::Reopen => {
@@ -332,4 +341,42 @@ fn one_conflating_read_spans_many_segments_zero_copy() {
         .unwrap();
     assert_eq!((counts.read, counts.delivered), (20_000, 100));
     assert_eq!(got, latest);
+}
+
+/// A consumer that dies after handing out conflated windows it read at the
+/// tail (cut short, while records were still being appended) and before
+/// committing them: its successor, at the same committed position, conflates
+/// up to where the dead one had read as one window, so it never hands out a
+/// record the dead one skipped for a later one of its key that it handed out.
+#[test]
+fn a_successor_never_hands_out_what_a_dead_consumer_conflated_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"u0", b"v0").unwrap();
+    let mut first = journal.consumer("sink").unwrap();
+    let mut handed = drain_window(&mut first, 3); // [u0]: the tail cut it short
+    for (key, value) in [("u1", "v1"), ("a", "old"), ("a", "new")] {
+        publisher.append_keyed(key.as_bytes(), value.as_bytes()).unwrap();
+    }
+    handed.extend(drain_window(&mut first, 3)); // [u1, a=old, a=new]
+    assert_eq!(payloads(&handed), ["v0", "v1", "new"]);
+    drop(first); // dies before committing anything
+
+    let mut successor = journal.consumer("sink").unwrap();
+    let mut again = drain_window(&mut successor, 3);
+    again.extend(drain_window(&mut successor, 3));
+    assert!(!payloads(&again).contains(&"old".to_string()), "handed out after 'new': {:?}", payloads(&again));
+    assert_eq!(payloads(&again), ["v0", "v1", "new"]);
+}
+
+/// One conflated read of `window` records.
+fn drain_window(consumer: &mut backwater::Consumer, window: usize) -> Vec<Seen> {
+    let mut seen_now = Vec::new();
+    consumer.poll_conflated(|record| seen_now.push(seen(record)), window).unwrap();
+    seen_now
+}
+
+fn payloads(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(|(_, _, payload)| String::from_utf8_lossy(payload).into_owned()).collect()
 }
