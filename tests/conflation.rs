@@ -370,6 +370,29 @@ fn a_successor_never_hands_out_what_a_dead_consumer_conflated_away() {
     assert_eq!(payloads(&again), ["v0", "v1", "new"]);
 }
 
+/// Moving a cursor back (a reset) forgets how far its conflated reads had
+/// reached: the next read from there is an ordinary window.
+#[test]
+fn a_cursor_moved_back_reads_ordinary_windows_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    let publisher = journal.publisher();
+    for n in 0..10u8 {
+        publisher.append_keyed(&[b'k', n], b"v").unwrap();
+    }
+    let mut consumer = journal.consumer("sink").unwrap();
+    let start = consumer.position();
+    drain_window(&mut consumer, 3);
+    let after_first = consumer.position();
+    drain_window(&mut consumer, 3);
+    consumer.commit_at(after_first).unwrap(); // the mark is past the cursor now
+    consumer.seek(backwater::Seek::Position(start)).unwrap();
+    consumer.commit().unwrap();
+    drop(consumer);
+    let mut resumed = journal.consumer("sink").unwrap();
+    assert_eq!(drain_window(&mut resumed, 2).len(), 2, "an ordinary window, not one to the old mark");
+}
+
 /// One conflated read of `window` records.
 fn drain_window(consumer: &mut backwater::Consumer, window: usize) -> Vec<Seen> {
     let mut seen_now = Vec::new();
