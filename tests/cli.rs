@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{backwater, backwater_with_input, bin, path, run_bounded, stderr_of};
+use common::wait_for;
 
 fn create(dir: &Path, extra: &[&str]) {
     let mut args = vec!["create", path(dir), "--segment-size", "1MiB", "--min-free", "0"];
@@ -285,15 +286,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Waits up to `limit` for `condition`, checking every few milliseconds.
-fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

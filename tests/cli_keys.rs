@@ -195,3 +195,41 @@ fn conflate_window_is_refused_with_to_like_conflate() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{extra:?}");
     }
 }
+
+#[test]
+fn a_conflated_follow_rerun_after_a_crash_never_hands_over_a_value_conflated_away() {
+    // A window read at the tail is cut short (here [u0]), so the crashed
+    // run's next window ([u1, a=old, a=new]) started where a rerun's full
+    // first window ([u0, u1, a=old]) does not end: the rerun handed over
+    // old after the crashed run had handed over new (second review of the
+    // whole-window commit, /work/review-conflate-commit/follow_partial.sh).
+    let dir = tempfile::tempdir().unwrap();
+    journal_of(dir.path(), "u0\tv0\n");
+    let (first_run, second_run) = (dir.path().join("first"), dir.path().join("second"));
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+    let window = ["--conflate-window", "3", "--ack"];
+    // Takes three records without acknowledging one, then dies.
+    let sink = format!(
+        "n=0; while read line; do echo \"$line\" >> {}; n=$((n+1)); [ $n -ge 3 ] && exit 1; done",
+        first_run.display()
+    );
+    let replay = std::process::Command::new(common::cli::bin())
+        .args([&args[..], &window, &["--follow", "--exec", &sink]].concat())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |path: &Path| std::fs::read_to_string(path).map(|text| text.lines().count()).unwrap_or(0);
+    common::wait_for("the first record at the sink", std::time::Duration::from_secs(20), || lines(&first_run) == 1);
+    ok(backwater_with_input(&["append", path(dir.path()), "--key-delimiter", "\\t"], b"u1\tv1\na\told\na\tnew\n"));
+    let out = common::wait_bounded(replay, std::time::Duration::from_secs(30), rustix::process::Signal::KILL, "replay");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = std::fs::read_to_string(&first_run).unwrap();
+    assert!(first.contains("\"new\"") && !first.contains("\"old\""), "{first}");
+    // The rerun acknowledges every record.
+    let sink = format!("while read line; do echo \"$line\" >> {}; echo 1; done", second_run.display());
+    ok(backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b""));
+    let second = std::fs::read_to_string(&second_run).unwrap();
+    assert!(!second.contains("\"old\""), "the rerun handed over the value conflated away before:\n{second}");
+    assert!(second.contains("\"new\""), "{second}");
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::cli::{backwater, bin, path, stderr_of};
-use common::run_tool;
+use common::{run_tool, wait_for};
 
 /// A journal holding `payloads`, one record each.
 fn journal_with(payloads: &[Vec<u8>]) -> tempfile::TempDir {
@@ -56,14 +56,6 @@ fn cursor_position(dir: &Path, name: &str) -> u64 {
         .and_then(|all| all.iter().find(|c| c["name"] == name))
         .and_then(|c| c["position"].as_u64())
         .expect("the cursor exists")
-}
-
-fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn free_port() -> u16 {

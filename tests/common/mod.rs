@@ -165,3 +165,14 @@ pub fn wait_bounded(
         }
     }
 }
+
+/// Waits up to `limit` for `condition` (a state another process reaches),
+/// checking every few milliseconds; fails the test, naming `what`, if it
+/// never holds.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what} after {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
