@@ -193,6 +193,14 @@ impl Consumer {
     /// as after [`Consumer::poll`]). Returns how many records it handed out;
     /// [`Consumer::poll_conflated_counts`] also says how many it read.
     ///
+    /// Safe to resume after a crash: before handing a window out, a named
+    /// consumer records in its cursor file how far it has read, and one
+    /// that resumes at the committed position reads at least that far in
+    /// its first window. So the windows it then conflates hold every window
+    /// read before the crash, even one cut short at the tail, and it never
+    /// hands out a record that an earlier reader skipped for a later record
+    /// of its key (which that reader may have handed out).
+    ///
     /// The records handed out borrow the mapped segments (zero-copy, across
     /// segment boundaries too: the segments read are held until the call
     /// returns); a reused table of key to record keeps the work per record

@@ -461,8 +461,8 @@ pub struct ReplayArgs {
     pub ordered: bool,
     /// Deliver, of each window of records read, every unkeyed record and only the latest record of
     /// each key (`append --key-delimiter`); the cursor still moves past all of them, a whole window
-    /// at a time. Says on stderr how many records it skipped. A sink should keep a key's record
-    /// only if its position is higher than the one it holds (README, "Conflation"). Not with --to
+    /// at a time, and a rerun after a crash skips what the crashed run skipped. Says on stderr how
+    /// many records it skipped. Not with --to
     #[arg(long, conflicts_with = "to")]
     pub conflate: bool,
     /// With --conflate: records read per window (at least 1); a larger window skips more, and
