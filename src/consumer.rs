@@ -244,11 +244,16 @@ impl Consumer {
         let mut conflation = std::mem::take(&mut self.conflation);
         let until = self.conflated_through();
         let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
-        if let Some(cursor) = self.cursor.as_ref().filter(|_| self.inner.writable()) {
-            cursor.raise_conflated_through(self.position);
+        let mut flushed = Ok(());
+        if let Some(cursor) = self.cursor.as_ref().filter(|_| self.inner.writable())
+            && cursor.raise_conflated_through(self.position)
+            && self.inner.meta.limits().flush == Flush::Always
+        {
+            flushed = cursor.flush(); // as a commit is: before the window goes out
         }
         let delivered = conflation.deliver(&mut handler);
         self.conflation = conflation;
+        flushed?;
         Ok(Conflated { read: scanned?, delivered })
     }
 
@@ -256,11 +261,12 @@ impl Consumer {
     /// holds every window a run before it read from here (and may have
     /// handed out, in part, before it died): a rerun then skips what that
     /// run skipped, never handing out a record after a later one of its key
-    /// that run handed out. Only a consumer at its committed position
-    /// resumes such a run; 0 (no bound) for any other.
+    /// that run handed out. A consumer at or past its committed position
+    /// (where a resumed one starts, or moved to by a loss) and below the
+    /// mark reads on to it; 0 (no bound) for any other.
     fn conflated_through(&self) -> u64 {
         match &self.cursor {
-            Some(cursor) if cursor.position() == self.position => cursor.conflated_through(),
+            Some(cursor) if cursor.position() <= self.position => cursor.conflated_through(),
             _ => 0,
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
+use crate::frame::{CONFLATED_CURSOR_VERSION, FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, create_file, put_u32, put_u64};
 
 pub const CURSOR_DIR: &str = "cursors";
@@ -143,9 +143,18 @@ impl CursorFile {
 
     /// Raises [`CursorFile::conflated_through`] to `position`, before the
     /// window that ends there is handed out (visible to every process, and
-    /// surviving this one, at once).
-    pub fn raise_conflated_through(&self, position: u64) {
+    /// surviving this one, at once; durable once flushed). Returns whether
+    /// it rose (an idle poll writes nothing).
+    pub fn raise_conflated_through(&self, position: u64) -> bool {
+        if self.conflated_through() >= position {
+            return false;
+        }
+        let version = self.file.atomic_u32(VERSION_AT);
+        if version.load(Ordering::Relaxed) < CONFLATED_CURSOR_VERSION {
+            version.store(CONFLATED_CURSOR_VERSION, Ordering::Relaxed);
+        }
         self.conflated_through_word().fetch_max(position, Ordering::Relaxed);
+        true
     }
 
     /// Nanoseconds since the epoch of the last commit.

@@ -28,8 +28,19 @@ use crate::Priority;
 /// Version 2 is a journal that may hold compressed segments: its metadata
 /// says 2 from the moment compression is turned on, so that a build that
 /// does not know compressed segments refuses it rather than taking them for
-/// missing ones. Everything else is still written as version 1.
-pub const FORMAT_VERSION: u32 = 2;
+/// missing ones. Version 3 is a cursor file whose consumer has read
+/// conflated windows ([`CONFLATED_CURSOR_VERSION`]). Everything else is
+/// still written as version 1.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version of the metadata of a journal that may hold compressed
+/// segments (raised to it when compression is turned on).
+pub(crate) const COMPRESSED_FORMAT_VERSION: u32 = 2;
+
+/// The version of a cursor file holding a conflated-through mark (raised to
+/// it when the mark is first set): a build older than the mark would move
+/// the cursor back without forgetting it, so it must refuse the file.
+pub(crate) const CONFLATED_CURSOR_VERSION: u32 = 3;
 
 /// The version written where nothing of version 2 is needed: segment and
 /// cursor headers, and the metadata of a journal that never compressed.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::{Compression, Flush, Limits, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, PPM, Watermarks, WhenFull};
 use crate::error::{Error, Result};
 use crate::file_header;
-use crate::frame::{FIRST_FORMAT_VERSION, FORMAT_VERSION};
+use crate::frame::{COMPRESSED_FORMAT_VERSION, FIRST_FORMAT_VERSION, FORMAT_VERSION};
 use crate::mapped::{MappedFile, put_u32, put_u64};
 
 pub const META_FILE: &str = "journal.meta";
@@ -542,7 +542,7 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
     if let Compression::Zstd { level } = limits.compression {
         // Compressed segments may exist from now on: a build that does not
         // know them must refuse the journal (see `FORMAT_VERSION`).
-        raise_version(file, FORMAT_VERSION);
+        raise_version(file, COMPRESSED_FORMAT_VERSION);
         store32(COMPRESSION_LEVEL_AT, level as u32);
     }
     store32(COMPRESSION_KIND_AT, u32::from(limits.compression.is_on()));

@@ -393,6 +393,55 @@ fn a_cursor_moved_back_reads_ordinary_windows_again() {
     assert_eq!(drain_window(&mut resumed, 2).len(), 2, "an ordinary window, not one to the old mark");
 }
 
+/// The same when records below the mark were deleted meanwhile
+/// (`DropOldest`): the successor, told of the loss and moved to the oldest
+/// retained record, still reads on to the mark in its first window.
+#[test]
+fn a_successor_moved_by_a_loss_still_reads_to_the_mark() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .segment_size(MIB)
+        .max_disk_bytes(8 * MIB)
+        .min_free_disk(0)
+        .when_full(backwater::WhenFull::DropOldest);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let publisher = journal.publisher();
+    let mut sequence = 0u64;
+    let mut append = |count: u64| {
+        for _ in 0..count {
+            let mut payload = sequence.to_le_bytes().to_vec();
+            payload.resize(1000, b'.');
+            publisher.append_keyed(b"k", &payload).unwrap();
+            sequence += 1;
+        }
+    };
+    let sequence_of = |payload: &[u8]| u64::from_le_bytes(payload[..8].try_into().unwrap());
+    let mut first = journal.consumer("sink").unwrap();
+    append(6000);
+    let mut newest_handed = 0;
+    loop {
+        let mut handed = Vec::new();
+        let counts = first.poll_conflated_counts(|record| handed.push(sequence_of(record.payload())), 1500).unwrap();
+        newest_handed = handed.into_iter().fold(newest_handed, u64::max);
+        if counts.read == 0 {
+            break;
+        }
+    }
+    drop(first); // dies before committing anything
+    append(2500); // the oldest segments go, below the mark
+    let mut successor = journal.consumer("sink").unwrap();
+    let mut handed = Vec::new();
+    for _ in 0..3 {
+        match successor.poll_conflated(|record| handed.push(sequence_of(record.payload())), 1500) {
+            Ok(_) | Err(Error::Lost { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let stale: Vec<u64> = handed.iter().copied().take_while(|&s| s < 6000).filter(|&s| s < newest_handed).collect();
+    assert!(stale.is_empty(), "handed out {stale:?} after {newest_handed} had been");
+}
+
 /// One conflated read of `window` records.
 fn drain_window(consumer: &mut backwater::Consumer, window: usize) -> Vec<Seen> {
     let mut seen_now = Vec::new();
