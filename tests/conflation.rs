@@ -442,6 +442,28 @@ fn a_successor_moved_by_a_loss_still_reads_to_the_mark() {
     assert!(stale.is_empty(), "handed out {stale:?} after {newest_handed} had been");
 }
 
+/// A cursor whose consumer read conflated windows says format version 3,
+/// which builds older than the mark refuse (they would move it back without
+/// forgetting the mark); one read plainly stays at version 1.
+#[test]
+fn a_conflated_read_raises_its_cursor_file_to_version_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = small(dir.path());
+    journal.publisher().append_keyed(b"k", b"v").unwrap();
+    let version = |name: &str| {
+        let bytes = std::fs::read(dir.path().join("cursors").join(format!("{name}.cursor"))).unwrap();
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap())
+    };
+    let mut plain = journal.consumer("plain").unwrap();
+    drain_keyed(&mut plain);
+    plain.commit().unwrap();
+    let mut conflating = journal.consumer("conflating").unwrap();
+    drain_window(&mut conflating, 10);
+    conflating.commit().unwrap();
+    assert_eq!((version("plain"), version("conflating")), (1, 3));
+    assert_eq!(backwater::FORMAT_VERSION, 3);
+}
+
 /// One conflated read of `window` records.
 fn drain_window(consumer: &mut backwater::Consumer, window: usize) -> Vec<Seen> {
     let mut seen_now = Vec::new();
