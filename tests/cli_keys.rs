@@ -164,7 +164,7 @@ fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_confla
         })
         .collect();
     journal_of(dir.path(), &input);
-    let (first_run, second_run) = (dir.path().join("first"), dir.path().join("second"));
+    let first_run = dir.path().join("first");
     let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
     let window = ["--conflate-window", "10", "--ack", "--ack-timeout", "1s"];
     // Acknowledges three records, then takes the rest without a word.
@@ -172,14 +172,7 @@ fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_confla
         format!("for n in 1 2 3; do read line; echo \"$line\" >> {0}; done; echo 3; cat >> {0}", first_run.display());
     let out = backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b"");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let first = std::fs::read_to_string(&first_run).unwrap();
-    assert!(first.contains("\"new\"") && !first.contains("\"old\""), "{first}");
-    // The rerun acknowledges every record.
-    let sink = format!("while read line; do echo \"$line\" >> {}; echo 1; done", second_run.display());
-    ok(backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b""));
-    let second = std::fs::read_to_string(&second_run).unwrap();
-    assert!(!second.contains("\"old\""), "the rerun handed over the value conflated away before:\n{second}");
-    assert!(second.contains("\"new\""), "{second}");
+    assert_rerun_skips_what_was_conflated_away(&first_run, &[&args[..], &window].concat());
 }
 
 #[test]
@@ -205,7 +198,7 @@ fn a_conflated_follow_rerun_after_a_crash_never_hands_over_a_value_conflated_awa
     // whole-window commit, /work/review-conflate-commit/follow_partial.sh).
     let dir = tempfile::tempdir().unwrap();
     journal_of(dir.path(), "u0\tv0\n");
-    let (first_run, second_run) = (dir.path().join("first"), dir.path().join("second"));
+    let first_run = dir.path().join("first");
     let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
     let window = ["--conflate-window", "3", "--ack"];
     // Takes three records without acknowledging one, then dies.
@@ -224,11 +217,18 @@ fn a_conflated_follow_rerun_after_a_crash_never_hands_over_a_value_conflated_awa
     ok(backwater_with_input(&["append", path(dir.path()), "--key-delimiter", "\\t"], b"u1\tv1\na\told\na\tnew\n"));
     let out = common::wait_bounded(replay, std::time::Duration::from_secs(30), rustix::process::Signal::KILL, "replay");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let first = std::fs::read_to_string(&first_run).unwrap();
+    assert_rerun_skips_what_was_conflated_away(&first_run, &[&args[..], &window].concat());
+}
+
+/// After a first run into `first_run` that handed over `a=new` and not
+/// `a=old` (which it conflated away) and died, reruns `replay` (`args`)
+/// with a sink that acknowledges every record: it must not hand over `old`.
+fn assert_rerun_skips_what_was_conflated_away(first_run: &Path, args: &[&str]) {
+    let first = std::fs::read_to_string(first_run).unwrap();
     assert!(first.contains("\"new\"") && !first.contains("\"old\""), "{first}");
-    // The rerun acknowledges every record.
+    let second_run = first_run.with_file_name("second");
     let sink = format!("while read line; do echo \"$line\" >> {}; echo 1; done", second_run.display());
-    ok(backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b""));
+    ok(backwater_with_input(&[args, &["--exec", &sink]].concat(), b""));
     let second = std::fs::read_to_string(&second_run).unwrap();
     assert!(!second.contains("\"old\""), "the rerun handed over the value conflated away before:\n{second}");
     assert!(second.contains("\"new\""), "{second}");
