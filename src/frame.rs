@@ -29,7 +29,7 @@ use crate::Priority;
 /// says 2 from the moment compression is turned on, so that a build that
 /// does not know compressed segments refuses it rather than taking them for
 /// missing ones. Version 3 is a cursor file whose consumer has read
-/// conflated windows ([`CONFLATED_CURSOR_VERSION`]). Everything else is
+/// conflated windows (it holds a conflated-through mark). Everything else is
 /// still written as version 1.
 pub const FORMAT_VERSION: u32 = 3;
 
