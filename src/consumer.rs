@@ -300,7 +300,7 @@ impl Consumer {
             // leaves it out, and the next poll maps whatever is current.
             let Some(segment) = self.segment.take() else { break };
             // Past `limit`, on to `until` a record at a time, so as to stop
-            // right there (a rerun's first conflated read, no other).
+            // right there (only a conflated read below its cursor's mark).
             let want = if count < limit { limit - count } else { 1 };
             let (read, more) = self.read_in_segment(&segment, &mut visit, want)?;
             self.segment = Some(segment);

@@ -134,9 +134,9 @@ impl CursorFile {
     }
 
     /// How far this cursor's consumer has read in conflated windows (0:
-    /// never, or forgotten by a move back): a consumer resuming at the
-    /// committed position conflates up to there as one window (see
-    /// `Consumer::poll_conflated`).
+    /// never, or forgotten by a move back): a consumer at or past the
+    /// committed position and below it conflates up to there as one window
+    /// (see `Consumer::poll_conflated`).
     pub fn conflated_through(&self) -> u64 {
         self.conflated_through_word().load(Ordering::Relaxed)
     }
