@@ -34,6 +34,12 @@ pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
     // memory, not the file).
     let files = segment::list_files(&inner.dir, size)?;
     let compressed: BTreeSet<u64> = segment::compressed_only(&files).map(|file| file.index).collect();
+    // How far the frames are committed, walked *before* the msyncs: a claim
+    // still being written stops it, and the next flush starts there. Walked
+    // after, a claim committed between an msync and the walk would count as
+    // flushed though its header reached the page after the msync, and no
+    // later flush would sync it.
+    let committed = committed_until(inner, from, tail, &compressed);
     for index in files.iter().filter(|file| !file.compressed).map(|file| file.index) {
         let (start, end) = (from.max(index * size), tail.min((index + 1) * size));
         if start >= end {
@@ -46,9 +52,6 @@ pub(crate) fn flush_all(inner: &JournalState) -> Result<()> {
             Err(other) => return Err(other),
         }
     }
-    // A claim still being written below the tail is synced by a later flush:
-    // the next one starts at it, not at the tail.
-    let committed = committed_until(inner, from, tail, &compressed);
     inner.flushed_position.fetch_max(committed, Ordering::AcqRel);
     // Recorded after the segments are on the media, before the metadata
     // page that carries it is synced: recovery trusts everything below it.

@@ -2,6 +2,9 @@
 //! scripted workload and one deterministic crash image (see `Scripted`),
 //! and each asserts what must hold. They fail until the library is fixed.
 
+use std::sync::mpsc;
+use std::time::Duration;
+
 use backwater::{Consumer, ExclusivePublisher, Flush, Journal};
 
 use crate::SEGMENT;
@@ -47,6 +50,42 @@ fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flus
     claim.payload_mut().copy_from_slice(&payload);
     journal.flush().expect("flush while the claim is open");
     let position = claim.commit().expect("commit");
+    s.logged(position, seed, 100);
+    journal.flush().expect("flush after the commit");
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// A claim committed while a `flush()` runs, after its msync and before it
+/// records how far it got: the flush saw a committed frame that its msync
+/// never carried, moved the flushed position past it, and no later flush
+/// ever synced it (the random model's "claim committed after a flush",
+/// under `Flush::Interval` with the housekeeper flushing).
+#[test]
+fn a_claim_committed_during_a_flush_is_flushed_by_the_next_flush() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100);
+    let (seed, payload) = s.next_payload(100);
+    let mut claim = publisher.claim(100).expect("claim");
+    claim.payload_mut().copy_from_slice(&payload);
+    let (synced, sync_seen) = mpsc::channel();
+    let (committed, commit_seen) = mpsc::channel();
+    s.after_barrier(&format!("msync {}", segment(0)), move || {
+        synced.send(()).expect("the committer waits");
+        commit_seen.recv_timeout(Duration::from_secs(30)).expect("the claim was committed");
+    });
+    let position = std::thread::scope(|scope| {
+        let committer = scope.spawn(move || {
+            sync_seen.recv_timeout(Duration::from_secs(30)).expect("the flush msynced segment 0");
+            let position = claim.commit().expect("commit");
+            committed.send(()).expect("the flush waits");
+            position
+        });
+        journal.flush().expect("the flush the claim is committed in");
+        committer.join().expect("the committer")
+    });
     s.logged(position, seed, 100);
     journal.flush().expect("flush after the commit");
     s.promise_all(None);

@@ -27,8 +27,12 @@ fn on_barrier(event: &SyncEvent<'_>) {
         let models = lock(&MODELS);
         models.iter().find(|(root, _)| path.starts_with(root)).map(|(_, model)| Arc::clone(model))
     };
-    if let Some(model) = model {
-        lock(&model).on_barrier(event);
+    let Some(model) = model else { return };
+    let what = lock(&model).on_barrier(event);
+    // Taken under the lock, run outside it: the action may use the journal.
+    let after = lock(&model).after.take_if(|(at, _)| what.contains(at.as_str()));
+    if let Some((_, action)) = after {
+        action();
     }
 }
 
@@ -72,6 +76,7 @@ impl Registered {
             pending: Vec::new(),
             coverage: Coverage { workloads: 1, ..Coverage::default() },
             capture: None,
+            after: None,
         }));
         lock(&MODELS).push((root.to_path_buf(), Arc::clone(&model)));
         Registered { root: root.to_path_buf(), model }
@@ -105,7 +110,13 @@ pub struct Model {
     pub coverage: Coverage,
     /// A scripted crash image to build at one chosen barrier.
     pub capture: Option<Capture>,
+    /// An action to run in the barrier's own thread, right after the first
+    /// barrier whose description contains the text: a reproduction's way to
+    /// make something happen in the middle of a flush.
+    pub after: Option<(String, AfterBarrier)>,
 }
+
+pub type AfterBarrier = Box<dyn FnOnce() + Send>;
 
 /// A crash image waiting to be checked.
 pub struct CrashImage {
@@ -158,7 +169,8 @@ impl std::ops::AddAssign for Coverage {
 }
 
 impl Model {
-    fn on_barrier(&mut self, event: &SyncEvent<'_>) {
+    /// Records the barrier on the media; returns its description.
+    fn on_barrier(&mut self, event: &SyncEvent<'_>) -> String {
         let what = match *event {
             SyncEvent::Range { path, offset, len } => {
                 self.media.synced_range(path, offset, len);
@@ -174,7 +186,8 @@ impl Model {
                 format!("fsync directory '{rel}'")
             }
         };
-        self.crash_point(what);
+        self.crash_point(what.clone());
+        what
     }
 
     fn relative(&self, path: &Path) -> String {

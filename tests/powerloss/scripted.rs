@@ -73,6 +73,12 @@ impl Scripted {
         self.model.lock().capture = Some(Capture { at: at.into(), skip, script, taken: None });
     }
 
+    /// Runs `action` in the flushing thread right after the first barrier
+    /// whose description contains `at` (e.g. "msync 0000…0.seg").
+    pub fn after_barrier(&self, at: &str, action: impl FnOnce() + Send + 'static) {
+        self.model.lock().after = Some((at.into(), Box::new(action)));
+    }
+
     /// What recovery of the image `power_loss_at` took finds.
     pub fn captured(&self) -> Vec<Problem> {
         let taken = self.model.lock().capture.as_mut().and_then(|capture| capture.taken.take());
