@@ -135,10 +135,23 @@ fn capacity(inner: &JournalState) -> Result<u64> {
 /// compressed ones their length), including spares and deleted segments
 /// that a reader still has mapped.
 pub(crate) fn disk_bytes(inner: &JournalState) -> Result<u64> {
+    Ok(disk_use(inner)?.total)
+}
+
+/// What the journal's files hold on disk, from one listing.
+#[derive(Clone, Copy, Default)]
+struct DiskUse {
+    total: u64,
+    /// Of `total`, deleted segments that a reader still has mapped.
+    retired: u64,
+}
+
+fn disk_use(inner: &JournalState) -> Result<DiskUse> {
     let size = inner.segment_size();
-    let files = segment::list_files(&inner.dir, size)?;
-    let segments: u64 = files.iter().map(|file| if file.compressed { file.len } else { size }).sum();
-    Ok(segments + parked_files(&inner.dir)? * size)
+    let files = segment::list_disk_files(&inner.dir, size)?;
+    let segments: u64 = files.segments.iter().map(|file| if file.compressed { file.len } else { size }).sum();
+    let retired = files.retired * size;
+    Ok(DiskUse { total: segments + files.spares * size + retired, retired })
 }
 
 /// What the compressed segments in the directory amount to.
@@ -178,12 +191,6 @@ pub(crate) fn account_compressed(inner: &JournalState) -> Result<()> {
     Ok(())
 }
 
-/// Segment-sized files that are not segments but hold disk: spares (any
-/// handle's) and retired segments (counted in `disk_bytes`).
-fn parked_files(dir: &Path) -> Result<u64> {
-    Ok((segment::spare_paths(dir)?.len() + segment::retired_paths(dir)?.len()) as u64)
-}
-
 /// A claim did not fit under a watermark: the journal is at that level now,
 /// even if the fill itself is a record short of the mark.
 pub(crate) fn raise_level(inner: &JournalState, level: Level) {
@@ -197,6 +204,7 @@ pub(crate) fn raise_level(inner: &JournalState, level: Level) {
 pub(crate) fn stats(inner: &JournalState) -> Stats {
     let meta = &inner.meta;
     let fill = Fill::read(meta);
+    let disk = disk_use(inner).unwrap_or_default();
     Stats {
         appended: append_count::total(meta),
         dropped_low: meta.dropped_low().load(Ordering::Relaxed),
@@ -211,7 +219,8 @@ pub(crate) fn stats(inner: &JournalState) -> Stats {
         level: next_level(Level::from_u32(meta.level().load(Ordering::Acquire)), fill.ratio(), &meta.limits()),
         first_position: meta.first_position().load(Ordering::Acquire),
         tail_position: fill.tail,
-        disk_bytes: disk_bytes(inner).unwrap_or(0),
+        disk_bytes: disk.total,
+        retired_bytes: disk.retired,
         compression: compression_stats(inner),
         exclusive_publisher: match meta.exclusive_pid().load(Ordering::Acquire) {
             0 => None,

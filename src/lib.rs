@@ -174,11 +174,26 @@ pub struct Stats {
     /// for recycling and deleted segments a reader still has mapped (0 if the
     /// directory could not be listed).
     pub disk_bytes: u64,
+    /// Of `disk_bytes`, deleted segments that a reader still has mapped
+    /// (renamed `.tmp-retired-N` until it lets go): they keep their disk,
+    /// but not against the budget, so that idle readers cannot wedge a
+    /// ring. At most one segment per reader; the rest of `disk_bytes` stays
+    /// within [`Limits::max_disk_bytes`].
+    pub retired_bytes: u64,
     /// Compressed segments now, and what was compressed since creation.
     pub compression: CompressionStats,
     /// The pid of the process whose [`ExclusivePublisher`] has the journal's
     /// appends (or that died holding it, until the next publisher settles it).
     pub exclusive_publisher: Option<u32>,
+}
+
+impl Stats {
+    /// The disk that counts against [`Limits::max_disk_bytes`]: segments
+    /// (prepared ones included) and spares, not the retired segments of
+    /// [`Stats::retired_bytes`].
+    pub fn budgeted_bytes(&self) -> u64 {
+        self.disk_bytes.saturating_sub(self.retired_bytes)
+    }
 }
 
 /// What compression does for a journal ([`Stats::compression`]): the

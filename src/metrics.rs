@@ -186,8 +186,14 @@ const JOURNAL_FAMILIES: &[Family<Figures>] = &[
     Family {
         name: "backwater_disk_bytes",
         kind: Kind::Gauge,
-        help: "Bytes held by the journal's segment files on disk (retained, prepared ahead and spare)",
+        help: "Bytes held by the journal's segment files on disk (retained, prepared ahead, spare and retired)",
         value: |f| Value::Count(f.stats.disk_bytes),
+    },
+    Family {
+        name: "backwater_retired_bytes",
+        kind: Kind::Gauge,
+        help: "Of the disk bytes, deleted segments a reader still maps (not counted against the budget)",
+        value: |f| Value::Count(f.stats.retired_bytes),
     },
     Family {
         name: "backwater_capacity_bytes",

@@ -421,15 +421,36 @@ pub fn compressed_only(files: &[SegmentFile]) -> impl Iterator<Item = &SegmentFi
 /// listing, or just below its oldest one (compression goes oldest first):
 /// each is looked up by both names before it is left out.
 pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
+    Ok(list_disk_files(dir, segment_size)?.segments)
+}
+
+/// The files that hold a journal's disk, from one listing of `dir`.
+pub(crate) struct DiskFiles {
+    /// As [`list_files`] gives them.
+    pub segments: Vec<SegmentFile>,
+    /// Spare files, any handle's (segment-sized).
+    pub spares: u64,
+    /// Retired segments: deleted, still mapped by a reader (segment-sized).
+    pub retired: u64,
+}
+
+/// [`list_files`], and the spare and retired files of the same listing: a
+/// segment renamed to a spare or retired meanwhile is counted once.
+pub(crate) fn list_disk_files(dir: &Path, segment_size: u64) -> Result<DiskFiles> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read directory", e))?;
     let mut files = Vec::new();
+    let (mut spares, mut retired) = (0, 0);
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, "read directory", e))?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let (base, compressed) = match (parse_file_name(&name), compressed::parse_file_name(&name)) {
             (Some(base), _) => (base, false),
             (None, Some(base)) => (base, true),
-            (None, None) => continue,
+            (None, None) => {
+                spares += u64::from(name.starts_with(SPARE_PREFIX));
+                retired += u64::from(name.starts_with(RETIRED_PREFIX));
+                continue;
+            }
         };
         if base % segment_size != 0 {
             return Err(Error::not_a_journal(
@@ -442,7 +463,7 @@ pub fn list_files(dir: &Path, segment_size: u64) -> Result<Vec<SegmentFile>> {
         files.push(SegmentFile { index: base / segment_size, compressed, len });
     }
     files.sort_unstable_by_key(|file| (file.index, file.compressed));
-    Ok(fill_gaps(dir, segment_size, files))
+    Ok(DiskFiles { segments: fill_gaps(dir, segment_size, files), spares, retired })
 }
 
 /// Adds to a sorted listing the segments it missed that exist (see

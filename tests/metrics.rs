@@ -154,6 +154,7 @@ fn metrics_agree_with_info_json_pass_promtool_and_write_nothing() {
         assert_eq!(value(&samples, name, label, None), info[field].as_f64().unwrap(), "{name} vs info's {field}");
     };
     same("backwater_disk_bytes", "disk_bytes");
+    same("backwater_retired_bytes", "retired_bytes");
     same("backwater_capacity_bytes", "capacity");
     same("backwater_fill_ratio", "fill");
     same("backwater_segments", "segments");

@@ -19,7 +19,11 @@ pub fn run(args: ReportArgs) -> Outcome {
     let stats = figures.stats;
     say!("journal        {}", args.dir.display());
     say!("created        {}", human_time(journal.created_ns()));
-    say!("segments       {} ({} on disk)", figures.segments, human_bytes(stats.disk_bytes));
+    let retired = match stats.retired_bytes {
+        0 => String::new(),
+        bytes => format!(", {} of it deleted segments a reader still maps", human_bytes(bytes)),
+    };
+    say!("segments       {} ({} on disk{retired})", figures.segments, human_bytes(stats.disk_bytes));
     say!("positions      {} .. {}", stats.first_position, stats.tail_position);
     say!("capacity       {}", human_bytes(stats.capacity));
     say!("fill           {:.1}%  level {}", stats.fill * 100.0, stats.level.name());
@@ -78,6 +82,7 @@ pub fn report(journal: &Journal, figures: &Figures) -> serde_json::Value {
         "tail_position": stats.tail_position,
         "appended": stats.appended,
         "disk_bytes": stats.disk_bytes,
+        "retired_bytes": stats.retired_bytes,
         "capacity": stats.capacity,
         "fill": stats.fill,
         "level": stats.level.name(),
