@@ -176,6 +176,29 @@ fn a_conflated_replay_rerun_after_a_crash_never_hands_over_a_value_it_had_confla
 }
 
 #[test]
+fn a_conflated_replay_commits_each_acknowledgement_so_a_rerun_resends_none_of_them() {
+    // The cursor was committed at window ends only: a crash three acks into
+    // a window sent the whole window again. The mark in the cursor file
+    // (how far the windows were read) keeps a rerun from mid-window safe.
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..30).map(|n| format!("u{n}\tv{n}\n")).collect();
+    journal_of(dir.path(), &input);
+    let args = ["replay", path(dir.path()), "--cursor", "db", "--create", "--format", "json", "--conflate"];
+    let window = ["--conflate-window", "10", "--ack", "--ack-timeout", "1s"];
+    let sink = "for n in 1 2 3; do read line; echo 1; done";
+    let out = backwater_with_input(&[&args[..], &window, &["--exec", sink]].concat(), b"");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let second_run = dir.path().join("second");
+    let sink = format!("while read line; do echo \"$line\" >> {}; echo 1; done", second_run.display());
+    ok(backwater_with_input(&[&args[..], &window, &["--exec", &sink]].concat(), b""));
+    let second = std::fs::read_to_string(&second_run).unwrap();
+    let keys: Vec<&str> =
+        second.lines().map(|line| line.split("\"key\":\"").nth(1).unwrap().split('"').next().unwrap()).collect();
+    let expected: Vec<String> = (3..30).map(|n| format!("u{n}")).collect();
+    assert_eq!(keys, expected, "the rerun resumes after the third acknowledged record");
+}
+
+#[test]
 fn conflate_window_is_refused_with_to_like_conflate() {
     // It was accepted with --to and did nothing (review of --to with --conflate, finding 2).
     let dir = tempfile::tempdir().unwrap();

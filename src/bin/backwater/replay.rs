@@ -67,7 +67,6 @@ pub fn run(args: ReplayArgs) -> Outcome {
         last_ack: Instant::now(),
         pacer: Pacer::new(&args),
         rest_of_window: None,
-        window_ends: VecDeque::new(),
         progress: Progress::new(),
         handed: 0,
         read: 0,
@@ -198,12 +197,6 @@ struct Replay<'a> {
     pacer: Pacer,
     /// With `--conflate`: a window the pacer paused in.
     rest_of_window: Option<RestOfWindow>,
-    /// With `--conflate`: where the windows read and not yet committed end,
-    /// oldest first. The cursor is committed at window ends only, so that a
-    /// rerun reads the same windows (with the same `--conflate-window`)
-    /// and never hands over a record a crashed run conflated away in favour
-    /// of one it handed over.
-    window_ends: VecDeque<u64>,
     progress: Progress,
     handed: u64,
     /// Records read: with `--conflate`, `handed` plus those skipped.
@@ -297,11 +290,7 @@ impl Replay<'_> {
             self.consumer.poll(handler, limit).map(|moved| (moved, 0))
         } else if self.args.conflate {
             let mut left = VecDeque::new();
-            // The window's last record is always handed to the handler
-            // (nothing after it in the window supersedes it).
-            let mut window_end = None;
             let handler = |record: Record<'_>| {
-                window_end = Some(record.next_position());
                 if paused.is_none() {
                     paused = sender.offer(&record).map(|due_in| (record.position(), due_in));
                 }
@@ -310,7 +299,6 @@ impl Replay<'_> {
                 }
             };
             let read = conflated(&mut self.consumer, handler, limit, wait);
-            self.window_ends.extend(window_end);
             if paused.is_some() {
                 *rest = Some(RestOfWindow { positions: left, end: self.consumer.position() });
             }
@@ -422,29 +410,16 @@ impl Replay<'_> {
     }
 
     /// Counts the oldest `count` pending records as taken and commits past
-    /// them (with `--conflate`, up to the last window they complete).
+    /// them. With `--conflate` too, inside a window: the cursor file's mark
+    /// of how far the windows were read makes a rerun from there conflate
+    /// on to the mark as one window ([`Consumer::poll_conflated`]), so it
+    /// never hands over a record this run skipped for a later one.
     fn commit_first(&mut self, count: usize) -> Outcome {
         let Some((_, through)) = self.pending.drain(..count).next_back() else { return Ok(()) };
         self.committed += count as u64;
-        let position = if self.args.conflate { self.last_window_end(through) } else { Some(through) };
-        if let Some(position) = position {
-            self.consumer.commit_at(position)?;
-            self.committed_at = position;
-        }
+        self.consumer.commit_at(through)?;
+        self.committed_at = through;
         Ok(())
-    }
-
-    /// The end of the last window read that ends at or before `through`
-    /// (forgetting those), if any: the next position of a window's last
-    /// record, which is always handed over, so taking it completes the
-    /// window.
-    fn last_window_end(&mut self, through: u64) -> Option<u64> {
-        let mut last = None;
-        while let Some(&end) = self.window_ends.front().filter(|&&end| end <= through) {
-            last = Some(end);
-            self.window_ends.pop_front();
-        }
-        last
     }
 
     /// Applies acknowledgements, waiting up to `wait` for the first one.
@@ -659,14 +634,11 @@ impl Replay<'_> {
     }
 
     fn failed(&self, why: Option<String>) -> Failure {
-        let mut what = if self.acks.is_some() {
+        let what = if self.acks.is_some() {
             format!("{} acknowledged of {} handed over", self.committed, self.handed)
         } else {
             format!("{} of {} handed over known to be taken", self.committed, self.handed)
         };
-        if self.args.conflate {
-            what.push_str("; with --conflate, at the end of the last window taken whole");
-        }
         let next = self.advice.clone().unwrap_or_else(|| "a rerun resumes there".into());
         Failure::new(
             EXIT_FINDING,
