@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use backwater::{Consumer, ExclusivePublisher, Flush, Journal};
+use backwater::{Claim, Consumer, ExclusivePublisher, Flush, Journal};
 
 use crate::SEGMENT;
 use crate::check::{CURSOR, Problem};
@@ -36,11 +36,11 @@ fn into_segment_two(s: &mut Scripted, flush: Flush, first: usize, then: usize) -
     journal
 }
 
-/// A `flush()` that runs while a claim is open msyncs the claimed frame and
-/// moves the handle's flushed position past it; the commit that follows is
-/// never msynced by any later `flush()`, which returns as if it were.
-#[test]
-fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flush() {
+/// A journal with one record and a claim of a second one, filled, that
+/// `commit` commits around a `flush()` (given the harness, to hook the
+/// flush's barriers); then one more flush promises both,
+/// and a power loss must keep them.
+fn assert_claim_flushed_by_the_next_flush(commit: impl FnOnce(&Scripted, &Journal, Claim<'_>) -> u64) {
     let mut s = Scripted::new();
     let journal = Journal::open(s.path(), small(explicit())).expect("open");
     let publisher = journal.publisher();
@@ -48,12 +48,22 @@ fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flus
     let (seed, payload) = s.next_payload(100);
     let mut claim = publisher.claim(100).expect("claim");
     claim.payload_mut().copy_from_slice(&payload);
-    journal.flush().expect("flush while the claim is open");
-    let position = claim.commit().expect("commit");
+    let position = commit(&s, &journal, claim);
     s.logged(position, seed, 100);
     journal.flush().expect("flush after the commit");
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// A `flush()` that runs while a claim is open msyncs the claimed frame and
+/// moves the handle's flushed position past it; the commit that follows is
+/// never msynced by any later `flush()`, which returns as if it were.
+#[test]
+fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flush() {
+    assert_claim_flushed_by_the_next_flush(|_, journal, claim| {
+        journal.flush().expect("flush while the claim is open");
+        claim.commit().expect("commit")
+    });
 }
 
 /// A claim committed while a `flush()` runs, after its msync and before it
@@ -63,33 +73,24 @@ fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flus
 /// under `Flush::Interval` with the housekeeper flushing).
 #[test]
 fn a_claim_committed_during_a_flush_is_flushed_by_the_next_flush() {
-    let mut s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    s.append(&publisher, 100);
-    let (seed, payload) = s.next_payload(100);
-    let mut claim = publisher.claim(100).expect("claim");
-    claim.payload_mut().copy_from_slice(&payload);
-    let (synced, sync_seen) = mpsc::channel();
-    let (committed, commit_seen) = mpsc::channel();
-    s.after_barrier(&format!("msync {}", segment(0)), move || {
-        synced.send(()).expect("the committer waits");
-        commit_seen.recv_timeout(Duration::from_secs(30)).expect("the claim was committed");
-    });
-    let position = std::thread::scope(|scope| {
-        let committer = scope.spawn(move || {
-            sync_seen.recv_timeout(Duration::from_secs(30)).expect("the flush msynced segment 0");
-            let position = claim.commit().expect("commit");
-            committed.send(()).expect("the flush waits");
-            position
+    assert_claim_flushed_by_the_next_flush(|s, journal, claim| {
+        let (synced, sync_seen) = mpsc::channel();
+        let (committed, commit_seen) = mpsc::channel();
+        s.after_barrier(&format!("msync {}", segment(0)), move || {
+            synced.send(()).expect("the committer waits");
+            commit_seen.recv_timeout(Duration::from_secs(30)).expect("the claim was committed");
         });
-        journal.flush().expect("the flush the claim is committed in");
-        committer.join().expect("the committer")
+        std::thread::scope(|scope| {
+            let committer = scope.spawn(move || {
+                sync_seen.recv_timeout(Duration::from_secs(30)).expect("the flush msynced segment 0");
+                let position = claim.commit().expect("commit");
+                committed.send(()).expect("the flush waits");
+                position
+            });
+            journal.flush().expect("the flush the claim is committed in");
+            committer.join().expect("the committer")
+        })
     });
-    s.logged(position, seed, 100);
-    journal.flush().expect("flush after the commit");
-    s.promise_all(None);
-    assert_recovers(&s.power_loss(Script::durable()));
 }
 
 /// Frames appended after the last flush: the first one's header page
