@@ -4,7 +4,7 @@
 //! after each operation the images built meanwhile are recovered and checked.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use backwater::{Config, Consumer, Error, ExclusivePublisher, Flush, Journal, WhenFull};
@@ -13,7 +13,7 @@ use crate::SEGMENT;
 use crate::check::{self, Appended, CURSOR, Problem, Promise};
 use crate::common::{self, Rng};
 use crate::media::{self, Image};
-use crate::model::{Coverage, Loss, Registered, lock, tempdir};
+use crate::model::{AfterBarrier, Coverage, Loss, Registered, lock, tempdir};
 
 /// Operations at most per workload (it stops once it has its images).
 const MAX_STEPS: usize = 3000;
@@ -82,6 +82,8 @@ enum Op {
     Batch(Vec<usize>),
     /// Claim, `flush()` while the claim is open, then commit.
     ClaimAcrossFlush(usize),
+    /// Claim, then commit from another thread in the middle of a `flush()`.
+    CommitDuringFlush(usize),
     /// Poll up to n records, then maybe commit.
     Consume(usize, bool),
     Flush,
@@ -96,6 +98,7 @@ enum Kind {
     Append,
     Batch,
     ClaimAcrossFlush,
+    CommitDuringFlush,
     Consume,
     Flush,
     Retention,
@@ -229,6 +232,7 @@ impl Workload {
             (500, Kind::Append),
             (if shared { 40 } else { 0 }, Kind::Batch),
             (if shared { 30 } else { 0 }, Kind::ClaimAcrossFlush),
+            (if shared { 20 } else { 0 }, Kind::CommitDuringFlush),
             (consume, Kind::Consume),
             (50, Kind::Flush),
             (80, Kind::Retention),
@@ -250,6 +254,7 @@ impl Workload {
             Kind::Append => Op::Append(self.record_len()),
             Kind::Batch => Op::Batch((0..1 + self.rng.below(6)).map(|_| self.rng.below(600) as usize).collect()),
             Kind::ClaimAcrossFlush => Op::ClaimAcrossFlush(self.rng.below(3000) as usize),
+            Kind::CommitDuringFlush => Op::CommitDuringFlush(self.rng.below(3000) as usize),
             Kind::Consume => Op::Consume(1 + self.rng.below(60) as usize, self.rng.below(5) != 0),
             Kind::Flush => Op::Flush,
             Kind::Retention => Op::Retention,
@@ -281,6 +286,7 @@ impl Workload {
             Op::Append(len) => self.append(*len),
             Op::Batch(lens) => self.append_batch(lens),
             Op::ClaimAcrossFlush(len) => self.claim_across_flush(*len),
+            Op::CommitDuringFlush(len) => self.commit_during_flush(*len),
             Op::Consume(limit, commit) => self.consume(*limit, *commit),
             Op::Flush => {
                 self.journal().flush()?;
@@ -338,19 +344,67 @@ impl Workload {
     fn claim_across_flush(&mut self, len: usize) -> backwater::Result<()> {
         let (seed, payload) = self.new_record(len);
         let publisher = self.journal().publisher();
-        let mut claim = match publisher.claim(len) {
-            Ok(claim) => claim,
-            // Deleted segments a reader or an idle claim still maps count
-            // against the budget until unmapped: a tiny ring can refuse a
-            // non-blocking claim meanwhile (nothing was appended).
-            Err(backwater::OfferError::BackPressured { .. }) if self.variant.ring => return Ok(()),
-            Err(other) => return Err(other.into()),
-        };
-        claim.payload_mut().copy_from_slice(&payload);
+        let Some(claim) = self.filled_claim(&publisher, &payload)? else { return Ok(()) };
         self.journal().flush()?;
         self.promise_everything();
         let position = claim.commit()?;
         self.appended(Appended { position, seed, len, via: "claim committed after a flush" });
+        Ok(())
+    }
+
+    /// A claim of `payload`'s length, filled with it; `None` when a tiny
+    /// ring refuses it.
+    fn filled_claim<'p>(
+        &self,
+        publisher: &'p backwater::Publisher,
+        payload: &[u8],
+    ) -> backwater::Result<Option<backwater::Claim<'p>>> {
+        let mut claim = match publisher.claim(payload.len()) {
+            Ok(claim) => claim,
+            // Deleted segments a reader or an idle claim still maps count
+            // against the budget until unmapped: a tiny ring can refuse a
+            // non-blocking claim meanwhile (nothing was appended).
+            Err(backwater::OfferError::BackPressured { .. }) if self.variant.ring => return Ok(None),
+            Err(other) => return Err(other.into()),
+        };
+        claim.payload_mut().copy_from_slice(payload);
+        Ok(Some(claim))
+    }
+
+    /// Commits a claim from another thread right after the first msync of
+    /// a segment in the middle of a `flush()` (in this thread, or the
+    /// housekeeper's), a moment the housekeeper's timing reaches only now
+    /// and then. The flush promises what was appended before it started.
+    fn commit_during_flush(&mut self, len: usize) -> backwater::Result<()> {
+        let (seed, payload) = self.new_record(len);
+        let publisher = self.journal().publisher();
+        let Some(claim) = self.filled_claim(&publisher, &payload)? else { return Ok(()) };
+        let (synced, sync_seen) = mpsc::channel::<()>();
+        let (committed, commit_seen) = mpsc::channel::<()>();
+        let after_msync: AfterBarrier = Box::new(move || {
+            if synced.send(()).is_ok() {
+                let _ = commit_seen.recv_timeout(Duration::from_secs(30));
+            }
+        });
+        // Segment files, and only they, are named by 20 digits.
+        self.model.lock().after = Some(("msync 0".into(), after_msync));
+        let (flushed, position) = std::thread::scope(|scope| {
+            let committer = scope.spawn(move || {
+                // The msync happened, or the flush ended without one (the
+                // hook dropped unrun): commit either way.
+                let _ = sync_seen.recv();
+                let position = claim.commit();
+                let _ = committed.send(());
+                position
+            });
+            let flushed = self.journal().flush();
+            self.model.lock().after = None;
+            (flushed, committer.join().expect("the committer thread"))
+        });
+        flushed?;
+        self.promise_everything();
+        let position = position?;
+        self.appended(Appended { position, seed, len, via: "claim committed during a flush" });
         Ok(())
     }
 
