@@ -193,13 +193,15 @@ impl Consumer {
     /// as after [`Consumer::poll`]). Returns how many records it handed out;
     /// [`Consumer::poll_conflated_counts`] also says how many it read.
     ///
-    /// Safe to resume after a crash: before handing a window out, a named
-    /// consumer records in its cursor file how far it has read, and one
-    /// that resumes at the committed position reads at least that far in
-    /// its first window. So the windows it then conflates hold every window
-    /// read before the crash, even one cut short at the tail, and it never
-    /// hands out a record that an earlier reader skipped for a later record
-    /// of its key (which that reader may have handed out).
+    /// Safe to resume after a crash or a power loss: before handing a
+    /// window out, a named consumer records in its cursor file how far it
+    /// has read (and msyncs it, under every [`Flush`] policy but
+    /// [`Flush::Never`]: one msync per window), and one that resumes at the
+    /// committed position reads at least that far in its first window. So
+    /// the windows it then conflates hold every window read before the
+    /// crash, even one cut short at the tail, and it never hands out a
+    /// record that an earlier reader skipped for a later record of its key
+    /// (which that reader may have handed out), wherever it committed.
     ///
     /// The records handed out borrow the mapped segments (zero-copy, across
     /// segment boundaries too: the segments read are held until the call
@@ -227,7 +229,8 @@ impl Consumer {
     /// # Errors
     /// Those of [`Consumer::poll`]. The records read before the failing
     /// frame are conflated and handed out first; the consumer stays at that
-    /// frame.
+    /// frame. [`Error::Io`] when the cursor file's msync fails: nothing is
+    /// handed out, and the consumer stays where it was.
     pub fn poll_conflated<F: FnMut(Record<'_>)>(&mut self, handler: F, limit: usize) -> Result<usize> {
         self.poll_conflated_counts(handler, limit).map(|counts| counts.delivered)
     }
@@ -242,19 +245,39 @@ impl Consumer {
         // Taken out while scanning, so the visitor may use it while `scan`
         // borrows the consumer.
         let mut conflation = std::mem::take(&mut self.conflation);
+        let started_at = self.position;
         let until = self.conflated_through();
         let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
-        let mut flushed = Ok(());
-        if let Some(cursor) = self.cursor.as_ref().filter(|_| self.inner.writable())
-            && cursor.raise_conflated_through(self.position)
-            && self.inner.meta.limits().flush == Flush::Always
-        {
-            flushed = cursor.flush(); // as a commit is: before the window goes out
+        if let Err(error) = self.mark_conflated_through() {
+            // Nothing handed out: the next call reads the window again.
+            conflation.deliver(&mut |_| {});
+            self.conflation = conflation;
+            self.position = started_at;
+            return Err(error);
         }
         let delivered = conflation.deliver(&mut handler);
         self.conflation = conflation;
-        flushed?;
         Ok(Conflated { read: scanned?, delivered })
+    }
+
+    /// Raises the cursor file's mark to the consumer's position (a named
+    /// consumer of a writable handle), and puts it on the media before the
+    /// window goes out: a commit inside the window may reach the media
+    /// (with the page, or by a later flush), and a reader resuming there
+    /// after a power loss must read on past every window handed out. One
+    /// msync per window that raises the mark, under every [`Flush`] policy
+    /// but [`Flush::Never`], which promises nothing across a power loss.
+    fn mark_conflated_through(&self) -> Result<()> {
+        match &self.cursor {
+            Some(cursor)
+                if self.inner.writable()
+                    && cursor.raise_conflated_through(self.position)
+                    && self.inner.meta.limits().flush != Flush::Never =>
+            {
+                cursor.flush()
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Where a conflated read must read to at least, so that its window

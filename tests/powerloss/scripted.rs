@@ -87,11 +87,24 @@ impl Scripted {
         self.recover(&crash)
     }
 
+    /// Power loss now, leaving `script`'s image: its directory, for the
+    /// test to open and read.
+    pub fn power_loss_dir(&self, script: Script) -> tempfile::TempDir {
+        let (crash, _) = self.model.lock().image_now(&mut Choice::Script(&script), "now".into());
+        image_dir(&crash)
+    }
+
     fn recover(&self, crash: &CrashImage) -> Vec<Problem> {
-        let dir = tempdir();
-        media::write_image(&crash.image, dir.path()).expect("write the crash image");
+        let dir = image_dir(crash);
         check::check_image(dir.path(), &self.log, &crash.promise)
     }
+}
+
+/// A directory holding the files of `crash`'s image.
+fn image_dir(crash: &CrashImage) -> tempfile::TempDir {
+    let dir = tempdir();
+    media::write_image(&crash.image, dir.path()).expect("write the crash image");
+    dir
 }
 
 /// A journal of 64 KiB segments with `flush`.
