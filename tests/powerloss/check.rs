@@ -32,6 +32,10 @@ pub struct Promise {
     pub cursor: Option<u64>,
 }
 
+/// The `via` of a record logged in position order that no flush promised
+/// (a scripted reproduction's claim committed after the flush).
+pub const UNPROMISED: &str = "unpromised";
+
 /// The workload's durable consumer.
 pub const CURSOR: &str = "c";
 
@@ -260,7 +264,8 @@ fn read_after_repair(dir: &Path, log: &[Appended], problems: &mut Vec<Problem>) 
 /// to them: seeking to each one's position, a poll returns it, byte for byte.
 fn intact_records(journal: &Journal, log: &[Appended], promise: &Promise) -> BTreeSet<u64> {
     let mut consumer = journal.anonymous_consumer();
-    let promised = log[..promise.records].iter().filter(|a| a.position >= promise.first_position);
+    let promised =
+        log[..promise.records].iter().filter(|a| a.position >= promise.first_position && a.via != UNPROMISED);
     let readable = |appended: &&Appended| {
         let mut read = None;
         let sought = consumer.seek(Seek::Position(appended.position));
@@ -284,9 +289,9 @@ fn check_promised(pass: &Pass, log: &[Appended], promise: &Promise, lost_on_medi
     } else {
         promise.first_position
     };
-    let promised = &log[..promise.records];
+    let promised: Vec<&Appended> = log[..promise.records].iter().filter(|a| a.via != UNPROMISED).collect();
     let missing: Vec<&Appended> =
-        promised.iter().filter(|a| a.position >= floor && !pass.intact.contains(&a.position)).collect();
+        promised.iter().copied().filter(|a| a.position >= floor && !pass.intact.contains(&a.position)).collect();
     if let Some(first_missing) = missing.first() {
         let detail = format!(
             "{} of {} promised records missing, first at {} ({}); last promised at {}; \

@@ -364,3 +364,97 @@ fn walk_frames_does_not_jump_past_the_tail_on_a_garbage_claim_word() {
     journal.walk_frames(journal.first_position(), show).expect("walk");
     assert!(shown.contains(&positions[9]), "the walk showed {shown:?}, not the last record at {}", positions[9]);
 }
+
+// ---------------------------------------------------------------------------
+// review-flush: adversarial reproductions (branch `review-flush`).
+// ---------------------------------------------------------------------------
+
+/// The claimed word of the frame at `position` of segment 0, as the page
+/// cache has it.
+fn word_at(s: &Scripted, position: u64) -> u64 {
+    let bytes = crate::common::read_at(&s.path().join(segment(0)), position, 8);
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+}
+
+/// A claim C open (pages 0 and 1 of segment 0) while a later record R is
+/// appended and a `flush()` runs: the flush msyncs R and records the
+/// flushed position at C (the committed prefix stops at the claim). R was
+/// appended before the flush started: promised. C is then filled and
+/// committed; no flush follows. A power loss keeps C's header page (word
+/// committed, CRC of the whole payload), not its payload page: C fails its
+/// CRC past the flushed position, and recovery "cuts the log at the first
+/// damaged frame past the last flush", R with it.
+///
+/// The same happens without `Claim`: two threads appending, one preempted
+/// between its fetch-add and its copy while the housekeeper flushes.
+#[test]
+fn review_a_record_promised_by_a_flush_survives_a_torn_earlier_claim_committed_after_it() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64); // 64..224, page 0
+    let (seed, payload) = s.next_payload(5000);
+    let mut claim = publisher.claim(5000).expect("claim"); // 224..5280: pages 0 and 1
+    assert_eq!(claim.position(), 224);
+    assert_eq!(s.append(&publisher, 100), 5280); // R: 5280..5440, page 1
+    journal.flush().expect("flush: R was appended before it started");
+    claim.payload_mut().copy_from_slice(&payload);
+    let position = claim.commit().expect("commit");
+    s.logged_unpromised(position, seed, 5000);
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable().but_page(&segment(0), 0)));
+}
+
+/// Under `Flush::Always`: R's `append` returned (its frame msynced) while
+/// an earlier claim C was still open; C is then committed and the power
+/// goes while C's own msync is under way (C's header page reached the
+/// media, its payload page not). Recovery cuts at C, past the flushed
+/// position (which `Flush::Always` never moves), and R is gone although
+/// its append returned.
+#[test]
+fn review_under_flush_always_a_returned_append_survives_a_torn_earlier_claim() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64);
+    let (seed, payload) = s.next_payload(5000);
+    let mut claim = publisher.claim(5000).expect("claim");
+    assert_eq!(claim.position(), 224);
+    assert_eq!(s.append(&publisher, 100), 5280); // returned: msynced
+    claim.payload_mut().copy_from_slice(&payload);
+    s.logged_unpromised(224, seed, 5000);
+    s.promise_all(None);
+    let claimed = word_at(&s, 224);
+    let problems = std::thread::scope(|scope| {
+        let mut committer = None;
+        let problems = s.power_loss_when(
+            Script::durable().but_page(&segment(0), 0),
+            || word_at(&s, 224) != claimed,
+            || committer = Some(scope.spawn(move || claim.commit())),
+        );
+        let committed = committer.expect("started").join().expect("the committer");
+        assert_eq!(committed.expect("commit"), 224);
+        problems
+    });
+    assert_recovers(&problems);
+}
+
+/// Control for the harness of the two above: the same workload, but C's
+/// header page is the one the power loss lost (its payload page kept). C
+/// is a hole, padded; R is kept. Passes.
+#[test]
+fn review_control_a_lost_header_page_of_an_earlier_claim_is_padded() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64);
+    let (seed, payload) = s.next_payload(5000);
+    let mut claim = publisher.claim(5000).expect("claim");
+    assert_eq!(s.append(&publisher, 100), 5280);
+    journal.flush().expect("flush");
+    claim.payload_mut().copy_from_slice(&payload);
+    let position = claim.commit().expect("commit");
+    s.logged_unpromised(position, seed, 5000);
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable().but_page(&segment(0), 1)));
+}

@@ -42,6 +42,34 @@ impl Scripted {
         position
     }
 
+    /// Logs a record committed at `position` that no flush promised (it is
+    /// kept in position order, so it may go before records logged earlier;
+    /// `promise_all` never promises it).
+    pub fn logged_unpromised(&mut self, position: u64, seed: u64, len: usize) -> u64 {
+        let at = self.log.partition_point(|a| a.position < position);
+        self.log.insert(at, Appended { position, seed, len, via: check::UNPROMISED });
+        position
+    }
+
+    /// Power loss at the moment `ready` first returns true, run by the
+    /// caller while every barrier of every other thread waits (the model is
+    /// locked from the call on): a barrier another thread issues meanwhile
+    /// reaches the model only after the image is taken, as if the power
+    /// went while that msync was under way. `ready` is polled.
+    pub fn power_loss_when(&self, script: Script, mut ready: impl FnMut() -> bool, start: impl FnOnce()) -> Vec<Problem> {
+        let crash = {
+            let mut model = self.model.lock();
+            start();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !ready() {
+                assert!(std::time::Instant::now() < deadline, "the awaited moment never came");
+                std::thread::yield_now();
+            }
+            model.image_now(&mut Choice::Script(&script), "when".into()).0
+        };
+        self.recover(&crash)
+    }
+
     /// Appends a record of `len` bytes through `publisher`, logged.
     pub fn append(&mut self, publisher: &backwater::Publisher, len: usize) -> u64 {
         let (seed, payload) = self.next_payload(len);
