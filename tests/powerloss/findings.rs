@@ -458,3 +458,64 @@ fn review_control_a_lost_header_page_of_an_earlier_claim_is_padded() {
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable().but_page(&segment(0), 1)));
 }
+
+/// Two power losses. The first leaves a frame torn between valid frames
+/// past the last flush (f1 at 5,120, its second page lost; f3 and f4
+/// whole): recovery cuts the log at f1, zeroing f1..f4 in the page cache
+/// only, and counts them as lost. The journal takes g1 at 5,120 and a
+/// `flush()` promises it; the flush msyncs up to the tail (page 2), not the
+/// pages recovery zeroed past it. A second power loss brings f3 and f4
+/// back from the media: recovery pads the gap after g1 and the log now
+/// reads f0, g1, f3, f4, records it had cut (and that were appended before
+/// g1) after a record appended since.
+#[test]
+fn review_records_cut_by_recovery_do_not_come_back_after_a_second_power_loss() {
+    let mut first = Scripted::new();
+    let image = {
+        let journal = Journal::open(first.path(), small(explicit())).expect("open");
+        let publisher = journal.publisher();
+        assert_eq!(first.append(&publisher, 5000), 64); // f0: 64..5120
+        journal.flush().expect("flush");
+        for expected in [5120, 10176, 15232, 20288] {
+            assert_eq!(first.append(&publisher, 5000), expected); // f1..f4
+        }
+        // f1's second page (and f2's header) never reached the media.
+        first.image(Script::newest().but_page(&segment(0), 2))
+    };
+    let mut second = Scripted::new();
+    second.restore(&image);
+    let journal = Journal::open(second.path(), small(explicit())).expect("open after the first power loss");
+    let report = journal.recovery_report().expect("recovered");
+    eprintln!("first recovery: cut {:?}, lost {} bytes, padded {:?}", report.cut, report.lost_bytes, report.padded);
+    assert_eq!(journal.tail_position(), 5120, "the log was cut at f1");
+    // The recovered log as the second model logs it: f0 (same payload), then g1.
+    second.logged(64, 1, 5000);
+    let publisher = journal.publisher();
+    let (seed, payload) = (100, crate::common::payload(100, 5000));
+    let position = publisher.append(&payload).expect("append g1");
+    assert_eq!(position, 5120);
+    second.logged(position, seed, 5000);
+    journal.flush().expect("flush: g1 promised");
+    second.promise_all(None);
+    assert_recovers(&second.power_loss(Script::durable()));
+}
+
+/// `set_limits` switches the journal to `Flush::Always` (the metadata is
+/// synced before it returns); the publisher's "msync each commit" flag
+/// follows only at the housekeeper's next tick (up to 100 ms later, more
+/// under load). A record whose `append` returned right after the switch
+/// was never msynced: lost on power loss.
+#[test]
+fn review_an_append_right_after_set_limits_flush_always_is_durable() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    s.append(&publisher, 100);
+    journal.flush().expect("flush");
+    let mut limits = journal.limits();
+    limits.flush = Flush::Always;
+    journal.set_limits(limits).expect("set_limits: Flush::Always");
+    s.append(&publisher, 100);
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}

@@ -190,6 +190,22 @@ impl Model {
         what
     }
 
+    /// Everything now under the root is on the media: a crash image
+    /// restored onto a disk, for a second power loss.
+    pub fn settle(&mut self) {
+        for rel in crate::media::TRACKED_DIRS {
+            let dir = self.root.join(rel);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_file()) {
+                        self.media.synced_file(&entry.path());
+                    }
+                }
+            }
+            self.media.synced_dir(&self.root, rel);
+        }
+    }
+
     fn relative(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).unwrap_or(path).to_string_lossy().into_owned()
     }

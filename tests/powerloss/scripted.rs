@@ -96,6 +96,18 @@ impl Scripted {
         self.recover(&crash)
     }
 
+    /// The crash image a power loss now leaves, as `script` says.
+    pub fn image(&self, script: Script) -> media::Image {
+        self.model.lock().image_now(&mut Choice::Script(&script), "now".into()).0.image
+    }
+
+    /// Puts `image` (of an earlier `Scripted`) here, all of it on the media:
+    /// the machine rebooted after a power loss.
+    pub fn restore(&self, image: &media::Image) {
+        media::write_image(image, self.path()).expect("write the crash image");
+        self.model.lock().settle();
+    }
+
     /// Power loss at the `skip + 1`th barrier whose description contains `at`.
     pub fn power_loss_at(&self, at: &str, skip: usize, script: Script) {
         self.model.lock().capture = Some(Capture { at: at.into(), skip, script, taken: None });
