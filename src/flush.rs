@@ -98,8 +98,8 @@ fn committed_until(inner: &JournalState, from: u64, tail: u64, compressed: &BTre
 
 /// Called by the housekeeper every tick: flushes when the interval is due.
 pub(crate) fn tick(inner: &JournalState, last: &mut Instant) -> Result<()> {
+    inner.follow_flush_policy();
     let policy = inner.meta.limits().flush;
-    inner.flush_always.store(policy == Flush::Always, Ordering::Relaxed);
     if let Flush::Interval(every) = policy
         && last.elapsed() >= every
     {

@@ -287,8 +287,9 @@ impl Journal {
         self.inner.meta.limits()
     }
 
-    /// Changes the persisted limits of a running journal (every handle in
-    /// every process sees them within one housekeeping tick).
+    /// Changes the persisted limits of a running journal (this handle's
+    /// publishers follow a new flush policy when this returns; every other
+    /// handle, in every process, within one housekeeping tick).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -313,6 +314,7 @@ impl Journal {
         {
             let _guard = self.inner.lock()?;
             self.inner.meta.set_limits(&limits);
+            self.inner.follow_flush_policy();
             self.inner.meta.flush()?;
         }
         capacity::refresh(&self.inner)

@@ -187,6 +187,13 @@ impl JournalState {
     /// What frames appended through this handle carry as their owner: its
     /// slot in the process table + 1 (0 when the table was full).
     #[inline]
+    /// Makes the hot path follow the stored flush policy (the publishers
+    /// of this handle msync each commit under `Flush::Always`): at every
+    /// housekeeper tick, and at once when this handle sets the limits.
+    pub fn follow_flush_policy(&self) {
+        self.flush_always.store(self.meta.limits().flush == crate::Flush::Always, Ordering::Relaxed);
+    }
+
     pub fn owner_tag(&self) -> u16 {
         self.process_slot.map_or(0, |slot| slot as u16 + 1)
     }
