@@ -279,7 +279,7 @@ fn repair_from(
             cut_after(inner, &segment, at, last, report)?;
             return Ok((index, at));
         }
-        let end = repair_segment(&segment, &scan, index == tail_index, report);
+        let end = repair_segment(&segment, &scan, index == tail_index, report)?;
         if index == tail_index {
             return Ok((index, end));
         }
@@ -298,7 +298,7 @@ fn cut_after(
 ) -> Result<()> {
     let bytes = segment.bytes();
     let dirty_end = last_non_zero(&bytes[offset..]).map_or(offset, |n| offset + n + 1);
-    segment.file().zero(offset, dirty_end - offset);
+    zero_durably(segment, offset, dirty_end - offset)?;
     let mut lost = (dirty_end - offset) as u64;
     for index in segment.index + 1..=last {
         if let Ok(later) = Segment::open(&inner.dir, index, inner.identity, false) {
@@ -351,10 +351,10 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 
 /// Pads holes; in the tail segment also zeroes what follows the last valid
 /// frame; in a sealed segment pads from there to the end. Returns the end.
-fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: &mut RecoveryReport) -> usize {
+fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: &mut RecoveryReport) -> Result<usize> {
     pad_holes(segment, scan.holes.iter(), report);
     if scan.dirty_end > scan.end {
-        segment.file().zero(scan.end, scan.dirty_end - scan.end);
+        zero_durably(segment, scan.end, scan.dirty_end - scan.end)?;
         report.cut = Some((segment.base + scan.end as u64, scan.dirty_end - scan.end));
     }
     let size = segment.bytes().len();
@@ -362,7 +362,15 @@ fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: 
         segment.write_padding(scan.end, size - scan.end);
         report.padded.push((segment.base + scan.end as u64, size - scan.end));
     }
-    scan.end
+    Ok(scan.end)
+}
+
+/// Zeroes what recovery cuts, on the media before anything is appended
+/// there: else a second power loss could bring the cut frames back after
+/// records appended since (the next flush syncs only up to the tail).
+fn zero_durably(segment: &Segment, offset: usize, len: usize) -> Result<()> {
+    segment.file().zero(offset, len);
+    segment.file().flush_range(offset, len)
 }
 
 /// Turns holes left by dead claimers into padding.
