@@ -111,17 +111,17 @@ pub struct RecoveryReport {
     pub padded: Vec<(u64, usize)>,
     /// A torn tail zeroed: `(position, len)`.
     pub cut: Option<(u64, usize)>,
-    /// Damaged frames replaced by padding ([`Journal::repair`](crate::Journal::repair)
-    /// only): `(position, len, reason)`.
+    /// Damaged frames replaced by padding: `(position, len, reason)`; at
+    /// open, those past the last flush (torn by a power loss, never
+    /// promised); [`Journal::repair`](crate::Journal::repair), every one.
     pub discarded: Vec<(u64, usize, String)>,
     /// Segments removed, by base position: past the data, those that could
     /// not be read (a header that never reached the media); below the first
     /// position, those retention had deleted when a power loss undid the
     /// unlink.
     pub removed: Vec<u64>,
-    /// Bytes past the last flush that a power loss left damaged, cut from
-    /// the first damaged frame on (also counted in
-    /// [`Stats::lost_bytes`](crate::Stats::lost_bytes)).
+    /// Bytes of the damaged frames past the last flush that recovery
+    /// discarded (also counted in [`Stats::lost_bytes`](crate::Stats::lost_bytes)).
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
@@ -145,12 +145,12 @@ impl RecoveryReport {
 }
 
 /// Finds the true tail after a crash (or a power loss), pads holes left by
-/// dead claimers, cuts damaged frames past the last flush, and zeroes a
+/// dead claimers, pads damaged frames past the last flush, and zeroes a
 /// torn tail. The caller holds the lock and no other writer is alive.
 ///
 /// Everything below the position the last completed flush recorded is kept
 /// as it is (damage there is corruption, for `verify` to report); past it,
-/// the longest valid prefix is kept.
+/// every valid frame is kept, and damaged frames between them go.
 pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     remove_temporaries(&inner.dir)?;
     process::forget_all_sleepers(&inner.meta);
@@ -182,7 +182,7 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     // Holes only ever lie in the last two segments; damage from a power
     // loss anywhere past the last flush.
     let from = tail_index.saturating_sub(1).min(flushed / size).max(first);
-    let (tail_index, end) = repair_from(inner, from, tail_index, last, flushed, &mut report)?;
+    let (tail_index, end) = repair_from(inner, from, tail_index, flushed, &mut report)?;
     inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, end as u64), Ordering::Release);
     report.tail_position = inner.meta.tail_position();
     move_cursors_back(inner, report.tail_position, &mut report)?;
@@ -253,15 +253,13 @@ fn remove_unreadable_trailing(inner: &JournalState, indexes: &mut Vec<u64>, repo
     Ok(())
 }
 
-/// Repairs segments `from..=tail_index`: pads holes, seals full segments,
-/// and at the first damaged frame past `flushed` cuts everything after it
-/// (later segments up to `last` included). Returns the tail's segment and
-/// the offset of its end.
+/// Repairs segments `from..=tail_index`: pads holes and the damaged frames
+/// past `flushed`, seals full segments, and zeroes what follows the tail's
+/// last valid frame. Returns the tail's segment and the offset of its end.
 fn repair_from(
     inner: &JournalState,
     from: u64,
     tail_index: u64,
-    last: u64,
     flushed: u64,
     report: &mut RecoveryReport,
 ) -> Result<(u64, usize)> {
@@ -273,12 +271,7 @@ fn repair_from(
         }
         let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
-        let damaged = scan.faults.iter().map(|fault| fault.0).find(|&at| segment.base + at as u64 >= flushed);
-        if let Some(at) = damaged {
-            pad_holes(&segment, scan.holes.iter().filter(|hole| hole.0 < at), report);
-            cut_after(inner, &segment, at, last, report)?;
-            return Ok((index, at));
-        }
+        discard_unpromised(inner, &segment, &scan, flushed, report);
         let end = repair_segment(&segment, &scan, index == tail_index, report)?;
         if index == tail_index {
             return Ok((index, end));
@@ -287,35 +280,34 @@ fn repair_from(
     Ok((tail_index, SEGMENT_HEADER_LEN as usize))
 }
 
-/// Cuts the log at `offset` of `segment`: zeroes the rest of its data and
-/// removes every later segment up to `last`, counting what went as lost.
-fn cut_after(
+/// Turns the damaged frames past the flushed position that valid frames
+/// follow into padding, counting them as lost. Such a frame was never
+/// promised: a record committed after the last flush began, which the
+/// power loss tore (its header page on the media, not all of its payload).
+/// The frames after it stay, and some were promised: appended before a
+/// flush that a claim still open then kept from recording them (it records
+/// the committed prefix only), or returned under `Flush::Always`. (Damage
+/// below the flushed position is corruption of promised data: left for
+/// readers and `verify` to report.)
+fn discard_unpromised(
     inner: &JournalState,
     segment: &Segment,
-    offset: usize,
-    last: u64,
+    scan: &SegmentScan,
+    flushed: u64,
     report: &mut RecoveryReport,
-) -> Result<()> {
-    let bytes = segment.bytes();
-    let dirty_end = last_non_zero(&bytes[offset..]).map_or(offset, |n| offset + n + 1);
-    zero_durably(segment, offset, dirty_end - offset)?;
-    let mut lost = (dirty_end - offset) as u64;
-    for index in segment.index + 1..=last {
-        if let Ok(later) = Segment::open(&inner.dir, index, inner.identity, false) {
-            lost += scan(&later).end.saturating_sub(SEGMENT_HEADER_LEN as usize) as u64;
-        }
-        segment::remove_files(&inner.dir, index, inner.segment_size())?;
+) {
+    for (offset, len, reason) in scan.faults.iter().filter(|fault| segment.base + fault.0 as u64 >= flushed) {
+        segment.write_padding(*offset, *len);
+        report.discarded.push((segment.base + *offset as u64, *len, reason.clone()));
+        report.lost_bytes += *len as u64;
+        inner.meta.lost_bytes().fetch_add(*len as u64, Ordering::Relaxed);
     }
-    report.cut = Some((segment.base + offset as u64, (dirty_end - offset).max(1)));
-    report.lost_bytes += lost;
-    inner.meta.lost_bytes().fetch_add(lost, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Cursors whose commit reached the media while the records they had read
 /// did not: one past the recovered tail goes back to the tail (the records
 /// appended from there on are new ones it has not seen); one inside a hole
-/// that recovery padded goes to the end of the padding.
+/// or a damaged frame that recovery padded goes to the end of the padding.
 fn move_cursors_back(inner: &JournalState, tail: u64, report: &mut RecoveryReport) -> Result<()> {
     let size = inner.segment_size();
     for name in crate::cursor::list(&inner.dir)? {
@@ -323,10 +315,12 @@ fn move_cursors_back(inner: &JournalState, tail: u64, report: &mut RecoveryRepor
             continue;
         };
         let position = cursor.position();
-        let inside_padding = report.padded.iter().find(|&&(at, len)| position > at && position < at + len as u64);
+        let discarded = report.discarded.iter().map(|&(at, len, _)| (at, len));
+        let mut padding = report.padded.iter().copied().chain(discarded);
+        let inside_padding = padding.find(|&(at, len)| position > at && position < at + len as u64);
         let moved = match inside_padding {
             _ if position > tail => tail,
-            Some(&(at, len)) => segment::next_position(at, len, size),
+            Some((at, len)) => segment::next_position(at, len, size),
             None => continue,
         };
         cursor.store(moved);

@@ -365,9 +365,7 @@ fn walk_frames_does_not_jump_past_the_tail_on_a_garbage_claim_word() {
     assert!(shown.contains(&positions[9]), "the walk showed {shown:?}, not the last record at {}", positions[9]);
 }
 
-// ---------------------------------------------------------------------------
-// review-flush: adversarial reproductions (branch `review-flush`).
-// ---------------------------------------------------------------------------
+// The review of 6667094 (branch `review-flush`).
 
 /// The claimed word of the frame at `position` of segment 0, as the page
 /// cache has it.
@@ -388,7 +386,7 @@ fn word_at(s: &Scripted, position: u64) -> u64 {
 /// The same happens without `Claim`: two threads appending, one preempted
 /// between its fetch-add and its copy while the housekeeper flushes.
 #[test]
-fn review_a_record_promised_by_a_flush_survives_a_torn_earlier_claim_committed_after_it() {
+fn a_record_promised_by_a_flush_survives_a_torn_earlier_claim_committed_after_it() {
     let mut s = Scripted::new();
     let journal = Journal::open(s.path(), small(explicit())).expect("open");
     let publisher = journal.publisher();
@@ -412,7 +410,7 @@ fn review_a_record_promised_by_a_flush_survives_a_torn_earlier_claim_committed_a
 /// position (which `Flush::Always` never moves), and R is gone although
 /// its append returned.
 #[test]
-fn review_under_flush_always_a_returned_append_survives_a_torn_earlier_claim() {
+fn under_flush_always_a_returned_append_survives_a_torn_earlier_claim() {
     let mut s = Scripted::new();
     let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
     let publisher = journal.publisher();
@@ -443,7 +441,7 @@ fn review_under_flush_always_a_returned_append_survives_a_torn_earlier_claim() {
 /// header page is the one the power loss lost (its payload page kept). C
 /// is a hole, padded; R is kept. Passes.
 #[test]
-fn review_control_a_lost_header_page_of_an_earlier_claim_is_padded() {
+fn a_lost_header_page_of_an_earlier_claim_is_padded() {
     let mut s = Scripted::new();
     let journal = Journal::open(s.path(), small(explicit())).expect("open");
     let publisher = journal.publisher();
@@ -460,16 +458,16 @@ fn review_control_a_lost_header_page_of_an_earlier_claim_is_padded() {
 }
 
 /// Two power losses. The first leaves a frame torn between valid frames
-/// past the last flush (f1 at 5,120, its second page lost; f3 and f4
-/// whole): recovery cuts the log at f1, zeroing f1..f4 in the page cache
-/// only, and counts them as lost. The journal takes g1 at 5,120 and a
-/// `flush()` promises it; the flush msyncs up to the tail (page 2), not the
-/// pages recovery zeroed past it. A second power loss brings f3 and f4
-/// back from the media: recovery pads the gap after g1 and the log now
-/// reads f0, g1, f3, f4, records it had cut (and that were appended before
-/// g1) after a record appended since.
+/// past the last flush (f1 at 5,120, its second page lost, and f2's header
+/// with it; f3 and f4 whole): recovery pads f1..f2 and keeps f3 and f4.
+/// (It used to cut the log at f1, zeroing f1..f4 in the page cache only:
+/// after g1 was appended there and flushed, a second power loss brought f3
+/// and f4 back after g1. What recovery zeroes is now msynced, and it no
+/// longer cuts valid frames.) The journal takes g1 at the tail and a
+/// `flush()` promises it; a second power loss keeps f0, f3, f4, g1 in
+/// that order.
 #[test]
-fn review_records_cut_by_recovery_do_not_come_back_after_a_second_power_loss() {
+fn frames_recovery_discarded_stay_discarded_after_a_second_power_loss() {
     let mut first = Scripted::new();
     let image = {
         let journal = Journal::open(first.path(), small(explicit())).expect("open");
@@ -486,14 +484,18 @@ fn review_records_cut_by_recovery_do_not_come_back_after_a_second_power_loss() {
     second.restore(&image);
     let journal = Journal::open(second.path(), small(explicit())).expect("open after the first power loss");
     let report = journal.recovery_report().expect("recovered");
-    eprintln!("first recovery: cut {:?}, lost {} bytes, padded {:?}", report.cut, report.lost_bytes, report.padded);
-    assert_eq!(journal.tail_position(), 5120, "the log was cut at f1");
-    // The recovered log as the second model logs it: f0 (same payload), then g1.
-    second.logged(64, 1, 5000);
+    let discarded: Vec<(u64, usize)> = report.discarded.iter().map(|&(at, len, _)| (at, len)).collect();
+    assert_eq!(discarded, [(5120, 15232 - 5120)], "f1 and f2 discarded: {report:?}");
+    assert_eq!((report.lost_bytes, journal.tail_position()), (15232 - 5120, 25344), "f3 and f4 kept");
+    // The recovered log as the second model logs it (all of it on the
+    // media since the restore), then g1.
+    for (position, seed) in [(64, 1), (15232, 4), (20288, 5)] {
+        second.logged(position, seed, 5000);
+    }
     let publisher = journal.publisher();
     let (seed, payload) = (100, crate::common::payload(100, 5000));
     let position = publisher.append(&payload).expect("append g1");
-    assert_eq!(position, 5120);
+    assert_eq!(position, 25344);
     second.logged(position, seed, 5000);
     journal.flush().expect("flush: g1 promised");
     second.promise_all(None);
@@ -506,7 +508,7 @@ fn review_records_cut_by_recovery_do_not_come_back_after_a_second_power_loss() {
 /// under load). A record whose `append` returned right after the switch
 /// was never msynced: lost on power loss.
 #[test]
-fn review_an_append_right_after_set_limits_flush_always_is_durable() {
+fn an_append_right_after_set_limits_flush_always_is_durable() {
     let mut s = Scripted::new();
     let journal = Journal::open(s.path(), small(explicit())).expect("open");
     let publisher = journal.publisher();

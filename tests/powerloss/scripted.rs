@@ -56,7 +56,12 @@ impl Scripted {
     /// locked from the call on): a barrier another thread issues meanwhile
     /// reaches the model only after the image is taken, as if the power
     /// went while that msync was under way. `ready` is polled.
-    pub fn power_loss_when(&self, script: Script, mut ready: impl FnMut() -> bool, start: impl FnOnce()) -> Vec<Problem> {
+    pub fn power_loss_when(
+        &self,
+        script: Script,
+        mut ready: impl FnMut() -> bool,
+        start: impl FnOnce(),
+    ) -> Vec<Problem> {
         let crash = {
             let mut model = self.model.lock();
             start();
