@@ -516,3 +516,136 @@ fn an_append_right_after_set_limits_flush_always_is_durable() {
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable()));
 }
+
+// The review of 3093bc6 (branch `review-recovery`).
+
+/// The image of a committed data frame at `position` with body `body`, as
+/// the journal writes it (word 0, position, timestamp, CRC, body).
+fn frame_image(position: u64, body: &[u8]) -> Vec<u8> {
+    use backwater::frame::{self, Word0};
+    let word = Word0::data(backwater::Priority::Normal, body.len(), 0);
+    let mut image = word.pack().to_le_bytes().to_vec();
+    image.extend_from_slice(&frame::header_fields(position, frame::now_ns(), frame::crc(body)));
+    image.extend_from_slice(body);
+    image
+}
+
+/// A payload of `len` bytes (the log's seed `seed`) for a record that will
+/// land at `position`, carrying at `at` (a multiple of 32 from the frame
+/// start, past the header) the image of a 64-byte record positioned where
+/// it lies: a payload that holds a copy of journal frames (a backup, a
+/// relay of raw segment bytes) or that an untrusted producer crafted.
+/// Readers never look inside a payload; recovery's resynchronisation after
+/// damage (`next_valid_frame`, every 32 bytes from the damaged frame's
+/// start + 32) does.
+fn payload_holding_a_frame(seed: u64, len: usize, position: u64, at: usize) -> Vec<u8> {
+    let mut payload = crate::common::payload(seed, len);
+    let inner = frame_image(position + at as u64, &[0x5a; 64]);
+    let from = at - backwater::frame::HEADER_LEN;
+    payload[from..from + inner.len()].copy_from_slice(&inner);
+    payload
+}
+
+/// Past the last flush, record X (224..5,280, pages 0 and 1) is torn by a
+/// power loss (page 1 lost); Z (page 2) is whole, so recovery pads X
+/// instead of cutting the log at it. But it looks for the next valid frame
+/// every 32 bytes from X's start + 32, *inside X's payload*, whose page 0
+/// reached the media: a frame image in that payload, at the position it
+/// lies at, passes every check and is kept as a record that was never
+/// appended (before 3093bc6 recovery cut the log at X). X's header was
+/// intact (its position checked): its length says where the next frame is.
+#[test]
+fn review_a_frame_image_inside_a_torn_payload_is_not_taken_for_a_record() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64); // 64..224, page 0
+    journal.flush().expect("flush");
+    s.promise_all(None);
+    let (seed, _) = s.next_payload(5000);
+    let payload = payload_holding_a_frame(seed, 5000, 224, 64); // an image for 288..384
+    assert_eq!(publisher.append(&payload).expect("append X"), 224); // 224..5280
+    s.logged_unpromised(224, seed, 5000);
+    assert_eq!(s.append(&publisher, 3000), 5280); // Y: 5280..8320, pages 1 and 2
+    assert_eq!(s.append(&publisher, 100), 8320); // Z: page 2
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 1)));
+}
+
+/// The same under `Flush::Always`, where the returned append Z (after the
+/// torn X) is what the change keeps: the forged record comes with it.
+#[test]
+fn review_under_flush_always_a_frame_image_inside_a_torn_payload_is_not_kept() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(Flush::Always)).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64);
+    let (seed, _) = s.next_payload(5000);
+    let payload = payload_holding_a_frame(seed, 5000, 224, 64);
+    let mut claim = publisher.claim(5000).expect("claim X"); // 224..5280
+    assert_eq!(claim.position(), 224);
+    assert_eq!(s.append(&publisher, 100), 5280); // Z: returned, msynced (page 1)
+    claim.payload_mut().copy_from_slice(&payload);
+    s.logged_unpromised(224, seed, 5000);
+    s.promise_all(None);
+    // The power goes while X's commit msyncs it: its header page (0)
+    // reached the media, its second page (1) only as Z's msync left it.
+    let claimed = word_at(&s, 224);
+    let problems = std::thread::scope(|scope| {
+        let mut committer = None;
+        let problems = s.power_loss_when(
+            Script::durable().but_page(&segment(0), 0),
+            || word_at(&s, 224) != claimed,
+            || committer = Some(scope.spawn(move || claim.commit())),
+        );
+        committer.expect("started").join().expect("the committer").expect("commit");
+        problems
+    });
+    assert_recovers(&problems);
+}
+
+/// A SIGKILL (no power loss): a claim X was filled (its payload holding a
+/// frame image) but never committed, and a later record R was. Recovery
+/// pads X as a hole, but the hole ends at the first valid frame from X's
+/// start + 32: the image inside X's payload, kept as a record nobody
+/// appended. X's claimed word named its position and length. (Older than
+/// 3093bc6: holes were always found this way.)
+#[test]
+fn review_a_frame_image_inside_a_dead_claim_is_not_taken_for_a_record() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64);
+    let (seed, _) = s.next_payload(5000);
+    let payload = payload_holding_a_frame(seed, 5000, 224, 64);
+    let mut claim = publisher.claim(5000).expect("claim X");
+    assert_eq!(claim.position(), 224);
+    claim.payload_mut().copy_from_slice(&payload);
+    s.logged_unpromised(224, seed, 5000); // never committed: never read
+    assert_eq!(s.append(&publisher, 100), 5280); // R
+    journal.flush().expect("flush");
+    s.promise_all(None);
+    let problems = s.power_loss(Script::newest()); // the page cache whole: a SIGKILL
+    drop(claim);
+    assert_recovers(&problems);
+}
+
+/// The variant a length-skip cannot fix: X's *header* page (0) is the one
+/// the power loss lost (X appended after the flush, so page 0 holds only
+/// the flushed record there), its payload page 1 reached the media with a
+/// frame image at 4,128. X reads as a hole from 224; the hole ends at the
+/// image, which is kept as a record.
+#[test]
+fn review_a_frame_image_after_a_lost_header_page_is_not_taken_for_a_record() {
+    let mut s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    assert_eq!(s.append(&publisher, 100), 64);
+    journal.flush().expect("flush");
+    s.promise_all(None);
+    let (seed, _) = s.next_payload(5000);
+    let payload = payload_holding_a_frame(seed, 5000, 224, 4128 - 224);
+    assert_eq!(publisher.append(&payload).expect("append X"), 224);
+    s.logged_unpromised(224, seed, 5000);
+    assert_eq!(s.append(&publisher, 100), 5280); // page 1
+    assert_recovers(&s.power_loss(Script::newest().but_page(&segment(0), 0)));
+}
