@@ -553,6 +553,22 @@ pub fn decode(word0: u64, room: &[u8], position: u64, check_crc: bool) -> Result
     }
 }
 
+/// How far a frame that [`decode`] did not find valid still vouches for
+/// itself: the aligned length of a claim, or of a committed frame whose
+/// payload or key fails (its header names this position and a length that
+/// fits); [`FRAME_ALIGNMENT`] when nothing of it can be trusted. A search
+/// for the next valid frame starts there, so that a frame image inside the
+/// payload is never taken for a record.
+pub fn vouched_len(word0: u64, decoded: &Result<Decoded, FrameFault>) -> usize {
+    match decoded {
+        Ok(Decoded::Pending { claimed: Some(claimed) }) => *claimed,
+        Err(FrameFault::CrcMismatch { .. } | FrameFault::BadKeyLength { .. }) => {
+            align(Word0::unpack(word0).length.unsigned_abs() as usize)
+        }
+        _ => FRAME_ALIGNMENT,
+    }
+}
+
 /// A data frame whose CRC matched, as [`decode_record`] finds it.
 #[derive(Clone, Copy, Debug)]
 pub struct Checked<'a> {

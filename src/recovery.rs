@@ -57,7 +57,8 @@ pub fn scan(segment: &Segment) -> SegmentScan {
             }
             Ok(Decoded::Padding { aligned_len }) => offset += aligned_len,
             other => {
-                let Some(next) = next_valid_frame(segment, offset + FRAME_ALIGNMENT) else {
+                let vouched = frame::vouched_len(word, &other);
+                let Some(next) = next_valid_frame(segment, offset + vouched) else {
                     if let Err(fault) = other {
                         report.torn = Some(fault.to_string());
                     } else if word != 0 {
