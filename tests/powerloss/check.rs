@@ -77,6 +77,7 @@ struct Pass {
     first_position: u64,
     /// The recovered tail.
     tail_position: u64,
+    /// The unread bytes policies deleted (what recovery discarded not included).
     lost_bytes: u64,
     /// The lowest position of an attached durable cursor.
     slowest_cursor: Option<u64>,
@@ -96,7 +97,10 @@ fn inspect(dir: &Path, log: &[Appended], promise: &Promise, problems: &mut Vec<P
     let intact = intact_records(&journal, log, promise);
     let slowest_cursor = check_cursors(&journal, log, promise, problems);
     append_after_recovery(&journal, complete.then_some(&mut consumer), problems);
-    let (first_position, lost_bytes) = (journal.first_position(), journal.stats().lost_bytes);
+    // What recovery itself discarded is no ring's drop: it excuses nothing.
+    let recovered = journal.recovery_report().map_or(0, |report| report.lost_bytes);
+    let lost_bytes = journal.stats().lost_bytes.saturating_sub(recovered);
+    let first_position = journal.first_position();
     Some(Pass { intact, complete, first_position, tail_position, lost_bytes, slowest_cursor })
 }
 
