@@ -499,9 +499,9 @@ fn frames_recovery_discarded_stay_discarded_after_a_second_power_loss() {
 
 /// `set_limits` switches the journal to `Flush::Always` (the metadata is
 /// synced before it returns); the publisher's "msync each commit" flag
-/// follows only at the housekeeper's next tick (up to 100 ms later, more
-/// under load). A record whose `append` returned right after the switch
-/// was never msynced: lost on power loss.
+/// followed only at the housekeeper's next tick (up to 100 ms later, more
+/// under load), so a record whose `append` returned right after the switch
+/// was never msynced: lost on power loss. The handle now follows at once.
 #[test]
 fn an_append_right_after_set_limits_flush_always_is_durable() {
     let mut s = Scripted::new();
