@@ -3,8 +3,6 @@
 //! and each asserts what must hold. They fail until the library is fixed.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use backwater::{Claim, Consumer, ExclusivePublisher, Flush, Journal, Record};
 
@@ -75,22 +73,10 @@ fn a_record_committed_after_a_flush_passed_its_claim_is_flushed_by_the_next_flus
 #[test]
 fn a_claim_committed_during_a_flush_is_flushed_by_the_next_flush() {
     assert_claim_flushed_by_the_next_flush(|s, journal, claim| {
-        let (synced, sync_seen) = mpsc::channel();
-        let (committed, commit_seen) = mpsc::channel();
-        s.after_barrier(&format!("msync {}", segment(0)), move || {
-            synced.send(()).expect("the committer waits");
-            commit_seen.recv_timeout(Duration::from_secs(30)).expect("the claim was committed");
-        });
-        std::thread::scope(|scope| {
-            let committer = scope.spawn(move || {
-                sync_seen.recv_timeout(Duration::from_secs(30)).expect("the flush msynced segment 0");
-                let position = claim.commit().expect("commit");
-                committed.send(()).expect("the flush waits");
-                position
-            });
-            journal.flush().expect("the flush the claim is committed in");
-            committer.join().expect("the committer")
-        })
+        let seen = s.commit_during_flush(&format!("msync {}", segment(0)), journal, claim);
+        seen.flushed.expect("the flush the claim is committed in");
+        assert!(seen.mid_flush, "the flush msynced segment 0 and the claim was committed there");
+        seen.position.expect("commit")
     });
 }
 

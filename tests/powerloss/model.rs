@@ -4,9 +4,11 @@
 //! scripted at one chosen barrier for the reproductions).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::time::Duration;
 
 use backwater::sync_trace::{self, SyncEvent};
+use backwater::{Claim, Journal};
 
 use crate::check::Promise;
 use crate::common::Rng;
@@ -85,6 +87,43 @@ impl Registered {
     pub fn lock(&self) -> MutexGuard<'_, Model> {
         lock(&self.model)
     }
+
+    /// Commits `claim` from another thread right after the first barrier
+    /// whose description contains `at`: in the middle of `journal.flush()`,
+    /// or of a housekeeper's flush if it gets there first. With no such
+    /// barrier the claim is committed once the flush returned. Returns what
+    /// the flush and the commit returned, and whether the commit came
+    /// mid-flush.
+    pub fn commit_during_flush(&self, at: &str, journal: &Journal, claim: Claim<'_>) -> CommittedDuringFlush {
+        let (synced, sync_seen) = mpsc::channel::<()>();
+        let (committed, commit_seen) = mpsc::channel::<()>();
+        let after: AfterBarrier = Box::new(move || {
+            if synced.send(()).is_ok() {
+                let _ = commit_seen.recv_timeout(Duration::from_secs(30));
+            }
+        });
+        self.lock().after = Some((at.into(), after));
+        std::thread::scope(|scope| {
+            let committer = scope.spawn(move || {
+                // Err: the flush ended and dropped the hook unrun.
+                let mid_flush = sync_seen.recv().is_ok();
+                let position = claim.commit();
+                let _ = committed.send(());
+                (position, mid_flush)
+            });
+            let flushed = journal.flush();
+            self.lock().after = None;
+            let (position, mid_flush) = committer.join().expect("the committer thread");
+            CommittedDuringFlush { flushed, position, mid_flush }
+        })
+    }
+}
+
+/// What [`Registered::commit_during_flush`] saw.
+pub struct CommittedDuringFlush {
+    pub flushed: backwater::Result<()>,
+    pub position: backwater::Result<u64>,
+    pub mid_flush: bool,
 }
 
 impl Drop for Registered {

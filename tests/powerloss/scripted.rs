@@ -5,13 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use backwater::{Config, ExclusivePublisher, Flush};
+use backwater::{Claim, Config, ExclusivePublisher, Flush, Journal};
 
 use crate::SEGMENT;
 use crate::check::{self, Appended, Problem};
 use crate::common::{self, Rng};
 use crate::media::{self, Choice, Script};
-use crate::model::{Capture, CrashImage, Loss, Registered, tempdir};
+use crate::model::{Capture, CommittedDuringFlush, CrashImage, Loss, Registered, tempdir};
 
 pub struct Scripted {
     model: Registered,
@@ -118,10 +118,9 @@ impl Scripted {
         self.model.lock().capture = Some(Capture { at: at.into(), skip, script, taken: None });
     }
 
-    /// Runs `action` in the flushing thread right after the first barrier
-    /// whose description contains `at` (e.g. "msync 0000…0.seg").
-    pub fn after_barrier(&self, at: &str, action: impl FnOnce() + Send + 'static) {
-        self.model.lock().after = Some((at.into(), Box::new(action)));
+    /// See [`Registered::commit_during_flush`].
+    pub fn commit_during_flush(&self, at: &str, journal: &Journal, claim: Claim<'_>) -> CommittedDuringFlush {
+        self.model.commit_during_flush(at, journal, claim)
     }
 
     /// What recovery of the image `power_loss_at` took finds.

@@ -4,7 +4,7 @@
 //! after each operation the images built meanwhile are recovered and checked.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use backwater::{Config, Consumer, Error, ExclusivePublisher, Flush, Journal, WhenFull};
@@ -13,7 +13,7 @@ use crate::SEGMENT;
 use crate::check::{self, Appended, CURSOR, Problem, Promise};
 use crate::common::{self, Rng};
 use crate::media::{self, Image};
-use crate::model::{AfterBarrier, Coverage, Loss, Registered, lock, tempdir};
+use crate::model::{Coverage, Loss, Registered, lock, tempdir};
 
 /// Operations at most per workload (it stops once it has its images).
 const MAX_STEPS: usize = 3000;
@@ -379,28 +379,9 @@ impl Workload {
         let (seed, payload) = self.new_record(len);
         let publisher = self.journal().publisher();
         let Some(claim) = self.filled_claim(&publisher, &payload)? else { return Ok(()) };
-        let (synced, sync_seen) = mpsc::channel::<()>();
-        let (committed, commit_seen) = mpsc::channel::<()>();
-        let after_msync: AfterBarrier = Box::new(move || {
-            if synced.send(()).is_ok() {
-                let _ = commit_seen.recv_timeout(Duration::from_secs(30));
-            }
-        });
         // Segment files, and only they, are named by 20 digits.
-        self.model.lock().after = Some(("msync 0".into(), after_msync));
-        let (flushed, position) = std::thread::scope(|scope| {
-            let committer = scope.spawn(move || {
-                // The msync happened, or the flush ended without one (the
-                // hook dropped unrun): commit either way.
-                let _ = sync_seen.recv();
-                let position = claim.commit();
-                let _ = committed.send(());
-                position
-            });
-            let flushed = self.journal().flush();
-            self.model.lock().after = None;
-            (flushed, committer.join().expect("the committer thread"))
-        });
+        let seen = self.model.commit_during_flush("msync 0", self.journal(), claim);
+        let (flushed, position) = (seen.flushed, seen.position);
         flushed?;
         self.promise_everything();
         let position = position?;
