@@ -190,8 +190,11 @@ impl JournalState {
     /// Makes the hot path follow the stored flush policy (the publishers
     /// of this handle msync each commit under `Flush::Always`): at every
     /// housekeeper tick, and at once when this handle sets the limits.
-    pub fn follow_flush_policy(&self) {
-        self.flush_always.store(self.meta.limits().flush == crate::Flush::Always, Ordering::Relaxed);
+    /// Returns the policy.
+    pub fn follow_flush_policy(&self) -> crate::Flush {
+        let policy = self.meta.limits().flush;
+        self.flush_always.store(policy == crate::Flush::Always, Ordering::Relaxed);
+        policy
     }
 
     pub fn owner_tag(&self) -> u16 {
