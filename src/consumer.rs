@@ -107,11 +107,7 @@ impl Consumer {
             position += SEGMENT_HEADER_LEN;
         }
         let first = inner.meta.first_position().load(Ordering::Acquire);
-        // Behind the first position is data a policy deleted (`poll` reports
-        // it); anything else must be a frame boundary up to the tail.
-        if position >= first
-            && let Err(error) = Self::check_boundary(&inner, position, first)
-        {
+        if let Err(error) = Self::check_held_position(&inner, position, first) {
             let reason = match error {
                 Error::NotAFrameBoundary { reason, .. } => reason,
                 other => other.to_string(),
@@ -683,10 +679,24 @@ impl Consumer {
             return Err(Error::NotAFrameBoundary { position, reason });
         }
         let first = self.inner.meta.first_position().load(Ordering::Acquire);
-        if position < first {
-            return Ok(()); // deleted meanwhile: the next poll reports the loss
+        Self::check_held_position(&self.inner, position, first)
+    }
+
+    /// Checks a position the consumer holds (its cursor's, or one it read
+    /// past), given the first position the caller read: a frame boundary up
+    /// to the tail, or behind the first position (data a policy deleted;
+    /// the next poll reports the loss). A policy moves the first position
+    /// before it deletes, so a check that fails is looked at again against
+    /// the first position as it is now: the segment may have gone meanwhile.
+    fn check_held_position(inner: &JournalState, position: u64, first: u64) -> Result<()> {
+        let deleted = |first: u64| position < first;
+        if deleted(first) {
+            return Ok(());
         }
-        Self::check_boundary(&self.inner, position, first).map(drop)
+        match Self::check_boundary(inner, position, first) {
+            Err(_) if deleted(inner.meta.first_position().load(Ordering::Acquire)) => Ok(()),
+            checked => checked.map(drop),
+        }
     }
 
     fn check_boundary(inner: &JournalState, position: u64, first: u64) -> Result<u64> {
@@ -807,4 +817,36 @@ fn pad_empty(inner: &JournalState, segment: &Segment, offset: usize) -> bool {
     }
     segment.write_padding(offset, end - offset);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Journal};
+
+    /// A policy moves the first position before it deletes a segment; a
+    /// consumer that read the first position just before that, and opens
+    /// the segment just after, holds a position in deleted data, not one
+    /// that "does not point at a record". (Found by the power-loss model: a
+    /// reopened workload's cursor failed so while its housekeeper made room
+    /// in a full ring.)
+    #[test]
+    fn a_held_position_whose_segment_went_while_it_was_checked_is_deleted_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 64 << 10;
+        let journal = Journal::open(dir.path(), Config::default().segment_size(size).min_free_disk(0)).unwrap();
+        let held = journal.publisher().append(b"held").unwrap();
+        while journal.tail_position() < 2 * size {
+            journal.publisher().append(&[0u8; 1000]).unwrap();
+        }
+        let first_read_before = journal.inner.meta.first_position().load(Ordering::Acquire);
+        journal.inner.meta.first_position().store(size + SEGMENT_HEADER_LEN, Ordering::Release);
+        std::fs::remove_file(crate::segment::path_of(dir.path(), 0, size)).unwrap();
+        journal.inner.window_remove(0);
+
+        Consumer::check_held_position(&journal.inner, held, first_read_before)
+            .expect("a position in a segment deleted meanwhile is deleted data");
+        let beyond_the_tail = journal.tail_position() + 64;
+        assert!(Consumer::check_held_position(&journal.inner, beyond_the_tail, first_read_before).is_err());
+    }
 }
