@@ -226,7 +226,11 @@ impl Consumer {
     /// Those of [`Consumer::poll`]. The records read before the failing
     /// frame are conflated and handed out first; the consumer stays at that
     /// frame. [`Error::Io`] when the cursor file's msync fails: nothing is
-    /// handed out, and the consumer stays where it was.
+    /// handed out, and the consumer stays where it was. [`Error::Lost`] (or
+    /// [`Error::Evicted`]) that cuts short a window that had to read on to
+    /// the mark: nothing of it is handed out (a later record of a key, gone
+    /// now, may have been handed out before the crash), and the loss is
+    /// reported from where the window began.
     pub fn poll_conflated<F: FnMut(Record<'_>)>(&mut self, handler: F, limit: usize) -> Result<usize> {
         self.poll_conflated_counts(handler, limit).map(|counts| counts.delivered)
     }
@@ -243,7 +247,12 @@ impl Consumer {
         let mut conflation = std::mem::take(&mut self.conflation);
         let started_at = self.position;
         let until = self.conflated_through();
-        let scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
+        let mut scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
+        if let Err(loss) = &mut scanned
+            && Self::cut_short_below_the_mark(loss, started_at, until)
+        {
+            conflation.deliver(&mut |_| {});
+        }
         if let Err(error) = self.mark_conflated_through() {
             // Nothing handed out: the next call reads the window again.
             conflation.deliver(&mut |_| {});
@@ -254,6 +263,21 @@ impl Consumer {
         let delivered = conflation.deliver(&mut handler);
         self.conflation = conflation;
         Ok(Conflated { read: scanned?, delivered })
+    }
+
+    /// Whether `error` is a loss (or an eviction) that cut short a window
+    /// that had to read on to `until` (the mark): then nothing of it may be
+    /// handed out, since records past where it stopped, now gone, may have
+    /// superseded what it read in a window a run before handed out. The
+    /// loss is then reported from where the window began.
+    fn cut_short_below_the_mark(error: &mut Error, started_at: u64, until: u64) -> bool {
+        match error {
+            Error::Lost { from, .. } | Error::Evicted { from, .. } if *from < until => {
+                *from = started_at;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Raises the cursor file's mark to the consumer's position (a named

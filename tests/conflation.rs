@@ -442,6 +442,69 @@ fn a_successor_moved_by_a_loss_still_reads_to_the_mark() {
     assert!(stale.is_empty(), "handed out {stale:?} after {newest_handed} had been");
 }
 
+/// A successor's first window, which must read on to the mark, that a loss
+/// cuts short (the ring drops the segments under it while it reads) hands
+/// out nothing: what it read so far may be older than what the dead
+/// consumer handed out from the part that went. It reports the loss from
+/// where the window began, and reads on from the oldest retained record.
+#[test]
+fn a_successors_window_that_a_loss_cuts_short_hands_out_nothing_older() {
+    const SEGMENT: u64 = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .segment_size(SEGMENT)
+        .max_disk_bytes(8 * SEGMENT)
+        .min_free_disk(0)
+        .when_full(backwater::WhenFull::DropOldest);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let publisher = journal.publisher();
+    let mut first = journal.consumer("sink").unwrap();
+    let start = first.position();
+    // Key "k" through segments 0 and 1, its last value in segment 1.
+    let mut sequence = 0u64;
+    while journal.tail_position() < SEGMENT + SEGMENT / 2 {
+        publisher.append_keyed(b"k", &sequence.to_le_bytes()).unwrap();
+        sequence += 1;
+    }
+    let newest = sequence - 1;
+    let handed = drain_window(&mut first, usize::MAX);
+    assert_eq!(payloads_as_sequences(&handed), [newest]);
+    drop(first); // dies before committing anything
+    while journal.tail_position() < 3 * SEGMENT + 100 {
+        publisher.append(&[b'.'; 1000]).unwrap();
+    }
+
+    // The successor reads segment 0, then waits at segment 1, held locked
+    // meanwhile (as a rebuild would), while the ring drops both.
+    let segment_file = |index: u64| dir.path().join(format!("{:020}.seg", index * SEGMENT));
+    let held = std::fs::File::open(segment_file(1)).unwrap();
+    held.lock().unwrap();
+    std::thread::scope(|scope| {
+        let successor = scope.spawn(|| {
+            let mut successor = journal.consumer("sink").unwrap();
+            let mut got = Vec::new();
+            let result = successor.poll_conflated(|record| got.push(seen(record)), 1);
+            (result, got)
+        });
+        let mapped = segment_file(0).to_str().unwrap().to_string();
+        while !std::fs::read_to_string("/proc/self/maps").unwrap().contains(&mapped) {
+            assert!(!successor.is_finished(), "the successor stopped before segment 1");
+            std::thread::yield_now();
+        }
+        while journal.first_position() < 2 * SEGMENT {
+            publisher.append(&[b'.'; 1000]).unwrap();
+        }
+        drop(held);
+        let (result, got) = successor.join().unwrap();
+        let older: Vec<u64> = payloads_as_sequences(&got).into_iter().filter(|&s| s < newest).collect();
+        assert!(older.is_empty(), "handed out {older:?} after {newest} had been");
+        match result {
+            Err(Error::Lost { from, to }) => assert_eq!((from, to), (start, journal.first_position())),
+            other => panic!("expected the loss, got {other:?}"),
+        }
+    });
+}
+
 /// A cursor whose consumer read conflated windows says format version 3,
 /// which builds older than the mark refuse (they would move it back without
 /// forgetting the mark); one read plainly stays at version 1.
@@ -469,6 +532,14 @@ fn drain_window(consumer: &mut backwater::Consumer, window: usize) -> Vec<Seen> 
     let mut seen_now = Vec::new();
     consumer.poll_conflated(|record| seen_now.push(seen(record)), window).unwrap();
     seen_now
+}
+
+/// The sequence numbers in keyed payloads (unkeyed ones are filler).
+fn payloads_as_sequences(seen: &[Seen]) -> Vec<u64> {
+    seen.iter()
+        .filter(|(_, key, _)| key.is_some())
+        .map(|(_, _, payload)| u64::from_le_bytes(payload[..8].try_into().unwrap()))
+        .collect()
 }
 
 fn payloads(seen: &[Seen]) -> Vec<String> {
