@@ -272,7 +272,7 @@ fn repair_from(
         }
         let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
-        discard_unpromised(inner, &segment, &scan, flushed, report);
+        discard_unpromised(inner, &segment, &scan, flushed, report)?;
         let end = repair_segment(&segment, &scan, index == tail_index, report)?;
         if index == tail_index {
             return Ok((index, end));
@@ -289,20 +289,24 @@ fn repair_from(
 /// flush that a claim still open then kept from recording them (it records
 /// the committed prefix only), or returned under `Flush::Always`. (Damage
 /// below the flushed position is corruption of promised data: left for
-/// readers and `verify` to report.)
+/// readers and `verify` to report.) The padding is on the media before the
+/// loss is counted: else a second power loss could bring the frame back,
+/// with the count, to be discarded and counted again.
 fn discard_unpromised(
     inner: &JournalState,
     segment: &Segment,
     scan: &SegmentScan,
     flushed: u64,
     report: &mut RecoveryReport,
-) {
+) -> Result<()> {
     for (offset, len, reason) in scan.faults.iter().filter(|fault| segment.base + fault.0 as u64 >= flushed) {
         segment.write_padding(*offset, *len);
+        segment.file().flush_range(*offset, *len)?;
         report.discarded.push((segment.base + *offset as u64, *len, reason.clone()));
         report.lost_bytes += *len as u64;
         inner.meta.lost_bytes().fetch_add(*len as u64, Ordering::Relaxed);
     }
+    Ok(())
 }
 
 /// Cursors whose commit reached the media while the records they had read

@@ -483,6 +483,31 @@ fn frames_recovery_discarded_stay_discarded_after_a_second_power_loss() {
     assert_recovers(&second.power_loss(Script::durable()));
 }
 
+/// The same when the metadata page, with the count of what recovery
+/// discarded, reaches the media before anything else does.
+#[test]
+fn what_recovery_discarded_is_counted_once_across_a_second_power_loss() {
+    let mut first = Scripted::new();
+    let image = {
+        let journal = Journal::open(first.path(), small(explicit())).expect("open");
+        let publisher = journal.publisher();
+        first.append(&publisher, 5000);
+        journal.flush().expect("flush");
+        for _ in 0..4 {
+            first.append(&publisher, 5000);
+        }
+        first.image(Script::newest().but_page(&segment(0), 2))
+    };
+    let second = Scripted::new();
+    second.restore(&image);
+    let journal = Journal::open(second.path(), small(explicit())).expect("open after the first power loss");
+    assert_eq!(journal.stats().lost_bytes, 15232 - 5120, "f1 and f2 discarded");
+    let dir = second.power_loss_dir(Script::durable().but_page("journal.meta", 0));
+    drop(journal);
+    let reopened = Journal::open(dir.path(), small(explicit())).expect("open after the second power loss");
+    assert_eq!(reopened.stats().lost_bytes, 15232 - 5120, "f1 and f2 counted once");
+}
+
 /// `set_limits` switches the journal to `Flush::Always` (the metadata is
 /// synced before it returns); the publisher's "msync each commit" flag
 /// followed only at the housekeeper's next tick (up to 100 ms later, more
