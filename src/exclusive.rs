@@ -300,7 +300,7 @@ impl ExclusivePublisher {
         self.appended += 1;
         meta.appended().store(self.appended, Ordering::Relaxed);
         wake::notify(meta);
-        if self.inner.flush_always.load(Ordering::Relaxed) {
+        if self.inner.meta.flush_always() {
             return self.flush_frame(position, offset, aligned);
         }
         Ok(position)

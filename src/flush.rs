@@ -98,7 +98,7 @@ fn committed_until(inner: &JournalState, from: u64, tail: u64, compressed: &BTre
 
 /// Called by the housekeeper every tick: flushes when the interval is due.
 pub(crate) fn tick(inner: &JournalState, last: &mut Instant) -> Result<()> {
-    if let Flush::Interval(every) = inner.follow_flush_policy()
+    if let Flush::Interval(every) = inner.meta.limits().flush
         && last.elapsed() >= every
     {
         *last = Instant::now();

@@ -287,9 +287,11 @@ impl Journal {
         self.inner.meta.limits()
     }
 
-    /// Changes the persisted limits of a running journal (this handle's
-    /// publishers follow a new flush policy when this returns; every other
-    /// handle, in every process, within one housekeeping tick).
+    /// Changes the persisted limits of a running journal. Every publisher,
+    /// through any handle in any process, follows a new flush policy from
+    /// its next commit ([`Flush::Always`](crate::Flush::Always): an append
+    /// that starts after this returns is on the media when it returns); a
+    /// new interval is taken up at each handle's next housekeeping tick.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -314,7 +316,6 @@ impl Journal {
         {
             let _guard = self.inner.lock()?;
             self.inner.meta.set_limits(&limits);
-            self.inner.follow_flush_policy();
             self.inner.meta.flush()?;
         }
         capacity::refresh(&self.inner)

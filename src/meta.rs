@@ -35,6 +35,10 @@ const HIGH_AT: usize = 84;
 const RESUME_AT: usize = 88;
 const WHEN_FULL_AT: usize = 92;
 const FLUSH_KIND_AT: usize = 96;
+/// `FLUSH_KIND_AT`'s values.
+const FLUSH_NEVER: u32 = 0;
+const FLUSH_INTERVAL: u32 = 1;
+const FLUSH_ALWAYS: u32 = 2;
 const FLUSH_INTERVAL_AT: usize = 104;
 const RETAIN_BYTES_AT: usize = 112;
 const RETAIN_FOR_AT: usize = 120;
@@ -448,12 +452,20 @@ impl Meta {
         unsafe { self.file.atomic_u64_unchecked(at) }
     }
 
+    /// Whether the stored flush policy is [`Flush::Always`]: what every
+    /// publisher, in every process, reads as it commits, so that a policy
+    /// set through any handle holds for the next append everywhere.
+    #[inline]
+    pub fn flush_always(&self) -> bool {
+        self.word_u32::<FLUSH_KIND_AT>().load(Ordering::Relaxed) == FLUSH_ALWAYS
+    }
+
     pub fn limits(&self) -> Limits {
         let load = |at| self.file.atomic_u64(at).load(Ordering::Relaxed);
         let load32 = |at| self.file.atomic_u32(at).load(Ordering::Relaxed);
         let flush = match load32(FLUSH_KIND_AT) {
-            1 => Flush::Interval(Duration::from_nanos(load(FLUSH_INTERVAL_AT).max(1))),
-            2 => Flush::Always,
+            FLUSH_INTERVAL => Flush::Interval(Duration::from_nanos(load(FLUSH_INTERVAL_AT).max(1))),
+            FLUSH_ALWAYS => Flush::Always,
             _ => Flush::Never,
         };
         let when_full = WhenFull::from_code(load32(WHEN_FULL_AT)).unwrap_or_default();
@@ -554,9 +566,9 @@ fn store_limits(file: &MappedFile, limits: &Limits) {
     store32(RESUME_AT, (limits.watermarks.resume * PPM).round() as u32);
     store32(WHEN_FULL_AT, limits.when_full.code());
     let (kind, interval) = match limits.flush {
-        Flush::Never => (0, 0),
-        Flush::Interval(every) => (1, every.as_nanos().min(u64::MAX as u128) as u64),
-        Flush::Always => (2, 0),
+        Flush::Never => (FLUSH_NEVER, 0),
+        Flush::Interval(every) => (FLUSH_INTERVAL, every.as_nanos().min(u64::MAX as u128) as u64),
+        Flush::Always => (FLUSH_ALWAYS, 0),
     };
     store32(FLUSH_KIND_AT, kind);
     store(FLUSH_INTERVAL_AT, interval);

@@ -139,7 +139,7 @@ impl Publisher {
     fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         count_appended(self.inner.state(), records);
         wake::notify(&self.inner.meta);
-        if self.inner.flush_always.load(Ordering::Relaxed) {
+        if self.inner.meta.flush_always() {
             return self.flush_committed(at, len);
         }
         Ok(())
@@ -700,7 +700,7 @@ impl Claim<'_> {
         let inner = &self.publisher.inner;
         count_appended(inner.state(), 1);
         wake::notify(&inner.meta);
-        if inner.flush_always.load(Ordering::Relaxed) {
+        if inner.meta.flush_always() {
             let aligned = frame::aligned_frame_len(self.len);
             let flushed = self.segment.file().flush_range(self.claimed.offset, aligned);
             flushed.map_err(|e| committed_not_flushed(self.claimed.position, e))?;

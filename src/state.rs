@@ -70,8 +70,6 @@ pub(crate) struct JournalState {
     /// The compressed segments this handle read last, decompressed (at
     /// most `DECOMPRESSED_KEPT`; each consumer also holds the one it reads).
     decompressed: Mutex<VecDeque<Arc<Segment>>>,
-    /// Set when the flush policy is `Always`, read on the hot path.
-    pub flush_always: AtomicBool,
     /// Everything before this position has been msynced by this handle.
     pub flushed_position: AtomicU64,
     /// This handle's slot in the process table (writable handles, while
@@ -151,7 +149,6 @@ impl JournalState {
         let level = meta.level().load(Ordering::Acquire);
         Ok(JournalState {
             max_payload: (meta.segment_size / 8) as usize,
-            flush_always: AtomicBool::new(meta.limits().flush == crate::Flush::Always),
             flushed_position: AtomicU64::new(0),
             dir,
             meta,
@@ -187,16 +184,6 @@ impl JournalState {
     /// What frames appended through this handle carry as their owner: its
     /// slot in the process table + 1 (0 when the table was full).
     #[inline]
-    /// Makes the hot path follow the stored flush policy (the publishers
-    /// of this handle msync each commit under `Flush::Always`): at every
-    /// housekeeper tick, and at once when this handle sets the limits.
-    /// Returns the policy.
-    pub fn follow_flush_policy(&self) -> crate::Flush {
-        let policy = self.meta.limits().flush;
-        self.flush_always.store(policy == crate::Flush::Always, Ordering::Relaxed);
-        policy
-    }
-
     pub fn owner_tag(&self) -> u16 {
         self.process_slot.map_or(0, |slot| slot as u16 + 1)
     }

@@ -512,7 +512,8 @@ fn what_recovery_discarded_is_counted_once_across_a_second_power_loss() {
 /// synced before it returns); the publisher's "msync each commit" flag
 /// followed only at the housekeeper's next tick (up to 100 ms later, more
 /// under load), so a record whose `append` returned right after the switch
-/// was never msynced: lost on power loss. The handle now follows at once.
+/// was never msynced: lost on power loss. Publishers now read the policy
+/// from the metadata as they commit.
 #[test]
 fn an_append_right_after_set_limits_flush_always_is_durable() {
     let mut s = Scripted::new();
@@ -523,6 +524,25 @@ fn an_append_right_after_set_limits_flush_always_is_durable() {
     let mut limits = journal.limits();
     limits.flush = Flush::Always;
     journal.set_limits(limits).expect("set_limits: Flush::Always");
+    s.append(&publisher, 100);
+    s.promise_all(None);
+    assert_recovers(&s.power_loss(Script::durable()));
+}
+
+/// The same through another handle (another process's, as far as the
+/// journal can tell), whose copy of the policy its own housekeeper
+/// refreshed at its next tick, until publishers read the metadata's.
+#[test]
+fn an_append_through_another_handle_right_after_set_limits_flush_always_is_durable() {
+    let mut s = Scripted::new();
+    let setter = Journal::open(s.path(), small(explicit())).expect("open");
+    let other = Journal::open(s.path(), small(explicit())).expect("open a second handle");
+    let publisher = other.publisher();
+    s.append(&publisher, 100);
+    other.flush().expect("flush");
+    let mut limits = setter.limits();
+    limits.flush = Flush::Always;
+    setter.set_limits(limits).expect("set_limits: Flush::Always");
     s.append(&publisher, 100);
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable()));
