@@ -226,11 +226,12 @@ impl Consumer {
     /// Those of [`Consumer::poll`]. The records read before the failing
     /// frame are conflated and handed out first; the consumer stays at that
     /// frame. [`Error::Io`] when the cursor file's msync fails: nothing is
-    /// handed out, and the consumer stays where it was. [`Error::Lost`] (or
-    /// [`Error::Evicted`]) that cuts short a window that had to read on to
-    /// the mark: nothing of it is handed out (a later record of a key, gone
-    /// now, may have been handed out before the crash), and the loss is
-    /// reported from where the window began.
+    /// handed out, and the consumer stays where it was. An error that cuts
+    /// short a window that had to read on to the mark hands out nothing of
+    /// it (a later record of a key, past where it stopped, may have been
+    /// handed out before the crash): the consumer stays where the window
+    /// began, and an [`Error::Lost`] (or [`Error::Evicted`]) is reported
+    /// from there (the consumer moves on as the loss says).
     pub fn poll_conflated<F: FnMut(Record<'_>)>(&mut self, handler: F, limit: usize) -> Result<usize> {
         self.poll_conflated_counts(handler, limit).map(|counts| counts.delivered)
     }
@@ -248,8 +249,8 @@ impl Consumer {
         let started_at = self.position;
         let until = self.conflated_through();
         let mut scanned = self.scan(|segment, at, _| conflation.note(segment, at), limit, until);
-        if let Err(loss) = &mut scanned
-            && Self::cut_short_below_the_mark(loss, started_at, until)
+        if let Err(error) = &mut scanned
+            && self.cut_short_below_the_mark(error, started_at, until)
         {
             conflation.deliver(&mut |_| {});
         }
@@ -265,19 +266,20 @@ impl Consumer {
         Ok(Conflated { read: scanned?, delivered })
     }
 
-    /// Whether `error` is a loss (or an eviction) that cut short a window
-    /// that had to read on to `until` (the mark): then nothing of it may be
-    /// handed out, since records past where it stopped, now gone, may have
-    /// superseded what it read in a window a run before handed out. The
-    /// loss is then reported from where the window began.
-    fn cut_short_below_the_mark(error: &mut Error, started_at: u64, until: u64) -> bool {
+    /// Whether `error` stopped a window that had to read on to `until` (the
+    /// mark) short of it: then nothing of the window may be handed out,
+    /// since records past where it stopped may have superseded what it read
+    /// in a window a run before handed out. A loss (or an eviction) is then
+    /// reported from where the window began; after any other error the
+    /// consumer goes back there, to read the whole window again.
+    fn cut_short_below_the_mark(&mut self, error: &mut Error, started_at: u64, until: u64) -> bool {
         match error {
-            Error::Lost { from, .. } | Error::Evicted { from, .. } if *from < until => {
-                *from = started_at;
-                true
-            }
-            _ => false,
+            Error::Lost { from, .. } | Error::Evicted { from, .. } if *from < until => *from = started_at,
+            Error::Lost { .. } | Error::Evicted { .. } => return false,
+            _ if self.position < until => self.position = started_at,
+            _ => return false,
         }
+        true
     }
 
     /// Raises the cursor file's mark to the consumer's position (a named
