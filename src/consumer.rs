@@ -647,17 +647,20 @@ impl Consumer {
 
     /// Re-attaches a cursor evicted by
     /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest) at the oldest
-    /// retained record (for any consumer, moves it there).
+    /// retained record it has not read (for any consumer, moves it there if
+    /// it is behind): never back behind records it handed out, which it
+    /// would hand out again (and a conflating one, older values of a key
+    /// after newer ones).
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only handle.
     pub fn reattach(&mut self) -> Result<()> {
         self.inner.require_writable()?;
         let first = self.inner.meta.first_position().load(Ordering::Acquire);
+        self.position = self.position.max(first);
         if let Some(cursor) = &self.cursor {
-            cursor.clear_eviction(first);
+            cursor.clear_eviction(self.position);
         }
-        self.position = first;
         Ok(())
     }
 

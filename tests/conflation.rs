@@ -579,6 +579,46 @@ fn a_successors_window_that_a_damaged_frame_cuts_short_hands_out_nothing_older()
     assert_eq!((got.len(), successor.position()), (0, start), "nothing handed out, back where it began");
 }
 
+/// An `EvictSlowest` ring evicts a conflating consumer whose committed
+/// position pins the oldest segment while it has read, and handed out, far
+/// past it; it commits what it handed out before it learns of the eviction
+/// (nothing refuses that; `replay` does it). Re-attaching it must not move
+/// it back behind what it handed out: the move back forgot the cursor's
+/// mark, and its next windows handed out older values of its key. (Found
+/// by review.)
+#[test]
+fn a_reattached_conflating_consumer_never_hands_out_an_older_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .segment_size(SEGMENT)
+        .max_disk_bytes(8 * SEGMENT)
+        .min_free_disk(0)
+        .when_full(backwater::WhenFull::EvictSlowest);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let publisher = journal.publisher();
+    let mut consumer = journal.consumer("sink").unwrap();
+    let mut sequence = 0u64;
+    while journal.tail_position() < 2 * SEGMENT + SEGMENT / 2 {
+        publisher.append_keyed(b"k", &sequence.to_le_bytes()).unwrap();
+        sequence += 1;
+    }
+    let newest = sequence - 1;
+    assert_eq!(payloads_as_sequences(&drain_window(&mut consumer, usize::MAX)), [newest]);
+    // The ring fills; the cursor (still at the start) pins segment 0: evicted.
+    while journal.first_position() < SEGMENT {
+        publisher.append(&[b'.'; 1000]).unwrap();
+    }
+    consumer.commit().unwrap();
+    let evicted = consumer.poll_conflated(|_| {}, 100);
+    assert!(matches!(evicted, Err(Error::Evicted { .. })), "{evicted:?}");
+    let read_to = consumer.position();
+    consumer.reattach().unwrap();
+    assert_eq!(consumer.position(), read_to, "nothing it read is read again");
+    let mut after = Vec::new();
+    while consumer.poll_conflated(|record| after.push(seen(record)), 100).unwrap() > 0 {}
+    assert_none_older(&after, newest);
+}
+
 /// A cursor whose consumer read conflated windows says format version 3,
 /// which builds older than the mark refuse (they would move it back without
 /// forgetting the mark); one read plainly stays at version 1.
