@@ -191,8 +191,9 @@ impl Consumer {
     ///
     /// Safe to resume after a crash or a power loss: before handing a
     /// window out, a named consumer records in its cursor file how far it
-    /// has read (and msyncs it, under every [`Flush`] policy but
-    /// [`Flush::Never`]: one msync per window), and one that resumes at the
+    /// has read (and msyncs it with the records read, under every [`Flush`]
+    /// policy but [`Flush::Never`]: under [`Flush::Interval`] one flush of
+    /// the journal per window), and one that resumes at the
     /// committed position reads at least that far in its first window. So
     /// the windows it then conflates hold every window read before the
     /// crash, even one cut short at the tail, and it never hands out a
@@ -286,19 +287,26 @@ impl Consumer {
     /// consumer of a writable handle), and puts it on the media before the
     /// window goes out: a commit inside the window may reach the media
     /// (with the page, or by a later flush), and a reader resuming there
-    /// after a power loss must read on past every window handed out. One
-    /// msync per window that raises the mark, under every [`Flush`] policy
-    /// but [`Flush::Never`], which promises nothing across a power loss.
+    /// after a power loss must read on past every window handed out. The
+    /// records of the window go to the media first (under
+    /// [`Flush::Interval`] a flush of the journal; under
+    /// [`Flush::Always`] they are already): a power loss that kept the mark
+    /// but took back a record handed out would leave the resumed reader an
+    /// older record of its key to hand out. One flush per window that
+    /// raises the mark, under every policy but [`Flush::Never`], which
+    /// promises nothing across a power loss.
     fn mark_conflated_through(&self) -> Result<()> {
-        match &self.cursor {
-            Some(cursor)
-                if self.inner.writable()
-                    && cursor.raise_conflated_through(self.position)
-                    && self.inner.meta.limits().flush != Flush::Never =>
-            {
+        let Some(cursor) = &self.cursor else { return Ok(()) };
+        if !self.inner.writable() || !cursor.raise_conflated_through(self.position) {
+            return Ok(());
+        }
+        match self.inner.meta.limits().flush {
+            Flush::Never => Ok(()),
+            Flush::Always => cursor.flush(),
+            Flush::Interval(_) => {
+                crate::flush::flush_all(&self.inner)?;
                 cursor.flush()
             }
-            _ => Ok(()),
         }
     }
 

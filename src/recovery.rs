@@ -33,6 +33,9 @@ pub struct SegmentScan {
     pub faults: Vec<(usize, usize, String)>,
     /// What stopped the walk at `end`, if it was not the segment's end or clean zeros.
     pub torn: Option<String>,
+    /// The walk stopped at a claim never committed (a dead claimer's, or
+    /// one still being written): what lies after `end` is no record.
+    pub torn_claim: bool,
     /// The timestamp (ns since the epoch) of the first valid data frame, if any.
     pub first_timestamp: Option<u64>,
     /// The timestamp (ns since the epoch) of the last valid data frame, if any.
@@ -63,6 +66,7 @@ pub fn scan(segment: &Segment) -> SegmentScan {
                         report.torn = Some(fault.to_string());
                     } else if word != 0 {
                         report.torn = Some("claimed but never committed".into());
+                        report.torn_claim = true;
                     }
                     break;
                 };
@@ -121,8 +125,10 @@ pub struct RecoveryReport {
     /// position, those retention had deleted when a power loss undid the
     /// unlink.
     pub removed: Vec<u64>,
-    /// Bytes of the damaged frames past the last flush that recovery
-    /// discarded (also counted in [`Stats::lost_bytes`](crate::Stats::lost_bytes)).
+    /// Bytes of records recovery took away: the damaged frames past the
+    /// last flush it discarded, and a torn tail it cut (unless that began
+    /// with a claim never committed). Also counted in
+    /// [`Stats::lost_bytes`](crate::Stats::lost_bytes).
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
     pub cursors_moved: Vec<String>,
@@ -187,6 +193,11 @@ pub(crate) fn recover(inner: &JournalState) -> Result<RecoveryReport> {
     inner.meta.raw_tail().store(inner.meta.tail.pack(tail_index, end as u64), Ordering::Release);
     report.tail_position = inner.meta.tail_position();
     move_cursors_back(inner, report.tail_position, &mut report)?;
+    if report.lost_bytes > 0 {
+        // After the padding and the zeroes (msynced as they were written):
+        // the count on the media never outgrows what the media lost.
+        inner.meta.flush()?;
+    }
     Ok(report)
 }
 
@@ -273,7 +284,7 @@ fn repair_from(
         let segment = Segment::open(&inner.dir, index, inner.identity, true)?;
         let scan = scan(&segment);
         discard_unpromised(inner, &segment, &scan, flushed, report)?;
-        let end = repair_segment(&segment, &scan, index == tail_index, report)?;
+        let end = repair_segment(inner, &segment, &scan, index == tail_index, report)?;
         if index == tail_index {
             return Ok((index, end));
         }
@@ -303,10 +314,16 @@ fn discard_unpromised(
         segment.write_padding(*offset, *len);
         segment.file().flush_range(*offset, *len)?;
         report.discarded.push((segment.base + *offset as u64, *len, reason.clone()));
-        report.lost_bytes += *len as u64;
-        inner.meta.lost_bytes().fetch_add(*len as u64, Ordering::Relaxed);
+        count_lost(inner, *len, report);
     }
     Ok(())
+}
+
+/// Counts `len` bytes of records recovery took away (in the metadata too;
+/// `recover` msyncs it once it is done).
+fn count_lost(inner: &JournalState, len: usize, report: &mut RecoveryReport) {
+    report.lost_bytes += len as u64;
+    inner.meta.lost_bytes().fetch_add(len as u64, Ordering::Relaxed);
 }
 
 /// Cursors whose commit reached the media while the records they had read
@@ -349,12 +366,23 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 }
 
 /// Pads holes; in the tail segment also zeroes what follows the last valid
-/// frame; in a sealed segment pads from there to the end. Returns the end.
-fn repair_segment(segment: &Segment, scan: &SegmentScan, is_tail: bool, report: &mut RecoveryReport) -> Result<usize> {
+/// frame (counted as lost unless it starts with a claim never committed);
+/// in a sealed segment pads from there to the end. Returns the end.
+fn repair_segment(
+    inner: &JournalState,
+    segment: &Segment,
+    scan: &SegmentScan,
+    is_tail: bool,
+    report: &mut RecoveryReport,
+) -> Result<usize> {
     pad_holes(segment, scan.holes.iter(), report);
     if scan.dirty_end > scan.end {
-        zero_durably(segment, scan.end, scan.dirty_end - scan.end)?;
-        report.cut = Some((segment.base + scan.end as u64, scan.dirty_end - scan.end));
+        let len = scan.dirty_end - scan.end;
+        zero_durably(segment, scan.end, len)?;
+        report.cut = Some((segment.base + scan.end as u64, len));
+        if !scan.torn_claim {
+            count_lost(inner, len, report);
+        }
     }
     let size = segment.bytes().len();
     if !is_tail && scan.end < size {
