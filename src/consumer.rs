@@ -756,9 +756,28 @@ impl Consumer {
             Ok(Decoded::Data { .. }) | Ok(Decoded::Padding { .. }) => Ok(position),
             // A claim names its position (`frame::decode` checks it).
             Ok(Decoded::Pending { claimed: Some(_) }) => Ok(position),
+            // A slot no claimer wrote yet (a dead one's: a consumer waiting
+            // there commits it), if the frames before it lead there.
+            Ok(Decoded::Pending { claimed: None }) if Self::frames_lead_to(&segment, offset) => Ok(position),
             Ok(Decoded::Pending { .. }) => refuse("no frame starts there".into()),
             Err(fault) => refuse(fault.to_string()),
         }
+    }
+
+    /// Whether walking `segment`'s frames from its first one reaches
+    /// `offset` exactly (every frame before it committed or claimed, so of
+    /// a known length).
+    fn frames_lead_to(segment: &Segment, offset: usize) -> bool {
+        let mut at = SEGMENT_HEADER_LEN as usize;
+        while at < offset {
+            let word = segment.word0(at).load(Ordering::Acquire);
+            at += match frame::decode(word, &segment.bytes()[at..], segment.base + at as u64, false) {
+                Ok(Decoded::Data { aligned_len, .. } | Decoded::Padding { aligned_len }) => aligned_len,
+                Ok(Decoded::Pending { claimed: Some(claimed) }) => claimed,
+                _ => return false,
+            };
+        }
+        at == offset
     }
 
     /// The position of the first record stamped at or after `ns`.

@@ -608,3 +608,38 @@ fn an_exclusive_publisher_starts_after_a_consumed_full_tail_segment() {
     drop(exclusive);
     assert_eq!(common::drain(&mut consumer).unwrap(), vec![(position, b"next".to_vec())]);
 }
+
+/// A publisher that died (SIGKILL, or a failed mapping) between taking its
+/// slot and writing its claim leaves an untouched slot that valid frames
+/// follow; a consumer waiting there commits that position. Restarted, it
+/// opens its cursor there (the frames before lead to it) and, after
+/// `unblock_timeout`, reads on past the slot. (Found by review: "does not
+/// point at a record", and nothing else pads the slot while any writer
+/// lives: wedged.)
+#[test]
+fn a_cursor_at_a_dead_claimers_untouched_slot_opens_and_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        Config::default().segment_size(SEGMENT).min_free_disk(0).unblock_timeout(std::time::Duration::from_millis(50));
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let publisher = journal.publisher();
+    publisher.append(b"a").unwrap();
+    let dead = publisher.append(&[7u8; 60]).unwrap(); // a 96-byte frame
+    publisher.append(b"c").unwrap();
+    let mut consumer = journal.consumer("sink").unwrap();
+    assert_eq!(consumer.poll(|_| {}, 1).unwrap(), 1);
+    consumer.commit().unwrap();
+    assert_eq!(consumer.position(), dead);
+    common::write_at(&common::segment_path(dir.path(), SEGMENT, dead), dead % SEGMENT, &[0; 96]);
+    drop(consumer); // the sink restarts
+    let mut reopened = journal.consumer("sink").expect("the cursor at the untouched slot opens");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        if got.is_empty() {
+            reopened.poll_wait(|r| got.push(r.payload().to_vec()), 10, std::time::Duration::from_secs(1)).unwrap();
+        }
+    }
+    assert_eq!(got, [b"c".to_vec()]);
+    let garbage = dead + 32; // inside the slot: no frame leads there
+    assert!(reopened.seek(Seek::Position(garbage)).is_err());
+}
