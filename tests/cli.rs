@@ -992,3 +992,28 @@ fn replay_ack_commits_an_ack_that_arrives_with_the_end_of_the_childs_output() {
         assert_eq!(rerun.stdout.iter().filter(|&&b| b == b'\n').count(), 19_997, "{sink}");
     }
 }
+
+/// The reset that the refusal of a cursor that does not point at a record
+/// advises moves it (it replaces the cursor file): it opened the cursor
+/// first, and failed the same way. (Found by review.)
+#[test]
+fn the_advised_reset_moves_a_cursor_that_does_not_point_at_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = backwater::Config::default().segment_size(64 << 10).min_free_disk(0);
+    {
+        let journal = backwater::Journal::open(dir.path(), config.clone()).unwrap();
+        for n in 0..10u8 {
+            journal.publisher().append(&[n]).unwrap();
+        }
+        drop(journal.consumer("lost").unwrap());
+    }
+    common::write_at(&dir.path().join("cursors/lost.cursor"), 16, &72u64.to_le_bytes());
+    let refused = backwater::Journal::open(dir.path(), config.clone()).unwrap().consumer("lost").err().unwrap();
+    assert!(refused.to_string().contains("backwater cursor DIR reset lost start"), "{refused}");
+    let out = backwater(&["cursor", path(dir.path()), "reset", "lost", "start"]);
+    assert!(out.status.success(), "the advised reset failed: {}", stderr_of(&out));
+    let journal = backwater::Journal::open(dir.path(), config).unwrap();
+    let mut moved = journal.consumer("lost").expect("the cursor opens after the reset");
+    assert_eq!(moved.position(), journal.first_position());
+    assert_eq!(common::drain(&mut moved).unwrap().len(), 10);
+}

@@ -49,11 +49,19 @@ pub fn run(args: CursorArgs) -> Outcome {
 }
 
 /// Moves (or creates) cursor `name`; the target is checked first, so a
-/// failed move creates nothing.
+/// failed move creates nothing. A cursor the journal refuses to open (it
+/// does not point at a record, or its file is damaged: the refusal advises
+/// this command) is replaced.
 fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
     let journal = open_existing(dir)?;
     journal.anonymous_consumer().seek(seek)?;
-    let mut consumer = journal.consumer(name)?;
+    let mut consumer = match journal.consumer(name) {
+        Err(backwater::Error::Corrupt { .. }) => {
+            journal.delete_cursor(name)?;
+            journal.consumer(name)?
+        }
+        opened => opened?,
+    };
     if journal.cursors()?.iter().any(|c| c.name == name && c.evicted.is_some()) {
         consumer.reattach()?;
     }
