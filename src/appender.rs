@@ -48,11 +48,13 @@ pub(crate) fn wait_after_refusal<T>(
 }
 
 /// Whether an append whose first attempt was `refused` waits: `Ok` when it
-/// was back-pressured, else the refusal (counted) to return.
+/// was back-pressured (or its claim's segment was dropped: it claims again),
+/// else the refusal (counted) to return.
 #[cold]
 pub(crate) fn worth_waiting(meta: &Meta, refused: OfferError) -> Result<()> {
     match refused {
         OfferError::BackPressured { .. } => Ok(()),
+        refused if claim_was_dropped(&refused) => Ok(()),
         other => {
             count_refusal(meta, &other);
             Err(other.into())
@@ -70,7 +72,7 @@ pub(crate) fn wait_while_back_pressured<T>(
     let mut started = None;
     let mut sleeper = Sleeper::new(&inner.meta, inner.process_slot);
     loop {
-        if let Some(done) = judge(inner, attempt(), &mut started) {
+        if let Some(done) = judge(inner, claim_until_kept(&mut attempt), &mut started) {
             return done;
         }
         sleeper.idle(append_deadline(inner, started));
@@ -88,19 +90,41 @@ pub(crate) async fn wait_async<T>(handle: &Handle, mut attempt: impl FnMut() -> 
     let mut started = None;
     let mut registration: Option<Registration> = None;
     std::future::poll_fn(|cx| {
-        if let Some(done) = judge(handle, attempt(), &mut started) {
+        if let Some(done) = judge(handle, claim_until_kept(&mut attempt), &mut started) {
             return Poll::Ready(done);
         }
         let registration = registration.get_or_insert_with(|| handle.async_waiter().registration());
         registration.arm(cx.waker(), append_deadline(handle, started));
         // The re-check after arming: progress made before it is seen here,
         // progress after it wakes the waker.
-        match judge(handle, attempt(), &mut started) {
+        match judge(handle, claim_until_kept(&mut attempt), &mut started) {
             Some(done) => Poll::Ready(done),
             None => Poll::Pending,
         }
     })
     .await
+}
+
+/// Whether `refused` says the segment the attempt's claim fell in was
+/// dropped before it could write there (several threads on a ring of a few
+/// segments): nothing was written, and the tail has moved on.
+fn claim_was_dropped(refused: &OfferError) -> bool {
+    matches!(refused, OfferError::Failed(Error::Lost { .. }))
+}
+
+/// `attempt`, made again at once while its claim's segment was dropped
+/// under it (a few times at most: each needs the ring to wrap over the
+/// claim again; past that, the loss is returned).
+fn claim_until_kept<T>(attempt: &mut impl FnMut() -> Result<T, OfferError>) -> Result<T, OfferError> {
+    const TIMES: usize = 16;
+    let mut outcome = attempt();
+    for _ in 1..TIMES {
+        if !outcome.as_ref().err().is_some_and(claim_was_dropped) {
+            break;
+        }
+        outcome = attempt();
+    }
+    outcome
 }
 
 /// The outcome of one attempt: `None` while it is back-pressured and the

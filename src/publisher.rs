@@ -161,7 +161,8 @@ impl Publisher {
     /// # Errors
     /// [`Error::StillBackPressured`] when the timeout passed (nothing was
     /// appended); otherwise the [`OfferError::Failed`] errors of
-    /// [`Publisher::offer`], as an [`Error`].
+    /// [`Publisher::offer`], as an [`Error`], but [`Error::Lost`]: a claim
+    /// whose segment a dropping policy deleted under it is made again.
     #[inline]
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         self.append_with(Priority::Normal, payload)
