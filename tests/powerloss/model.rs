@@ -277,8 +277,7 @@ impl Model {
 
     /// A crash image of this moment, with what was promised.
     pub fn image_now(&mut self, choice: &mut Choice<'_>, what: String) -> (CrashImage, Snapshot) {
-        let snapshot = Snapshot::take(&self.root);
-        self.media.note(&snapshot);
+        let snapshot = self.media.snapshot(&self.root);
         // Read after the snapshot: retention moves the first position before
         // it unlinks, so this never expects a segment the snapshot lacks.
         let promise = Promise { first_position: first_position(&self.root), ..self.promise };
