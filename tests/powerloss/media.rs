@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -131,10 +132,10 @@ pub struct Media {
 }
 
 impl Media {
-    /// `msync` of `len` bytes at `offset` of `path` completed: its pages are
-    /// on the media with their present content.
-    pub fn synced_range(&mut self, path: &Path, offset: usize, len: usize) {
-        let Ok(file) = File::open(path) else { return };
+    /// `msync` of `len` bytes at `offset` of `file` (the mapped file itself,
+    /// whatever its name is now) completed: its pages are on the media with
+    /// their present content.
+    pub fn synced_range(&mut self, file: &File, offset: usize, len: usize) {
         let Ok(meta) = file.metadata() else { return };
         let file_len = meta.len() as usize;
         let end = (offset + len).min(file_len);
@@ -147,13 +148,20 @@ impl Media {
                 pages.insert(page, content);
             }
         }
-        self.files.entry(id).or_insert(file);
+        // A descriptor of our own (a `dup` would share the journal's open
+        // file, and with it its `flock`, past the journal's close).
+        if !self.files.contains_key(&id)
+            && let Ok(own) = File::open(Path::new("/proc/self/fd").join(file.as_raw_fd().to_string()))
+        {
+            self.files.insert(id, own);
+        }
     }
 
-    /// `fsync` of a whole file completed.
+    /// `fsync` of the whole file at `path` completed.
     pub fn synced_file(&mut self, path: &Path) {
-        let len = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
-        self.synced_range(path, 0, len);
+        let Ok(file) = File::open(path) else { return };
+        let len = file.metadata().map_or(0, |m| m.len() as usize);
+        self.synced_range(&file, 0, len);
     }
 
     /// `fsync` of the directory `rel` (relative to `root`) completed: its

@@ -211,8 +211,10 @@ impl Model {
     /// Records the barrier on the media; returns its description.
     fn on_barrier(&mut self, event: &SyncEvent<'_>) -> String {
         let what = match *event {
-            SyncEvent::Range { path, offset, len } => {
-                self.media.synced_range(path, offset, len);
+            SyncEvent::Range { path, file, offset, len } => {
+                if let Some(file) = file {
+                    self.media.synced_range(file, offset, len);
+                }
                 format!("msync {} +{offset} len {len}", self.relative(path))
             }
             SyncEvent::File { path } => {
