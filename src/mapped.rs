@@ -256,7 +256,7 @@ impl MappedFile {
             return Ok(());
         }
         self.map.flush_range(offset, len).map_err(|e| Error::io(&self.path, "msync", e))?;
-        sync_trace::record(SyncEvent::Range { path: &self.path, offset, len });
+        sync_trace::record(SyncEvent::Range { path: &self.path, file: self.file.as_ref(), offset, len });
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! Owns: the hook. Touches nothing; `mapped` calls `record` after each
 //! barrier returns. With no hook installed the cost is one relaxed load.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// One durability barrier that has just completed.
 #[derive(Debug, Clone, Copy)]
 pub enum SyncEvent<'a> {
-    /// `msync(MS_SYNC)` of `len` bytes at `offset` of a mapped file.
-    Range { path: &'a Path, offset: usize, len: usize },
+    /// `msync(MS_SYNC)` of `len` bytes at `offset` of a mapped file: `file`
+    /// is that file, mapped from `path` (its name may have changed since);
+    /// `None` for an anonymous mapping, which nothing stores.
+    Range { path: &'a Path, file: Option<&'a File>, offset: usize, len: usize },
     /// `fsync` of a whole file (data and metadata).
     File { path: &'a Path },
     /// `fsync` of a directory: its entries (links, renames, unlinks) are durable.

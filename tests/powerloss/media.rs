@@ -4,8 +4,11 @@
 //! `Media` keeps the *durable* image: for every file (known by inode and
 //! birth time, since names change) the pages that reached the media at a
 //! barrier, with their content then; and for every directory the entries
-//! (name → file) as of its last fsync. A `Snapshot` is the *volatile* state
-//! at a crash point: the entries and the page cache content of every file.
+//! (name → file) as of its last fsync; and an open descriptor of every file
+//! a crash image may still hold. A `Snapshot` is the *volatile* state at a
+//! crash point: the entries, and the page cache content of every file, read
+//! through its descriptor (so a file renamed or unlinked meanwhile is read
+//! all the same, as what the kernel has of it, never as an older copy).
 //! `Media::crash_image` combines the two: every page that differs is
 //! independently old or new, every entry that differs is independently the
 //! durable or the volatile one (so a file unlinked since the last directory
@@ -13,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -53,27 +57,8 @@ pub type Listing = BTreeMap<String, Entry>;
 pub struct Snapshot {
     /// Tracked directory (relative) → its entries.
     pub dirs: BTreeMap<String, Listing>,
-    /// Every regular file's current content.
+    /// The page cache of every file a crash image may hold.
     pub contents: HashMap<FileId, Vec<u8>>,
-}
-
-impl Snapshot {
-    /// Reads the journal at `root` as the page cache has it now.
-    pub fn take(root: &Path) -> Snapshot {
-        let mut snapshot = Snapshot { dirs: BTreeMap::new(), contents: HashMap::new() };
-        for rel in TRACKED_DIRS {
-            let listing = list_dir(&root.join(rel));
-            for (name, entry) in &listing {
-                if !entry.is_dir
-                    && let Some(content) = read_whole(&root.join(rel).join(name), entry.id)
-                {
-                    snapshot.contents.insert(entry.id, content);
-                }
-            }
-            snapshot.dirs.insert(rel.to_string(), listing);
-        }
-        snapshot
-    }
 }
 
 /// A crash image: files and directories (content `None`) by relative path.
@@ -139,20 +124,23 @@ pub struct Media {
     pages: HashMap<FileId, BTreeMap<usize, Vec<u8>>>,
     /// Per tracked directory: entries as of its last fsync.
     entries: BTreeMap<String, Listing>,
-    /// The newest content seen of each file, for files unlinked since (a
-    /// durable entry can bring them back).
-    last_seen: HashMap<FileId, Vec<u8>>,
+    /// An open descriptor of every file met in a listing or at a barrier,
+    /// for as long as a crash image may hold it: through it the file's page
+    /// cache reads the same whatever its name is now, and once it is
+    /// unlinked (a durable entry can bring it back).
+    files: HashMap<FileId, File>,
 }
 
 impl Media {
-    /// `msync` of `len` bytes at `offset` of `path` completed: its pages are
-    /// on the media with their present content.
-    pub fn synced_range(&mut self, path: &Path, offset: usize, len: usize) {
-        let Ok(file) = File::open(path) else { return };
+    /// `msync` of `len` bytes at `offset` of `file` (the mapped file itself,
+    /// whatever its name is now) completed: its pages are on the media with
+    /// their present content.
+    pub fn synced_range(&mut self, file: &File, offset: usize, len: usize) {
         let Ok(meta) = file.metadata() else { return };
         let file_len = meta.len() as usize;
         let end = (offset + len).min(file_len);
-        let pages = self.pages.entry(FileId::of(&meta)).or_default();
+        let id = FileId::of(&meta);
+        let pages = self.pages.entry(id).or_default();
         for page in offset / PAGE..end.div_ceil(PAGE) {
             let start = page * PAGE;
             let mut content = vec![0u8; PAGE.min(file_len - start)];
@@ -160,45 +148,69 @@ impl Media {
                 pages.insert(page, content);
             }
         }
+        // A descriptor of our own (a `dup` would share the journal's open
+        // file, and with it its `flock`, past the journal's close).
+        if !self.files.contains_key(&id)
+            && let Ok(own) = File::open(Path::new("/proc/self/fd").join(file.as_raw_fd().to_string()))
+        {
+            self.files.insert(id, own);
+        }
     }
 
-    /// `fsync` of a whole file completed.
+    /// `fsync` of the whole file at `path` completed.
     pub fn synced_file(&mut self, path: &Path) {
-        let len = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
-        self.synced_range(path, 0, len);
+        let Ok(file) = File::open(path) else { return };
+        let len = file.metadata().map_or(0, |m| m.len() as usize);
+        self.synced_range(&file, 0, len);
     }
 
     /// `fsync` of the directory `rel` (relative to `root`) completed: its
     /// entries as they are now are durable.
     pub fn synced_dir(&mut self, root: &Path, rel: &str) {
-        let listing = list_dir(&root.join(rel));
-        for (name, entry) in &listing {
-            if !entry.is_dir
-                && !self.last_seen.contains_key(&entry.id)
-                && let Some(content) = read_whole(&root.join(rel).join(name), entry.id)
-            {
-                self.last_seen.insert(entry.id, content);
-            }
-        }
+        let listing = self.list(&root.join(rel));
         self.entries.insert(rel.to_string(), listing);
     }
 
-    /// Remembers the newest content of every file in `snapshot`.
-    pub fn note(&mut self, snapshot: &Snapshot) {
-        for (id, content) in &snapshot.contents {
-            self.last_seen.insert(*id, content.clone());
-        }
-        self.forget_unreachable(snapshot);
+    /// The volatile state of the journal at `root` now: the entries of the
+    /// tracked directories, then the page cache of every file, each read
+    /// through its descriptor.
+    pub fn snapshot(&mut self, root: &Path) -> Snapshot {
+        let dirs: BTreeMap<String, Listing> =
+            TRACKED_DIRS.iter().map(|rel| (rel.to_string(), self.list(&root.join(rel)))).collect();
+        self.forget_unreachable(&dirs);
+        let contents = self.files.iter().filter_map(|(id, file)| Some((*id, read_whole(file)?))).collect();
+        Snapshot { dirs, contents }
     }
 
-    /// Drops what no durable entry and no entry of `snapshot` refers to: a
-    /// file with no name anywhere can never be part of a crash image.
-    fn forget_unreachable(&mut self, snapshot: &Snapshot) {
-        let durable = self.entries.values().flat_map(|l| l.values().map(|e| e.id));
-        let volatile = snapshot.dirs.values().flat_map(|l| l.values().map(|e| e.id));
-        let reachable: BTreeSet<FileId> = durable.chain(volatile).collect();
-        self.pages.retain(|id, _| reachable.contains(id));
-        self.last_seen.retain(|id, _| reachable.contains(id));
+    /// The entries of `dir` now (empty if it does not exist), each name as
+    /// opening it finds it; keeps the descriptor of every file.
+    fn list(&mut self, dir: &Path) -> Listing {
+        let mut listing = Listing::new();
+        let Ok(entries) = std::fs::read_dir(dir) else { return listing };
+        for name in entries.flatten().filter_map(|entry| entry.file_name().into_string().ok()) {
+            // A name gone since the directory was read (renamed, unlinked)
+            // is no entry now; its file is wherever it went.
+            let Ok(file) = File::open(dir.join(&name)) else { continue };
+            let Ok(meta) = file.metadata() else { continue };
+            let id = FileId::of(&meta);
+            listing.insert(name, Entry { id, is_dir: meta.is_dir() });
+            if !meta.is_dir() {
+                self.files.entry(id).or_insert(file);
+            }
+        }
+        listing
+    }
+
+    /// Forgets the files no crash image can hold: no durable entry and no
+    /// entry of `volatile` names them, and they have no name left at all.
+    /// (A file merely missing from a listing, renamed while it was read,
+    /// still has a name: its durable pages are kept.)
+    fn forget_unreachable(&mut self, volatile: &BTreeMap<String, Listing>) {
+        let named = self.entries.values().chain(volatile.values()).flat_map(|l| l.values().map(|e| e.id));
+        let named: BTreeSet<FileId> = named.collect();
+        self.files.retain(|id, file| named.contains(id) || file.metadata().is_ok_and(|meta| meta.nlink() > 0));
+        let files = &self.files;
+        self.pages.retain(|id, _| files.contains_key(id));
     }
 
     /// Whether some directory entry of `snapshot` is not yet on the media.
@@ -236,9 +248,10 @@ impl Media {
 
     /// One file's content after the power loss: each page whose durable and
     /// newest contents differ is independently one or the other; pages
-    /// never synced are zeros on the media (the file is fallocated).
+    /// never synced are zeros on the media (the file is fallocated). A file
+    /// whose page cache could not be read has its durable pages only.
     fn crash_content(&self, id: FileId, name: &Path, snapshot: &Snapshot, choice: &mut Choice<'_>) -> Vec<u8> {
-        let newest = snapshot.contents.get(&id).or_else(|| self.last_seen.get(&id));
+        let newest = snapshot.contents.get(&id);
         let empty = BTreeMap::new();
         let durable = self.pages.get(&id).unwrap_or(&empty);
         let durable_len = durable.iter().map(|(page, bytes)| page * PAGE + bytes.len()).max().unwrap_or(0);
@@ -266,25 +279,9 @@ fn choose(durable: Option<&Entry>, volatile: Option<&Entry>, name: &Path, choice
     if durable == volatile || !choice.newer(name, None) { durable.copied() } else { volatile.copied() }
 }
 
-/// The entries of `dir` now (empty if it does not exist).
-fn list_dir(dir: &Path) -> Listing {
-    let mut listing = Listing::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return listing };
-    for entry in entries.flatten() {
-        let (Ok(meta), Ok(name)) = (entry.metadata(), entry.file_name().into_string()) else { continue };
-        listing.insert(name, Entry { id: FileId::of(&meta), is_dir: meta.is_dir() });
-    }
-    listing
-}
-
-/// The content of `path`, if it is still the file `id`.
-fn read_whole(path: &Path, id: FileId) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if FileId::of(&meta) != id {
-        return None;
-    }
-    let mut content = vec![0u8; meta.len() as usize];
+/// What the page cache holds of `file` now.
+fn read_whole(file: &File) -> Option<Vec<u8>> {
+    let mut content = vec![0u8; file.metadata().ok()?.len() as usize];
     file.read_exact_at(&mut content, 0).ok()?;
     Some(content)
 }

@@ -211,8 +211,10 @@ impl Model {
     /// Records the barrier on the media; returns its description.
     fn on_barrier(&mut self, event: &SyncEvent<'_>) -> String {
         let what = match *event {
-            SyncEvent::Range { path, offset, len } => {
-                self.media.synced_range(path, offset, len);
+            SyncEvent::Range { path, file, offset, len } => {
+                if let Some(file) = file {
+                    self.media.synced_range(file, offset, len);
+                }
                 format!("msync {} +{offset} len {len}", self.relative(path))
             }
             SyncEvent::File { path } => {
@@ -277,8 +279,7 @@ impl Model {
 
     /// A crash image of this moment, with what was promised.
     pub fn image_now(&mut self, choice: &mut Choice<'_>, what: String) -> (CrashImage, Snapshot) {
-        let snapshot = Snapshot::take(&self.root);
-        self.media.note(&snapshot);
+        let snapshot = self.media.snapshot(&self.root);
         // Read after the snapshot: retention moves the first position before
         // it unlinks, so this never expects a segment the snapshot lacks.
         let promise = Promise { first_position: first_position(&self.root), ..self.promise };
