@@ -654,11 +654,13 @@ impl Consumer {
     }
 
     /// Re-attaches a cursor evicted by
-    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest) at the oldest
-    /// retained record it has not read (for any consumer, moves it there if
-    /// it is behind): never back behind records it handed out, which it
-    /// would hand out again (and a conflating one, older values of a key
-    /// after newer ones).
+    /// [`WhenFull::EvictSlowest`](crate::WhenFull::EvictSlowest): the
+    /// consumer reads on from the oldest retained record it has not read
+    /// (for any consumer, moves it there if it is behind), never back
+    /// behind records it handed out (a conflating one would hand out older
+    /// values of a key after newer ones); the cursor keeps what was
+    /// committed, or moves to the oldest retained record if that is
+    /// further (a crash before the next commit reads the rest again).
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only handle.
@@ -667,7 +669,7 @@ impl Consumer {
         let first = self.inner.meta.first_position().load(Ordering::Acquire);
         self.position = self.position.max(first);
         if let Some(cursor) = &self.cursor {
-            cursor.clear_eviction(self.position);
+            cursor.clear_eviction(cursor.position().max(first));
         }
         Ok(())
     }
