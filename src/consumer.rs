@@ -94,6 +94,9 @@ pub struct Consumer {
     quiet: bool,
     /// Kept between calls of `poll_conflated`, so its table is reused.
     conflation: Conflation,
+    /// How far this consumer has placed its cursor's conflation mark (on
+    /// the media, with the records below it, unless under `Flush::Never`).
+    marked_through: u64,
 }
 
 impl Consumer {
@@ -129,6 +132,7 @@ impl Consumer {
             hole: None,
             quiet: false,
             conflation: Conflation::default(),
+            marked_through: 0,
         })
     }
 
@@ -143,6 +147,7 @@ impl Consumer {
             hole: None,
             quiet: false,
             conflation: Conflation::default(),
+            marked_through: 0,
         }
     }
 
@@ -191,9 +196,9 @@ impl Consumer {
     ///
     /// Safe to resume after a crash or a power loss: before handing a
     /// window out, a named consumer records in its cursor file how far it
-    /// has read (and msyncs it with the records read, under every [`Flush`]
-    /// policy but [`Flush::Never`]: under [`Flush::Interval`] one flush of
-    /// the journal per window), and one that resumes at the
+    /// has read (and puts it on the media with the records read, under
+    /// every [`Flush`] policy but [`Flush::Never`]: one flush of the journal
+    /// per window), and one that resumes at the
     /// committed position reads at least that far in its first window. So
     /// the windows it then conflates hold every window read before the
     /// crash, even one cut short at the tail, and it never hands out a
@@ -288,26 +293,29 @@ impl Consumer {
     /// window goes out: a commit inside the window may reach the media
     /// (with the page, or by a later flush), and a reader resuming there
     /// after a power loss must read on past every window handed out. The
-    /// records of the window go to the media first (under
-    /// [`Flush::Interval`] a flush of the journal; under
-    /// [`Flush::Always`] they are already): a power loss that kept the mark
-    /// but took back a record handed out would leave the resumed reader an
-    /// older record of its key to hand out. One flush per window that
-    /// raises the mark, under every policy but [`Flush::Never`], which
-    /// promises nothing across a power loss.
-    fn mark_conflated_through(&self) -> Result<()> {
+    /// records read go to the media first (a flush of the journal: under
+    /// [`Flush::Always`] too, since records committed before a switch to it
+    /// may not be): a power loss that kept the mark but took back a record
+    /// handed out would leave the resumed reader an older record of its key
+    /// to hand out. Once per window that moves the mark, under every policy
+    /// but [`Flush::Never`], which promises nothing across a power loss;
+    /// only once both syncs succeeded does this consumer count the mark as
+    /// placed (a failed one is made again by the next window).
+    fn mark_conflated_through(&mut self) -> Result<()> {
         let Some(cursor) = &self.cursor else { return Ok(()) };
-        if !self.inner.writable() || !cursor.raise_conflated_through(self.position) {
+        if !self.inner.writable() || self.position <= self.marked_through {
             return Ok(());
         }
-        match self.inner.meta.limits().flush {
-            Flush::Never => Ok(()),
-            Flush::Always => cursor.flush(),
-            Flush::Interval(_) => {
-                crate::flush::flush_all(&self.inner)?;
-                cursor.flush()
-            }
+        let durable = self.inner.meta.limits().flush != Flush::Never;
+        if durable {
+            crate::flush::flush_all(&self.inner)?;
         }
+        cursor.raise_conflated_through(self.position);
+        if durable {
+            cursor.flush()?;
+        }
+        self.marked_through = self.position;
+        Ok(())
     }
 
     /// Where a conflated read must read to at least, so that its window
@@ -793,6 +801,7 @@ impl Consumer {
             hole: None,
             quiet: false,
             conflation: Conflation::default(),
+            marked_through: 0,
         };
         let mut found = None;
         loop {

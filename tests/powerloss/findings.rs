@@ -553,13 +553,71 @@ fn a_conflated_reader_never_hands_out_an_older_value_after_a_power_loss() {
     let mut handed = Vec::new();
     consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
     assert_eq!(handed, [b"v2"], "the dead reader handed out v2 (and skipped v1)");
-    let dir = s.power_loss_dir(Script::durable());
     drop(consumer);
+    assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::durable()), b"v1");
+}
+
+/// The same under `Flush::Always`, for a record committed before the
+/// switch to it (`set_limits` syncs only the metadata): the window is
+/// handed out once its records are on the media too. (Found by review: the
+/// reader synced only its mark, trusting the records were.)
+#[test]
+fn a_window_read_right_after_a_switch_to_flush_always_is_on_the_media_with_its_mark() {
+    let s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"a", b"v1").expect("append");
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("v1 and the new cursor on the media");
+    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
+    let mut limits = journal.limits();
+    limits.flush = Flush::Always;
+    journal.set_limits(limits).expect("switch to Flush::Always");
+    let mut handed = Vec::new();
+    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
+    assert_eq!(handed, [b"v2"], "the reader handed out v2 (and skipped v1)");
+    assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::durable()), b"v1");
+}
+
+/// A window whose flush failed is not handed out, and the next window
+/// makes the flush again: the mark was raised before the flush, and the
+/// next call, finding it raised, skipped the flush and handed the window
+/// out unsynced. (Found by review. The flush is made to fail by a
+/// descriptor limit, which the whole process shares: run alone.)
+#[test]
+#[ignore = "lowers the process's descriptor limit: run alone (--ignored)"]
+fn a_window_whose_flush_failed_is_flushed_by_the_next_call() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let s = Scripted::new();
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"a", b"v1").expect("append");
+    let mut consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("v1 and the new cursor on the media");
+    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
+    let limit = getrlimit(Resource::Nofile);
+    let lowest_free = std::fs::File::open("/dev/null").map(|f| std::os::fd::AsRawFd::as_raw_fd(&f)).unwrap();
+    let mut lowered = limit.clone();
+    lowered.current = Some(lowest_free as u64);
+    setrlimit(Resource::Nofile, lowered).unwrap();
+    let failed = consumer.poll_conflated(|_| panic!("handed out though its flush failed"), 16);
+    setrlimit(Resource::Nofile, limit).unwrap();
+    assert!(failed.is_err(), "the flush failed: {failed:?}");
+    let mut handed = Vec::new();
+    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
+    assert_eq!(handed, [b"v2"], "the reader handed out v2 (and skipped v1)");
+    // Writeback took every page but v2's (segment 0, page 0, as last msynced).
+    assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::newest().but_page(&segment(0), 0)), b"v1");
+}
+
+/// Opens the crash image `dir` and reads it conflated from the cursor on:
+/// `stale` must not be handed out.
+fn assert_resumed_reader_never_hands_out(dir: &tempfile::TempDir, stale: &[u8]) {
     let recovered = Journal::open(dir.path(), small(explicit())).expect("open the image");
     let mut resumed = recovered.consumer(CURSOR).expect("the cursor");
     let mut after = Vec::new();
     while resumed.poll_conflated(|r| after.push(r.payload().to_vec()), 16).expect("resumed") > 0 {}
-    assert!(!after.contains(&b"v1".to_vec()), "handed out v1 after v2 had been");
+    assert!(!after.contains(&stale.to_vec()), "handed out {stale:?} after the newer value had been: {after:?}");
 }
 
 /// `set_limits` switches the journal to `Flush::Always` (the metadata is
