@@ -146,11 +146,14 @@ impl Publisher {
     }
 
     /// Under [`Flush::Always`](crate::Flush::Always): msyncs the `len`
-    /// bytes just committed at `at`.
+    /// bytes just committed at `at`. Any failure, mapping the segment
+    /// included (a dropping policy may delete it meanwhile), says the record
+    /// was committed, so that no caller appends it again.
     #[cold]
     #[inline(never)]
     fn flush_committed(&self, at: Claimed, len: usize) -> Result<()> {
-        with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))?
+        with_segment(self.inner.state(), at.index, |segment| segment.file().flush_range(at.offset, len))
+            .and_then(|flushed| flushed)
             .map_err(|e| committed_not_flushed(at.position, e))
     }
 

@@ -513,7 +513,14 @@ fn reattach_commits_only_what_was_acknowledged() {
     }
     let mut consumer = journal.consumer("sink").unwrap();
     let mut acknowledged = None;
-    consumer.poll(|record| drop(acknowledged.get_or_insert(record.next_position())), usize::MAX).unwrap();
+    consumer
+        .poll(
+            |record| {
+                acknowledged.get_or_insert(record.next_position());
+            },
+            usize::MAX,
+        )
+        .unwrap();
     consumer.commit_at(acknowledged.unwrap()).unwrap();
     let read_to = consumer.position();
     while journal.first_position() < MIB {

@@ -597,7 +597,7 @@ fn a_window_whose_flush_failed_is_flushed_by_the_next_call() {
     publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
     let limit = getrlimit(Resource::Nofile);
     let lowest_free = std::fs::File::open("/dev/null").map(|f| std::os::fd::AsRawFd::as_raw_fd(&f)).unwrap();
-    let mut lowered = limit.clone();
+    let mut lowered = limit;
     lowered.current = Some(lowest_free as u64);
     setrlimit(Resource::Nofile, lowered).unwrap();
     let failed = consumer.poll_conflated(|_| panic!("handed out though its flush failed"), 16);
