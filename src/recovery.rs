@@ -33,9 +33,11 @@ pub struct SegmentScan {
     pub faults: Vec<(usize, usize, String)>,
     /// What stopped the walk at `end`, if it was not the segment's end or clean zeros.
     pub torn: Option<String>,
-    /// The walk stopped at a claim never committed (a dead claimer's, or
-    /// one still being written): what lies after `end` is no record.
-    pub torn_claim: bool,
+    /// The walk stopped at a committed frame that fails its checks (a
+    /// record a power loss tore): what lies after `end` held a record.
+    /// Not so after a claim, or a slot whose word is still zero (a claimer
+    /// or an exclusive publisher killed while it wrote its frame).
+    pub torn_record: bool,
     /// The timestamp (ns since the epoch) of the first valid data frame, if any.
     pub first_timestamp: Option<u64>,
     /// The timestamp (ns since the epoch) of the last valid data frame, if any.
@@ -64,9 +66,9 @@ pub fn scan(segment: &Segment) -> SegmentScan {
                 let Some(next) = next_valid_frame(segment, offset + vouched) else {
                     if let Err(fault) = other {
                         report.torn = Some(fault.to_string());
+                        report.torn_record = true;
                     } else if word != 0 {
                         report.torn = Some("claimed but never committed".into());
-                        report.torn_claim = true;
                     }
                     break;
                 };
@@ -126,8 +128,10 @@ pub struct RecoveryReport {
     /// unlink.
     pub removed: Vec<u64>,
     /// Bytes of records recovery took away: the damaged frames past the
-    /// last flush it discarded, and a torn tail it cut (unless that began
-    /// with a claim never committed). Also counted in
+    /// last flush it discarded, and a torn tail it cut when that began with
+    /// a committed frame (one that begins with a claim, or with a header
+    /// page the power loss took, is not counted, though records may lie
+    /// further in it). Also counted in
     /// [`Stats::lost_bytes`](crate::Stats::lost_bytes).
     pub lost_bytes: u64,
     /// Cursors that pointed past the recovered tail, moved back to it.
@@ -366,7 +370,7 @@ fn remove_temporaries(dir: &Path) -> Result<()> {
 }
 
 /// Pads holes; in the tail segment also zeroes what follows the last valid
-/// frame (counted as lost unless it starts with a claim never committed);
+/// frame (counted as lost when it starts with a torn record);
 /// in a sealed segment pads from there to the end. Returns the end.
 fn repair_segment(
     inner: &JournalState,
@@ -380,7 +384,7 @@ fn repair_segment(
         let len = scan.dirty_end - scan.end;
         zero_durably(segment, scan.end, len)?;
         report.cut = Some((segment.base + scan.end as u64, len));
-        if !scan.torn_claim {
+        if scan.torn_record {
             count_lost(inner, len, report);
         }
     }

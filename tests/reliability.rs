@@ -668,3 +668,33 @@ fn a_blocking_append_on_a_small_ring_claims_again_when_its_segment_was_dropped()
         }
     });
 }
+
+/// A claimer SIGKILLed after it wrote its header fields but before it
+/// published its claim word (the state left here by clearing the word and
+/// payload of a claim killed whole) leaves a zero word followed by bytes at
+/// the tail: no record was committed there, so recovery cuts it without
+/// counting a loss. (Found by review: counted as lost bytes.)
+#[test]
+fn a_claimer_killed_before_it_published_its_claim_loses_no_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(small_journal(dir.path()));
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "claim_in_a_child_process", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_DIR, dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let claimed = read_number(&mut lines, "claimed").expect("the child claimed");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let path = common::segment_path(dir.path(), SEGMENT, claimed);
+    common::write_at(&path, claimed % SEGMENT, &[0u8; 8]);
+    common::write_at(&path, claimed % SEGMENT + 32, &[0u8; 100]);
+    let journal = small_journal(dir.path());
+    let report = journal.recovery_report().expect("recovery ran: the writer died");
+    assert_eq!(report.cut.map(|(at, _)| at), Some(claimed), "{report:?}");
+    assert_eq!((report.lost_bytes, journal.stats().lost_bytes), (0, 0), "{report:?}");
+}
