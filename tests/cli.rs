@@ -1017,3 +1017,24 @@ fn the_advised_reset_moves_a_cursor_that_does_not_point_at_a_record() {
     assert_eq!(moved.position(), journal.first_position());
     assert_eq!(common::drain(&mut moved).unwrap().len(), 10);
 }
+
+/// The same for a damaged cursor file (bad magic, truncated: refused as
+/// not a journal's file): the reset replaces it. (Found by review.)
+#[test]
+fn the_reset_replaces_a_damaged_cursor_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = backwater::Config::default().segment_size(64 << 10).min_free_disk(0);
+    drop(backwater::Journal::open(dir.path(), config.clone()).unwrap().consumer("damaged").unwrap());
+    let file = dir.path().join("cursors/damaged.cursor");
+    let damages: [(&str, &dyn Fn()); 2] = [
+        ("bad magic", &|| common::write_at(&file, 0, b"XXXXXXXX")),
+        ("truncated", &|| std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(10).unwrap()),
+    ];
+    for (damage, apply) in damages {
+        apply();
+        let out = backwater(&["cursor", path(dir.path()), "reset", "damaged", "start"]);
+        assert!(out.status.success(), "{damage}: the reset failed: {}", stderr_of(&out));
+        let journal = backwater::Journal::open(dir.path(), config.clone()).unwrap();
+        assert!(journal.consumer("damaged").is_ok(), "{damage}: opens after the reset");
+    }
+}

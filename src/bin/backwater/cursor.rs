@@ -56,7 +56,8 @@ fn move_cursor(dir: &std::path::Path, name: &str, seek: Seek) -> Outcome {
     let journal = open_existing(dir)?;
     journal.anonymous_consumer().seek(seek)?;
     let mut consumer = match journal.consumer(name) {
-        Err(backwater::Error::Corrupt { .. }) => {
+        // The journal opened, so a file that is "not a journal's" is the cursor's.
+        Err(backwater::Error::Corrupt { .. } | backwater::Error::NotAJournal { .. }) => {
             journal.delete_cursor(name)?;
             journal.consumer(name)?
         }
