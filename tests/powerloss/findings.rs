@@ -544,15 +544,8 @@ fn a_torn_tail_that_recovery_cuts_is_counted_in_lost_bytes() {
 #[test]
 fn a_conflated_reader_never_hands_out_an_older_value_after_a_power_loss() {
     let s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    publisher.append_keyed(b"a", b"v1").expect("append");
-    let mut consumer = journal.consumer(CURSOR).expect("consumer");
-    journal.flush().expect("v1 and the new cursor on the media");
-    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
-    let mut handed = Vec::new();
-    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
-    assert_eq!(handed, [b"v2"], "the dead reader handed out v2 (and skipped v1)");
+    let (_journal, mut consumer) = v1_flushed_then_v2(&s);
+    assert_window_hands_out_v2(&mut consumer);
     drop(consumer);
     assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::durable()), b"v1");
 }
@@ -564,18 +557,11 @@ fn a_conflated_reader_never_hands_out_an_older_value_after_a_power_loss() {
 #[test]
 fn a_window_read_right_after_a_switch_to_flush_always_is_on_the_media_with_its_mark() {
     let s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    publisher.append_keyed(b"a", b"v1").expect("append");
-    let mut consumer = journal.consumer(CURSOR).expect("consumer");
-    journal.flush().expect("v1 and the new cursor on the media");
-    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
+    let (journal, mut consumer) = v1_flushed_then_v2(&s);
     let mut limits = journal.limits();
     limits.flush = Flush::Always;
     journal.set_limits(limits).expect("switch to Flush::Always");
-    let mut handed = Vec::new();
-    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
-    assert_eq!(handed, [b"v2"], "the reader handed out v2 (and skipped v1)");
+    assert_window_hands_out_v2(&mut consumer);
     assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::durable()), b"v1");
 }
 
@@ -589,12 +575,7 @@ fn a_window_read_right_after_a_switch_to_flush_always_is_on_the_media_with_its_m
 fn a_window_whose_flush_failed_is_flushed_by_the_next_call() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let s = Scripted::new();
-    let journal = Journal::open(s.path(), small(explicit())).expect("open");
-    let publisher = journal.publisher();
-    publisher.append_keyed(b"a", b"v1").expect("append");
-    let mut consumer = journal.consumer(CURSOR).expect("consumer");
-    journal.flush().expect("v1 and the new cursor on the media");
-    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
+    let (_journal, mut consumer) = v1_flushed_then_v2(&s);
     let limit = getrlimit(Resource::Nofile);
     let lowest_free = std::fs::File::open("/dev/null").map(|f| std::os::fd::AsRawFd::as_raw_fd(&f)).unwrap();
     let mut lowered = limit;
@@ -603,11 +584,28 @@ fn a_window_whose_flush_failed_is_flushed_by_the_next_call() {
     let failed = consumer.poll_conflated(|_| panic!("handed out though its flush failed"), 16);
     setrlimit(Resource::Nofile, limit).unwrap();
     assert!(failed.is_err(), "the flush failed: {failed:?}");
-    let mut handed = Vec::new();
-    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
-    assert_eq!(handed, [b"v2"], "the reader handed out v2 (and skipped v1)");
+    assert_window_hands_out_v2(&mut consumer);
     // Writeback took every page but v2's (segment 0, page 0, as last msynced).
     assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::newest().but_page(&segment(0), 0)), b"v1");
+}
+
+/// A journal (`Flush::Interval`) with key "a" at "v1", flushed with a new
+/// cursor, then at "v2", not flushed; and the cursor's consumer.
+fn v1_flushed_then_v2(s: &Scripted) -> (Journal, backwater::Consumer) {
+    let journal = Journal::open(s.path(), small(explicit())).expect("open");
+    let publisher = journal.publisher();
+    publisher.append_keyed(b"a", b"v1").expect("append");
+    let consumer = journal.consumer(CURSOR).expect("consumer");
+    journal.flush().expect("v1 and the new cursor on the media");
+    publisher.append_keyed(b"a", b"v2").expect("append, not flushed");
+    (journal, consumer)
+}
+
+/// One conflated window: v2, v1 skipped for it.
+fn assert_window_hands_out_v2(consumer: &mut backwater::Consumer) {
+    let mut handed = Vec::new();
+    consumer.poll_conflated(|r| handed.push(r.payload().to_vec()), 16).expect("window");
+    assert_eq!(handed, [b"v2"], "the window handed out v2 (and skipped v1)");
 }
 
 /// Opens the crash image `dir` and reads it conflated from the cursor on:
