@@ -145,11 +145,15 @@ pub(crate) fn unlink_or_retire(inner: &JournalState, index: u64, path: &Path) ->
 }
 
 /// Unlinks the retired segments no reader has mapped any more (every
-/// housekeeper tick).
+/// housekeeper tick, and before each deletion: another thread may unlink
+/// the same file first).
 pub(crate) fn reclaim_retired(inner: &JournalState) -> Result<()> {
     for retired in segment::retired_paths(&inner.dir)? {
         if let segment::Mappings::None(_locked) = segment::mappings_of(&retired)? {
-            std::fs::remove_file(&retired).map_err(|e| Error::io(&retired, "delete", e))?;
+            match std::fs::remove_file(&retired) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&retired, "delete", e)),
+                _ => {}
+            }
         }
     }
     Ok(())
