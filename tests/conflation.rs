@@ -444,6 +444,12 @@ fn a_successor_moved_by_a_loss_still_reads_to_the_mark() {
 
 const SEGMENT: u64 = 64 << 10;
 
+/// A journal of 64 KiB segments, 8 of budget, `when_full` at the budget.
+fn ring(dir: &std::path::Path, when_full: backwater::WhenFull) -> Journal {
+    let config = Config::default().segment_size(SEGMENT).max_disk_bytes(8 * SEGMENT).min_free_disk(0);
+    Journal::open(dir, config.when_full(when_full)).unwrap()
+}
+
 /// Key "k" through segments 0 and 1 (its newest value in segment 1), read
 /// in one window by a consumer "sink" that dies before it commits; then
 /// unkeyed filler into segment 3. Returns where the sink started and the
@@ -484,12 +490,7 @@ fn assert_none_older(got: &[Seen], newest: u64) {
 #[test]
 fn a_successors_window_that_a_loss_cuts_short_hands_out_nothing_older() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::default()
-        .segment_size(SEGMENT)
-        .max_disk_bytes(8 * SEGMENT)
-        .min_free_disk(0)
-        .when_full(backwater::WhenFull::DropOldest);
-    let journal = Journal::open(dir.path(), config).unwrap();
+    let journal = ring(dir.path(), backwater::WhenFull::DropOldest);
     let (start, newest) = keyed_through_two_segments_read_by_a_dead_sink(&journal);
 
     // The successor reads segment 0, then waits at segment 1, held locked
@@ -589,12 +590,7 @@ fn a_successors_window_that_a_damaged_frame_cuts_short_hands_out_nothing_older()
 #[test]
 fn a_reattached_conflating_consumer_never_hands_out_an_older_value() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::default()
-        .segment_size(SEGMENT)
-        .max_disk_bytes(8 * SEGMENT)
-        .min_free_disk(0)
-        .when_full(backwater::WhenFull::EvictSlowest);
-    let journal = Journal::open(dir.path(), config).unwrap();
+    let journal = ring(dir.path(), backwater::WhenFull::EvictSlowest);
     let publisher = journal.publisher();
     let mut consumer = journal.consumer("sink").unwrap();
     let mut sequence = 0u64;

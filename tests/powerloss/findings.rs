@@ -558,9 +558,7 @@ fn a_conflated_reader_never_hands_out_an_older_value_after_a_power_loss() {
 fn a_window_read_right_after_a_switch_to_flush_always_is_on_the_media_with_its_mark() {
     let s = Scripted::new();
     let (journal, mut consumer) = v1_flushed_then_v2(&s);
-    let mut limits = journal.limits();
-    limits.flush = Flush::Always;
-    journal.set_limits(limits).expect("switch to Flush::Always");
+    switch_to_flush_always(&journal);
     assert_window_hands_out_v2(&mut consumer);
     assert_resumed_reader_never_hands_out(&s.power_loss_dir(Script::durable()), b"v1");
 }
@@ -618,6 +616,13 @@ fn assert_resumed_reader_never_hands_out(dir: &tempfile::TempDir, stale: &[u8]) 
     assert!(!after.contains(&stale.to_vec()), "handed out {stale:?} after the newer value had been: {after:?}");
 }
 
+/// `set_limits` with `Flush::Always` (the metadata synced before it returns).
+fn switch_to_flush_always(journal: &Journal) {
+    let mut limits = journal.limits();
+    limits.flush = Flush::Always;
+    journal.set_limits(limits).expect("set_limits: Flush::Always");
+}
+
 /// `set_limits` switches the journal to `Flush::Always` (the metadata is
 /// synced before it returns); the publisher's "msync each commit" flag
 /// followed only at the housekeeper's next tick (up to 100 ms later, more
@@ -631,9 +636,7 @@ fn an_append_right_after_set_limits_flush_always_is_durable() {
     let publisher = journal.publisher();
     s.append(&publisher, 100);
     journal.flush().expect("flush");
-    let mut limits = journal.limits();
-    limits.flush = Flush::Always;
-    journal.set_limits(limits).expect("set_limits: Flush::Always");
+    switch_to_flush_always(&journal);
     s.append(&publisher, 100);
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable()));
@@ -650,9 +653,7 @@ fn an_append_through_another_handle_right_after_set_limits_flush_always_is_durab
     let publisher = other.publisher();
     s.append(&publisher, 100);
     other.flush().expect("flush");
-    let mut limits = setter.limits();
-    limits.flush = Flush::Always;
-    setter.set_limits(limits).expect("set_limits: Flush::Always");
+    switch_to_flush_always(&setter);
     s.append(&publisher, 100);
     s.promise_all(None);
     assert_recovers(&s.power_loss(Script::durable()));
