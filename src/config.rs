@@ -375,6 +375,7 @@ pub struct Config {
     pub(crate) retain_for: Option<Duration>,
     pub(crate) append_timeout: Option<Duration>,
     pub(crate) unblock_timeout: Option<Duration>,
+    pub(crate) reserve_linger: Option<Duration>,
     pub(crate) file_mode: Option<u32>,
     pub(crate) segments_ahead: Option<u32>,
 }
@@ -486,6 +487,19 @@ impl Config {
         self
     }
 
+    /// How long a [`ReservingPublisher`](crate::ReservingPublisher)'s
+    /// reservation lives (this handle; default 100 µs): its owner takes no
+    /// record from one older than this, and a consumer of this handle that
+    /// has waited this long at a reservation's unwritten rest turns the rest
+    /// into padding (read-only handles never do). A reservation holds no
+    /// record, so nothing is lost; this bounds how long records appended
+    /// after it by other threads wait unread behind a thread that stopped
+    /// appending.
+    pub fn reserve_linger(mut self, linger: Duration) -> Self {
+        self.reserve_linger = Some(linger);
+        self
+    }
+
     /// How many segments past the tail's this handle's housekeeper keeps
     /// created and faulted in (default 1): each absorbs `segment_size` bytes
     /// of burst at memory speed, and holds that much of the budget (a full
@@ -516,6 +530,10 @@ impl Config {
 
     pub(crate) fn unblock_timeout_or_default(&self) -> Duration {
         self.unblock_timeout.unwrap_or(Duration::from_secs(1))
+    }
+
+    pub(crate) fn reserve_linger_or_default(&self) -> Duration {
+        self.reserve_linger.unwrap_or(Duration::from_micros(100))
     }
 
     pub(crate) fn file_mode_or_default(&self) -> u32 {

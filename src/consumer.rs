@@ -4,7 +4,7 @@
 //!
 //! Owns: one consumer's position, its mapped segment, seeking, lag, and
 //! unblocking a hole left by a dead claimer (turning it into padding after
-//! `unblock_timeout`). Touches segments read-only except for that padding,
+//! `unblock_timeout`) or an idle reservation (after `reserve_linger`). Touches segments read-only except for that padding,
 //! and its own cursor file.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::Flush;
 use crate::conflate::{Conflated, Conflation};
 use crate::cursor::{self, CursorFile, WriterLock};
 use crate::error::{Error, Result};
-use crate::frame::{self, Decoded};
+use crate::frame::{self, Decoded, Word0};
 use crate::handle::Handle;
 use crate::record::{Located, Record};
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment};
@@ -88,7 +88,7 @@ pub struct Consumer {
     _writer: Option<WriterLock>,
     position: u64,
     segment: Option<Arc<Segment>>,
-    hole: Option<(u64, Instant)>,
+    hole: Option<Hole>,
     /// The last `poll_wait` timed out: the next one sleeps without spinning
     /// first (an idle follower costs no CPU; one that reads spins).
     quiet: bool,
@@ -482,12 +482,12 @@ impl Consumer {
                 next: segment::next_position(position, aligned_len, size),
                 record: false,
             }),
-            Ok(Decoded::Pending { claimed }) => {
+            Ok(Decoded::Pending { .. }) => {
                 self.position = position;
                 if position != started_at {
                     self.hole = None;
                 }
-                let unblocked = unblock(&self.inner, segment, position, claimed, &mut self.hole);
+                let unblocked = unblock(&self.inner, segment, position, word, &mut self.hole);
                 Ok(Other::Stop { more: unblocked })
             }
             Err(fault) => {
@@ -528,7 +528,9 @@ impl Consumer {
                 self.quiet = count == 0;
                 return Ok(count);
             }
-            sleeper.idle(Some(deadline));
+            // At a hole, poll again once it may be unblocked.
+            let wake_at = self.hole_unblock_at().map_or(deadline, |at| at.min(deadline));
+            sleeper.idle(Some(wake_at));
         }
     }
 
@@ -570,7 +572,7 @@ impl Consumer {
             }
             let registration = registration.get_or_insert_with(|| self.inner.async_waiter().registration());
             // At a hole, poll again once it may be unblocked; otherwise at a commit.
-            let unblock_at = self.hole.map(|(_, since)| since + self.inner.unblock_timeout);
+            let unblock_at = self.hole_unblock_at();
             registration.arm(cx.waker(), unblock_at);
             // The re-check after arming: a commit before it is read here, a
             // commit after it wakes the waker.
@@ -790,6 +792,12 @@ impl Consumer {
         at == offset
     }
 
+    /// When the hole this consumer stopped at may be turned into padding
+    /// (never by a read-only handle's consumer).
+    fn hole_unblock_at(&self) -> Option<Instant> {
+        self.hole.filter(|_| self.inner.writable()).map(|hole| hole.unblock_at())
+    }
+
     /// The position of the first record stamped at or after `ns`.
     fn find_time(&mut self, ns: u64, first: u64) -> Result<u64> {
         let mut scout = Consumer {
@@ -830,36 +838,54 @@ enum Other {
     Stop { more: bool },
 }
 
-/// At an uncommitted frame: `true` if it was turned into padding (read on),
-/// `false` to stop and wait (the end of the data, or a hole not yet old enough).
-fn unblock(
-    inner: &JournalState,
-    segment: &Segment,
+/// An uncommitted frame below the tail where a consumer stopped: since
+/// when, and how long it may stay so before the consumer pads it.
+#[derive(Clone, Copy, Debug)]
+struct Hole {
     position: u64,
-    claimed: Option<usize>,
-    hole: &mut Option<(u64, Instant)>,
-) -> bool {
+    since: Instant,
+    timeout: Duration,
+}
+
+impl Hole {
+    fn unblock_at(&self) -> Instant {
+        self.since + self.timeout
+    }
+}
+
+/// At an uncommitted frame whose word 0 read `word`: `true` if it was
+/// turned into padding (read on), `false` to stop and wait (the end of the
+/// data, or a hole not yet old enough). A reservation waits
+/// `reserve_linger`, any other claim or untouched slot `unblock_timeout`;
+/// only the word seen is padded, so a reservation taken meanwhile is a
+/// claim that waits its own timeout.
+fn unblock(inner: &JournalState, segment: &Segment, position: u64, word: u64, hole: &mut Option<Hole>) -> bool {
     if position >= inner.meta.tail_position() {
         *hole = None;
         return false;
     }
-    match *hole {
-        Some((at, since)) if at == position => {
-            if since.elapsed() < inner.unblock_timeout || !inner.writable() {
+    let observed = Word0::unpack(word);
+    let timeout = if observed.is_reservation() { inner.reserve_linger } else { inner.unblock_timeout };
+    match hole {
+        Some(seen) if seen.position == position => {
+            seen.timeout = timeout;
+            if seen.since.elapsed() < timeout || !inner.writable() {
                 return false;
             }
         }
         _ => {
-            *hole = Some((position, Instant::now()));
+            *hole = Some(Hole { position, since: Instant::now(), timeout });
             return false;
         }
     }
     let offset = (position % inner.segment_size()) as usize;
-    let padded = match claimed {
-        Some(_) => frame::pad_claimed(segment.word0(offset), segment.word0(offset).load(Ordering::Acquire)),
-        None => pad_empty(inner, segment, offset),
+    let padded = if observed.length < 0 {
+        frame::pad_claimed(segment.word0(offset), word)
+    } else {
+        pad_empty(inner, segment, offset)
     };
-    if padded {
+    // A lapsed reservation held no record: it is not an unblocked claim.
+    if padded && !observed.is_reservation() {
         inner.meta.unblocked().fetch_add(1, Ordering::Relaxed);
     }
     *hole = None;

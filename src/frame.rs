@@ -77,6 +77,11 @@ pub const FLAG_PRIORITY_LOW: u8 = 0b0000_0001;
 /// header, all covered by the CRC) is the key's length ([`KEY_LEN_BYTES`]
 /// bytes, little-endian), the key, then the payload.
 pub const FLAG_KEYED: u8 = 0b0000_0010;
+/// [`Word0::flags`] bit on a claimed word only: the claim is a
+/// *reservation*, room a [`ReservingPublisher`](crate::ReservingPublisher)
+/// took for the records it appends next (see [`take_reserved`]). Never set
+/// on a committed frame.
+pub const FLAG_RESERVED: u8 = 0b0000_0100;
 /// Bytes of the key length ahead of a keyed record's key (a `u16`).
 pub const KEY_LEN_BYTES: usize = 2;
 /// The longest key a keyed record can carry, in bytes.
@@ -111,7 +116,8 @@ pub struct Word0 {
     pub frame_type: u8,
     /// Bit 0 ([`FLAG_PRIORITY_LOW`]): the record was offered with
     /// [`Priority::Low`] (see [`priority_flags`]); bit 1 ([`FLAG_KEYED`]):
-    /// the record carries a key ([`is_keyed`]); the other bits are zero.
+    /// the record carries a key ([`is_keyed`]); bit 2 ([`FLAG_RESERVED`],
+    /// claimed words only): a reservation; the other bits are zero.
     pub flags: u8,
     /// Slot of the claiming handle in the metadata's process table (+1; 0 = unknown).
     pub owner: u16,
@@ -168,6 +174,19 @@ impl Word0 {
     pub const fn claimed(self) -> Word0 {
         Word0 { length: -self.length, ..self }
     }
+
+    /// The claimed word of a reservation of `aligned_len` bytes held by
+    /// `owner` ([`FLAG_RESERVED`]).
+    #[inline]
+    pub const fn reservation(aligned_len: usize, owner: u16) -> Word0 {
+        Word0 { length: -(aligned_len as i32), frame_type: TYPE_DATA, flags: FLAG_RESERVED, owner }
+    }
+
+    /// Whether this is a reservation's word (claimed, [`FLAG_RESERVED`]).
+    #[inline]
+    pub const fn is_reservation(self) -> bool {
+        self.length < 0 && self.flags & FLAG_RESERVED != 0
+    }
 }
 
 /// A frame's header after word 0, to be written at [`POSITION_OFFSET`]:
@@ -217,6 +236,11 @@ impl HeaderWord for AtomicU64 {
 //   0 --publish_claim--> claimed --commit--> committed
 //   0 --cover----------> covered (unblocker; the claimer retries elsewhere)
 //   claimed --unblock_claimed / abandon--> padding (the writer's commit fails)
+//
+// A reservation is a claim with FLAG_RESERVED, split one record at a time:
+//
+//   reserved(n) --take_reserved (owner)--> claimed(L)   [after mark_rest put reserved(n - L) at +L]
+//   reserved(n) --pad_claimed (owner's release, or a reader after reserve_linger)--> padding(n)
 
 /// Publishes a claim over an untouched slot (release, after the header fields).
 /// `false` if an unblocker covered the slot first: claim again.
@@ -245,6 +269,25 @@ pub fn pad_claimed(word: &impl HeaderWord, observed: u64) -> bool {
     }
     let padding = Word0::padding(align(claimed.length.unsigned_abs() as usize));
     word.compare_exchange(observed, padding.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+}
+
+/// Marks the room after the frame about to be taken from a reservation as
+/// the reservation's `rest` (its position field written first). A plain
+/// release store: the word lies inside the owner's reservation, where
+/// nobody else writes, and it comes before [`take_reserved`], so a reader
+/// that sees the taken frame committed sees the rest's word.
+#[inline]
+pub fn mark_rest(word: &impl HeaderWord, rest: Word0) {
+    word.store(rest.pack(), Ordering::Release);
+}
+
+/// Takes the first frame of the reservation `reserved` (its header fields
+/// written first): the word becomes `claimed`, which is then committed as
+/// any claim. `false` if a reader lapsed the reservation into padding
+/// first: nothing was appended, reserve again.
+#[inline]
+pub fn take_reserved(word: &impl HeaderWord, reserved: Word0, claimed: Word0) -> bool {
+    word.compare_exchange(reserved.pack(), claimed.pack(), Ordering::Release, Ordering::Relaxed).is_ok()
 }
 
 /// Takes over an untouched slot, so a claimer that fetched it but has not yet

@@ -82,6 +82,7 @@ mod process;
 mod publisher;
 mod publisher_lock;
 mod record;
+mod reserving;
 pub mod recovery;
 mod retention;
 pub mod segment;
@@ -107,6 +108,7 @@ pub use journal::{CursorInfo, Journal};
 pub use meta::Level;
 pub use publisher::{Claim, Publisher};
 pub use record::Record;
+pub use reserving::ReservingPublisher;
 
 /// Counters and levels of a journal, shared by every process that has it
 /// open: a snapshot from [`Journal::stats`].

@@ -55,7 +55,7 @@ use crate::{Priority, retention, wake, window};
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
-    inner: Handle,
+    pub(crate) inner: Handle,
     codec: TailCodec,
     segment_size: u64,
     group: Arc<PublisherGroup>,
@@ -63,10 +63,17 @@ pub struct Publisher {
 
 /// A claimed range, not yet written.
 #[derive(Clone, Copy)]
-struct Claimed {
-    index: u64,
-    offset: usize,
-    position: u64,
+pub(crate) struct Claimed {
+    pub index: u64,
+    pub offset: usize,
+    pub position: u64,
+}
+
+impl Claimed {
+    /// The range `len` bytes further on, in the same segment.
+    pub fn advanced(self, len: usize) -> Claimed {
+        Claimed { offset: self.offset + len, position: self.position + len as u64, ..self }
+    }
 }
 
 impl Publisher {
@@ -115,7 +122,7 @@ impl Publisher {
     /// at the caller (the `Result` in registers, no call per record); what
     /// it calls past the first claim attempt is out of line.
     #[inline(always)]
-    fn try_offer<B: Body + ?Sized>(&self, priority: Priority, body: &B) -> Result<u64, OfferError> {
+    pub(crate) fn try_offer<B: Body + ?Sized>(&self, priority: Priority, body: &B) -> Result<u64, OfferError> {
         let len = body.body_len();
         self.check_len(len)?;
         let aligned = frame::aligned_frame_len(len);
@@ -136,7 +143,7 @@ impl Publisher {
 
     /// Bookkeeping after `records` frames in `len` bytes at `at` committed.
     #[inline(always)]
-    fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
+    pub(crate) fn committed(&self, at: Claimed, len: usize, records: u64) -> Result<()> {
         count_appended(self.inner.state(), records);
         wake::notify(&self.inner.meta);
         if self.inner.meta.flush_always() {
@@ -417,7 +424,7 @@ impl Publisher {
     }
 
     #[inline]
-    fn check_len(&self, len: usize) -> Result<()> {
+    pub(crate) fn check_len(&self, len: usize) -> Result<()> {
         if len > self.inner.max_payload {
             return Err(Error::RecordTooLarge { len, max: self.inner.max_payload });
         }
@@ -425,7 +432,7 @@ impl Publisher {
     }
 
     #[inline]
-    fn owner(&self) -> u16 {
+    pub(crate) fn owner(&self) -> u16 {
         self.inner.owner_tag()
     }
 
@@ -442,7 +449,7 @@ impl Publisher {
     /// returning an enum of its outcomes, measured ~10% slower on this path
     /// (the claim went through the stack): hence the repetition.
     #[inline(always)]
-    fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
+    pub(crate) fn claim_range(&self, priority: Priority, aligned: usize) -> Result<Claimed, OfferError> {
         let meta = &self.inner.meta;
         let limit = meta.limit(priority).load(Ordering::Relaxed);
         let seen = meta.raw_tail().load(Ordering::Relaxed);
@@ -539,7 +546,7 @@ impl Publisher {
 /// unblocker that finds it knows the frame's length and position. `false` if
 /// an unblocker covered the slot first (the range is padding now).
 #[inline(always)]
-fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
+pub(crate) fn write_claim_header(segment: &Segment, at: Claimed, word: Word0, crc: u32) -> bool {
     let file = segment.file();
     check_frame(file, at.offset, word);
     let fields = frame::header_fields(at.position, frame::now_ns(), crc);
@@ -596,19 +603,78 @@ impl<B: Body + ?Sized> OnSegment<bool> for WriteFrame<'_, B> {
 /// (the caller claims again: the record was not appended).
 #[inline(always)]
 fn write_frame<B: Body + ?Sized>(segment: &Segment, at: Claimed, word: Word0, crc: u32, body: &B) -> bool {
-    if !write_claim_header(segment, at, word, crc) {
-        return false;
-    }
+    write_claim_header(segment, at, word, crc) && write_body_and_commit(segment, at, word, body)
+}
+
+/// Writes and commits one frame at the start of the reservation of `rest`
+/// aligned bytes at `at`, after marking the room after it as the
+/// reservation's rest. What it came to: [`Reserved`].
+#[inline(always)]
+pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
+    segment: &Segment,
+    at: Claimed,
+    rest: usize,
+    word: Word0,
+    crc: u32,
+    body: &B,
+) -> Reserved {
     let file = segment.file();
-    // SAFETY: `write_claim_header` ran `check_frame`: the mapping is
+    let reserved = Word0::reservation(rest, word.owner);
+    check_frame(file, at.offset, reserved);
+    let aligned = frame::align(word.length.unsigned_abs() as usize);
+    if aligned > rest {
+        frame_outside(file, at.offset, aligned);
+    }
+    if rest > aligned {
+        let next = at.advanced(aligned);
+        // SAFETY: `check_frame` made the mapping writable, `at.offset` a
+        // multiple of 8 and `at.offset + rest <= file.len()`; `next.offset`
+        // is `at.offset` plus an aligned length below `rest`, so it is a
+        // multiple of 8 with a whole header (`rest - aligned >= HEADER_LEN`)
+        // inside the reservation, which this publisher owns.
+        unsafe { file.write_unchecked(next.offset + frame::POSITION_OFFSET, &next.position.to_le_bytes()) };
+        // SAFETY: as above.
+        frame::mark_rest(unsafe { file.atomic_u64_unchecked(next.offset) }, Word0::reservation(rest - aligned, word.owner));
+    }
+    let fields = frame::header_fields(at.position, frame::now_ns(), crc);
+    // SAFETY: as above: the fields end at HEADER_LEN, inside the reservation.
+    unsafe { file.write_unchecked(at.offset + frame::POSITION_OFFSET, &fields) };
+    // SAFETY: as above, `at.offset` is a multiple of 8 inside the mapping.
+    if !frame::take_reserved(unsafe { file.atomic_u64_unchecked(at.offset) }, reserved, word) {
+        return Reserved::Lapsed;
+    }
+    // Keep the payload stores after the taken word in program order.
+    compiler_fence(Ordering::SeqCst);
+    if write_body_and_commit(segment, at, word, body) { Reserved::Committed } else { Reserved::Unblocked }
+}
+
+/// What [`write_reserved_frame`] came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// The record is appended.
+    Committed,
+    /// A reader had lapsed the reservation into padding: nothing appended.
+    Lapsed,
+    /// The frame was taken, but held past `unblock_timeout` and padded
+    /// before its commit: not appended; the rest of the reservation holds.
+    Unblocked,
+}
+
+/// Copies `body` into the frame claimed at `at` and commits it; `false` if
+/// an unblocker padded the claim first.
+#[inline(always)]
+fn write_body_and_commit<B: Body + ?Sized>(segment: &Segment, at: Claimed, word: Word0, body: &B) -> bool {
+    let file = segment.file();
+    // SAFETY: the caller ran `check_frame` over this frame (through
+    // `write_claim_header` or `write_reserved_frame`): the mapping is
     // writable and `at.offset + HEADER_LEN + body_len <= file.len()`
     // (`word`'s length is `HEADER_LEN` plus the body's length, as every
     // caller builds it with `Word0::data`), and the bodies a publisher
     // writes (`[u8]`, `Keyed`) have their parts in `0..body_len`; the claim
     // owns the range.
     body.write_parts(|offset, part| unsafe { file.write_unchecked(at.offset + HEADER_LEN + offset, part) });
-    // SAFETY: as in `write_claim_header`, `at.offset` is a multiple of 8
-    // with `at.offset + 8 <= file.len()`.
+    // SAFETY: as for the claim, `at.offset` is a multiple of 8 with
+    // `at.offset + 8 <= file.len()`.
     frame::commit(unsafe { file.atomic_u64_unchecked(at.offset) }, word)
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct JournalState {
     pub file_mode: u32,
     pub append_timeout: Option<Duration>,
     pub unblock_timeout: Duration,
+    /// How long a reservation lives (`Config::reserve_linger`).
+    pub reserve_linger: Duration,
     /// Segments past the tail's that the housekeeper keeps ready.
     pub segments_ahead: u64,
     /// The segment a live publisher of this handle (shared or exclusive)
@@ -157,6 +159,7 @@ impl JournalState {
             file_mode: config.file_mode_or_default(),
             append_timeout: config.append_timeout,
             unblock_timeout: config.unblock_timeout_or_default(),
+            reserve_linger: config.reserve_linger_or_default(),
             segments_ahead: config.segments_ahead_or_default(),
             rotated_into: AtomicU64::new(NO_ROTATION),
             window: Mutex::new(BTreeMap::new()),

@@ -145,3 +145,122 @@ fn covering_a_dead_claimers_gap_never_swallows_a_live_claim() {
         }
     });
 }
+
+/// A reservation of three one-slot frames (header-only records of 32
+/// bytes), as a `ReservingPublisher` fills it: slots, and what was
+/// written in each frame's body.
+struct Run {
+    slots: [Slot; 3],
+    bodies: [AtomicU64; 3],
+}
+
+const SLOT: usize = frame::FRAME_ALIGNMENT;
+const RECORD: Word0 = Word0 { length: -(SLOT as i32), frame_type: TYPE_DATA, flags: 0, owner: 1 };
+
+impl Run {
+    /// The reservation published over all three slots (what `reserve` leaves).
+    fn reserved() -> Run {
+        let run = Run {
+            slots: [Slot(AtomicU64::new(0)), Slot(AtomicU64::new(0)), Slot(AtomicU64::new(0))],
+            bodies: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+        };
+        assert!(frame::publish_claim(&run.slots[0], Word0::reservation(3 * SLOT, 1)));
+        run
+    }
+
+    /// The owner: takes and commits a record in slots 0 and 1, then
+    /// releases slot 2, the rest. It makes only its first `steps` word
+    /// changes (a thread that stopped or died there), and stops when a
+    /// reader lapsed the rest first. Returns the slots whose commit
+    /// succeeded.
+    fn own(&self, steps: usize) -> Vec<usize> {
+        let mut committed = Vec::new();
+        let mut left = steps;
+        let mut may = || left.checked_sub(1).map(|fewer| left = fewer).is_some();
+        for at in 0..2 {
+            let rest = (3 - at) * SLOT;
+            if !may() {
+                return committed;
+            }
+            frame::mark_rest(&self.slots[at + 1], Word0::reservation(rest - SLOT, 1));
+            if !frame::take_reserved(&self.slots[at], Word0::reservation(rest, 1), RECORD) {
+                return committed; // lapsed: nothing of this record was appended
+            }
+            self.bodies[at].store(100 + at as u64, Ordering::Relaxed);
+            if !may() {
+                return committed;
+            }
+            if frame::commit(&self.slots[at], RECORD) {
+                committed.push(at);
+            }
+        }
+        if may() {
+            frame::pad_claimed(&self.slots[2], Word0::reservation(SLOT, 1).pack());
+        }
+        committed
+    }
+
+    /// A reader that has waited past every timeout: walks from slot 0,
+    /// lapsing reservations and padding stalled claims and dead slots, and
+    /// checks every record it reads. Returns the slots it read as records.
+    fn read(&self, patient: bool) -> Vec<usize> {
+        let mut read = Vec::new();
+        let mut at = 0;
+        let mut tries = 0;
+        while at < 3 && tries < 10 {
+            tries += 1;
+            let observed = self.slots[at].load(std::sync::atomic::Ordering::Acquire);
+            let word = Word0::unpack(observed);
+            match word.length {
+                length if length > 0 && word.frame_type == TYPE_DATA => {
+                    assert_eq!(self.bodies[at].load(Ordering::Relaxed), 100 + at as u64, "a committed record read torn");
+                    read.push(at);
+                    at += 1;
+                }
+                length if length > 0 => {
+                    assert_eq!(word.frame_type, TYPE_PADDING);
+                    at += length as usize / SLOT;
+                }
+                _ if word.is_reservation() => {
+                    if frame::pad_claimed(&self.slots[at], observed) {
+                        at += word.length.unsigned_abs() as usize / SLOT;
+                    }
+                }
+                length if length < 0 && patient => {
+                    frame::pad_claimed(&self.slots[at], observed);
+                }
+                0 if at > 0 && !patient => panic!("a reader past a committed frame found no rest after it"),
+                0 if patient => {
+                    let covered = self.slots[at..].iter().take_while(|slot| frame::cover(*slot)).count();
+                    if covered > 0 {
+                        self.slots[at].store(Word0::padding(covered * SLOT).pack(), std::sync::atomic::Ordering::Release);
+                    }
+                }
+                _ => return read,
+            }
+        }
+        read
+    }
+}
+
+#[test]
+fn an_owner_filling_its_reservation_and_a_reader_lapsing_it_never_both_win() {
+    // Every interleaving of the owner (each prefix of its steps: a thread
+    // that stopped or died there) against a reader lapsing the reservation;
+    // then a reader past every timeout walks the run to its end. Every slot
+    // ends in one committed record or inside padding: a record the owner was
+    // told is committed is read, whole, and nothing else is read.
+    for steps in 0..=5 {
+        loom::model(move || {
+            let run = Arc::new(Run::reserved());
+            let owner_run = Arc::clone(&run);
+            let owner = thread::spawn(move || owner_run.own(steps));
+            let reader_run = Arc::clone(&run);
+            let reader = thread::spawn(move || reader_run.read(false));
+            let committed = owner.join().unwrap();
+            let read_early = reader.join().unwrap();
+            assert!(read_early.iter().all(|at| committed.contains(at)), "read a record never committed");
+            assert_eq!(run.read(true), committed, "every committed record is read, and only those");
+        });
+    }
+}

@@ -1,0 +1,141 @@
+//! `ReservingPublisher`: threads that each claim room for several records at
+//! once. Each handle's records keep their order, every record is read once,
+//! and a reservation left unfilled holds readers only until it is released
+//! or a consumer's `reserve_linger` has passed.
+
+use std::time::Duration;
+
+use backwater::{Config, Journal, Priority};
+
+fn config() -> Config {
+    Config::default().segment_size(64 << 10).min_free_disk(0)
+}
+
+/// Every record in the journal, in position order, as (position, payload).
+fn read_all(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
+    let mut consumer = journal.anonymous_consumer();
+    let mut records = Vec::new();
+    while consumer.poll(|record| records.push((record.position(), record.payload().to_vec())), 4096).unwrap() > 0 {}
+    records
+}
+
+#[test]
+fn threads_with_a_reservation_each_keep_their_order_and_every_record_is_read_once() {
+    // 64 KiB segments and records of 40 to 1000 bytes: reservations end at
+    // segment ends, and records of one thread outgrow the rest of its
+    // reservation, many times over.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let publisher = journal.publisher();
+    const THREADS: u8 = 4;
+    const RECORDS: u32 = 3000;
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let mut mine = publisher.reserving();
+            scope.spawn(move || {
+                for sequence in 0..RECORDS {
+                    let len = 40 + (sequence as usize * 37 + thread as usize * 101) % 960;
+                    let mut payload = vec![thread; len];
+                    payload[1..5].copy_from_slice(&sequence.to_le_bytes());
+                    mine.append(&payload).unwrap();
+                }
+            });
+        }
+    });
+    let records = read_all(&journal);
+    assert_eq!(records.len(), THREADS as usize * RECORDS as usize, "every record read once");
+    let mut next = [0u32; THREADS as usize];
+    for (position, payload) in &records {
+        let thread = payload[0];
+        let sequence = u32::from_le_bytes(payload[1..5].try_into().unwrap());
+        assert_eq!(sequence, next[thread as usize], "thread {thread}'s records out of order at {position}");
+        assert!(payload[5..].iter().all(|&b| b == thread), "a record of thread {thread} read torn at {position}");
+        next[thread as usize] += 1;
+    }
+    assert_eq!(journal.stats().unblocked, 0, "no claim was unblocked: released rests are not claims");
+}
+
+/// A reserving publisher that leaves an unfilled reservation (its fourth
+/// record is the first of a reservation of four frames), a record of
+/// another publisher after it, and the positions of both.
+fn a_rest_then_another_record(journal: &Journal) -> (backwater::ReservingPublisher, Vec<u64>, u64) {
+    let mut reserving = journal.publisher().reserving();
+    // Reservations of 1, then 2, then 4 frames: the third record is the
+    // first of the third reservation.
+    let positions: Vec<u64> = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).collect();
+    let after = journal.publisher().append(b"appended after the reservation").unwrap();
+    assert!(after > *positions.last().unwrap());
+    (reserving, positions, after)
+}
+
+#[test]
+fn readers_wait_at_an_unfilled_reservation_until_it_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let (mut reserving, positions, after) = a_rest_then_another_record(&journal);
+    let patient = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let mut consumer = patient.anonymous_consumer();
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        consumer.poll(|record| read.push(record.position()), 100).unwrap();
+    }
+    assert_eq!(read, positions, "the reader stops at the rest of the reservation");
+
+    reserving.release();
+    consumer.poll(|record| read.push(record.position()), 100).unwrap();
+    assert_eq!(read.last(), Some(&after), "released, the rest is padding the reader skips");
+    assert_eq!(read.len(), positions.len() + 1);
+
+    // Released, the handle appends after everything else.
+    let next = reserving.append(b"next").unwrap();
+    assert!(next > after);
+}
+
+#[test]
+fn dropping_the_handle_releases_its_reservation() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let (reserving, positions, after) = a_rest_then_another_record(&journal);
+    drop(reserving);
+    let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
+    assert_eq!(read, [positions, vec![after]].concat());
+}
+
+#[test]
+fn a_reader_lapses_an_idle_reservation_after_its_linger_and_the_owner_reserves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let (mut reserving, positions, after) = a_rest_then_another_record(&journal);
+    let hour = Duration::from_secs(3600);
+    let hasty = Journal::open(dir.path(), config().reserve_linger(Duration::ZERO).unblock_timeout(hour)).unwrap();
+    let mut consumer = hasty.anonymous_consumer();
+    let mut read = Vec::new();
+    while read.last() != Some(&after) {
+        let got = consumer
+            .poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10))
+            .unwrap();
+        assert!(got > 0, "the reader stayed at the idle reservation; read {read:?}");
+    }
+    assert_eq!(read, [positions, vec![after]].concat());
+
+    // The owner finds its rest lapsed and appends in a new reservation,
+    // after what the reader passed.
+    let next = reserving.append(b"after the lapse").unwrap();
+    assert!(next > after);
+    consumer.poll(|record| read.push(record.position()), 100).unwrap();
+    assert_eq!(read.last(), Some(&next));
+    assert_eq!(journal.stats().unblocked, 0, "a lapsed reservation is not an unblocked claim");
+}
+
+#[test]
+fn a_low_priority_record_goes_after_the_handles_reserved_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let mut reserving = journal.publisher().reserving();
+    let reserved: Vec<u64> = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).collect();
+    let low = reserving.append_with(Priority::Low, b"low").unwrap();
+    assert!(low > *reserved.last().unwrap());
+    // The reservation was released for it: a reader passes at once.
+    let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
+    assert_eq!(read, [reserved, vec![low]].concat());
+}
