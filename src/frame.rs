@@ -239,7 +239,7 @@ impl HeaderWord for AtomicU64 {
 //
 // A reservation is a claim with FLAG_RESERVED, split one record at a time:
 //
-//   reserved(n) --take_reserved (owner)--> claimed(L)   [after mark_rest put reserved(n - L) at +L]
+//   reserved(n) --take_reserved (owner)--> claimed(L)   [after putting reserved(n - L) at +L]
 //   reserved(n) --pad_claimed (owner's release, or a reader after reserve_linger)--> padding(n)
 
 /// Publishes a claim over an untouched slot (release, after the header fields).
@@ -271,22 +271,21 @@ pub fn pad_claimed(word: &impl HeaderWord, observed: u64) -> bool {
     word.compare_exchange(observed, padding.pack(), Ordering::AcqRel, Ordering::Relaxed).is_ok()
 }
 
-/// Marks the room after the frame about to be taken from a reservation as
-/// the reservation's `rest` (its position field written first). A plain
-/// release store: the word lies inside the owner's reservation, where
-/// nobody else writes, and it comes before [`take_reserved`], so a reader
-/// that sees the taken frame committed sees the rest's word.
-#[inline]
-pub fn mark_rest(word: &impl HeaderWord, rest: Word0) {
-    word.store(rest.pack(), Ordering::Release);
-}
-
 /// Takes the first frame of the reservation `reserved` (its header fields
 /// written first): the word becomes `claimed`, which is then committed as
-/// any claim. `false` if a reader lapsed the reservation into padding
-/// first: nothing was appended, reserve again.
+/// any claim. When the frame leaves room in the reservation, that room is
+/// first marked as the reservation's rest: `rest` is its word (its
+/// position field written first) and the reservation left. A plain store:
+/// the word lies inside the owner's reservation, where nobody else writes,
+/// and it comes before the frame is taken, so a reader that finds the frame
+/// taken or committed finds the rest marked after it, never an untouched
+/// slot it could cover. `false` if a reader lapsed the reservation into
+/// padding first: nothing was appended, reserve again.
 #[inline]
-pub fn take_reserved(word: &impl HeaderWord, reserved: Word0, claimed: Word0) -> bool {
+pub fn take_reserved<W: HeaderWord>(word: &W, reserved: Word0, claimed: Word0, rest: Option<(&W, Word0)>) -> bool {
+    if let Some((rest_word, rest)) = rest {
+        rest_word.store(rest.pack(), Ordering::Release);
+    }
     word.compare_exchange(reserved.pack(), claimed.pack(), Ordering::Release, Ordering::Relaxed).is_ok()
 }
 

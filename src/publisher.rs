@@ -625,7 +625,7 @@ pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
     if aligned > rest {
         frame_outside(file, at.offset, aligned);
     }
-    if rest > aligned {
+    let rest_word = (rest > aligned).then(|| {
         let next = at.advanced(aligned);
         // SAFETY: `check_frame` made the mapping writable, `at.offset` a
         // multiple of 8 and `at.offset + rest <= file.len()`; `next.offset`
@@ -634,13 +634,13 @@ pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
         // inside the reservation, which this publisher owns.
         unsafe { file.write_unchecked(next.offset + frame::POSITION_OFFSET, &next.position.to_le_bytes()) };
         // SAFETY: as above.
-        frame::mark_rest(unsafe { file.atomic_u64_unchecked(next.offset) }, Word0::reservation(rest - aligned, word.owner));
-    }
+        (unsafe { file.atomic_u64_unchecked(next.offset) }, Word0::reservation(rest - aligned, word.owner))
+    });
     let fields = frame::header_fields(at.position, frame::now_ns(), crc);
     // SAFETY: as above: the fields end at HEADER_LEN, inside the reservation.
     unsafe { file.write_unchecked(at.offset + frame::POSITION_OFFSET, &fields) };
     // SAFETY: as above, `at.offset` is a multiple of 8 inside the mapping.
-    if !frame::take_reserved(unsafe { file.atomic_u64_unchecked(at.offset) }, reserved, word) {
+    if !frame::take_reserved(unsafe { file.atomic_u64_unchecked(at.offset) }, reserved, word, rest_word) {
         return Reserved::Lapsed;
     }
     // Keep the payload stores after the taken word in program order.
