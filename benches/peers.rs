@@ -11,7 +11,9 @@
 //! - backwater: `append` (blocking, as a user writes it) and `offer` (never
 //!   blocks) into 64 MiB segments, through an `ExclusivePublisher` (the only
 //!   publisher: plain stores) and a `Publisher` (fetch-add claims, any number
-//!   of threads and processes; also with 2 threads), on a fresh journal,
+//!   of threads and processes; also with 2 threads) and a
+//!   `ReservingPublisher` per thread (one fetch-add per reservation of
+//!   several records; 1 and 2 threads), on a fresh journal,
 //!   "prepared" (`Config::segments_ahead` + `Journal::prepare`: every segment
 //!   of the run created and faulted in before the clock starts, like the raw
 //!   resident contender), and in the steady state of a full `DropOldest` ring
@@ -54,7 +56,13 @@ struct Setup {
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Exclusive,
-    Shared { threads: u64 },
+    Shared {
+        threads: u64,
+    },
+    /// A `ReservingPublisher` per thread.
+    Reserving {
+        threads: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -119,6 +127,20 @@ fn backwater(dir: &Path, n: u64, setup: Setup) -> Timing {
                 });
             }
         }),
+        Kind::Reserving { threads } => std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let mut publisher = journal.publisher().reserving();
+                scope.spawn(move || {
+                    for _ in 0..n / threads {
+                        if setup.append {
+                            publisher.append(&PAYLOAD).map(drop).unwrap()
+                        } else {
+                            publisher.offer(&PAYLOAD).map(drop).unwrap()
+                        }
+                    }
+                });
+            }
+        }),
     }
     let append = start.elapsed();
     let mut consumer = journal.anonymous_consumer();
@@ -130,7 +152,7 @@ impl Setup {
     fn threads(&self) -> u64 {
         match self.publisher {
             Kind::Exclusive => 1,
-            Kind::Shared { threads } => threads,
+            Kind::Shared { threads } | Kind::Reserving { threads } => threads,
         }
     }
 }
@@ -244,6 +266,8 @@ fn contenders() -> Vec<Contender> {
         ("backwater Publisher append, prepared", ours(SHARED, true, Space::Prepared)),
         ("backwater Publisher offer, prepared", ours(SHARED, false, Space::Prepared)),
         ("backwater Publisher append, 2 threads, prepared", ours(Kind::Shared { threads: 2 }, true, Space::Prepared)),
+        ("backwater ReservingPublisher append, prepared", ours(Kind::Reserving { threads: 1 }, true, Space::Prepared)),
+        (RESERVING_TWO, ours(Kind::Reserving { threads: 2 }, true, Space::Prepared)),
     ];
     let mut all: Vec<Contender> = backwater_rows
         .into_iter()
@@ -258,6 +282,7 @@ fn contenders() -> Vec<Contender> {
 }
 
 const RAW_RESIDENT: &str = "raw, resident pages (hot-path limit)";
+const RESERVING_TWO: &str = "backwater ReservingPublisher append, 2 threads, prepared";
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -334,6 +359,19 @@ fn print_ratios(contenders: &[Contender], results: &[(Vec<f64>, Vec<f64>)], roun
     if let (Some(one), Some(two)) = (shared, index("backwater Publisher append, 2 threads, prepared")) {
         println!(
             "\n2 publisher threads ÷ 1 (aggregate, prepared): {:.2}× (target ≥ 0.8×)",
+            ratio(&results[two].0, &results[one].0)
+        );
+    }
+    let reserving = index("backwater ReservingPublisher append, prepared");
+    if let (Some(one), Some(two)) = (reserving, index(RESERVING_TWO)) {
+        println!(
+            "2 threads with a ReservingPublisher each ÷ 1 (aggregate, prepared): {:.2}× (target ≥ 0.8×)",
+            ratio(&results[two].0, &results[one].0)
+        );
+    }
+    if let (Some(one), Some(two)) = (shared, index(RESERVING_TWO)) {
+        println!(
+            "2 threads with a ReservingPublisher each ÷ 1 thread's Publisher (aggregate, prepared): {:.2}×",
             ratio(&results[two].0, &results[one].0)
         );
     }

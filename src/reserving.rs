@@ -8,20 +8,21 @@
 //! room is left) and the size of the next one. Touches the frames of its own
 //! reservation, through `publisher`'s frame writers; claims through
 //! [`Publisher`] (limits, rotation, counts). The protocol on word 0 is
-//! `frame`'s: the reservation is a claimed word with `FLAG_RESERVED`,
-//! split by `mark_rest` and `take_reserved`, given up with `pad_claimed`,
+//! `frame`'s: the reservation is a claimed word with `FLAG_RESERVED`, split
+//! one record at a time by `take_reserved` and given up with `pad_claimed`,
 //! which a consumer also runs once the rest has waited `reserve_linger`.
 
+use std::sync::Arc;
+
+use crate::Priority;
+use crate::appender::{count_refusal, wait_after_refusal};
 use crate::error::{OfferError, Result};
 use crate::frame::{self, Body, Word0};
 use crate::publisher::{Claimed, Publisher, Reserved, write_claim_header, write_reserved_frame};
-use crate::thread_cache::{OnSegment, with_segment, with_segment_on};
-use crate::Priority;
-use crate::appender::wait_after_refusal;
 use crate::segment::Segment;
-use std::sync::Arc;
+use crate::thread_cache::{OnSegment, with_segment, with_segment_on};
 
-/// The most a reservation claims, in bytes: 64 frames of a 32-byte record.
+/// The most a reservation claims, in bytes (42 frames of a 64-byte record).
 /// Chunks of 16 to 64 frames took two threads from 0.29× to 0.80–1.02× of
 /// one in `benches/two_threads.rs` (`docs/two-threads.md`).
 const MAX_RESERVATION: usize = 4096;
@@ -129,7 +130,7 @@ impl ReservingPublisher {
     /// Those of [`Publisher::offer_with`].
     #[inline]
     pub fn offer_with(&mut self, priority: Priority, payload: &[u8]) -> Result<u64, OfferError> {
-        self.try_offer(priority, payload).inspect_err(|e| crate::appender::count_refusal(&self.publisher.inner.meta, e))
+        self.try_offer(priority, payload).inspect_err(|e| count_refusal(&self.publisher.inner.meta, e))
     }
 
     /// [`Publisher::append`] through the reservation: waits while the

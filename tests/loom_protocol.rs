@@ -216,7 +216,11 @@ impl Run {
             let word = Word0::unpack(observed);
             match word.length {
                 length if length > 0 && word.frame_type == TYPE_DATA => {
-                    assert_eq!(self.bodies[at].load(Ordering::Relaxed), 100 + at as u64, "a committed record read torn");
+                    assert_eq!(
+                        self.bodies[at].load(Ordering::Relaxed),
+                        100 + at as u64,
+                        "a committed record read torn"
+                    );
                     read.push(at);
                     at += 1;
                 }
@@ -230,7 +234,8 @@ impl Run {
                 _ => {
                     let covered = self.slots[at..].iter().take_while(|slot| frame::cover(*slot)).count();
                     if covered > 0 {
-                        self.slots[at].store(Word0::padding(covered * SLOT).pack(), std::sync::atomic::Ordering::Release);
+                        self.slots[at]
+                            .store(Word0::padding(covered * SLOT).pack(), std::sync::atomic::Ordering::Release);
                     }
                 }
             }

@@ -111,9 +111,7 @@ fn a_reader_lapses_an_idle_reservation_after_its_linger_and_the_owner_reserves_a
     let mut consumer = hasty.anonymous_consumer();
     let mut read = Vec::new();
     while read.last() != Some(&after) {
-        let got = consumer
-            .poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10))
-            .unwrap();
+        let got = consumer.poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10)).unwrap();
         assert!(got > 0, "the reader stayed at the idle reservation; read {read:?}");
     }
     assert_eq!(read, [positions, vec![after]].concat());
