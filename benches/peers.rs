@@ -327,6 +327,7 @@ fn main() {
         println!("| {name} | {:.2} | {:.2} |", median(append.clone()) / 1e6, median(read.clone()) / 1e6);
     }
     print_ratios(&contenders, &results, rounds);
+    print_thread_ratios(&contenders, &results);
     println!(
         "\n{n} records of 64 B appended one by one then read back (CRC checked), {rounds} interleaved rounds, medians."
     );
@@ -355,6 +356,13 @@ fn print_ratios(contenders: &[Contender], results: &[(Vec<f64>, Vec<f64>)], roun
             target(name),
         );
     }
+}
+
+/// Two threads ÷ one, each ratio taken within a round (printed also by a
+/// filtered run that has both rows).
+fn print_thread_ratios(contenders: &[Contender], results: &[(Vec<f64>, Vec<f64>)]) {
+    let ratio = |ours: &[f64], theirs: &[f64]| median(ours.iter().zip(theirs).map(|(a, b)| a / b).collect());
+    let index = |wanted: &str| contenders.iter().position(|(name, _)| *name == wanted);
     let shared = index("backwater Publisher append, prepared");
     if let (Some(one), Some(two)) = (shared, index("backwater Publisher append, 2 threads, prepared")) {
         println!(
