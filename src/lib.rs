@@ -153,7 +153,8 @@ pub struct Stats {
     /// Claims that a consumer turned into padding after
     /// [`Config::unblock_timeout`]: held too long, or left by a publisher
     /// that died mid-record. (A [`Claim`] its owner aborts or drops is not
-    /// counted.)
+    /// counted, nor the rest of a [`ReservingPublisher`]'s reservation that
+    /// a consumer lapsed: it held no record.)
     pub unblocked: u64,
     /// Bytes from the oldest segment's start to the tail, over `capacity`: the
     /// fraction of capacity in use (0.0 to 1.0) that the [`Watermarks`] are

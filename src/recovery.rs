@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Decoded, FRAME_ALIGNMENT};
+use crate::frame::{self, Decoded, FRAME_ALIGNMENT, Word0};
 use crate::meta::{META_FILE, Meta};
 use crate::process;
 use crate::segment::{self, SEGMENT_HEADER_LEN, Segment, SegmentIdentity};
@@ -509,7 +509,9 @@ pub struct VerifyReport {
 ///
 /// An uncommitted region after the last committed frame of the tail segment
 /// is reported only when no writer has the journal open (a live writer may
-/// be filling it); everywhere else a hole or a bad frame is a finding.
+/// be filling it), and so is the unfilled rest of a
+/// [`ReservingPublisher`](crate::ReservingPublisher)'s reservation anywhere;
+/// everywhere else a hole or a bad frame is a finding.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -565,12 +567,17 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
         }
         // With a writer alive, the tail's segment and the one before it are
         // still being written: a claim not yet committed there is in flight.
+        // So is, anywhere, the rest of a reservation: room a live thread's
+        // `ReservingPublisher` holds for its next records (no record yet).
         let settled = !writer_alive || index + 1 < tail_index;
-        for &(offset, len) in scan.holes.iter().filter(|_| settled) {
+        let held = |offset: usize| {
+            writer_alive && Word0::unpack(segment.word0(offset).load(Ordering::Acquire)).is_reservation()
+        };
+        for &(offset, len) in scan.holes.iter().filter(|&&(offset, _)| settled && !held(offset)) {
             note(offset, format!("{len} bytes claimed but never committed, before committed frames"));
         }
         let sealed = index < tail_index;
-        if sealed && settled && scan.end < segment.bytes().len() {
+        if sealed && settled && scan.end < segment.bytes().len() && !held(scan.end) {
             let why = scan.torn.unwrap_or_else(|| "an uncommitted gap runs to the segment end".into());
             note(scan.end, format!("sealed segment ends early: {why}"));
         } else if let Some(why) = scan.torn.filter(|_| !sealed && !writer_alive) {

@@ -137,3 +137,21 @@ fn a_low_priority_record_goes_after_the_handles_reserved_records() {
     let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
     assert_eq!(read, [reserved, vec![low]].concat());
 }
+
+#[test]
+fn verify_does_not_report_a_live_threads_reservation_as_a_hole() {
+    // A thread that stopped appending keeps its rest while others append on
+    // for segments: with no consumer to lapse it, a live `verify` finds an
+    // uncommitted frame in a settled segment, which is no finding while the
+    // reservation's owner lives (it holds no record).
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let (reserving, _, _) = a_rest_then_another_record(&journal);
+    let publisher = journal.publisher();
+    while journal.tail_position() < 3 * (64 << 10) {
+        publisher.append(&[7u8; 900]).unwrap();
+    }
+    let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    drop(reserving);
+}
