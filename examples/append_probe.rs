@@ -18,7 +18,8 @@
 //! ring of 64 MiB segments that has already wrapped, so every segment it
 //! writes is recycled (the steady state).
 //!
-//! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each.
+//! `PROBE_THREADS=T` (shared publisher modes): T threads append N / T each;
+//! `PROBE_RESERVING=1`: each through a `ReservingPublisher` of its own.
 //! `PROBE_KEYED=1` (`exclusive`): keyed records (10,000 keys) appended
 //! untimed, then the read-back timed (a keyed record's read path);
 //! `PROBE_CONFLATED=1`: read with `poll_conflated` in windows of 100,000.
@@ -28,7 +29,7 @@
 //! instructions of the appends alone (`*timed_reads`: of the read-back).
 use std::time::Duration;
 
-use backwater::{Config, ExclusivePublisher, Journal, OfferError, Publisher, WhenFull};
+use backwater::{Config, ExclusivePublisher, Journal, OfferError, Publisher, ReservingPublisher, WhenFull};
 
 const PAYLOAD: [u8; 64] = [7u8; 64];
 
@@ -155,6 +156,17 @@ impl Appends for &Publisher {
     }
 }
 
+impl Appends for ReservingPublisher {
+    #[inline]
+    fn append(&mut self, payload: &[u8]) -> backwater::Result<u64> {
+        ReservingPublisher::append(self, payload)
+    }
+    #[inline]
+    fn offer(&mut self, payload: &[u8]) -> Result<u64, OfferError> {
+        ReservingPublisher::offer(self, payload)
+    }
+}
+
 /// A loop of its own for each `CALL` (no branch between them); returns the
 /// CPU time the thread spent in it (what a loaded machine disturbs less
 /// than the wall-clock time).
@@ -204,9 +216,16 @@ fn measured(label: &str, n: u64, publish: impl FnOnce() -> backwater::Result<Dur
 /// them through the shared publisher; returns the CPU time they spent.
 fn timed_threads(journal: &Journal, n: u64, call: Call) -> backwater::Result<Duration> {
     let threads: u64 = std::env::var("PROBE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let reserving = std::env::var_os("PROBE_RESERVING").is_some();
     std::thread::scope(|scope| {
-        let each: Vec<_> =
-            (0..threads).map(|_| scope.spawn(|| timed(&mut &journal.publisher(), n / threads, call))).collect();
+        let each: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || match reserving {
+                    true => timed(&mut journal.publisher().reserving(), n / threads, call),
+                    false => timed(&mut &journal.publisher(), n / threads, call),
+                })
+            })
+            .collect();
         each.into_iter().map(|thread| thread.join().expect("publisher thread")).sum()
     })
 }

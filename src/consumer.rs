@@ -390,7 +390,6 @@ impl Consumer {
     ) -> Result<(usize, bool)> {
         let bytes = segment.bytes();
         let size = bytes.len();
-        let started_at = self.position;
         let mut position = self.position;
         let mut offset = (position & (size as u64 - 1)) as usize;
         // The loop's invariant, checked once here: `offset` is a multiple of
@@ -431,7 +430,7 @@ impl Consumer {
                     position = next;
                     record.aligned_len
                 }
-                None => match self.read_other(segment, visit, word, offset, position, started_at)? {
+                None => match self.read_other(segment, visit, word, offset, position)? {
                     Other::Next { aligned_len, next, record } => {
                         count += usize::from(record);
                         position = next;
@@ -446,9 +445,6 @@ impl Consumer {
             }
         }
         self.position = position;
-        if position != started_at {
-            self.hole = None;
-        }
         Ok((count, true))
     }
 
@@ -466,7 +462,6 @@ impl Consumer {
         word: u64,
         offset: usize,
         position: u64,
-        started_at: u64,
     ) -> Result<Other> {
         let bytes = segment.bytes();
         let size = bytes.len() as u64;
@@ -484,9 +479,6 @@ impl Consumer {
             }),
             Ok(Decoded::Pending { .. }) => {
                 self.position = position;
-                if position != started_at {
-                    self.hole = None;
-                }
                 let unblocked = unblock(&self.inner, segment, position, word, &mut self.hole);
                 Ok(Other::Stop { more: unblocked })
             }
@@ -839,12 +831,17 @@ enum Other {
 }
 
 /// An uncommitted frame below the tail where a consumer stopped: since
-/// when, and how long it may stay so before the consumer pads it.
+/// when, and how long it may stay so before the consumer pads it. A
+/// reservation is one hole wherever in it the consumer stops, so that a
+/// thread that fills its reservation slowly holds readers (and the records
+/// other threads appended after it) no longer than `reserve_linger` in all.
 #[derive(Clone, Copy, Debug)]
 struct Hole {
     position: u64,
     since: Instant,
     timeout: Duration,
+    /// Where the reservation ends, if the frame is one.
+    reservation_end: Option<u64>,
 }
 
 impl Hole {
@@ -865,16 +862,20 @@ fn unblock(inner: &JournalState, segment: &Segment, position: u64, word: u64, ho
         return false;
     }
     let observed = Word0::unpack(word);
-    let timeout = if observed.is_reservation() { inner.reserve_linger } else { inner.unblock_timeout };
+    let reservation_end =
+        observed.is_reservation().then(|| position + frame::align(observed.length.unsigned_abs() as usize) as u64);
+    let timeout = if reservation_end.is_some() { inner.reserve_linger } else { inner.unblock_timeout };
     match hole {
-        Some(seen) if seen.position == position => {
-            seen.timeout = timeout;
+        Some(seen)
+            if seen.position == position || reservation_end.is_some() && seen.reservation_end == reservation_end =>
+        {
+            *seen = Hole { position, timeout, reservation_end, ..*seen };
             if seen.since.elapsed() < timeout || !inner.writable() {
                 return false;
             }
         }
         _ => {
-            *hole = Some(Hole { position, since: Instant::now(), timeout });
+            *hole = Some(Hole { position, since: Instant::now(), timeout, reservation_end });
             return false;
         }
     }

@@ -155,3 +155,38 @@ fn verify_does_not_report_a_live_threads_reservation_as_a_hole() {
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     drop(reserving);
 }
+
+#[test]
+fn a_slowly_filled_reservation_holds_readers_no_longer_than_the_linger_in_all() {
+    // The owner keeps appending into its reservation, each record well
+    // within the linger; the reader counts the linger from when it first
+    // met the reservation, not from each record, so what another thread
+    // appended after the reservation is read within about one linger.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    let mut owner = journal.publisher().reserving();
+    // Reservations of 1, 2 and 4 frames filled, then the first record of
+    // one of 8 frames: 7 frames of rest.
+    for n in 0..8u8 {
+        owner.append(&[n; 20]).unwrap();
+    }
+    let after = journal.publisher().append(b"appended after the reservation").unwrap();
+    let linger = Duration::from_millis(40);
+    let reader = Journal::open(dir.path(), config().reserve_linger(linger).unblock_timeout(Duration::from_secs(3600)))
+        .unwrap();
+    let mut consumer = reader.anonymous_consumer();
+    let mut read = Vec::new();
+    consumer.poll(|record| read.push(record.position()), 100).unwrap();
+    assert_eq!(read.len(), 8, "the reader stops at the rest");
+    for _ in 0..6 {
+        // Pacing the owner below the linger (not synchronisation: nothing
+        // waits for this to have happened).
+        std::thread::sleep(linger / 4);
+        owner.append(b"slowly").unwrap();
+        consumer.poll(|record| read.push(record.position()), 100).unwrap();
+        if read.contains(&after) {
+            return;
+        }
+    }
+    panic!("read {read:?}: still behind the reservation after 6 records at a quarter of the linger each");
+}
