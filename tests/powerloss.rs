@@ -84,6 +84,7 @@ fn run_workloads(loss: Loss, images: usize) {
     assert!(failures.is_empty(), "{} crash images failed; see the summary above", images_failed.len());
     let one_seed = std::env::var("POWERLOSS_SEED").is_ok();
     assert!(one_seed || coverage.images >= images, "too few images: {}", coverage.images);
+    assert!(one_seed || coverage.reserving_appends > 0, "no record went through a ReservingPublisher");
 }
 
 /// Prints failures grouped by kind: count, and a few with their seeds.

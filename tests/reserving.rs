@@ -172,8 +172,8 @@ fn a_slowly_filled_reservation_holds_readers_no_longer_than_the_linger_in_all() 
     }
     let after = journal.publisher().append(b"appended after the reservation").unwrap();
     let linger = Duration::from_millis(40);
-    let reader = Journal::open(dir.path(), config().reserve_linger(linger).unblock_timeout(Duration::from_secs(3600)))
-        .unwrap();
+    let reader =
+        Journal::open(dir.path(), config().reserve_linger(linger).unblock_timeout(Duration::from_secs(3600))).unwrap();
     let mut consumer = reader.anonymous_consumer();
     let mut read = Vec::new();
     consumer.poll(|record| read.push(record.position()), 100).unwrap();

@@ -191,6 +191,8 @@ pub struct Coverage {
     /// Images where a directory entry differs between media and page cache.
     pub images_with_entries_in_flight: usize,
     pub reopens: usize,
+    /// Records appended through a `ReservingPublisher`.
+    pub reserving_appends: usize,
 }
 
 impl std::ops::AddAssign for Coverage {
@@ -204,6 +206,7 @@ impl std::ops::AddAssign for Coverage {
         self.images_with_spares += other.images_with_spares;
         self.images_with_entries_in_flight += other.images_with_entries_in_flight;
         self.reopens += other.reopens;
+        self.reserving_appends += other.reserving_appends;
     }
 }
 

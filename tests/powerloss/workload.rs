@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use backwater::{Config, Consumer, Error, ExclusivePublisher, Flush, Journal, WhenFull};
+use backwater::{Config, Consumer, Error, ExclusivePublisher, Flush, Journal, ReservingPublisher, WhenFull};
 
 use crate::SEGMENT;
 use crate::check::{self, Appended, CURSOR, Problem, Promise};
@@ -89,6 +89,8 @@ enum Op {
     Flush,
     Retention,
     SwitchPublisher,
+    /// Shared appends through a `ReservingPublisher` from now on, or no longer.
+    SwitchReserving,
     Reopen,
 }
 
@@ -103,6 +105,7 @@ enum Kind {
     Flush,
     Retention,
     SwitchPublisher,
+    SwitchReserving,
     Reopen,
 }
 
@@ -128,6 +131,10 @@ pub struct Workload {
     dir: tempfile::TempDir,
     journal: Option<Journal>,
     exclusive: Option<ExclusivePublisher>,
+    /// While set, shared appends go through it; any other shared append
+    /// (batch, claim) drops it first, so that the log's order is the
+    /// positions' order.
+    reserving: Option<ReservingPublisher>,
     consumer: Option<Consumer>,
     log: Vec<Appended>,
     next_record: u64,
@@ -151,6 +158,7 @@ impl Workload {
             model,
             journal: None,
             exclusive: None,
+            reserving: None,
             consumer: None,
             log: Vec::new(),
             next_record: seed << 20,
@@ -214,6 +222,7 @@ impl Workload {
 
     /// Drops every handle: the last one flushes unless the policy is `Never`.
     fn close(&mut self) {
+        self.reserving = None;
         self.consumer = None;
         self.exclusive = None;
         self.journal = None;
@@ -237,6 +246,7 @@ impl Workload {
             (50, Kind::Flush),
             (80, Kind::Retention),
             (if mixed { 50 } else { 0 }, Kind::SwitchPublisher),
+            (if shared { 30 } else { 0 }, Kind::SwitchReserving),
             (3, Kind::Reopen),
         ];
         let total: u64 = weights.iter().map(|(w, _)| w).sum();
@@ -259,6 +269,7 @@ impl Workload {
             Kind::Flush => Op::Flush,
             Kind::Retention => Op::Retention,
             Kind::SwitchPublisher => Op::SwitchPublisher,
+            Kind::SwitchReserving => Op::SwitchReserving,
             Kind::Reopen => Op::Reopen,
         }
     }
@@ -284,9 +295,18 @@ impl Workload {
         match op {
             Op::Open => self.open(),
             Op::Append(len) => self.append(*len),
-            Op::Batch(lens) => self.append_batch(lens),
-            Op::ClaimAcrossFlush(len) => self.claim_across_flush(*len),
-            Op::CommitDuringFlush(len) => self.commit_during_flush(*len),
+            Op::Batch(lens) => {
+                self.reserving = None;
+                self.append_batch(lens)
+            }
+            Op::ClaimAcrossFlush(len) => {
+                self.reserving = None;
+                self.claim_across_flush(*len)
+            }
+            Op::CommitDuringFlush(len) => {
+                self.reserving = None;
+                self.commit_during_flush(*len)
+            }
             Op::Consume(limit, commit) => self.consume(*limit, *commit),
             Op::Flush => {
                 self.journal().flush()?;
@@ -295,9 +315,17 @@ impl Workload {
             }
             Op::Retention => self.journal().apply_retention(),
             Op::SwitchPublisher => {
+                self.reserving = None;
                 self.exclusive = match self.exclusive.take() {
                     Some(_) => None,
                     None => Some(self.journal().exclusive_publisher()?),
+                };
+                Ok(())
+            }
+            Op::SwitchReserving => {
+                self.reserving = match self.reserving.take() {
+                    Some(_) => None,
+                    None => Some(self.journal().publisher().reserving()),
                 };
                 Ok(())
             }
@@ -323,7 +351,14 @@ impl Workload {
         let (seed, payload) = self.new_record(len);
         let (position, via) = match self.exclusive.as_mut() {
             Some(publisher) => (publisher.append(&payload)?, "exclusive append"),
-            None => (self.journal().publisher().append(&payload)?, "append"),
+            None => match self.reserving.as_mut() {
+                Some(reserving) => {
+                    let position = reserving.append(&payload)?;
+                    self.model.lock().coverage.reserving_appends += 1;
+                    (position, "reserving append")
+                }
+                None => (self.journal().publisher().append(&payload)?, "append"),
+            },
         };
         self.appended(Appended { position, seed, len, via });
         Ok(())
