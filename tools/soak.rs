@@ -1,9 +1,10 @@
 //! The soak, in two scenarios run one after the other (`--scenario` picks
 //! one), each for half of `--seconds`:
 //!
-//! - `evict`: 3 publisher processes and 2 consumer processes (one slow) on
-//!   a small `EvictSlowest` journal, any of them SIGKILLed every few seconds
-//!   and restarted. At the end every record a publisher reported as
+//! - `evict`: 3 publisher processes (every other one through a
+//!   `ReservingPublisher`) and 2 consumer processes (one slow) on a small
+//!   `EvictSlowest` journal, any of them SIGKILLed every few seconds and
+//!   restarted. At the end every record a publisher reported as
 //!   committed must have been read by the fast consumer or fall in a range it
 //!   was told it lost to an eviction; `verify` must be clean.
 //! - `ring`: an exclusive publisher on a recycling `DropOldest` ring, readers
@@ -180,6 +181,12 @@ impl Fleet {
             "writer" => {
                 self.next_writer += 1;
                 let mut command = writer_command(&self.exe, &self.dir, self.next_writer);
+                // Every other writer through a `ReservingPublisher`: its
+                // reservations are lapsed by the consumers (one record every
+                // 50 µs against a 100 µs linger) and cut by its SIGKILLs.
+                if self.next_writer % 2 == 0 {
+                    command.arg("--reserving");
+                }
                 command.args(["--rate", "20000"]).stderr(Stdio::null()).spawn()?
             }
             consumer => Command::new(&self.exe)

@@ -5,7 +5,8 @@
 //! padded to `--size` (up to `--max-size`) and checksummed (`payload.rs`),
 //! printing `committed SEQ` every `--report` records (only after those
 //! records' `append` returned), and its rate on stderr; `--exclusive`
-//! appends through an `ExclusivePublisher`.
+//! appends through an `ExclusivePublisher`, `--reserving` through a
+//! `ReservingPublisher` per thread.
 //!
 //! `follow DIR`: reads from the start (a read-write handle, so it unblocks
 //! holes left by dead claimers) and prints `ID SEQ` per record until it
@@ -69,6 +70,9 @@ enum Command {
         /// Append through an `ExclusivePublisher` (one thread)
         #[arg(long, conflicts_with_all = ["threads", "die_in_claim"])]
         exclusive: bool,
+        /// Append through a `ReservingPublisher` per thread
+        #[arg(long, conflicts_with = "exclusive")]
+        reserving: bool,
     },
     /// Consume with a durable cursor, logging `r POSITION ID SEQ` per record and
     /// `lost FROM TO` per eviction, until killed
@@ -114,11 +118,12 @@ fn main() -> ExitCode {
             die_in_claim,
             positions,
             exclusive,
+            reserving,
         } => {
             let size = size.max(payload::MIN_LEN);
             let max_size = max_size.unwrap_or(size).max(size);
             let threads = threads.max(1) as u64;
-            let spec = WriteSpec { id, count, size, max_size, report, threads, rate, positions };
+            let spec = WriteSpec { id, count, size, max_size, report, threads, rate, positions, reserving };
             if exclusive {
                 write_exclusive(&dir, segment_size, spec).map_err(Into::into)
             } else {
@@ -167,6 +172,7 @@ struct WriteSpec {
     threads: u64,
     rate: Option<f64>,
     positions: bool,
+    reserving: bool,
 }
 
 fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim: bool) -> backwater::Result<()> {
@@ -175,7 +181,13 @@ fn write(dir: &std::path::Path, segment_size: u64, spec: WriteSpec, die_in_claim
     let workers: Vec<_> = (0..spec.threads)
         .map(|thread| {
             let publisher = journal.publisher();
-            std::thread::spawn(move || write_records(spec, thread, started, |record| publisher.append(record)))
+            std::thread::spawn(move || match spec.reserving {
+                true => {
+                    let mut reserving = publisher.reserving();
+                    write_records(spec, thread, started, |record| reserving.append(record))
+                }
+                false => write_records(spec, thread, started, |record| publisher.append(record)),
+            })
         })
         .collect();
     for worker in workers {
@@ -209,7 +221,7 @@ fn write_records(
     started: Instant,
     mut append: impl FnMut(&[u8]) -> backwater::Result<u64>,
 ) -> backwater::Result<()> {
-    let WriteSpec { id, count, size, max_size, report, threads, rate, positions } = spec;
+    let WriteSpec { id, count, size, max_size, report, threads, rate, positions, .. } = spec;
     let mut record = vec![0u8; max_size];
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let first = count * thread / threads;
