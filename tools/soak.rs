@@ -184,7 +184,7 @@ impl Fleet {
                 // Every other writer through a `ReservingPublisher`: its
                 // reservations are lapsed by the consumers (one record every
                 // 50 µs against a 100 µs linger) and cut by its SIGKILLs.
-                if self.next_writer % 2 == 0 {
+                if self.next_writer.is_multiple_of(2) {
                     command.arg("--reserving");
                 }
                 command.args(["--rate", "20000"]).stderr(Stdio::null()).spawn()?
