@@ -5,8 +5,9 @@
 //! need (created, fully allocated, mapped and faulted in; in a full
 //! dropping ring that its handle's publisher appends to, after making room
 //! one step early), and at least every
-//! 100 ms re-reads the filesystem's free space, runs retention and recomputes
-//! the publication limits, and flushes under `Flush::Interval`. (Compressing
+//! 100 ms re-reads the filesystem's free space, runs retention, recomputes
+//! the publication limits and lapses its `ReservingPublisher`s' idle
+//! reservations, and flushes under `Flush::Interval`. (Compressing
 //! sealed segments has a thread of its own, `compressor`'s, so that
 //! preparing the next segment never waits for it.) Publishers
 //! wake it at every rollover. It reports level transitions to the `log`
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::capacity::Fill;
 use crate::error::{Error, Result};
 use crate::state::JournalState;
-use crate::{Level, capacity, flush, process, retention, thread_cache, window};
+use crate::{Level, capacity, flush, process, reserving, retention, thread_cache, window};
 
 /// The longest the housekeeper sleeps between ticks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -58,6 +59,7 @@ fn run(inner: Arc<JournalState>) {
             thread_cache::reclaim_closed();
             process::forget_dead_sleepers(&inner.dir, &inner.meta);
             let _ = window::reclaim_retired(&inner);
+            reserving::lapse_idle(&inner);
         }
         let _ = flush::tick(&inner, &mut last_flush);
         std::thread::park_timeout(TICK);

@@ -606,9 +606,9 @@ fn write_frame<B: Body + ?Sized>(segment: &Segment, at: Claimed, word: Word0, cr
     write_claim_header(segment, at, word, crc) && write_body_and_commit(segment, at, word, body)
 }
 
-/// Writes and commits one frame at the start of the reservation of `rest`
-/// aligned bytes at `at`, after marking the room after it as the
-/// reservation's rest. What it came to: [`Reserved`].
+/// Writes and commits one frame, stamped `timestamp`, at the start of the
+/// reservation of `rest` aligned bytes at `at`, marking the room after it as
+/// the reservation's rest. What it came to: [`Reserved`].
 #[inline(always)]
 pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
     segment: &Segment,
@@ -616,6 +616,7 @@ pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
     rest: usize,
     word: Word0,
     crc: u32,
+    timestamp: u64,
     body: &B,
 ) -> Reserved {
     let file = segment.file();
@@ -636,7 +637,7 @@ pub(crate) fn write_reserved_frame<B: Body + ?Sized>(
         // SAFETY: as above.
         (unsafe { file.atomic_u64_unchecked(next.offset) }, Word0::reservation(rest - aligned, word.owner))
     });
-    let fields = frame::header_fields(at.position, frame::now_ns(), crc);
+    let fields = frame::header_fields(at.position, timestamp, crc);
     // SAFETY: as above: the fields end at HEADER_LEN, inside the reservation.
     unsafe { file.write_unchecked(at.offset + frame::POSITION_OFFSET, &fields) };
     // SAFETY: as above, `at.offset` is a multiple of 8 inside the mapping.

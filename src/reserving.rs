@@ -4,15 +4,17 @@
 //! once then each write a region of their own, rather than passing the
 //! tail's cache line (and the frames' lines) between cores on every record.
 //!
-//! Owns: one handle's reservation (where its next record goes and how much
-//! room is left) and the size of the next one. Touches the frames of its own
-//! reservation, through `publisher`'s frame writers; claims through
+//! Owns: one handle's reservation (where its next record goes, how much
+//! room is left, since when) and the size of the next one, and the
+//! housekeeper's lapse of reservations left idle. Touches the frames of its
+//! own reservation, through `publisher`'s frame writers; claims through
 //! [`Publisher`] (limits, rotation, counts). The protocol on word 0 is
 //! `frame`'s: the reservation is a claimed word with `FLAG_RESERVED`, split
 //! one record at a time by `take_reserved` and given up with `pad_claimed`,
 //! which a consumer also runs once the rest has waited `reserve_linger`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::Priority;
 use crate::appender::{count_refusal, wait_after_refusal};
@@ -20,6 +22,7 @@ use crate::error::{OfferError, Result};
 use crate::frame::{self, Body, Word0};
 use crate::publisher::{Claimed, Publisher, Reserved, write_claim_header, write_reserved_frame};
 use crate::segment::Segment;
+use crate::state::{JournalState, NO_RESERVATION, ReservationHead};
 use crate::thread_cache::{OnSegment, with_segment, with_segment_on};
 
 /// The most a reservation claims, in bytes (42 frames of a 64-byte record).
@@ -44,8 +47,18 @@ const MAX_RESERVATION: usize = 4096;
 ///   waited [`Config::reserve_linger`](crate::Config::reserve_linger)
 ///   (100 µs by default) there and turned the rest into padding. Records
 ///   that other threads appended after the reservation wait that long at
-///   most behind a thread that stopped appending (a read-only handle's
-///   consumers wait for a writable one, or the release).
+///   most behind a thread that stopped appending. Consumers of read-only
+///   handles cannot pad: they wait until this handle's housekeeper finds
+///   the rest unmoved for a whole tick (100 to 200 ms) and pads it.
+/// - **A reservation is used while it is young**: the handle takes no
+///   record from one older than the linger (by a clock of 1 to 4 ms
+///   resolution, so about that long at least), nor once the tail has moved
+///   into another segment, so its records are never far behind other
+///   threads' in position, and never in a segment retention may drop.
+/// - **Records appended meanwhile through any other handle** of this
+///   thread, the [`Publisher`] this one came from included, are not
+///   ordered with this handle's: call [`ReservingPublisher::release`]
+///   first.
 /// - **Padding**: a released or lapsed rest stays in the log as padding.
 ///   The reservation grows while it is filled (up to 4 KiB) and shrinks to
 ///   what was used when a consumer lapses it, so a slow thread wastes little.
@@ -88,6 +101,10 @@ pub struct ReservingPublisher {
     next_len: usize,
     /// The most a reservation claims here (below the journal's largest record).
     max_len: usize,
+    /// `Config::reserve_linger`, in ns.
+    linger_ns: u64,
+    /// Where the rest starts, for the housekeeper.
+    head: Arc<ReservationHead>,
 }
 
 /// The room left of a reservation.
@@ -99,6 +116,8 @@ struct Reservation {
     rest: usize,
     /// Aligned bytes already taken.
     used: usize,
+    /// When it was claimed ([`frame::now_ns`]).
+    since_ns: u64,
 }
 
 impl Publisher {
@@ -106,7 +125,9 @@ impl Publisher {
     /// one per thread, for threads that append at high rates at once.
     pub fn reserving(&self) -> ReservingPublisher {
         let max_len = MAX_RESERVATION.min(frame::aligned_frame_len(self.inner.max_payload));
-        ReservingPublisher { publisher: self.clone(), reservation: None, next_len: 0, max_len }
+        let linger_ns = linger_ns(&self.inner);
+        let head = self.inner.register_reservation_head();
+        ReservingPublisher { publisher: self.clone(), reservation: None, next_len: 0, max_len, linger_ns, head }
     }
 }
 
@@ -164,7 +185,7 @@ impl ReservingPublisher {
     /// move on at once to what other threads appended after it. Dropping
     /// the handle does the same.
     pub fn release(&mut self) {
-        if let Some(reservation) = self.reservation.take() {
+        if let Some(reservation) = self.take_reservation() {
             let owner = self.publisher.owner();
             let reserved = Word0::reservation(reservation.rest, owner);
             // A segment dropped meanwhile took the rest with it.
@@ -174,9 +195,10 @@ impl ReservingPublisher {
         }
     }
 
-    /// The shared [`Publisher`] this one appends through.
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
+    /// Forgets the reservation (for the housekeeper too).
+    fn take_reservation(&mut self) -> Option<Reservation> {
+        self.head.rest_at.store(NO_RESERVATION, Ordering::Relaxed);
+        self.reservation.take()
     }
 
     #[inline(always)]
@@ -189,18 +211,19 @@ impl ReservingPublisher {
         }
         let word = Word0::data(priority, len, self.publisher.owner()).with_flags(B::FLAGS).claimed();
         let crc = body.body_crc();
+        let now = frame::now_ns();
         loop {
             let reservation = match self.reservation {
-                Some(reservation) if reservation.rest >= aligned => reservation,
-                _ => self.reserve(aligned)?,
+                Some(reservation) if reservation.rest >= aligned && self.is_current(reservation, now) => reservation,
+                _ => self.reserve(aligned, now)?,
             };
-            let write = WriteReserved { reservation, word, crc, body };
+            let write = WriteReserved { reservation, word, crc, timestamp: now, body };
             let outcome = match with_segment_on(self.publisher.inner.state(), reservation.at.index, write) {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     // The segment was dropped (or cannot be mapped): the
                     // reservation went with it.
-                    self.reservation = None;
+                    self.take_reservation();
                     return Err(error.into());
                 }
             };
@@ -225,32 +248,45 @@ impl ReservingPublisher {
         self.publisher.try_offer(priority, body)
     }
 
+    /// Whether records may still go into `reservation` at `now`: younger
+    /// than the linger, and in the tail's segment (one the tail has left
+    /// may be dropped by retention, and records there would be far behind
+    /// other threads' in position).
+    #[inline(always)]
+    fn is_current(&self, reservation: Reservation, now: u64) -> bool {
+        now.saturating_sub(reservation.since_ns) < self.linger_ns
+            && self.publisher.inner.meta.tail_index() == reservation.at.index
+    }
+
     /// `aligned` bytes from the start of `reservation` were taken.
     #[inline(always)]
     fn taken(&mut self, reservation: Reservation, aligned: usize) {
         let rest = reservation.rest - aligned;
-        let used = reservation.used + aligned;
-        self.reservation = (rest > 0).then(|| Reservation { at: reservation.at.advanced(aligned), rest, used });
         if rest == 0 {
+            self.take_reservation();
             // Filled: the next one may be twice as large.
             self.next_len = (2 * self.next_len).min(self.max_len);
+            return;
         }
+        let at = reservation.at.advanced(aligned);
+        self.head.rest_at.store(at.position, Ordering::Relaxed);
+        self.reservation = Some(Reservation { at, rest, used: reservation.used + aligned, ..reservation });
     }
 
-    /// A consumer turned the rest of `reservation` into padding: this
-    /// thread appends more slowly than readers wait, so reserve only what
-    /// was used.
+    /// A consumer (or the housekeeper) turned the rest of `reservation`
+    /// into padding: this thread appends more slowly than readers wait, so
+    /// reserve only what was used.
     #[cold]
     fn lapsed(&mut self, reservation: Reservation) {
-        self.reservation = None;
+        self.take_reservation();
         self.next_len = reservation.used;
     }
 
-    /// Releases the reservation and claims a new one, with room for
-    /// `aligned` bytes at least.
+    /// Releases the reservation and claims a new one at `now`, with room
+    /// for `aligned` bytes at least.
     #[cold]
     #[inline(never)]
-    fn reserve(&mut self, aligned: usize) -> Result<Reservation, OfferError> {
+    fn reserve(&mut self, aligned: usize, now: u64) -> Result<Reservation, OfferError> {
         self.release();
         let len = self.next_len.clamp(aligned, self.max_len.max(aligned));
         let word = Word0::reservation(len, self.publisher.owner());
@@ -260,8 +296,9 @@ impl ReservingPublisher {
                 write_claim_header(segment, at, word, 0)
             })?;
             if published {
-                let reservation = Reservation { at, rest: len, used: 0 };
+                let reservation = Reservation { at, rest: len, used: 0, since_ns: now };
                 self.reservation = Some(reservation);
+                self.head.rest_at.store(at.position, Ordering::Relaxed);
                 self.next_len = len;
                 return Ok(reservation);
             }
@@ -281,6 +318,7 @@ struct WriteReserved<'a, B: Body + ?Sized> {
     reservation: Reservation,
     word: Word0,
     crc: u32,
+    timestamp: u64,
     body: &'a B,
 }
 
@@ -288,6 +326,42 @@ impl<B: Body + ?Sized> OnSegment<Reserved> for WriteReserved<'_, B> {
     #[inline(always)]
     fn on(self, segment: &Arc<Segment>) -> Reserved {
         let Reservation { at, rest, .. } = self.reservation;
-        write_reserved_frame(segment, at, rest, self.word, self.crc, self.body)
+        write_reserved_frame(segment, at, rest, self.word, self.crc, self.timestamp, self.body)
     }
+}
+
+/// Turns into padding the rest of every reservation of this handle that
+/// has not moved since the last call (a housekeeper tick) nor for
+/// `reserve_linger`: a thread that stopped appending holds no reader, in any
+/// process, much longer than that. Its next take fails, and it reserves anew.
+pub(crate) fn lapse_idle(inner: &Arc<JournalState>) {
+    let size = inner.segment_size();
+    let now = frame::now_ns();
+    let linger_ns = linger_ns(inner);
+    for head in inner.reservation_heads() {
+        let at = head.rest_at.load(Ordering::Relaxed);
+        if at == NO_RESERVATION {
+            continue;
+        }
+        if head.seen_at.swap(at, Ordering::Relaxed) != at {
+            head.seen_since_ns.store(now, Ordering::Relaxed);
+            continue;
+        }
+        if now.saturating_sub(head.seen_since_ns.load(Ordering::Relaxed)) < linger_ns {
+            continue;
+        }
+        // A segment deleted meanwhile took the rest with it.
+        let _ = with_segment(inner, at / size, |segment| {
+            let word = segment.word0((at % size) as usize);
+            let observed = word.load(Ordering::Acquire);
+            if Word0::unpack(observed).is_reservation() {
+                frame::pad_claimed(word, observed);
+            }
+        });
+    }
+}
+
+/// `Config::reserve_linger` of this handle, in ns.
+fn linger_ns(inner: &JournalState) -> u64 {
+    u64::try_from(inner.reserve_linger.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -15,9 +15,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
 use crate::cursor::CursorFile;
@@ -47,6 +49,32 @@ const NO_ROTATION: u64 = u64::MAX;
 static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// State shared by every handle made from one `Journal::open`.
+/// Where one `ReservingPublisher`'s unfilled rest starts, which it updates
+/// as it appends, and where and since when the housekeeper has seen it: a
+/// rest that has not moved for a whole tick, and for `reserve_linger`, is
+/// idle, and the housekeeper lapses it (readers of read-only handles
+/// cannot). `rest_at` is on a cache line of its own: its owner stores to it
+/// on every record.
+pub(crate) struct ReservationHead {
+    pub rest_at: CachePadded<AtomicU64>,
+    pub seen_at: AtomicU64,
+    /// When the housekeeper first saw the rest at `seen_at` (`frame::now_ns`).
+    pub seen_since_ns: AtomicU64,
+}
+
+/// [`ReservationHead::rest_at`] of a publisher that holds no reservation.
+pub(crate) const NO_RESERVATION: u64 = u64::MAX;
+
+impl Default for ReservationHead {
+    fn default() -> ReservationHead {
+        ReservationHead {
+            rest_at: CachePadded::new(AtomicU64::new(NO_RESERVATION)),
+            seen_at: AtomicU64::new(NO_RESERVATION),
+            seen_since_ns: AtomicU64::new(0),
+        }
+    }
+}
+
 pub(crate) struct JournalState {
     pub dir: PathBuf,
     pub meta: Meta,
@@ -72,6 +100,9 @@ pub(crate) struct JournalState {
     /// The compressed segments this handle read last, decompressed (at
     /// most `DECOMPRESSED_KEPT`; each consumer also holds the one it reads).
     decompressed: Mutex<VecDeque<Arc<Segment>>>,
+    /// Where this handle's `ReservingPublisher`s hold reservations, for the
+    /// housekeeper (dead entries are pruned as they are read).
+    reservation_heads: Mutex<Vec<Weak<ReservationHead>>>,
     /// Everything before this position has been msynced by this handle.
     pub flushed_position: AtomicU64,
     /// This handle's slot in the process table (writable handles, while
@@ -164,6 +195,7 @@ impl JournalState {
             rotated_into: AtomicU64::new(NO_ROTATION),
             window: Mutex::new(BTreeMap::new()),
             decompressed: Mutex::new(VecDeque::new()),
+            reservation_heads: Mutex::new(Vec::new()),
             process_slot: slot_owner.as_ref().map(|owner| owner.slot),
             slot_owner,
             level_watchers: Mutex::new(Vec::new()),
@@ -308,6 +340,23 @@ impl JournalState {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// A new [`ReservationHead`], which the housekeeper looks at while it lives.
+    pub fn register_reservation_head(&self) -> Arc<ReservationHead> {
+        let head = Arc::new(ReservationHead::default());
+        if let Ok(mut heads) = self.reservation_heads.lock() {
+            heads.retain(|weak| weak.strong_count() > 0);
+            heads.push(Arc::downgrade(&head));
+        }
+        head
+    }
+
+    /// The live [`ReservationHead`]s of this handle.
+    pub fn reservation_heads(&self) -> Vec<Arc<ReservationHead>> {
+        let Ok(mut heads) = self.reservation_heads.lock() else { return Vec::new() };
+        heads.retain(|weak| weak.strong_count() > 0);
+        heads.iter().filter_map(Weak::upgrade).collect()
     }
 
     pub fn set_housekeeper(&self, handle: JoinHandle<()>) {

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use backwater::{Config, Journal, Priority};
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Small segments; reservations that neither expire nor are lapsed by this
+/// handle's consumers or housekeeper unless a test says otherwise.
 fn config() -> Config {
-    Config::default().segment_size(64 << 10).min_free_disk(0)
+    Config::default().segment_size(64 << 10).min_free_disk(0).reserve_linger(HOUR)
 }
 
 /// Every record in the journal, in position order, as (position, payload).
@@ -73,7 +77,7 @@ fn readers_wait_at_an_unfilled_reservation_until_it_is_released() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path(), config()).unwrap();
     let (mut reserving, positions, after) = a_rest_then_another_record(&journal);
-    let patient = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let patient = Journal::open(dir.path(), config()).unwrap();
     let mut consumer = patient.anonymous_consumer();
     let mut read = Vec::new();
     for _ in 0..3 {
@@ -94,7 +98,7 @@ fn readers_wait_at_an_unfilled_reservation_until_it_is_released() {
 #[test]
 fn dropping_the_handle_releases_its_reservation() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
     let (reserving, positions, after) = a_rest_then_another_record(&journal);
     drop(reserving);
     let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
@@ -106,8 +110,7 @@ fn a_reader_lapses_an_idle_reservation_after_its_linger_and_the_owner_reserves_a
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path(), config()).unwrap();
     let (mut reserving, positions, after) = a_rest_then_another_record(&journal);
-    let hour = Duration::from_secs(3600);
-    let hasty = Journal::open(dir.path(), config().reserve_linger(Duration::ZERO).unblock_timeout(hour)).unwrap();
+    let hasty = Journal::open(dir.path(), config().reserve_linger(Duration::ZERO).unblock_timeout(HOUR)).unwrap();
     let mut consumer = hasty.anonymous_consumer();
     let mut read = Vec::new();
     while read.last() != Some(&after) {
@@ -128,7 +131,7 @@ fn a_reader_lapses_an_idle_reservation_after_its_linger_and_the_owner_reserves_a
 #[test]
 fn a_low_priority_record_goes_after_the_handles_reserved_records() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_secs(3600))).unwrap();
+    let journal = Journal::open(dir.path(), config()).unwrap();
     let mut reserving = journal.publisher().reserving();
     let reserved: Vec<u64> = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).collect();
     let low = reserving.append_with(Priority::Low, b"low").unwrap();
@@ -189,4 +192,59 @@ fn a_slowly_filled_reservation_holds_readers_no_longer_than_the_linger_in_all() 
         }
     }
     panic!("read {read:?}: still behind the reservation after 6 records at a quarter of the linger each");
+}
+
+#[test]
+fn a_reservation_in_a_segment_the_tail_has_left_takes_no_record() {
+    // A ring of 4 segments: the reservation's segment is dropped while its
+    // thread is idle, and the thread's mapping of it outlives the drop.
+    // Its next record must land where consumers can read it, not in the
+    // dropped segment (where `append` returned Ok and nobody could read it).
+    let dir = tempfile::tempdir().unwrap();
+    let ring = config().max_disk_bytes(4 * (64 << 10)).when_full(backwater::WhenFull::DropOldest);
+    let journal = Journal::open(dir.path(), ring).unwrap();
+    let (mut reserving, positions, _) = a_rest_then_another_record(&journal);
+    let publisher = journal.publisher();
+    while journal.first_position() < 64 << 10 {
+        publisher.append(&[1u8; 1000]).unwrap();
+    }
+    let position = reserving.append(b"must be readable").unwrap();
+    assert!(position > *positions.last().unwrap());
+    assert!(position >= journal.first_position(), "appended at {position}, below the first position");
+    let read = read_all(&journal);
+    assert!(read.iter().any(|(at, payload)| *at == position && payload == b"must be readable"));
+}
+
+#[test]
+fn the_owner_takes_no_record_from_a_reservation_older_than_the_linger() {
+    // 30 ms after the reservation, past its 20 ms linger (and the 1-4 ms
+    // clock), but before the housekeeper could have lapsed it (it must see
+    // the rest unmoved a whole 100 ms tick apart): only the owner's own
+    // check keeps the record from landing before one appended meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_millis(20))).unwrap();
+    let mut reserving = journal.publisher().reserving();
+    let reserved: Vec<u64> = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(30)); // the reservation's age, not synchronisation
+    let meanwhile = journal.publisher().append(b"meanwhile").unwrap();
+    assert!(meanwhile > *reserved.last().unwrap());
+    let late = reserving.append(b"late").unwrap();
+    assert!(late > meanwhile, "a record of an expired reservation at {late}, before {meanwhile}");
+}
+
+#[test]
+fn a_read_only_reader_passes_an_idle_reservation_once_its_housekeeper_lapsed_it() {
+    // Read-only handles cannot pad; the owner's handle has no consumer to
+    // do it. Its housekeeper finds the rest unmoved a tick apart and pads it.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), config().reserve_linger(Duration::from_micros(100))).unwrap();
+    let (_reserving, positions, after) = a_rest_then_another_record(&journal);
+    let reader = Journal::open_read_only(dir.path()).unwrap();
+    let mut consumer = reader.anonymous_consumer();
+    let mut read = Vec::new();
+    while read.last() != Some(&after) {
+        let got = consumer.poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10)).unwrap();
+        assert!(got > 0, "the read-only reader stayed at the idle reservation; read {read:?}");
+    }
+    assert_eq!(read, [positions, vec![after]].concat());
 }
