@@ -197,19 +197,33 @@ fn a_slowly_filled_reservation_holds_readers_no_longer_than_the_linger_in_all() 
 #[test]
 fn a_reservation_in_a_segment_the_tail_has_left_takes_no_record() {
     // A ring of 4 segments: the reservation's segment is dropped while its
-    // thread is idle, and the thread's mapping of it outlives the drop.
-    // Its next record must land where consumers can read it, not in the
-    // dropped segment (where `append` returned Ok and nobody could read it).
+    // thread waits, and that thread's mapping of it outlives the drop. Its
+    // next record must land where consumers can read it, not in the dropped
+    // segment (where `append` returned Ok and nobody could read it).
     let dir = tempfile::tempdir().unwrap();
     let ring = config().max_disk_bytes(4 * (64 << 10)).when_full(backwater::WhenFull::DropOldest);
     let journal = Journal::open(dir.path(), ring).unwrap();
-    let (mut reserving, positions, _) = a_rest_then_another_record(&journal);
-    let publisher = journal.publisher();
-    while journal.first_position() < 64 << 10 {
-        publisher.append(&[1u8; 1000]).unwrap();
-    }
-    let position = reserving.append(b"must be readable").unwrap();
-    assert!(position > *positions.last().unwrap());
+    let (reserved_tx, reserved_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let position = std::thread::scope(|scope| {
+        let journal = &journal;
+        let owner = scope.spawn(move || {
+            let mut reserving = journal.publisher().reserving();
+            let positions: Vec<u64> = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).collect();
+            reserved_tx.send(*positions.last().unwrap()).unwrap();
+            resume_rx.recv().unwrap();
+            reserving.append(b"must be readable").unwrap()
+        });
+        let last_reserved = reserved_rx.recv().unwrap();
+        let publisher = journal.publisher();
+        while journal.first_position() < 64 << 10 {
+            publisher.append(&[1u8; 1000]).unwrap();
+        }
+        resume_tx.send(()).unwrap();
+        let position = owner.join().unwrap();
+        assert!(position > last_reserved);
+        position
+    });
     assert!(position >= journal.first_position(), "appended at {position}, below the first position");
     let read = read_all(&journal);
     assert!(read.iter().any(|(at, payload)| *at == position && payload == b"must be readable"));
