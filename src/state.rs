@@ -32,9 +32,11 @@ use crate::writers::WriterLock;
 /// The journal lock's file name.
 pub(crate) const LOCK_FILE: &str = "journal.lock";
 
-/// How long a publisher's path waits for the journal lock before it counts
-/// as stuck (its holders otherwise keep it for a retention pass: at most a
-/// few directory syncs).
+/// How long a publisher's path waits for the journal lock held by another
+/// process before it counts as stuck (its holders otherwise keep it for a
+/// retention pass: at most a few directory syncs). A thread of this handle
+/// holding it is waited for without a limit: see
+/// [`JournalState::lock_for_publisher`].
 const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
 /// Decompressed segments a handle keeps for its readers, besides the one
@@ -118,7 +120,12 @@ pub(crate) struct JournalState {
     /// Held while this handle creates a segment.
     segment_creation: Mutex<()>,
     lock_file: Option<Mutex<File>>,
-    /// Set when `lock_for_publisher` waited `LOCK_PATIENCE` in vain.
+    /// Set while a thread of this handle holds the journal lock whole (the
+    /// mutex and the `flock`): it is at work, not waiting for another
+    /// process.
+    lock_held: AtomicBool,
+    /// Set when `lock_for_publisher` waited `LOCK_PATIENCE` in vain for
+    /// another process.
     lock_stuck: AtomicBool,
     /// This handle's hold on the writers' lock (writable handles only): how
     /// other openers know a writer is alive.
@@ -149,10 +156,20 @@ pub(crate) struct Recycling {
 /// Holds the journal lock (a mutex for this process plus `flock` for others).
 pub(crate) struct JournalLock<'a> {
     file: MutexGuard<'a, File>,
+    held: &'a AtomicBool,
+}
+
+impl<'a> JournalLock<'a> {
+    /// The lock whole: `file`'s mutex guard with the `flock` taken.
+    fn new(file: MutexGuard<'a, File>, held: &'a AtomicBool) -> JournalLock<'a> {
+        held.store(true, Ordering::Release);
+        JournalLock { file, held }
+    }
 }
 
 impl Drop for JournalLock<'_> {
     fn drop(&mut self) {
+        self.held.store(false, Ordering::Release);
         let _ = rustix::fs::flock(&*self.file, rustix::fs::FlockOperation::Unlock);
     }
 }
@@ -203,6 +220,7 @@ impl JournalState {
             recycling: Mutex::new(Recycling::default()),
             segment_creation: Mutex::new(()),
             lock_file: lock,
+            lock_held: AtomicBool::new(false),
             lock_stuck: AtomicBool::new(false),
             writer_lock,
             stopping: AtomicBool::new(false),
@@ -228,7 +246,13 @@ impl JournalState {
     }
 
     /// The journal lock for work on a publisher's path (making room,
-    /// creating a segment): waits at most `LOCK_PATIENCE` for it, and not at
+    /// creating a segment). Held by another thread of this handle at work
+    /// (its housekeeper, which runs at the lowest priority and may be
+    /// descheduled for a long while on a loaded machine), it is waited for:
+    /// that thread lets go once its step is done, and a process stopped
+    /// while holding it would have stopped this thread too. Held by another
+    /// process (its `flock`, or this handle's mutex by a thread waiting for
+    /// that `flock`), it is waited for at most `LOCK_PATIENCE`, and not at
     /// all once it was found stuck (held that long: a process stopped while
     /// holding it, by SIGSTOP or a debugger), until it is free again. So a
     /// publisher never blocks on another process; the caller turns
@@ -236,7 +260,7 @@ impl JournalState {
     pub fn lock_for_publisher(&self) -> Result<JournalLock<'_>> {
         let Some(lock) = &self.lock_file else { return Err(Error::ReadOnly { path: self.dir.clone() }) };
         let patience = if self.lock_stuck.load(Ordering::Acquire) { Duration::ZERO } else { LOCK_PATIENCE };
-        let deadline = Instant::now() + patience;
+        let mut deadline = Instant::now() + patience;
         let mut idle = crate::idle::Idle::default();
         loop {
             let file = match lock.try_lock() {
@@ -244,15 +268,23 @@ impl JournalState {
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => None,
             };
-            if let Some(file) = file {
-                match rustix::fs::flock(&*file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            match file {
+                Some(file) => match rustix::fs::flock(&*file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                     Ok(()) => {
                         self.lock_stuck.store(false, Ordering::Release);
-                        return Ok(JournalLock { file });
+                        return Ok(JournalLock::new(file, &self.lock_held));
                     }
                     Err(rustix::io::Errno::WOULDBLOCK) => {}
                     Err(e) => return Err(Error::io(self.dir.join(LOCK_FILE), "flock", e.into())),
+                },
+                // A thread of this handle holds it whole: the patience is
+                // for other processes, counted from when it lets go.
+                None if self.lock_held.load(Ordering::Acquire) => {
+                    idle.idle(None);
+                    deadline = Instant::now() + patience;
+                    continue;
                 }
+                None => {}
             }
             if Instant::now() >= deadline {
                 self.lock_stuck.store(true, Ordering::Release);
@@ -265,7 +297,7 @@ impl JournalState {
     /// Takes the journal lock (this process's mutex, then `flock`).
     pub fn lock(&self) -> Result<JournalLock<'_>> {
         match &self.lock_file {
-            Some(lock) => lock_exclusive(lock),
+            Some(lock) => lock_exclusive(lock, &self.lock_held),
             None => Err(Error::ReadOnly { path: self.dir.clone() }),
         }
     }
@@ -475,9 +507,11 @@ impl JournalState {
     }
 }
 
-fn lock_exclusive(lock: &Mutex<File>) -> Result<JournalLock<'_>> {
+/// Waits for the mutex, then for the `flock` (with the mutex held, but not
+/// `held`: a publisher waiting meanwhile waits for another process).
+fn lock_exclusive<'a>(lock: &'a Mutex<File>, held: &'a AtomicBool) -> Result<JournalLock<'a>> {
     let file = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     rustix::fs::flock(&*file, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| Error::io(LOCK_FILE, "flock", e.into()))?;
-    Ok(JournalLock { file })
+    Ok(JournalLock::new(file, held))
 }

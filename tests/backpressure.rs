@@ -190,6 +190,72 @@ fn evict_slowest_detaches_the_slow_consumer_and_spares_the_fast_one() {
     assert!(!drain(&mut slow).unwrap().is_empty());
 }
 
+/// The CI failure of the test above on a loaded machine (`offer` refused
+/// with `BackPressured` at fill 0.5): the housekeeper, which runs at the
+/// lowest priority, held the journal lock (a retention pass) while another
+/// build took both cores, for longer than the 200 ms a publisher's path
+/// waits for a stopped process; the publisher, rotating into a segment the
+/// housekeeper had not prepared yet, could neither create it nor drop a
+/// segment, and pushed back far below the high watermark. A thread of the
+/// publisher's own handle is never a stopped process: the offer waits for
+/// it. Here the housekeeper is held inside a retention pass's directory
+/// sync, under the journal lock, for a second.
+#[test]
+fn a_dropping_policy_waits_for_its_own_housekeeper_holding_the_journal_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    const HELD: Duration = Duration::from_secs(1);
+    for policy in [WhenFull::EvictSlowest, WhenFull::DropOldest] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = budgeted(dir.path(), policy);
+        let mut reader = journal.consumer("reader").unwrap();
+        let publisher = journal.publisher();
+        offer_until_past(&journal, &publisher, 2 * MIB + 1000);
+        // Segment 3 ready: the housekeeper's next directory sync is the
+        // deletion of a consumed segment (its retention pass, under the lock).
+        prepare_while_busy(&journal).unwrap();
+        let (armed, holding) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
+        let hook = {
+            let (dir, armed, holding) = (dir.path().to_path_buf(), Arc::clone(&armed), Arc::clone(&holding));
+            move |event: &backwater::sync_trace::SyncEvent<'_>| {
+                let ours = matches!(event, backwater::sync_trace::SyncEvent::Directory { path } if *path == dir);
+                let housekeeper = std::thread::current().name() == Some("backwater-housekeeper");
+                if ours && housekeeper && armed.swap(false, Ordering::AcqRel) {
+                    holding.store(true, Ordering::Release);
+                    std::thread::sleep(HELD);
+                }
+            }
+        };
+        backwater::sync_trace::set_hook(Some(Box::new(hook)));
+        drain(&mut reader).unwrap();
+        reader.commit().unwrap();
+        let waited = Instant::now();
+        while !holding.load(Ordering::Acquire) {
+            assert!(waited.elapsed() < Duration::from_secs(30), "{policy:?}: the housekeeper never deleted a segment");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Two rotations: into segment 3 (prepared), then into segment 4,
+        // which the held housekeeper has not prepared: creating it takes
+        // the journal lock.
+        let started = Instant::now();
+        let mut refused = None;
+        while journal.tail_position() < 4 * MIB + 1000 {
+            if let Err(refusal) = publisher.offer(&[7u8; 1000]) {
+                refused = Some(refusal);
+                break;
+            }
+        }
+        let elapsed = started.elapsed();
+        backwater::sync_trace::set_hook(None);
+        let fill = journal.stats().fill;
+        assert!(refused.is_none(), "{policy:?}: refused at fill {fill:.3} after {elapsed:?}: {refused:?}");
+        assert!(fill < 0.6, "{policy:?}: fill {fill}");
+        assert_eq!(journal.stats().back_pressured, 0, "{policy:?}");
+    }
+}
+
 /// An evicted consumer that had read past its committed cursor is told the
 /// loss from where it had read to, not from the cursor the evictor saw:
 /// the records between were handed to it before they were deleted.
