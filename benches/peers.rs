@@ -78,6 +78,20 @@ enum Space {
     FullRing,
 }
 
+/// `n` records of `PAYLOAD` through `publisher` (any kind), by `append`
+/// (blocking, as a user writes it) or `offer`.
+macro_rules! publish {
+    ($publisher:expr, $n:expr, $append:expr) => {
+        for _ in 0..$n {
+            if $append {
+                $publisher.append(&PAYLOAD).map(drop).unwrap()
+            } else {
+                $publisher.offer(&PAYLOAD).map(drop).unwrap()
+            }
+        }
+    };
+}
+
 fn backwater(dir: &Path, n: u64, setup: Setup) -> Timing {
     use backwater::{Config, Journal, Seek, WhenFull};
     let mut config = Config::default().segment_size(SEGMENT).min_free_disk(0);
@@ -105,40 +119,18 @@ fn backwater(dir: &Path, n: u64, setup: Setup) -> Timing {
     match setup.publisher {
         Kind::Exclusive => {
             let mut publisher = journal.exclusive_publisher().unwrap();
-            for _ in 0..n {
-                if setup.append {
-                    publisher.append(&PAYLOAD).map(drop).unwrap()
-                } else {
-                    publisher.offer(&PAYLOAD).map(drop).unwrap()
-                }
-            }
+            publish!(publisher, n, setup.append);
         }
         Kind::Shared { threads } => std::thread::scope(|scope| {
             for _ in 0..threads {
                 let publisher = journal.publisher();
-                scope.spawn(move || {
-                    for _ in 0..n / threads {
-                        if setup.append {
-                            publisher.append(&PAYLOAD).map(drop).unwrap()
-                        } else {
-                            publisher.offer(&PAYLOAD).map(drop).unwrap()
-                        }
-                    }
-                });
+                scope.spawn(move || publish!(publisher, n / threads, setup.append));
             }
         }),
         Kind::Reserving { threads } => std::thread::scope(|scope| {
             for _ in 0..threads {
                 let mut publisher = journal.publisher().reserving();
-                scope.spawn(move || {
-                    for _ in 0..n / threads {
-                        if setup.append {
-                            publisher.append(&PAYLOAD).map(drop).unwrap()
-                        } else {
-                            publisher.offer(&PAYLOAD).map(drop).unwrap()
-                        }
-                    }
-                });
+                scope.spawn(move || publish!(publisher, n / threads, setup.append));
             }
         }),
     }

@@ -23,6 +23,17 @@ fn read_all(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
     records
 }
 
+/// The positions `consumer` reads up to `last`, waiting (up to 10 s a call)
+/// for each record that is not there yet.
+fn read_until(consumer: &mut backwater::Consumer, last: u64) -> Vec<u64> {
+    let mut read = Vec::new();
+    while read.last() != Some(&last) {
+        let got = consumer.poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10)).unwrap();
+        assert!(got > 0, "the reader stayed at the idle reservation; read {read:?}");
+    }
+    read
+}
+
 #[test]
 fn threads_with_a_reservation_each_keep_their_order_and_every_record_is_read_once() {
     // 64 KiB segments and records of 40 to 1000 bytes: reservations end at
@@ -112,11 +123,7 @@ fn a_reader_lapses_an_idle_reservation_after_its_linger_and_the_owner_reserves_a
     let (mut reserving, positions, after) = a_rest_then_another_record(&journal);
     let hasty = Journal::open(dir.path(), config().reserve_linger(Duration::ZERO).unblock_timeout(HOUR)).unwrap();
     let mut consumer = hasty.anonymous_consumer();
-    let mut read = Vec::new();
-    while read.last() != Some(&after) {
-        let got = consumer.poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10)).unwrap();
-        assert!(got > 0, "the reader stayed at the idle reservation; read {read:?}");
-    }
+    let mut read = read_until(&mut consumer, after);
     assert_eq!(read, [positions, vec![after]].concat());
 
     // The owner finds its rest lapsed and appends in a new reservation,
@@ -255,10 +262,5 @@ fn a_read_only_reader_passes_an_idle_reservation_once_its_housekeeper_lapsed_it(
     let (_reserving, positions, after) = a_rest_then_another_record(&journal);
     let reader = Journal::open_read_only(dir.path()).unwrap();
     let mut consumer = reader.anonymous_consumer();
-    let mut read = Vec::new();
-    while read.last() != Some(&after) {
-        let got = consumer.poll_wait(|record| read.push(record.position()), 100, Duration::from_secs(10)).unwrap();
-        assert!(got > 0, "the read-only reader stayed at the idle reservation; read {read:?}");
-    }
-    assert_eq!(read, [positions, vec![after]].concat());
+    assert_eq!(read_until(&mut consumer, after), [positions, vec![after]].concat());
 }
