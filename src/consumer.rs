@@ -830,6 +830,11 @@ enum Other {
     Stop { more: bool },
 }
 
+/// Where the reservation `hole` is in ends, if it is in one.
+fn seen_end(hole: &Option<Hole>) -> Option<u64> {
+    hole.and_then(|seen| seen.reservation_end)
+}
+
 /// An uncommitted frame below the tail where a consumer stopped: since
 /// when, and how long it may stay so before the consumer pads it. A
 /// reservation is one hole wherever in it the consumer stops, so that a
@@ -865,10 +870,14 @@ fn unblock(inner: &JournalState, segment: &Segment, position: u64, word: u64, ho
     let reservation_end =
         observed.is_reservation().then(|| position + frame::align(observed.length.unsigned_abs() as usize) as u64);
     let timeout = if reservation_end.is_some() { inner.reserve_linger } else { inner.unblock_timeout };
+    // The same hole: the same reservation, wherever in it, or the same
+    // frame still uncommitted (a reservation taken there since is a claim
+    // whose own timeout starts now).
+    let same_reservation = reservation_end.is_some() && seen_end(hole) == reservation_end;
+    let same_claim = reservation_end.is_none()
+        && hole.is_some_and(|seen| seen.position == position && seen.reservation_end.is_none());
     match hole {
-        Some(seen)
-            if seen.position == position || reservation_end.is_some() && seen.reservation_end == reservation_end =>
-        {
+        Some(seen) if same_reservation || same_claim => {
             *seen = Hole { position, timeout, reservation_end, ..*seen };
             if seen.since.elapsed() < timeout || !inner.writable() {
                 return false;
@@ -917,6 +926,40 @@ fn pad_empty(inner: &JournalState, segment: &Segment, offset: usize) -> bool {
 mod tests {
     use super::*;
     use crate::{Config, Journal};
+
+    /// A reader that waited at a reservation longer than its
+    /// `unblock_timeout` must not pad the claim its owner then takes there
+    /// at once: the claim's timeout starts when it is seen. (Review of the
+    /// consumer's `Hole`: the hole kept the reservation's start.) The owner's
+    /// take, which the public API makes and commits in one call, is staged.
+    #[test]
+    fn a_claim_taken_where_a_reader_waited_at_a_reservation_gets_its_own_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 64 << 10;
+        let hour = Duration::from_secs(3600);
+        let config = Config::default().segment_size(size).min_free_disk(0).reserve_linger(hour);
+        let journal = Journal::open(dir.path(), config.unblock_timeout(Duration::from_millis(50))).unwrap();
+        let mut reserving = journal.publisher().reserving();
+        // Reservations of 1, 2 and 4 frames: the fourth record leaves a rest.
+        let last = (0..4u8).map(|n| reserving.append(&[n; 20]).unwrap()).last().unwrap();
+        let rest = last + frame::aligned_frame_len(20) as u64;
+        journal.publisher().append(b"after").unwrap();
+        let mut consumer = journal.anonymous_consumer();
+        assert_eq!(consumer.poll(|_| {}, 100).unwrap(), 4);
+        std::thread::sleep(Duration::from_millis(100)); // the hole's age, past unblock_timeout
+        let word_at_rest = |f: &dyn Fn(&std::sync::atomic::AtomicU64) -> u64| {
+            let offset = (rest % size) as usize;
+            crate::thread_cache::with_segment(journal.inner.state(), rest / size, |segment| f(segment.word0(offset)))
+                .unwrap()
+        };
+        let reserved = word_at_rest(&|word| word.load(Ordering::Acquire));
+        assert!(Word0::unpack(reserved).is_reservation());
+        let claimed = Word0::data(crate::Priority::Normal, 20, 0).claimed().pack();
+        word_at_rest(&|word| word.compare_exchange(reserved, claimed, Ordering::AcqRel, Ordering::Acquire).unwrap());
+        consumer.poll(|_| {}, 100).unwrap();
+        assert_eq!(word_at_rest(&|word| word.load(Ordering::Acquire)), claimed, "the fresh claim was padded");
+        drop(reserving);
+    }
 
     /// A policy moves the first position before it deletes a segment; a
     /// consumer that read the first position just before that, and opens

@@ -60,7 +60,8 @@ pub struct SegmentInfo {
     pub last_timestamp: Option<u64>,
     /// Where it stands relative to the tail.
     pub state: SegmentState,
-    /// Holes or damaged frames found (see `backwater verify`).
+    /// Holes or damaged frames found (see `backwater verify`; the rest of a
+    /// live thread's reservation is not one).
     pub problems: usize,
     /// Bytes its file holds on disk: the segment size for a raw segment,
     /// the compressed file's length for a compressed one.
@@ -149,7 +150,9 @@ impl Journal {
                 first_timestamp: scan.first_timestamp,
                 last_timestamp: scan.last_timestamp,
                 state,
-                problems: scan.holes.len() + scan.faults.len(),
+                // A reservation's rest is room a live thread holds, not a hole.
+                problems: scan.holes.iter().filter(|&&(offset, _)| !recovery::is_reservation(&segment, offset)).count()
+                    + scan.faults.len(),
                 disk_bytes: segment.compressed().map_or(inner.segment_size(), |header| header.file_len()),
                 compressed: segment.compressed().is_some(),
             });

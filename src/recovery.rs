@@ -88,6 +88,12 @@ pub fn scan(segment: &Segment) -> SegmentScan {
     report
 }
 
+/// Whether the frame at `offset` is the unfilled rest of a reservation:
+/// room a `ReservingPublisher` holds for its next records, no record.
+pub(crate) fn is_reservation(segment: &Segment, offset: usize) -> bool {
+    Word0::unpack(segment.word0(offset).load(Ordering::Acquire)).is_reservation()
+}
+
 /// The first offset at or after `from` where a committed, valid frame starts.
 pub(crate) fn next_valid_frame(segment: &Segment, from: usize) -> Option<usize> {
     let bytes = segment.bytes();
@@ -570,9 +576,7 @@ pub fn verify(dir: &Path, mut on_segment: impl FnMut(u64, u64)) -> Result<Verify
         // So is, anywhere, the rest of a reservation: room a live thread's
         // `ReservingPublisher` holds for its next records (no record yet).
         let settled = !writer_alive || index + 1 < tail_index;
-        let held = |offset: usize| {
-            writer_alive && Word0::unpack(segment.word0(offset).load(Ordering::Acquire)).is_reservation()
-        };
+        let held = |offset: usize| writer_alive && is_reservation(&segment, offset);
         for &(offset, len) in scan.holes.iter().filter(|&&(offset, _)| settled && !held(offset)) {
             note(offset, format!("{len} bytes claimed but never committed, before committed frames"));
         }

@@ -149,7 +149,7 @@ fn a_low_priority_record_goes_after_the_handles_reserved_records() {
 }
 
 #[test]
-fn verify_does_not_report_a_live_threads_reservation_as_a_hole() {
+fn verify_and_segments_do_not_report_a_live_threads_reservation_as_a_hole() {
     // A thread that stopped appending keeps its rest while others append on
     // for segments: with no consumer to lapse it, a live `verify` finds an
     // uncommitted frame in a settled segment, which is no finding while the
@@ -163,6 +163,9 @@ fn verify_does_not_report_a_live_threads_reservation_as_a_hole() {
     }
     let report = backwater::recovery::verify(dir.path(), |_, _| {}).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // Nor does `backwater segments`.
+    let problems: usize = journal.segment_infos().unwrap().iter().map(|info| info.problems).sum();
+    assert_eq!(problems, 0);
     drop(reserving);
 }
 
