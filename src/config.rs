@@ -489,9 +489,11 @@ impl Config {
 
     /// How long a [`ReservingPublisher`](crate::ReservingPublisher)'s
     /// reservation lives (this handle; default 100 µs): its owner takes no
-    /// record from one older than this, and a consumer of this handle that
-    /// has waited this long at a reservation's unwritten rest turns the rest
-    /// into padding (read-only handles never do). A reservation holds no
+    /// record from one older than this (by the 1–4 ms clock records are
+    /// stamped with), and a consumer of this handle that has waited this
+    /// long at a reservation's unwritten rest turns the rest into padding
+    /// (read-only handles never do; for them the owner's housekeeper pads
+    /// a rest unmoved for a tick and for this long). A reservation holds no
     /// record, so nothing is lost; this bounds how long records appended
     /// after it by other threads wait unread behind a thread that stopped
     /// appending.

@@ -694,9 +694,7 @@ fn write_chunk<R: AsRef<[u8]>>(segment: &Segment, mut at: Claimed, records: &[R]
         } else if write_claim_header(segment, at, word, 0) {
             frame::pad_claimed(segment.word0(at.offset), word.pack());
         }
-        let aligned = frame::aligned_frame_len(payload.len());
-        at.offset += aligned;
-        at.position += aligned as u64;
+        at = at.advanced(frame::aligned_frame_len(payload.len()));
     }
     written
 }
