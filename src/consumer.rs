@@ -830,11 +830,6 @@ enum Other {
     Stop { more: bool },
 }
 
-/// Where the reservation `hole` is in ends, if it is in one.
-fn seen_end(hole: &Option<Hole>) -> Option<u64> {
-    hole.and_then(|seen| seen.reservation_end)
-}
-
 /// An uncommitted frame below the tail where a consumer stopped: since
 /// when, and how long it may stay so before the consumer pads it. A
 /// reservation is one hole wherever in it the consumer stops, so that a
@@ -873,11 +868,12 @@ fn unblock(inner: &JournalState, segment: &Segment, position: u64, word: u64, ho
     // The same hole: the same reservation, wherever in it, or the same
     // frame still uncommitted (a reservation taken there since is a claim
     // whose own timeout starts now).
-    let same_reservation = reservation_end.is_some() && seen_end(hole) == reservation_end;
-    let same_claim = reservation_end.is_none()
-        && hole.is_some_and(|seen| seen.position == position && seen.reservation_end.is_none());
+    let same = hole.is_some_and(|seen| match reservation_end {
+        Some(_) => seen.reservation_end == reservation_end,
+        None => seen.position == position && seen.reservation_end.is_none(),
+    });
     match hole {
-        Some(seen) if same_reservation || same_claim => {
+        Some(seen) if same => {
             *seen = Hole { position, timeout, reservation_end, ..*seen };
             if seen.since.elapsed() < timeout || !inner.writable() {
                 return false;

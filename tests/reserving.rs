@@ -34,6 +34,11 @@ fn read_until(consumer: &mut backwater::Consumer, last: u64) -> Vec<u64> {
     read
 }
 
+/// The positions of every record in the journal, in order.
+fn read_positions(journal: &Journal) -> Vec<u64> {
+    read_all(journal).into_iter().map(|(position, _)| position).collect()
+}
+
 #[test]
 fn threads_with_a_reservation_each_keep_their_order_and_every_record_is_read_once() {
     // 64 KiB segments and records of 40 to 1000 bytes: reservations end at
@@ -112,7 +117,7 @@ fn dropping_the_handle_releases_its_reservation() {
     let journal = Journal::open(dir.path(), config()).unwrap();
     let (reserving, positions, after) = a_rest_then_another_record(&journal);
     drop(reserving);
-    let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
+    let read = read_positions(&journal);
     assert_eq!(read, [positions, vec![after]].concat());
 }
 
@@ -144,7 +149,7 @@ fn a_low_priority_record_goes_after_the_handles_reserved_records() {
     let low = reserving.append_with(Priority::Low, b"low").unwrap();
     assert!(low > *reserved.last().unwrap());
     // The reservation was released for it: a reader passes at once.
-    let read: Vec<u64> = read_all(&journal).into_iter().map(|(position, _)| position).collect();
+    let read = read_positions(&journal);
     assert_eq!(read, [reserved, vec![low]].concat());
 }
 
